@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/term"
+
+	"github.com/relocvol/relocvol/backends/loop"
+	"github.com/relocvol/relocvol/controller"
+	"github.com/relocvol/relocvol/fencing"
+	"github.com/relocvol/relocvol/internal/config"
+	"github.com/relocvol/relocvol/internal/etcdembed"
+	"github.com/relocvol/relocvol/internal/execx"
+	"github.com/relocvol/relocvol/internal/fsutil"
+	"github.com/relocvol/relocvol/internal/store"
+	"github.com/relocvol/relocvol/plugin"
+)
+
+func pluginCmd() *cobra.Command {
+	cfg := config.Defaults()
+	cmd := &cobra.Command{
+		Use:   "plugin",
+		Short: "Serve the Docker VolumeDriver socket (the managed plugin's entrypoint)",
+		Long: `Serve the Docker VolumeDriver socket.
+
+Every flag can also be set with its RELOCVOL_* environment variable (the
+flag wins), e.g. --etcd-endpoints = RELOCVOL_ETCD_ENDPOINTS; in the managed
+plugin: docker plugin set relocvol RELOCVOL_ETCD_ENDPOINTS=http://etcd1:2379`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.ApplyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return fmt.Errorf("invalid configuration:\n%w", err)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			return runPlugin(ctx, cfg)
+		},
+	}
+	cfg.Bind(cmd.Flags())
+	return cmd
+}
+
+func newLogger(level string) *logrus.Logger {
+	log := logrus.New()
+	log.SetOutput(os.Stdout)
+	lvl, _ := logrus.ParseLevel(level) // validated
+	log.SetLevel(lvl)
+	if !term.IsTerminal(int(os.Stdout.Fd())) {
+		log.SetFormatter(&logrus.JSONFormatter{})
+	}
+	return log
+}
+
+// runPlugin assembles the daemon: etcd (embedded unless endpoints are set),
+// the store, the backend, fencing, the host's liveness, then recovery of the
+// previous state before the socket is served.
+func runPlugin(ctx context.Context, cfg config.Config) error {
+	log := newLogger(cfg.LogLevel)
+	for _, dir := range []string{cfg.StateDir, cfg.MountRoot} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	endpoints := cfg.EtcdEndpoints
+	if len(endpoints) == 0 {
+		dir := filepath.Join(cfg.StateDir, "etcd")
+		srv, err := etcdembed.Start(dir, cfg.EmbeddedEtcd, etcdembed.Options{})
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		endpoints = srv.Endpoints()
+		log.WithFields(logrus.Fields{"endpoints": endpoints, "dir": dir}).Info("started embedded etcd")
+	}
+	cli, err := store.Dial(ctx, endpoints, store.TLSFiles{CA: cfg.EtcdCA, Cert: cfg.EtcdCert, Key: cfg.EtcdKey})
+	if err != nil {
+		return err
+	}
+	defer func(cli *clientv3.Client) { _ = cli.Close() }(cli) // before the embedded server closes
+	st := store.New(cli, cfg.EtcdPrefix)
+
+	run := &execx.OS{Log: log}
+	be, err := loop.New(cfg.SANDir, run, loop.WithLogger(log))
+	if err != nil {
+		return err
+	}
+	hb := controller.NewHeartbeat(st, cfg.Host, cfg.LeaseTTL, cfg.StateDir, version, log)
+	drv := plugin.New(st, be, fsutil.FS{Run: run}, fencing.None{Log: log}, hb, plugin.Options{
+		Host: cfg.Host, MountRoot: cfg.MountRoot, Defaults: cfg.SpecDefaults(), Log: log,
+	})
+	hb.BeforeJoin = drv.Recover
+	if err := hb.Start(ctx); err != nil {
+		return err
+	}
+	log.WithFields(logrus.Fields{
+		"socket": cfg.Socket, "backend": be.Name(), "san": cfg.SANDir, "etcd": endpoints, "version": version,
+	}).Info("relocvol plugin ready")
+	return plugin.Serve(ctx, cfg.Socket, drv)
+}

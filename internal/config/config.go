@@ -1,0 +1,186 @@
+// Package config holds relocvol's one typed configuration. Every field has a
+// command-line flag and a RELOCVOL_* environment variable of the same name,
+// which is also how the managed plugin is configured (`docker plugin set
+// relocvol RELOCVOL_...`, the settable env of config.json). Validate reports
+// every problem at once, naming the setting and what to do.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/pflag"
+
+	"github.com/relocvol/relocvol/internal/spec"
+)
+
+// Config is the whole configuration of a relocvol host.
+type Config struct {
+	Host          string        // this host's name in the cluster
+	EtcdEndpoints []string      // empty: start an embedded single-member etcd
+	EtcdCA        string        // TLS: CA bundle to verify the etcd servers
+	EtcdCert      string        // TLS: client certificate
+	EtcdKey       string        // TLS: client key
+	EtcdPrefix    string        // key prefix, so one etcd can serve several clusters
+	EmbeddedEtcd  string        // client address of the embedded etcd
+	Backend       string        // "loop"
+	SANDir        string        // loop backend: the shared folder holding the images
+	StateDir      string        // host-local state (embedded etcd data, lease file)
+	MountRoot     string        // where volumes are mounted (the plugin's propagatedMount)
+	Socket        string        // the VolumeDriver socket
+	Fencing       string        // "none"
+	LeaseTTL      time.Duration // host liveness lease
+	DefaultSize   string        // size of a volume created without -o size
+	DefaultFS     string        // fs of a volume created without -o fs
+	LogLevel      string
+}
+
+// Defaults returns the configuration a one-host development setup works with.
+func Defaults() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Host:         host,
+		EtcdPrefix:   "/relocvol",
+		EmbeddedEtcd: "127.0.0.1:12379",
+		Backend:      "loop",
+		SANDir:       "/var/lib/relocvol/san",
+		StateDir:     "/var/lib/relocvol",
+		MountRoot:    "/mnt/volumes",
+		Socket:       "/run/docker/plugins/relocvol.sock",
+		Fencing:      "none",
+		LeaseTTL:     5 * time.Second,
+		DefaultSize:  "1G",
+		DefaultFS:    "ext4",
+		LogLevel:     "info",
+	}
+}
+
+// EnvName is the environment variable that backs a flag.
+func EnvName(flag string) string {
+	return "RELOCVOL_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// Bind registers every setting as a flag on fs. Call ApplyEnv after parsing.
+func (c *Config) Bind(fs *pflag.FlagSet) {
+	fs.StringVar(&c.Host, "host", c.Host, "this host's name in the cluster (default: the machine's hostname)")
+	fs.StringSliceVar(&c.EtcdEndpoints, "etcd-endpoints", c.EtcdEndpoints, "etcd client URLs, comma-separated; empty starts an embedded single-member etcd under --state-dir")
+	fs.StringVar(&c.EtcdCA, "etcd-ca", c.EtcdCA, "CA file to verify the etcd servers (TLS)")
+	fs.StringVar(&c.EtcdCert, "etcd-cert", c.EtcdCert, "client certificate file for etcd (TLS)")
+	fs.StringVar(&c.EtcdKey, "etcd-key", c.EtcdKey, "client key file for etcd (TLS)")
+	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", c.EtcdPrefix, "prefix of every relocvol key in etcd")
+	fs.StringVar(&c.EmbeddedEtcd, "embedded-etcd", c.EmbeddedEtcd, "client address (host:port) of the embedded etcd, used when --etcd-endpoints is empty")
+	fs.StringVar(&c.Backend, "backend", c.Backend, "storage backend: loop")
+	fs.StringVar(&c.SANDir, "san-dir", c.SANDir, "loop backend: shared folder that holds one image file per volume")
+	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "host-local state folder (embedded etcd data, lease)")
+	fs.StringVar(&c.MountRoot, "mount-root", c.MountRoot, "folder under which volumes are mounted (the plugin's propagatedMount)")
+	fs.StringVar(&c.Socket, "socket", c.Socket, "path of the VolumeDriver unix socket")
+	fs.StringVar(&c.Fencing, "fencing", c.Fencing, "fencing method: none")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "host liveness lease TTL (at least 2s)")
+	fs.StringVar(&c.DefaultSize, "default-size", c.DefaultSize, "size of a volume created without -o size")
+	fs.StringVar(&c.DefaultFS, "default-fs", c.DefaultFS, "filesystem of a volume created without -o fs: ext4 or xfs")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
+}
+
+// ApplyEnv sets every flag not given on the command line from its
+// RELOCVOL_* variable, so flags win over the environment.
+func ApplyEnv(fs *pflag.FlagSet) error {
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		v, ok := os.LookupEnv(EnvName(f.Name))
+		if !ok || f.Changed {
+			return
+		}
+		if sv, isSlice := f.Value.(pflag.SliceValue); isSlice {
+			// An empty variable means "none", not one empty element.
+			var items []string
+			for _, s := range strings.Split(v, ",") {
+				if s = strings.TrimSpace(s); s != "" {
+					items = append(items, s)
+				}
+			}
+			if err := sv.Replace(items); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err))
+			}
+			return
+		}
+		if err := f.Value.Set(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// Validate reports every invalid setting.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(flag, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("--%s (%s): %s", flag, EnvName(flag), fmt.Sprintf(format, a...)))
+	}
+	if c.Host == "" {
+		bad("host", "empty: set a host name unique in the cluster")
+	} else if err := spec.ValidateName(c.Host); err != nil || strings.Contains(c.Host, "..") {
+		bad("host", "%q is not a usable host name: use letters, digits, '.', '_' and '-'", c.Host)
+	}
+	for _, ep := range c.EtcdEndpoints {
+		if !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {
+			bad("etcd-endpoints", "%q is not a URL: use http://host:2379 or https://host:2379", ep)
+		}
+	}
+	tls := 0
+	for flag, f := range map[string]string{"etcd-ca": c.EtcdCA, "etcd-cert": c.EtcdCert, "etcd-key": c.EtcdKey} {
+		if f == "" {
+			continue
+		}
+		tls++
+		if _, err := os.Stat(f); err != nil {
+			bad(flag, "cannot read %s: %v", f, err)
+		}
+	}
+	if (c.EtcdCert == "") != (c.EtcdKey == "") {
+		bad("etcd-cert", "--etcd-cert and --etcd-key go together: set both or neither")
+	}
+	if tls > 0 && len(c.EtcdEndpoints) == 0 {
+		bad("etcd-endpoints", "TLS files are set but no endpoints: TLS applies to an external etcd only")
+	}
+	if !strings.HasPrefix(c.EtcdPrefix, "/") || strings.HasSuffix(c.EtcdPrefix, "/") {
+		bad("etcd-prefix", "%q must start with / and not end with one, e.g. /relocvol", c.EtcdPrefix)
+	}
+	if len(c.EtcdEndpoints) == 0 && !strings.Contains(c.EmbeddedEtcd, ":") {
+		bad("embedded-etcd", "%q is not host:port", c.EmbeddedEtcd)
+	}
+	if c.Backend != "loop" {
+		bad("backend", "unknown backend %q: use loop", c.Backend)
+	}
+	for flag, dir := range map[string]string{"san-dir": c.SANDir, "state-dir": c.StateDir, "mount-root": c.MountRoot, "socket": c.Socket} {
+		if !filepath.IsAbs(dir) {
+			bad(flag, "%q must be an absolute path", dir)
+		}
+	}
+	if c.Fencing != "none" {
+		bad("fencing", "unknown fencing method %q: use none (scsi3 comes with the lvm backend)", c.Fencing)
+	}
+	if c.LeaseTTL < 2*time.Second || c.LeaseTTL%time.Second != 0 {
+		bad("lease-ttl", "%s: use whole seconds, at least 2s (etcd grants no shorter lease)", c.LeaseTTL)
+	}
+	if _, err := spec.ParseSize(c.DefaultSize); err != nil {
+		bad("default-size", "%v", err)
+	}
+	if _, ok := spec.Filesystems[c.DefaultFS]; !ok {
+		bad("default-fs", "%q: use ext4 or xfs", c.DefaultFS)
+	}
+	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
+		bad("log-level", "%q: use debug, info, warn or error", c.LogLevel)
+	}
+	return errors.Join(errs...)
+}
+
+// SpecDefaults returns the defaults for volume options. Call after Validate.
+func (c *Config) SpecDefaults() spec.Defaults {
+	size, _ := spec.ParseSize(c.DefaultSize)
+	return spec.Defaults{Size: size, FS: c.DefaultFS}
+}

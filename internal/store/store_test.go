@@ -1,0 +1,190 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/relocvol/relocvol/internal/store"
+	"github.com/relocvol/relocvol/internal/testenv"
+)
+
+func newStore(t *testing.T) (*store.Store, *clientv3.Client) {
+	cli := testenv.EtcdClient(t, testenv.Etcd(t))
+	return store.New(cli, "/test"), cli
+}
+
+func TestCreateVolumeOnlyOnce(t *testing.T) {
+	st, _ := newStore(t)
+	ctx := context.Background()
+	v := store.Volume{Name: "db", Size: 1 << 30, FS: "ext4", State: store.StateCreating, CreatedBy: "a"}
+	created, _, rev, err := st.CreateVolume(ctx, v)
+	if err != nil || !created || rev == 0 {
+		t.Fatalf("first create: created=%v rev=%d err=%v", created, rev, err)
+	}
+	v2 := v
+	v2.CreatedBy = "b"
+	created, cur, rev2, err := st.CreateVolume(ctx, v2)
+	if err != nil || created {
+		t.Fatalf("second create: created=%v err=%v", created, err)
+	}
+	if cur.CreatedBy != "a" || rev2 != rev {
+		t.Fatalf("second create returned %+v at %d, want a's record at %d", cur, rev2, rev)
+	}
+}
+
+func TestClaimCompareAndSwap(t *testing.T) {
+	st, _ := newStore(t)
+	ctx := context.Background()
+	_, _, vrev, err := st.CreateVolume(ctx, store.Volume{Name: "db", State: store.StateReady})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, crev, err := st.GetClaim(ctx, "db")
+	if err != nil || crev != 0 || c.Held() {
+		t.Fatalf("absent claim: %+v rev %d err %v", c, crev, err)
+	}
+	a := store.Claim{Volume: "db", Host: "a", Epoch: 1}
+	if _, err := st.PutClaim(ctx, a, 0, vrev); err != nil {
+		t.Fatalf("a takes the free claim: %v", err)
+	}
+	// b read the claim as absent too: its write must lose.
+	b := store.Claim{Volume: "db", Host: "b", Epoch: 1}
+	if _, err := st.PutClaim(ctx, b, 0, vrev); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("b's stale claim: err = %v, want ErrConflict", err)
+	}
+	got, crev, err := st.GetClaim(ctx, "db")
+	if err != nil || got.Host != "a" {
+		t.Fatalf("claim after race: %+v %v", got, err)
+	}
+	// A claim write against a changed volume record fails too.
+	if _, err := st.UpdateVolume(ctx, store.Volume{Name: "db", State: store.StateRemoving}, vrev, -1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.PutClaim(ctx, a, crev, vrev); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("claim on a changed volume: err = %v, want ErrConflict", err)
+	}
+}
+
+func TestUpdateVolumeGuardedByClaim(t *testing.T) {
+	st, _ := newStore(t)
+	ctx := context.Background()
+	_, _, vrev, _ := st.CreateVolume(ctx, store.Volume{Name: "db", State: store.StateReady})
+	_, crev, _ := st.GetClaim(ctx, "db")
+	// Another host claims between our read and our write.
+	if _, err := st.PutClaim(ctx, store.Claim{Volume: "db", Host: "b", Epoch: 1}, crev, vrev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.UpdateVolume(ctx, store.Volume{Name: "db", State: store.StateRemoving}, vrev, crev); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("mark removing under a new claim: err = %v, want ErrConflict", err)
+	}
+}
+
+func TestDeleteVolumeRemovesClaim(t *testing.T) {
+	st, _ := newStore(t)
+	ctx := context.Background()
+	_, _, vrev, _ := st.CreateVolume(ctx, store.Volume{Name: "db", State: store.StateReady})
+	if _, err := st.PutClaim(ctx, store.Claim{Volume: "db", Epoch: 3}, 0, vrev); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteVolume(ctx, "db", vrev-1); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("delete at a stale revision: err = %v, want ErrConflict", err)
+	}
+	if err := st.DeleteVolume(ctx, "db", vrev); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.GetVolume(ctx, "db"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("volume after delete: %v", err)
+	}
+	if _, crev, _ := st.GetClaim(ctx, "db"); crev != 0 {
+		t.Fatalf("claim survived the volume")
+	}
+}
+
+func grant(t *testing.T, cli *clientv3.Client, ttl int64) int64 {
+	t.Helper()
+	g, err := cli.Grant(context.Background(), ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(g.ID)
+}
+
+func TestRegisterHostAndLiveness(t *testing.T) {
+	st, cli := newStore(t)
+	ctx := context.Background()
+	l1 := grant(t, cli, 30)
+	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l1, PID: 1}, 0); err != nil {
+		t.Fatal(err)
+	}
+	hs, err := st.HostState(ctx, "a")
+	if err != nil || !hs.Alive || hs.Info.PID != 1 {
+		t.Fatalf("host a: %+v %v", hs, err)
+	}
+	// Another process claiming the same name, not knowing a's lease, is refused.
+	l2 := grant(t, cli, 30)
+	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l2, PID: 2}, 0); !errors.Is(err, store.ErrHostTaken) {
+		t.Fatalf("duplicate host name: err = %v, want ErrHostTaken", err)
+	}
+	// The same host restarted knows its previous lease: it replaces it.
+	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l2, PID: 3}, l1); err != nil {
+		t.Fatalf("re-register with the previous lease: %v", err)
+	}
+	hs, _ = st.HostState(ctx, "a")
+	if hs.Info.PID != 3 || hs.Info.Lease != l2 {
+		t.Fatalf("after restart: %+v", hs.Info)
+	}
+	if _, err := cli.Revoke(ctx, clientv3.LeaseID(l2)); err != nil {
+		t.Fatal(err)
+	}
+	if hs, _ := st.HostState(ctx, "a"); hs.Alive {
+		t.Fatalf("host alive after its lease was revoked")
+	}
+}
+
+func TestLeaseExpiryMakesHostDead(t *testing.T) {
+	st, cli := newStore(t)
+	ctx := context.Background()
+	l := grant(t, cli, 2) // etcd's minimum
+	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l}, 0); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		hs, err := st.HostState(ctx, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !hs.Alive {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host still alive 15s after a 2s lease stopped being renewed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestFenceMark(t *testing.T) {
+	st, _ := newStore(t)
+	ctx := context.Background()
+	if _, rev, err := st.GetFence(ctx, "a"); err != nil || rev != 0 {
+		t.Fatalf("no mark: rev %d err %v", rev, err)
+	}
+	if err := st.PutFence(ctx, store.Fence{Host: "a", By: "b", Method: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	f, rev, err := st.GetFence(ctx, "a")
+	if err != nil || rev == 0 || f.By != "b" {
+		t.Fatalf("mark: %+v %d %v", f, rev, err)
+	}
+	if err := st.ClearFence(ctx, "a", rev+100); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("clear a newer mark: %v", err)
+	}
+	if err := st.ClearFence(ctx, "a", rev); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,38 @@
+package plugin
+
+import "github.com/relocvol/relocvol/internal/store"
+
+// mountAction is what a Mount must do about a volume's claim.
+type mountAction int
+
+const (
+	// actAcquire: nobody holds the claim; take it with the next epoch.
+	actAcquire mountAction = iota
+	// actJoin: this host holds the claim; add the mount ID.
+	actJoin
+	// actRefuse: a live host holds the claim; never a second writer.
+	actRefuse
+	// actTakeover: a dead host holds the claim; fence it, then take the
+	// claim with the next epoch.
+	actTakeover
+)
+
+func (a mountAction) String() string {
+	return [...]string{"acquire", "join", "refuse", "takeover"}[a]
+}
+
+// decideMount is the claim protocol of ARCHITECTURE.md as a pure function:
+// claim is the volume's current claim, self this host, owner the liveness of
+// the claim's holder (only read when another host holds it).
+func decideMount(claim store.Claim, self string, owner store.HostState) mountAction {
+	switch {
+	case !claim.Held():
+		return actAcquire
+	case claim.Host == self:
+		return actJoin
+	case owner.Alive:
+		return actRefuse
+	default:
+		return actTakeover
+	}
+}

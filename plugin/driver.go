@@ -1,0 +1,850 @@
+// Package plugin is relocvol's Docker VolumeDriver: every endpoint of the
+// volume plugin protocol, on top of the etcd store (records and claims), a
+// storage backend, a fencing method and the host's liveness.
+//
+// The safety rule it enforces: a volume is active on at most one host. Mount
+// takes the volume's claim by an etcd transaction before it activates
+// anything; a claim held by a live peer refuses the Mount; a claim held by a
+// dead peer is taken only after that peer is fenced. Mounts are counted per
+// (volume, mount ID), serialized per volume, and rebuilt from the mount
+// table and etcd when the plugin restarts.
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/docker/go-plugins-helpers/volume"
+	"github.com/sirupsen/logrus"
+
+	"github.com/relocvol/relocvol/backends"
+	"github.com/relocvol/relocvol/internal/spec"
+	"github.com/relocvol/relocvol/internal/store"
+)
+
+// Store is what the plugin needs of the shared state (implemented by
+// *store.Store on etcd).
+type Store interface {
+	GetVolume(ctx context.Context, name string) (store.Volume, int64, error)
+	ListVolumes(ctx context.Context) (map[string]store.Versioned[store.Volume], error)
+	CreateVolume(ctx context.Context, v store.Volume) (bool, store.Volume, int64, error)
+	UpdateVolume(ctx context.Context, v store.Volume, rev, claimRev int64) (int64, error)
+	DeleteVolume(ctx context.Context, name string, rev int64) error
+	GetClaim(ctx context.Context, name string) (store.Claim, int64, error)
+	ListClaims(ctx context.Context) (map[string]store.Versioned[store.Claim], error)
+	PutClaim(ctx context.Context, c store.Claim, claimRev, volRev int64) (int64, error)
+	HostState(ctx context.Context, host string) (store.HostState, error)
+	GetFence(ctx context.Context, host string) (store.Fence, int64, error)
+	PutFence(ctx context.Context, f store.Fence) error
+	ClearFence(ctx context.Context, host string, rev int64) error
+}
+
+// Fencer cuts a dead host off the shared storage.
+type Fencer interface {
+	Name() string
+	// Fence makes host unable to write; it must not return nil unless that
+	// is done (or, for "none", knowingly skipped).
+	Fence(ctx context.Context, host string) error
+	// Join (re-)registers this host with the storage before it rejoins.
+	Join(ctx context.Context) error
+}
+
+// Mounter mounts filesystems (implemented by fsutil.FS).
+type Mounter interface {
+	Mount(ctx context.Context, dev, fstype, target string) error
+	Unmount(ctx context.Context, target string) error
+	MountSource(target string) (string, bool, error)
+	Mounts(root string) (map[string]string, error)
+}
+
+// Liveness tells whether this host's lease is current.
+type Liveness interface {
+	Alive() bool
+}
+
+// Options configure a Driver.
+type Options struct {
+	Host      string
+	MountRoot string // the plugin's propagatedMount
+	Defaults  spec.Defaults
+	// Timeout bounds one Docker request; Create gets four times as long
+	// because mkfs of a large volume takes a while.
+	Timeout time.Duration
+	Log     logrus.FieldLogger
+}
+
+// Driver implements volume.Driver.
+type Driver struct {
+	opt     Options
+	store   Store
+	backend backends.Backend
+	mounter Mounter
+	fencer  Fencer
+	live    Liveness
+	log     logrus.FieldLogger
+
+	locks keyedMutex
+
+	mu sync.Mutex
+	// mounts holds this host's mount IDs per volume: the reference counts.
+	mounts map[string]map[string]time.Time
+}
+
+var _ volume.Driver = (*Driver)(nil)
+
+// New returns a driver. Call Recover before serving requests.
+func New(st Store, be backends.Backend, m Mounter, f Fencer, live Liveness, opt Options) *Driver {
+	if opt.Timeout == 0 {
+		opt.Timeout = 30 * time.Second
+	}
+	if opt.Log == nil {
+		opt.Log = logrus.StandardLogger()
+	}
+	return &Driver{
+		opt: opt, store: st, backend: be, mounter: m, fencer: f, live: live,
+		log:    opt.Log.WithField("host", opt.Host),
+		mounts: map[string]map[string]time.Time{},
+	}
+}
+
+// fsPath is where the volume's filesystem is mounted; dataPath, a folder in
+// it, is what containers get, so they never see lost+found at their root.
+func (d *Driver) fsPath(name string) string   { return filepath.Join(d.opt.MountRoot, name) }
+func (d *Driver) dataPath(name string) string { return filepath.Join(d.opt.MountRoot, name, "data") }
+
+func (d *Driver) reqCtx(scale int) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), time.Duration(scale)*d.opt.Timeout)
+}
+
+// ---- reference counts ----
+
+func (d *Driver) hasMount(name, id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.mounts[name][id]
+	return ok
+}
+
+func (d *Driver) addMount(name, id string, since time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.mounts[name] == nil {
+		d.mounts[name] = map[string]time.Time{}
+	}
+	d.mounts[name][id] = since
+}
+
+func (d *Driver) delMount(name, id string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.mounts[name], id)
+	if len(d.mounts[name]) == 0 {
+		delete(d.mounts, name)
+	}
+}
+
+// localMounts returns a copy of name's mount IDs on this host.
+func (d *Driver) localMounts(name string) map[string]time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]time.Time, len(d.mounts[name]))
+	for id, t := range d.mounts[name] {
+		out[id] = t
+	}
+	return out
+}
+
+// MountCount returns how many mount IDs name has on this host.
+func (d *Driver) MountCount(name string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.mounts[name])
+}
+
+// ---- Create ----
+
+// Create implements volume.Driver. It is idempotent: Swarm calls it on every
+// node, and a second Create with the same (or no) options succeeds.
+func (d *Driver) Create(r *volume.CreateRequest) error {
+	ctx, cancel := d.reqCtx(4)
+	defer cancel()
+	if err := d.create(ctx, r.Name, r.Options); err != nil {
+		return d.fail("create", r.Name, err)
+	}
+	return nil
+}
+
+func (d *Driver) create(ctx context.Context, name string, opts map[string]string) error {
+	if err := spec.ValidateName(name); err != nil {
+		return newErr(ErrInvalid, "%s", err)
+	}
+	s, err := spec.Parse(name, opts, d.opt.Defaults)
+	if err != nil {
+		return newErr(ErrInvalid, "%s", err)
+	}
+	defer d.locks.lock(name)()
+	rec := store.Volume{
+		Name: name, Backend: d.backend.Name(), Size: s.Size, FS: s.FS,
+		State: store.StateCreating, CreatedAt: time.Now().UTC(), CreatedBy: d.opt.Host,
+	}
+	for {
+		created, cur, rev, err := d.store.CreateVolume(ctx, rec)
+		if err != nil {
+			return err
+		}
+		if created {
+			return d.provision(ctx, rec, rev)
+		}
+		switch cur.State {
+		case store.StateReady:
+			return d.checkSame(cur, s)
+		case store.StateRemoving:
+			return newErr(ErrBusy, "volume %q is being removed: create it again once `docker volume ls` no longer lists it", name)
+		}
+		// Another host is creating it: wait for its result, or finish the
+		// job if that host died half way.
+		if err := d.awaitCreation(ctx, cur, s); err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+func (d *Driver) checkSame(cur store.Volume, s spec.Spec) error {
+	existing := spec.Spec{Size: cur.Size, FS: cur.FS}
+	if diffs := spec.Conflicts(existing, s); len(diffs) > 0 {
+		return newErr(ErrConflict, "volume %q already exists with size=%s fs=%s, not %v: remove it first or create it with the same options",
+			cur.Name, spec.FormatSize(cur.Size), cur.FS, diffs)
+	}
+	if cur.Backend != d.backend.Name() {
+		return newErr(ErrConflict, "volume %q exists on backend %s but this host uses %s: configure the same backend on every host", cur.Name, cur.Backend, d.backend.Name())
+	}
+	return nil
+}
+
+// provision creates the storage of a freshly recorded volume and marks it
+// ready; on failure it deletes what it made, record included.
+func (d *Driver) provision(ctx context.Context, rec store.Volume, rev int64) (err error) {
+	log := d.log.WithFields(logrus.Fields{"volume": rec.Name, "size": spec.FormatSize(rec.Size), "fs": rec.FS})
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Undo with a fresh context: the request's may be what failed.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opt.Timeout)
+		defer cancel()
+		if !errors.Is(err, backends.ErrExists) {
+			if rerr := d.backend.Remove(uctx, rec.Name); rerr != nil {
+				log.WithError(rerr).Error("cannot remove the storage of a failed create")
+			}
+		}
+		if derr := d.store.DeleteVolume(uctx, rec.Name, rev); derr != nil {
+			log.WithError(derr).Error("cannot delete the record of a failed create")
+		}
+	}()
+	err = d.backend.Create(ctx, backends.Volume{Name: rec.Name, Size: rec.Size, FS: rec.FS})
+	if errors.Is(err, backends.ErrExists) {
+		return wrapErr(ErrConflict, err, "volume %q has no record but its storage already exists (left by an earlier failure or another cluster): nothing was changed; remove that storage by hand if it is not needed, or choose another name", rec.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("provision storage: %w", err)
+	}
+	rec.State = store.StateReady
+	if _, err = d.store.UpdateVolume(ctx, rec, rev, -1); err != nil {
+		return fmt.Errorf("mark volume ready: %w", err)
+	}
+	log.Info("created volume")
+	return nil
+}
+
+// awaitCreation waits while another host creates the same volume. If the
+// creator is no longer alive, this host takes the creation over.
+func (d *Driver) awaitCreation(ctx context.Context, cur store.Volume, s spec.Spec) error {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		v, vrev, err := d.store.GetVolume(ctx, cur.Name)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return nil // the creator failed and rolled back: the caller retries
+		case err != nil:
+			return err
+		case v.State == store.StateReady:
+			return d.checkSame(v, s)
+		case v.State != store.StateCreating:
+			return nil
+		}
+		if d.creatorGone(ctx, v) {
+			// Its storage may be half made, but it never held data: redo it.
+			d.log.WithFields(logrus.Fields{"volume": v.Name, "creator": v.CreatedBy}).Warn("taking over an unfinished create")
+			v.CreatedBy, v.CreatedAt = d.opt.Host, time.Now().UTC()
+			nrev, err := d.store.UpdateVolume(ctx, v, vrev, -1)
+			if errors.Is(err, store.ErrConflict) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if err := d.backend.Remove(ctx, v.Name); err != nil {
+				return fmt.Errorf("clear the unfinished storage: %w", err)
+			}
+			return d.provision(ctx, v, nrev)
+		}
+		select {
+		case <-ctx.Done():
+			return newErr(ErrBusy, "volume %q is still being created by host %s: try again in a moment", cur.Name, cur.CreatedBy)
+		case <-tick.C:
+		}
+	}
+}
+
+// creatorGone reports whether the host that started creating v can no
+// longer finish: it is not alive, or it is this host's previous incarnation
+// (this process holds the volume's lock, so its own create is not running).
+func (d *Driver) creatorGone(ctx context.Context, v store.Volume) bool {
+	if v.CreatedBy == d.opt.Host {
+		return true
+	}
+	st, err := d.store.HostState(ctx, v.CreatedBy)
+	return err == nil && !st.Alive
+}
+
+// ---- Remove ----
+
+// Remove implements volume.Driver. It refuses a volume that any host has
+// claimed, naming that host.
+func (d *Driver) Remove(r *volume.RemoveRequest) error {
+	ctx, cancel := d.reqCtx(2)
+	defer cancel()
+	if err := d.remove(ctx, r.Name); err != nil {
+		return d.fail("remove", r.Name, err)
+	}
+	return nil
+}
+
+func (d *Driver) remove(ctx context.Context, name string) error {
+	if err := spec.ValidateName(name); err != nil {
+		return newErr(ErrInvalid, "%s", err)
+	}
+	defer d.locks.lock(name)()
+	vol, vrev, err := d.getVolume(ctx, name)
+	if err != nil {
+		return err
+	}
+	if vol.State == store.StateCreating {
+		return newErr(ErrBusy, "volume %q is still being created by host %s: remove it once the create has finished", name, vol.CreatedBy)
+	}
+	claim, crev, err := d.store.GetClaim(ctx, name)
+	if err != nil {
+		return err
+	}
+	if claim.Held() {
+		return d.inUseErr(ctx, "remove", claim)
+	}
+	if n := d.MountCount(name); n > 0 {
+		return newErr(ErrInUse, "volume %q is in use on host %s (%d mounts): stop the containers that use it first", name, d.opt.Host, n)
+	}
+	// Mark it first, guarded by the claim's revision: from here no host can
+	// claim it, so the storage is never deleted under a new mount.
+	prev := vol.State
+	vol.State = store.StateRemoving
+	vrev, err = d.store.UpdateVolume(ctx, vol, vrev, crev)
+	if errors.Is(err, store.ErrConflict) {
+		return newErr(ErrBusy, "volume %q changed while it was being removed (another host mounted or removed it): try again", name)
+	}
+	if err != nil {
+		return err
+	}
+	if err := d.backend.Remove(ctx, name); err != nil {
+		vol.State = prev
+		if _, uerr := d.store.UpdateVolume(context.WithoutCancel(ctx), vol, vrev, -1); uerr != nil {
+			d.log.WithError(uerr).WithField("volume", name).Error("cannot restore the state of a volume whose removal failed")
+		}
+		if errors.Is(err, backends.ErrInUse) {
+			return wrapErr(ErrInUse, err, "volume %q is still active on host %s", name, d.opt.Host)
+		}
+		return fmt.Errorf("remove storage: %w", err)
+	}
+	if err := d.store.DeleteVolume(ctx, name, vrev); err != nil {
+		return fmt.Errorf("delete the record: %w", err)
+	}
+	d.log.WithField("volume", name).Info("removed volume")
+	return nil
+}
+
+// inUseErr words the refusal of an operation on a volume another host (or
+// this one) holds, with what the operator can do about it.
+func (d *Driver) inUseErr(ctx context.Context, op string, c store.Claim) error {
+	mounts := fmt.Sprintf("%d mounts", len(c.Mounts))
+	if c.Host == d.opt.Host {
+		return newErr(ErrInUse, "volume %q is in use on host %s (this host, %s): stop the containers that use it first", c.Volume, c.Host, mounts)
+	}
+	st, err := d.store.HostState(ctx, c.Host)
+	switch {
+	case err != nil:
+		return newErr(ErrInUse, "volume %q is in use on host %s (%s; its liveness is unknown: %v)", c.Volume, c.Host, mounts, err)
+	case st.Alive:
+		what := "stop the containers that use it there first"
+		if op == "mount" {
+			what = "stop the container using it there, or move it with relocvol"
+		}
+		return newErr(ErrInUse, "volume %q is in use on host %s (alive, last renewed %s ago, %s): %s",
+			c.Volume, c.Host, st.LastRenewed.Round(100*time.Millisecond), mounts, what)
+	default:
+		return newErr(ErrInUse, "volume %q is claimed by host %s, which is not alive: mount it on a live host to take it over (with fencing), then stop that container and remove it", c.Volume, c.Host)
+	}
+}
+
+// ---- Mount / Unmount ----
+
+// Mount implements volume.Driver.
+func (d *Driver) Mount(r *volume.MountRequest) (*volume.MountResponse, error) {
+	ctx, cancel := d.reqCtx(2)
+	defer cancel()
+	mp, err := d.mount(ctx, r.Name, r.ID)
+	if err != nil {
+		return nil, d.fail("mount", r.Name, err)
+	}
+	return &volume.MountResponse{Mountpoint: mp}, nil
+}
+
+func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
+	if err := spec.ValidateName(name); err != nil {
+		return "", newErr(ErrInvalid, "%s", err)
+	}
+	if id == "" {
+		return "", newErr(ErrInvalid, "mount of volume %q has no mount ID: Docker always sends one; check the caller", name)
+	}
+	defer d.locks.lock(name)()
+	if d.hasMount(name, id) {
+		return "", newErr(ErrInvalid, "volume %q is already mounted on host %s with mount ID %s: unmount that ID first", name, d.opt.Host, shortID(id))
+	}
+	if !d.live.Alive() {
+		return "", newErr(ErrNotAlive, "host %s has no current etcd lease, so it may not mount volume %q: check that etcd is reachable; the host rejoins by itself", d.opt.Host, name)
+	}
+	vol, vrev, err := d.getVolume(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	if vol.State != store.StateReady {
+		return "", newErr(ErrBusy, "volume %q is %s (by host %s): try again in a moment", name, vol.State, vol.CreatedBy)
+	}
+	if vol.Backend != d.backend.Name() {
+		return "", newErr(ErrConflict, "volume %q is on backend %s but this host uses %s: configure the same backend on every host", name, vol.Backend, d.backend.Name())
+	}
+	if err := d.claim(ctx, vol, vrev, id); err != nil {
+		return "", err
+	}
+	if err := d.activate(ctx, vol); err != nil {
+		// Give back what this call took: the mount ID, and the claim itself
+		// if no other mount holds it.
+		if serr := d.syncClaim(context.WithoutCancel(ctx), name); serr != nil {
+			d.log.WithError(serr).WithField("volume", name).Error("cannot release the claim of a failed mount; retrying in the background")
+			d.retrySync(name)
+		}
+		return "", fmt.Errorf("activate: %w", err)
+	}
+	d.addMount(name, id, time.Now().UTC())
+	return d.dataPath(name), nil
+}
+
+// claim records mount id in the volume's claim, taking the claim over from a
+// dead host (after fencing it) if need be.
+func (d *Driver) claim(ctx context.Context, vol store.Volume, vrev int64, id string) error {
+	log := d.log.WithField("volume", vol.Name)
+	for attempt := 0; ; attempt++ {
+		c, crev, err := d.store.GetClaim(ctx, vol.Name)
+		if err != nil {
+			return err
+		}
+		var owner store.HostState
+		if c.Held() && c.Host != d.opt.Host {
+			if owner, err = d.store.HostState(ctx, c.Host); err != nil {
+				return err
+			}
+		}
+		now := time.Now().UTC()
+		next := c
+		next.Mounts = map[string]time.Time{}
+		act := decideMount(c, d.opt.Host, owner)
+		switch act {
+		case actRefuse:
+			return d.inUseErr(ctx, "mount", c)
+		case actJoin:
+			for k, v := range c.Mounts {
+				next.Mounts[k] = v
+			}
+		case actAcquire, actTakeover:
+			if act == actTakeover {
+				if err := d.fence(ctx, c); err != nil {
+					return err
+				}
+				next.TakenFrom = c.Host
+			} else {
+				next.TakenFrom = ""
+			}
+			next.Host, next.Epoch, next.Since = d.opt.Host, c.Epoch+1, now
+		}
+		next.Mounts[id] = now
+		_, err = d.store.PutClaim(ctx, next, crev, vrev)
+		if errors.Is(err, store.ErrConflict) && attempt < 5 {
+			// Someone changed the claim (or the volume) since we read it:
+			// decide again on fresh state.
+			v, nrev, verr := d.getVolume(ctx, vol.Name)
+			if verr != nil {
+				return verr
+			}
+			if v.State != store.StateReady {
+				return newErr(ErrBusy, "volume %q is %s: try again in a moment", vol.Name, v.State)
+			}
+			vrev = nrev
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		log.WithFields(logrus.Fields{"epoch": next.Epoch, "action": act.String(), "mounts": len(next.Mounts)}).Info("claimed volume")
+		return nil
+	}
+}
+
+// fence cuts the dead owner of c off the storage and records it, so that the
+// owner cleans up before it rejoins. Without fencing there is no takeover.
+func (d *Driver) fence(ctx context.Context, c store.Claim) error {
+	log := d.log.WithFields(logrus.Fields{"volume": c.Volume, "fenced_host": c.Host, "epoch": c.Epoch, "method": d.fencer.Name()})
+	log.Warn("owner of the volume is not alive: fencing it before taking the volume over")
+	if err := d.fencer.Fence(ctx, c.Host); err != nil {
+		return wrapErr(ErrFence, err, "cannot take volume %q over from host %s, which is not alive: fencing it failed, and relocvol never mounts unfenced", c.Volume, c.Host)
+	}
+	f := store.Fence{Host: c.Host, By: d.opt.Host, Method: d.fencer.Name(), Volume: c.Volume, At: time.Now().UTC()}
+	if err := d.store.PutFence(ctx, f); err != nil {
+		return fmt.Errorf("record the fencing of %s: %w", c.Host, err)
+	}
+	log.Warn("fenced host")
+	return nil
+}
+
+// activate makes the volume's filesystem mounted on this host (no-op when it
+// already is), undoing its own steps on failure.
+func (d *Driver) activate(ctx context.Context, vol store.Volume) (err error) {
+	target := d.fsPath(vol.Name)
+	if d.MountCount(vol.Name) > 0 {
+		if _, ok, merr := d.mounter.MountSource(target); merr == nil && ok {
+			return nil
+		}
+	}
+	log := d.log.WithField("volume", vol.Name)
+	wasActive, err := d.backend.Device(ctx, vol.Name)
+	if err != nil {
+		return err
+	}
+	dev, err := d.backend.Activate(ctx, vol.Name)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil && wasActive == "" {
+			if derr := d.backend.Deactivate(context.WithoutCancel(ctx), vol.Name); derr != nil {
+				log.WithError(derr).Error("cannot deactivate after a failed mount")
+			}
+		}
+	}()
+	if err := d.mounter.Mount(ctx, dev, vol.FS, target); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(d.dataPath(vol.Name), 0o755); err != nil {
+		_ = d.mounter.Unmount(context.WithoutCancel(ctx), target)
+		return fmt.Errorf("create the data folder: %w", err)
+	}
+	log.WithField("dev", dev).Info("mounted volume")
+	return nil
+}
+
+// Unmount implements volume.Driver. It always drops the mount ID, even when
+// the unmount itself or etcd fails; what is left is retried.
+func (d *Driver) Unmount(r *volume.UnmountRequest) error {
+	ctx, cancel := d.reqCtx(2)
+	defer cancel()
+	if err := d.unmount(ctx, r.Name, r.ID); err != nil {
+		return d.fail("unmount", r.Name, err)
+	}
+	return nil
+}
+
+func (d *Driver) unmount(ctx context.Context, name, id string) error {
+	if err := spec.ValidateName(name); err != nil {
+		return newErr(ErrInvalid, "%s", err)
+	}
+	defer d.locks.lock(name)()
+	if !d.hasMount(name, id) {
+		return newErr(ErrInvalid, "volume %q has no mount with ID %q on host %s: nothing to unmount", name, shortID(id), d.opt.Host)
+	}
+	d.delMount(name, id)
+	err := d.settle(ctx, name)
+	if err != nil {
+		d.retrySync(name)
+	}
+	return err
+}
+
+// settle brings this host's storage and the claim in line with the local
+// mount IDs: with none left it unmounts and deactivates, then the claim gets
+// the remaining IDs, or is released once nothing is active here.
+func (d *Driver) settle(ctx context.Context, name string) error {
+	var errs []error
+	if d.MountCount(name) == 0 {
+		if err := d.deactivate(ctx, name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := d.syncClaim(ctx, name); err != nil {
+		errs = append(errs, fmt.Errorf("update the claim: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Driver) deactivate(ctx context.Context, name string) error {
+	if err := d.mounter.Unmount(ctx, d.fsPath(name)); err != nil {
+		return fmt.Errorf("unmount: %w", err)
+	}
+	if err := d.backend.Deactivate(ctx, name); err != nil {
+		return fmt.Errorf("deactivate: %w", err)
+	}
+	d.log.WithField("volume", name).Info("unmounted volume")
+	return nil
+}
+
+// syncClaim writes this host's mount IDs into the claim, if this host holds
+// it, releasing it when no ID is left and nothing is active here any more.
+func (d *Driver) syncClaim(ctx context.Context, name string) error {
+	for attempt := 0; ; attempt++ {
+		c, crev, err := d.store.GetClaim(ctx, name)
+		if err != nil {
+			return err
+		}
+		if c.Host != d.opt.Host {
+			return nil
+		}
+		_, vrev, err := d.store.GetVolume(ctx, name)
+		if err != nil {
+			return err
+		}
+		next := c
+		next.Mounts = d.localMounts(name)
+		if len(next.Mounts) == 0 && !d.activeHere(ctx, name) {
+			next.Host, next.Mounts, next.Since, next.TakenFrom = "", nil, time.Time{}, ""
+		}
+		_, err = d.store.PutClaim(ctx, next, crev, vrev)
+		if errors.Is(err, store.ErrConflict) && attempt < 5 {
+			continue
+		}
+		if err == nil && !next.Held() {
+			d.log.WithFields(logrus.Fields{"volume": name, "epoch": c.Epoch}).Info("released volume")
+		}
+		return err
+	}
+}
+
+// activeHere reports whether anything of the volume is still mounted or
+// active on this host; an unknown state counts as active, so a claim is
+// never released on a guess.
+func (d *Driver) activeHere(ctx context.Context, name string) bool {
+	if _, ok, err := d.mounter.MountSource(d.fsPath(name)); err != nil || ok {
+		return true
+	}
+	dev, err := d.backend.Device(ctx, name)
+	return err != nil || dev != ""
+}
+
+// retrySync keeps settling a volume in the background until it works, so a
+// failed unmount or an etcd outage does not leave a claim held for ever.
+func (d *Driver) retrySync(name string) {
+	go func() {
+		for delay := time.Second; ; delay = min(2*delay, 30*time.Second) {
+			time.Sleep(delay)
+			ctx, cancel := d.reqCtx(1)
+			unlock := d.locks.lock(name)
+			err := d.settle(ctx, name)
+			unlock()
+			cancel()
+			if err == nil {
+				return
+			}
+			d.log.WithError(err).WithField("volume", name).Warn("volume still not settled; retrying")
+		}
+	}()
+}
+
+// ---- Path / Get / List / Capabilities ----
+
+// Path implements volume.Driver: the mountpoint when mounted on this host.
+func (d *Driver) Path(r *volume.PathRequest) (*volume.PathResponse, error) {
+	ctx, cancel := d.reqCtx(1)
+	defer cancel()
+	if err := spec.ValidateName(r.Name); err != nil {
+		return nil, d.fail("find", r.Name, newErr(ErrInvalid, "%s", err))
+	}
+	if _, _, err := d.getVolume(ctx, r.Name); err != nil {
+		return nil, d.fail("find", r.Name, err)
+	}
+	resp := &volume.PathResponse{}
+	if d.MountCount(r.Name) > 0 {
+		resp.Mountpoint = d.dataPath(r.Name)
+	}
+	return resp, nil
+}
+
+// Get implements volume.Driver. Its Status is what `docker volume inspect`
+// shows: where the volume is active, under which epoch, and its spec.
+func (d *Driver) Get(r *volume.GetRequest) (*volume.GetResponse, error) {
+	ctx, cancel := d.reqCtx(1)
+	defer cancel()
+	v, err := d.get(ctx, r.Name)
+	if err != nil {
+		return nil, d.fail("inspect", r.Name, err)
+	}
+	return &volume.GetResponse{Volume: v}, nil
+}
+
+func (d *Driver) get(ctx context.Context, name string) (*volume.Volume, error) {
+	if err := spec.ValidateName(name); err != nil {
+		return nil, newErr(ErrInvalid, "%s", err)
+	}
+	vol, _, err := d.getVolume(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	c, _, err := d.store.GetClaim(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	status := map[string]interface{}{
+		"backend":   vol.Backend,
+		"size":      spec.FormatSize(vol.Size),
+		"fs":        vol.FS,
+		"state":     vol.State,
+		"createdBy": vol.CreatedBy,
+		"epoch":     c.Epoch,
+		"owner":     "",
+		"mounts":    len(c.Mounts),
+	}
+	if c.Held() {
+		status["owner"] = c.Host
+		status["since"] = c.Since.Format(time.RFC3339)
+		if c.TakenFrom != "" {
+			status["takenFrom"] = c.TakenFrom
+		}
+		if c.Host != d.opt.Host {
+			if st, err := d.store.HostState(ctx, c.Host); err == nil {
+				status["ownerAlive"] = st.Alive
+			}
+		} else {
+			status["ownerAlive"] = d.live.Alive()
+		}
+	}
+	v := &volume.Volume{Name: name, CreatedAt: vol.CreatedAt.Format(time.RFC3339), Status: status}
+	if d.MountCount(name) > 0 {
+		v.Mountpoint = d.dataPath(name)
+		if dev, err := d.backend.Device(ctx, name); err == nil && dev != "" {
+			status["device"] = dev
+		}
+	}
+	return v, nil
+}
+
+// List implements volume.Driver: every volume of the cluster.
+func (d *Driver) List() (*volume.ListResponse, error) {
+	ctx, cancel := d.reqCtx(1)
+	defer cancel()
+	vols, err := d.store.ListVolumes(ctx)
+	if err != nil {
+		return nil, d.fail("list", "", err)
+	}
+	names := make([]string, 0, len(vols))
+	for n := range vols {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	resp := &volume.ListResponse{Volumes: []*volume.Volume{}}
+	for _, n := range names {
+		v := &volume.Volume{Name: n, CreatedAt: vols[n].Value.CreatedAt.Format(time.RFC3339)}
+		if d.MountCount(n) > 0 {
+			v.Mountpoint = d.dataPath(n)
+		}
+		resp.Volumes = append(resp.Volumes, v)
+	}
+	return resp, nil
+}
+
+// Capabilities implements volume.Driver: volumes are cluster-wide.
+func (d *Driver) Capabilities() *volume.CapabilitiesResponse {
+	return &volume.CapabilitiesResponse{Capabilities: volume.Capability{Scope: "global"}}
+}
+
+// ---- helpers ----
+
+func (d *Driver) getVolume(ctx context.Context, name string) (store.Volume, int64, error) {
+	v, rev, err := d.store.GetVolume(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return v, 0, newErr(ErrNotFound, "volume %q not found: create it with `docker volume create -d relocvol %s`", name, name)
+	}
+	return v, rev, err
+}
+
+func (d *Driver) fail(op, name string, err error) error {
+	out := dockerError(op, name, err)
+	entry := d.log.WithError(err).WithFields(logrus.Fields{"op": op, "volume": name})
+	var e *Error
+	if errors.As(err, &e) && !errors.Is(err, ErrFence) {
+		entry.Info("request refused")
+	} else {
+		entry.Error("request failed")
+	}
+	return out
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// keyedMutex serializes work per volume name.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*lockEntry
+}
+
+type lockEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(name string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*lockEntry{}
+	}
+	e := k.locks[name]
+	if e == nil {
+		e = &lockEntry{}
+		k.locks[name] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(k.locks, name)
+		}
+		k.mu.Unlock()
+	}
+}
