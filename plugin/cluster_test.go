@@ -3,7 +3,9 @@ package plugin_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -214,4 +216,12 @@ func newHeartbeatOnly(t *testing.T, c *cluster, name string) *controller.Heartbe
 	log := logrus.New()
 	log.SetOutput(testWriter{t})
 	return controller.NewHeartbeat(store.New(cli, "/relocvol"), name, 3*time.Second, t.TempDir(), "test", log)
+}
+
+func run(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %v: %w: %s", name, args, err, out)
+	}
+	return nil
 }

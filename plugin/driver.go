@@ -61,6 +61,7 @@ type Mounter interface {
 	Unmount(ctx context.Context, target string) error
 	MountSource(target string) (string, bool, error)
 	Mounts(root string) (map[string]string, error)
+	DeviceBusy(dev string) (bool, error)
 }
 
 // Liveness tells whether this host's lease is current.

@@ -229,3 +229,22 @@ func (FS) MountSource(target string) (string, bool, error) { return MountSource(
 
 // Mounts is the method form of the function (see MountSource).
 func (FS) Mounts(root string) (map[string]string, error) { return Mounts(root) }
+
+// DeviceBusy reports whether a block device is mounted (or otherwise held
+// exclusively) anywhere on this machine, in any mount namespace: the kernel
+// refuses an exclusive open then. The plugin needs this because Docker
+// lazily unmounts a disabled plugin's propagated mounts while containers
+// keep the filesystem alive through their own mounts.
+func DeviceBusy(dev string) (bool, error) {
+	f, err := os.OpenFile(dev, os.O_RDONLY|unix.O_EXCL, 0)
+	if errors.Is(err, unix.EBUSY) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("open %s exclusively: %w", dev, err)
+	}
+	return false, f.Close()
+}
+
+// DeviceBusy is the method form of the function (see MountSource).
+func (FS) DeviceBusy(dev string) (bool, error) { return DeviceBusy(dev) }

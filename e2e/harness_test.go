@@ -1,0 +1,155 @@
+// Package e2e tests relocvol end to end against a real Docker engine: the
+// plugin is built by scripts/build-plugin.sh, installed as a managed plugin,
+// and driven through the docker CLI; a second relocvol process plays a
+// second host on the same etcd and the same SAN folder.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relocvol/relocvol/internal/testenv"
+)
+
+// repoRoot is the module root (tests run in e2e/).
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	if r := os.Getenv("RELOCVOL_REPO"); r != "" {
+		return r
+	}
+	abs, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// requireDocker skips (fails under CI=true) when no engine answers.
+func requireDocker(t *testing.T) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "docker")
+	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		msg := fmt.Sprintf("no Docker engine answers (docker info: %v: %s); scripts/test.sh starts one", err, bytes.TrimSpace(out))
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+}
+
+// docker runs the docker CLI and returns its combined output.
+func docker(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+func mustDocker(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := docker(t, args...)
+	if err != nil {
+		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// eventually polls f until it returns nil or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// freePorts returns a free TCP port p on 127.0.0.1 whose p+1 is free too
+// (the embedded etcd's peer port).
+func freePorts(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := l.Addr().(*net.TCPAddr).Port
+		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1))
+		l.Close()
+		if err == nil {
+			l2.Close()
+			return p
+		}
+	}
+	t.Fatal("no two consecutive free ports")
+	return 0
+}
+
+// logWriter sends a process's output to t.Logf, line by line.
+type logWriter struct {
+	t      *testing.T
+	prefix string
+}
+
+func (w logWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		w.t.Logf("%s%s", w.prefix, line)
+	}
+	return len(p), nil
+}
+
+// socketClient speaks the VolumeDriver protocol to a plugin socket.
+type socketClient struct {
+	http *http.Client
+}
+
+func newSocketClient(path string) *socketClient {
+	return &socketClient{http: &http.Client{
+		Timeout: 90 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+		}},
+	}}
+}
+
+// call posts req to /VolumeDriver.<method> and decodes the answer into
+// resp; a non-empty Err in the answer is returned as an error.
+func (c *socketClient) call(method string, req, resp any) error {
+	body, _ := json.Marshal(req)
+	r, err := c.http.Post("http://plugin/VolumeDriver."+method, "application/vnd.docker.plugins.v1.2+json", bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("%s: %w", method, err)
+	}
+	defer r.Body.Close()
+	raw, _ := io.ReadAll(r.Body)
+	var e struct{ Err string }
+	_ = json.Unmarshal(raw, &e)
+	if e.Err != "" {
+		return fmt.Errorf("%s", e.Err)
+	}
+	if resp != nil {
+		if err := json.Unmarshal(raw, resp); err != nil {
+			return fmt.Errorf("%s: decode %q: %w", method, raw, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,319 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const (
+	pluginRef = "relocvol-e2e:latest" // isolated from a relocvol:latest set up by setup.sh
+	driver    = "relocvol-e2e"
+	image     = "debian:bookworm-slim" // made offline by scripts/lib.sh
+	vol       = "e2e-db"
+)
+
+// TestManagedPlugin installs the real plugin in the real engine and walks
+// an operator's first session, a second host's refused and granted mounts,
+// a plugin restart under a running container, and the cleanup.
+func TestManagedPlugin(t *testing.T) {
+	requireDocker(t)
+	root := repoRoot(t)
+	dir := t.TempDir()
+	state, san := filepath.Join(dir, "state"), filepath.Join(dir, "san")
+	for _, d := range []string{state, san} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	port := freePorts(t)
+
+	buildStart := time.Now()
+	build := exec.Command("bash", filepath.Join(root, "scripts", "build-plugin.sh"))
+	build.Env = append(os.Environ(), "PLUGIN_NAME="+pluginRef, "RELOCVOL_REPO="+root)
+	build.Stdout, build.Stderr = logWriter{t, "build: "}, logWriter{t, "build: "}
+	t.Cleanup(func() { removePlugin(t) })
+	if err := build.Run(); err != nil {
+		t.Fatalf("scripts/build-plugin.sh: %v", err)
+	}
+	t.Logf("plugin built and created in %s", time.Since(buildStart).Round(time.Second))
+	mustDocker(t, "plugin", "set", pluginRef,
+		"state.source="+state, "san.source="+san,
+		"RELOCVOL_HOST=e2e-host-a",
+		fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", port),
+		"RELOCVOL_LOG_LEVEL=debug")
+	mustDocker(t, "plugin", "enable", pluginRef)
+
+	// ---- first session: create, ls, inspect ----
+	mustDocker(t, "volume", "create", "-d", driver, "-o", "size=64M", vol)
+	if ls := mustDocker(t, "volume", "ls", "--format", "{{.Driver}} {{.Name}}"); !strings.Contains(ls, pluginRef+" "+vol) {
+		t.Fatalf("docker volume ls does not list %s with driver %s:\n%s", vol, pluginRef, ls)
+	}
+	st := inspect(t, vol)
+	for k, want := range map[string]string{"backend": "loop", "size": "64M", "fs": "ext4", "owner": "", "state": "ready", "createdBy": "e2e-host-a"} {
+		if fmt.Sprint(st[k]) != want {
+			t.Errorf("inspect Status[%s] = %v, want %s", k, st[k], want)
+		}
+	}
+
+	// ---- bad input through the CLI: clear errors, nothing created ----
+	for _, bad := range []struct{ args, want []string }{
+		{[]string{"-o", "size=12QB", "e2e-bad"}, []string{`invalid size "12QB": use a positive number with K, M, G or T`}},
+		{[]string{"-o", "colour=blue", "e2e-bad"}, []string{`unknown option "colour": valid options are fs, size`}},
+		{[]string{"-o", "fs=zfs", "e2e-bad"}, []string{`unsupported fs "zfs": use one of ext4, xfs`}},
+		{[]string{"x"}, []string{`invalid volume name "x"`}},
+	} {
+		out, err := docker(t, append([]string{"volume", "create", "-d", driver}, bad.args...)...)
+		if err == nil {
+			t.Errorf("docker volume create %v was accepted", bad.args)
+		}
+		for _, w := range bad.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("docker volume create %v said %q, want %q", bad.args, out, w)
+			}
+		}
+	}
+	if ls := mustDocker(t, "volume", "ls", "-q"); strings.Contains(ls, "e2e-bad") {
+		t.Errorf("a rejected create left a volume: %s", ls)
+	}
+	if files, _ := filepath.Glob(filepath.Join(san, "*")); len(files) != 1 {
+		t.Errorf("SAN folder holds %v, want only %s.img", files, vol)
+	}
+
+	// ---- host B: a second relocvol on the same etcd and SAN folder ----
+	b := startHostB(t, root, san, port)
+	var got struct{ Volume struct{ Status map[string]any } }
+	if err := b.call("Get", map[string]string{"Name": vol}, &got); err != nil {
+		t.Fatalf("Get on host B: %v", err)
+	}
+	if got.Volume.Status["backend"] != "loop" || got.Volume.Status["createdBy"] != "e2e-host-a" {
+		t.Fatalf("host B sees %v", got.Volume.Status)
+	}
+
+	// ---- a container writes, another uses the volume too ----
+	t.Cleanup(func() { _, _ = docker(t, "rm", "-f", "e2e-writer", "e2e-idle") })
+	mustDocker(t, "run", "-d", "--name", "e2e-writer", "-v", vol+":/data", image, "sh", "-c",
+		`i=0; while :; do i=$((i+1)); echo "line $i" >> /data/log; sync; sleep 0.1; done`)
+	mustDocker(t, "run", "-d", "--name", "e2e-idle", "-v", vol+":/data", image, "sleep", "3600")
+	st = inspect(t, vol)
+	if st["owner"] != "e2e-host-a" || fmt.Sprint(st["mounts"]) != "2" || st["ownerAlive"] != true {
+		t.Fatalf("inspect while two containers use it: %v", st)
+	}
+
+	// ---- removal of a volume in use is refused ----
+	if out, err := docker(t, "volume", "rm", vol); err == nil || !strings.Contains(out, "in use") {
+		t.Fatalf("docker volume rm of a volume in use: err %v, output %q", err, out)
+	}
+
+	// ---- host B is refused while A holds it ----
+	err := b.call("Mount", map[string]string{"Name": vol, "ID": "b1"}, nil)
+	if err == nil || !strings.Contains(err.Error(), `volume "e2e-db" is in use on host e2e-host-a (alive`) {
+		t.Fatalf("Mount on host B while A holds it: %v", err)
+	}
+
+	// ---- the plugin restarts under the running containers ----
+	before := lineCount(t)
+	mustDocker(t, "plugin", "disable", "-f", pluginRef)
+	mustDocker(t, "plugin", "enable", pluginRef)
+	eventually(t, 30*time.Second, "volume inspect after re-enable", func() error {
+		_, err := docker(t, "volume", "inspect", vol)
+		return err
+	})
+	st = inspect(t, vol)
+	if st["owner"] != "e2e-host-a" || fmt.Sprint(st["mounts"]) != "2" {
+		t.Fatalf("inspect after the plugin restart: %v, want owner e2e-host-a with 2 mounts", st)
+	}
+	if n := hostMounts(t, vol); n != 1 {
+		t.Fatalf("after the plugin restart the volume is mounted %d times on the host, want once", n)
+	}
+	eventually(t, 10*time.Second, "the writer keeps writing after the plugin restart", func() error {
+		if n := lineCount(t); n <= before+5 {
+			return fmt.Errorf("%d lines, had %d before the restart", n, before)
+		}
+		return nil
+	})
+
+	// ---- counts: one container stops, the other keeps the volume ----
+	mustDocker(t, "rm", "-f", "e2e-idle")
+	st = inspect(t, vol)
+	if st["owner"] != "e2e-host-a" || fmt.Sprint(st["mounts"]) != "1" {
+		t.Fatalf("inspect after one of two containers stopped: %v", st)
+	}
+	n1 := lineCount(t)
+	eventually(t, 10*time.Second, "the writer still writes", func() error {
+		if lineCount(t) <= n1 {
+			return fmt.Errorf("no new line")
+		}
+		return nil
+	})
+	mustDocker(t, "rm", "-f", "e2e-writer")
+	st = inspect(t, vol)
+	if st["owner"] != "" || fmt.Sprint(st["mounts"]) != "0" {
+		t.Fatalf("inspect after the last container stopped: %v, want released", st)
+	}
+	if n := hostMounts(t, vol); n != 0 {
+		t.Fatalf("still mounted %d times after the last container stopped", n)
+	}
+
+	// ---- a second container reads every line back ----
+	data := mustDocker(t, "run", "--rm", "-v", vol+":/data", image, "cat", "/data/log")
+	last := checkLines(t, data)
+	if last < before+5 {
+		t.Fatalf("only %d lines read back, %d were there before the restart", last, before)
+	}
+
+	// ---- host B may mount it now, and sees the same data ----
+	var mr struct{ Mountpoint string }
+	eventually(t, 30*time.Second, "Mount on host B once A released it", func() error {
+		return b.call("Mount", map[string]string{"Name": vol, "ID": "b1"}, &mr)
+	})
+	onB, err := os.ReadFile(filepath.Join(mr.Mountpoint, "log"))
+	if err != nil || string(onB) != data+"\n" {
+		t.Fatalf("host B reads %d bytes (err %v), A wrote %d", len(onB), err, len(data)+1)
+	}
+	st = inspect(t, vol)
+	if st["owner"] != "e2e-host-b" || fmt.Sprint(st["epoch"]) == "1" {
+		t.Fatalf("inspect while host B holds it: %v", st)
+	}
+	// Docker on A has no local user, so the plugin decides: refused, naming B.
+	if out, err := docker(t, "volume", "rm", vol); err == nil || !strings.Contains(out, `volume "e2e-db" is in use on host e2e-host-b`) {
+		t.Fatalf("docker volume rm while host B holds it: err %v, output %q", err, out)
+	}
+	if err := b.call("Unmount", map[string]string{"Name": vol, "ID": "b1"}, nil); err != nil {
+		t.Fatalf("Unmount on host B: %v", err)
+	}
+	mustDocker(t, "volume", "rm", vol)
+	if _, err := os.Stat(filepath.Join(san, vol+".img")); !os.IsNotExist(err) {
+		t.Fatalf("image file left after docker volume rm: %v", err)
+	}
+	if out, _ := exec.Command("losetup", "-j", filepath.Join(san, vol+".img")).CombinedOutput(); len(strings.TrimSpace(string(out))) > 0 {
+		t.Fatalf("loop device left: %s", out)
+	}
+}
+
+// inspect returns the Status of docker volume inspect.
+func inspect(t *testing.T, name string) map[string]any {
+	t.Helper()
+	out := mustDocker(t, "volume", "inspect", "--format", "{{json .Status}}", name)
+	var st map[string]any
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("inspect %s: %v in %q", name, err, out)
+	}
+	return st
+}
+
+func lineCount(t *testing.T) int {
+	t.Helper()
+	out := mustDocker(t, "exec", "e2e-writer", "sh", "-c", "wc -l < /data/log")
+	n, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatalf("line count %q: %v", out, err)
+	}
+	return n
+}
+
+// checkLines asserts "line 1".."line N" with no gap or repeat, returns N.
+func checkLines(t *testing.T, data string) int {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(data), "\n")
+	for i, l := range lines {
+		if want := fmt.Sprintf("line %d", i+1); l != want {
+			// The writer may have been killed in the middle of its last line.
+			if i == len(lines)-1 && strings.HasPrefix(want, l) {
+				return i
+			}
+			t.Fatalf("line %d is %q, want %q", i+1, l, want)
+		}
+	}
+	return len(lines)
+}
+
+// hostMounts counts the host's mounts of the volume's filesystem under the
+// plugin's propagated mount.
+func hostMounts(t *testing.T, name string) int {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasSuffix(f[4], "/propagated-mount/"+name) {
+			n++
+		}
+	}
+	return n
+}
+
+type hostB struct {
+	*socketClient
+}
+
+// startHostB runs a second relocvol plugin process, host e2e-host-b, on the
+// managed plugin's embedded etcd and the same SAN folder.
+func startHostB(t *testing.T, root, san string, etcdPort int) hostB {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "relocvol")
+	gobuild := exec.Command("go", "build", "-o", bin, "./cmd/relocvol")
+	gobuild.Dir = root
+	if out, err := gobuild.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	sock := filepath.Join(dir, "b.sock")
+	cmd := exec.Command(bin, "plugin")
+	cmd.Env = append(os.Environ(),
+		"RELOCVOL_HOST=e2e-host-b",
+		fmt.Sprintf("RELOCVOL_ETCD_ENDPOINTS=http://127.0.0.1:%d", etcdPort),
+		"RELOCVOL_SAN_DIR="+san,
+		"RELOCVOL_STATE_DIR="+filepath.Join(dir, "state"),
+		"RELOCVOL_MOUNT_ROOT="+filepath.Join(dir, "mnt"),
+		"RELOCVOL_SOCKET="+sock,
+		"RELOCVOL_LEASE_TTL=3s",
+	)
+	cmd.Stdout, cmd.Stderr = logWriter{t, "host-b: "}, logWriter{t, "host-b: "}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	})
+	c := newSocketClient(sock)
+	eventually(t, 30*time.Second, "host B answers on its socket", func() error {
+		return c.call("List", struct{}{}, nil)
+	})
+	return hostB{c}
+}
+
+// removePlugin removes everything the test put in the engine, whatever
+// state the test stopped in, and prints the plugin's log on failure.
+func removePlugin(t *testing.T) {
+	if t.Failed() {
+		if raw, err := os.ReadFile("/var/log/relocvol-dockerd.log"); err == nil {
+			lines := strings.Split(string(raw), "\n")
+			if len(lines) > 150 {
+				lines = lines[len(lines)-150:]
+			}
+			t.Logf("dockerd log (last lines):\n%s", strings.Join(lines, "\n"))
+		}
+	}
+	_, _ = docker(t, "rm", "-f", "e2e-writer", "e2e-idle")
+	_, _ = docker(t, "volume", "rm", "-f", vol)
+	_, _ = docker(t, "plugin", "disable", "-f", pluginRef)
+	_, _ = docker(t, "plugin", "rm", "-f", pluginRef)
+}

@@ -1,0 +1,119 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func TestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		change  func(*Config)
+		wantErr []string
+	}{
+		{name: "defaults are valid", change: func(*Config) {}},
+		{name: "external etcd", change: func(c *Config) { c.EtcdEndpoints = []string{"http://10.0.0.1:2379", "https://e2:2379"} }},
+		{name: "empty host", change: func(c *Config) { c.Host = "" }, wantErr: []string{"--host (RELOCVOL_HOST): empty"}},
+		{name: "bad host", change: func(c *Config) { c.Host = "a/b" }, wantErr: []string{`"a/b" is not a usable host name`}},
+		{name: "endpoint not a URL", change: func(c *Config) { c.EtcdEndpoints = []string{"etcd1:2379"} }, wantErr: []string{`RELOCVOL_ETCD_ENDPOINTS): "etcd1:2379" is not a URL`}},
+		{name: "cert without key", change: func(c *Config) {
+			c.EtcdEndpoints = []string{"https://e:2379"}
+			c.EtcdCert = "/nonexistent/cert.pem"
+		}, wantErr: []string{"--etcd-cert and --etcd-key go together", "cannot read /nonexistent/cert.pem"}},
+		{name: "TLS without endpoints", change: func(c *Config) { c.EtcdCA = "/etc/hostname" }, wantErr: []string{"TLS applies to an external etcd only"}},
+		{name: "prefix", change: func(c *Config) { c.EtcdPrefix = "relocvol/" }, wantErr: []string{"must start with / and not end with one"}},
+		{name: "backend", change: func(c *Config) { c.Backend = "zfs" }, wantErr: []string{`unknown backend "zfs": use loop`}},
+		{name: "relative dir", change: func(c *Config) { c.SANDir = "san" }, wantErr: []string{`--san-dir (RELOCVOL_SAN_DIR): "san" must be an absolute path`}},
+		{name: "fencing", change: func(c *Config) { c.Fencing = "stonith" }, wantErr: []string{`unknown fencing method "stonith"`}},
+		{name: "short ttl", change: func(c *Config) { c.LeaseTTL = time.Second }, wantErr: []string{"at least 2s"}},
+		{name: "fractional ttl", change: func(c *Config) { c.LeaseTTL = 2500 * time.Millisecond }, wantErr: []string{"use whole seconds"}},
+		{name: "default size", change: func(c *Config) { c.DefaultSize = "lots" }, wantErr: []string{`--default-size (RELOCVOL_DEFAULT_SIZE): invalid size "lots"`}},
+		{name: "default fs", change: func(c *Config) { c.DefaultFS = "ntfs" }, wantErr: []string{`"ntfs": use ext4 or xfs`}},
+		{name: "log level", change: func(c *Config) { c.LogLevel = "loud" }, wantErr: []string{`"loud": use debug, info, warn or error`}},
+		{name: "every error at once", change: func(c *Config) {
+			c.Backend, c.Fencing, c.LogLevel = "x", "y", "z"
+		}, wantErr: []string{"unknown backend", "unknown fencing", "log-level"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Defaults()
+			c.Host = "node-1"
+			tc.change(&c)
+			err := c.Validate()
+			if len(tc.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("no error, want %q", tc.wantErr)
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestEnvFallback(t *testing.T) {
+	c := Defaults()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	c.Bind(fs)
+	t.Setenv("RELOCVOL_HOST", "from-env")
+	t.Setenv("RELOCVOL_ETCD_ENDPOINTS", "http://a:2379, http://b:2379")
+	t.Setenv("RELOCVOL_LEASE_TTL", "7s")
+	t.Setenv("RELOCVOL_LOG_LEVEL", "debug")
+	if err := fs.Parse([]string{"--log-level=warn"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ApplyEnv(fs); err != nil {
+		t.Fatal(err)
+	}
+	if c.Host != "from-env" || c.LeaseTTL != 7*time.Second {
+		t.Fatalf("env not applied: host %q ttl %s", c.Host, c.LeaseTTL)
+	}
+	if strings.Join(c.EtcdEndpoints, ",") != "http://a:2379,http://b:2379" {
+		t.Fatalf("endpoints %q", c.EtcdEndpoints)
+	}
+	if c.LogLevel != "warn" {
+		t.Fatalf("the flag must win over the environment: log level %q", c.LogLevel)
+	}
+}
+
+func TestEnvEmptyEndpointsMeansEmbedded(t *testing.T) {
+	c := Defaults()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	c.Bind(fs)
+	t.Setenv("RELOCVOL_ETCD_ENDPOINTS", "")
+	_ = fs.Parse(nil)
+	if err := ApplyEnv(fs); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.EtcdEndpoints) != 0 {
+		t.Fatalf("empty variable gave endpoints %q", c.EtcdEndpoints)
+	}
+}
+
+func TestEnvBadValueNamed(t *testing.T) {
+	c := Defaults()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	c.Bind(fs)
+	t.Setenv("RELOCVOL_LEASE_TTL", "five")
+	_ = fs.Parse(nil)
+	err := ApplyEnv(fs)
+	if err == nil || !strings.Contains(err.Error(), `RELOCVOL_LEASE_TTL="five"`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// Every flag must be settable in the managed plugin under the same name.
+func TestEnvNames(t *testing.T) {
+	if got := EnvName("etcd-endpoints"); got != "RELOCVOL_ETCD_ENDPOINTS" {
+		t.Fatal(got)
+	}
+}

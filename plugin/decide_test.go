@@ -1,0 +1,50 @@
+package plugin
+
+import (
+	"testing"
+
+	"github.com/relocvol/relocvol/internal/store"
+)
+
+func TestDecideMount(t *testing.T) {
+	alive := store.HostState{Alive: true}
+	dead := store.HostState{}
+	for _, tc := range []struct {
+		name  string
+		claim store.Claim
+		owner store.HostState
+		want  mountAction
+	}{
+		{name: "never claimed", claim: store.Claim{}, want: actAcquire},
+		{name: "released after use", claim: store.Claim{Epoch: 7}, want: actAcquire},
+		{name: "released, owner info ignored", claim: store.Claim{Epoch: 7}, owner: alive, want: actAcquire},
+		{name: "held here", claim: store.Claim{Host: "me", Epoch: 3}, want: actJoin},
+		{name: "held here, taken over earlier", claim: store.Claim{Host: "me", Epoch: 3, TakenFrom: "g"}, want: actJoin},
+		{name: "held by a live peer", claim: store.Claim{Host: "g", Epoch: 3}, owner: alive, want: actRefuse},
+		{name: "held by a live peer with no mounts", claim: store.Claim{Host: "g", Epoch: 3, Mounts: nil}, owner: alive, want: actRefuse},
+		{name: "held by a dead peer", claim: store.Claim{Host: "g", Epoch: 3}, owner: dead, want: actTakeover},
+		{name: "held by a dead peer that took it over itself", claim: store.Claim{Host: "g", Epoch: 9, TakenFrom: "h"}, owner: dead, want: actTakeover},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := decideMount(tc.claim, "me", tc.owner); got != tc.want {
+				t.Fatalf("decideMount = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDockerError(t *testing.T) {
+	user := newErr(ErrInUse, `volume "db" is in use on host node-2 (alive, last renewed 1.2s ago, 1 mounts): stop it`)
+	if got := dockerError("mount", "db", user).Error(); got != user.Msg {
+		t.Fatalf("operator error rewritten: %q", got)
+	}
+	got := dockerError("mount", "db", errString("etcd get /relocvol/claims/db: context deadline exceeded")).Error()
+	want := `relocvol: cannot mount volume "db": etcd get /relocvol/claims/db: context deadline exceeded (the plugin log has details: docker plugin inspect relocvol, dockerd's log)`
+	if got != want {
+		t.Fatalf("unexpected error\n got %s\nwant %s", got, want)
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
