@@ -801,9 +801,12 @@ func (d *Driver) fail(op, name string, err error) error {
 	out := dockerError(op, name, err)
 	entry := d.log.WithError(err).WithFields(logrus.Fields{"op": op, "volume": name})
 	var e *Error
-	if errors.As(err, &e) && !errors.Is(err, ErrFence) {
+	switch {
+	case errors.Is(err, ErrNotFound) && (op == "inspect" || op == "find"):
+		entry.Debug("no such volume") // Docker probes names before it creates them
+	case errors.As(err, &e) && !errors.Is(err, ErrFence):
 		entry.Info("request refused")
-	} else {
+	default:
 		entry.Error("request failed")
 	}
 	return out

@@ -1,0 +1,52 @@
+# relocvol's managed-plugin root filesystem.
+#
+# scripts/build-plugin.sh builds this image, exports its filesystem as the
+# plugin's rootfs and adds config.json. Nothing is pulled when the two base
+# images exist locally (scripts/lib.sh ensure_base_images makes them offline);
+# only the Go stages need the Go module proxy, hence the build args and
+# `docker build --network host`.
+
+ARG GO_IMAGE=golang:1.26-bookworm
+ARG BASE_IMAGE=debian:bookworm-slim
+
+# Modules, downloaded once per go.sum.
+FROM ${GO_IMAGE} AS mods
+# build-plugin.sh tags the build stage (keeping these layers cached) and
+# prunes the untagged leftovers of earlier builds by this label.
+LABEL io.relocvol.stage=build
+ARG GOPROXY=https://proxy.golang.org,direct
+ARG GOFLAGS=
+ARG GOSUMDB=
+# auto: an older builder image fetches the toolchain go.mod asks for.
+ENV CGO_ENABLED=0 GOTOOLCHAIN=auto GOPROXY=${GOPROXY} GOFLAGS=${GOFLAGS}
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+
+# The list of non-project packages the binary imports: while it does not
+# change, the next stage's compiled dependencies stay cached.
+FROM mods AS deps
+COPY . .
+RUN go list -deps -f '{{if and (not .Standard) .Module}}{{if not .Module.Main}}{{.ImportPath}}{{end}}{{end}}' \
+        ./cmd/relocvol | sort >/deps.txt
+
+FROM mods AS build
+COPY --from=deps /deps.txt /deps.txt
+# Same flags as the real build, so that it hits this cache.
+RUN if [ -s /deps.txt ]; then xargs go build -trimpath </deps.txt; fi
+COPY . .
+RUN mkdir -p /out \
+    && go build -trimpath -buildvcs=false -ldflags='-s -w' -o /out/relocvol ./cmd/relocvol
+
+FROM ${BASE_IMAGE}
+# The base made by ensure_base_images already holds these tools, so this step
+# needs no network there; on a stock debian:bookworm-slim it installs them.
+RUN if command -v losetup && command -v mount && command -v mkfs.ext4 && command -v mkfs.xfs \
+        && [ -e /etc/ssl/certs/ca-certificates.crt ]; then :; \
+    else apt-get update \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+            util-linux mount e2fsprogs xfsprogs ca-certificates \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi >/dev/null
+COPY --from=build /out/relocvol /usr/bin/relocvol
+ENTRYPOINT ["/usr/bin/relocvol", "plugin"]

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# scripts/setup.sh: installs relocvol on this machine, as root, from this
+# checkout: everything it needs (packages, Go, Docker, the build's base
+# images, made offline when no registry answers), then builds the managed
+# plugin and enables it. Run it again to rebuild and re-enable.
+#
+#   sudo scripts/setup.sh
+#
+# Environment: PLUGIN_NAME (default relocvol:latest) and the knobs listed in
+# scripts/lib.sh and scripts/build-plugin.sh.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PLUGIN_NAME=${PLUGIN_NAME:-relocvol:latest}
+export PLUGIN_NAME
+start=$SECONDS
+
+ensure_all
+bash "$RELOCVOL_REPO/scripts/build-plugin.sh"
+log "enabling plugin $PLUGIN_NAME"
+if ! docker plugin enable "$PLUGIN_NAME" >/dev/null; then
+	die "docker plugin enable $PLUGIN_NAME failed: see the plugin's log in the dockerd log (journalctl -u docker, or $RELOCVOL_DOCKERD_LOG)"
+fi
+log "relocvol is installed in $((SECONDS - start))s"
+
+name=${PLUGIN_NAME%:latest}
+cat <<TRY
+
+relocvol is ready. Try it:
+
+  docker volume create -d $name -o size=1G db
+  docker run --rm -v db:/data debian:bookworm-slim sh -c 'echo hello > /data/hello'
+  docker run --rm -v db:/data debian:bookworm-slim cat /data/hello
+  docker volume rm db
+
+Settings: docker plugin disable $name; docker plugin set $name RELOCVOL_LOG_LEVEL=debug; docker plugin enable $name
+
+TRY
+docker plugin ls

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# scripts/test.sh: the project's test command (CI runs it through .ci/run).
+# As root: makes sure of everything setup.sh needs (packages, Go, Docker, the
+# base images), then go vet and every test. The e2e tests build and install
+# the plugin themselves with scripts/build-plugin.sh.
+#
+#   sudo scripts/test.sh [go test flags, e.g. -run TestX]
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+start=$SECONDS
+ensure_all
+export RELOCVOL_REPO
+cd "$RELOCVOL_REPO"
+
+log "go vet ./..."
+go vet ./...
+
+# The e2e packages run verbose, so their skips and daemon logs show.
+mapfile -t all < <(go list ./...)
+unit=() e2e=()
+for p in "${all[@]}"; do
+	case $p in
+	*/e2e | */e2e/*) e2e+=("$p") ;;
+	*) unit+=("$p") ;;
+	esac
+done
+
+rc=0
+if ((${#unit[@]} > 0)); then
+	log "go test (${#unit[@]} packages)"
+	go test -count=1 -timeout 20m "$@" "${unit[@]}" || rc=1
+fi
+if ((${#e2e[@]} > 0)); then
+	log "go test -v (e2e: ${e2e[*]})"
+	go test -count=1 -timeout 40m -v "$@" "${e2e[@]}" || rc=1
+fi
+if ((rc != 0)); then
+	log "FAILED after $((SECONDS - start))s"
+	exit 1
+fi
+log "all tests passed in $((SECONDS - start))s"
