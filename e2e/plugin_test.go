@@ -89,7 +89,9 @@ func TestManagedPlugin(t *testing.T) {
 
 	// ---- host B: a second relocvol on the same etcd and SAN folder ----
 	b := startHostB(t, root, san, port)
-	var got struct{ Volume struct{ Status map[string]any } }
+	var got struct {
+		Volume struct{ Status map[string]any }
+	}
 	if err := b.call("Get", map[string]string{"Name": vol}, &got); err != nil {
 		t.Fatalf("Get on host B: %v", err)
 	}
