@@ -104,19 +104,6 @@ func freePorts(t *testing.T) int {
 	return 0
 }
 
-// logWriter sends a process's output to t.Logf, line by line.
-type logWriter struct {
-	t      *testing.T
-	prefix string
-}
-
-func (w logWriter) Write(p []byte) (int, error) {
-	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
-		w.t.Logf("%s%s", w.prefix, line)
-	}
-	return len(p), nil
-}
-
 // socketClient speaks the VolumeDriver protocol to a plugin socket.
 type socketClient struct {
 	http *http.Client

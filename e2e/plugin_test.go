@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/relocvol/relocvol/internal/testenv"
 )
 
 const (
@@ -38,7 +40,7 @@ func TestManagedPlugin(t *testing.T) {
 	buildStart := time.Now()
 	build := exec.Command("bash", filepath.Join(root, "scripts", "build-plugin.sh"))
 	build.Env = append(os.Environ(), "PLUGIN_NAME="+pluginRef, "RELOCVOL_REPO="+root)
-	build.Stdout, build.Stderr = logWriter{t, "build: "}, logWriter{t, "build: "}
+	build.Stdout, build.Stderr = testenv.LogWriter{T: t, Prefix: "build: "}, testenv.LogWriter{T: t, Prefix: "build: "}
 	t.Cleanup(func() { removePlugin(t) })
 	if err := build.Run(); err != nil {
 		t.Fatalf("scripts/build-plugin.sh: %v", err)
@@ -287,7 +289,7 @@ func startHostB(t *testing.T, root, san string, etcdPort int) hostB {
 		"RELOCVOL_SOCKET="+sock,
 		"RELOCVOL_LEASE_TTL=3s",
 	)
-	cmd.Stdout, cmd.Stderr = logWriter{t, "host-b: "}, logWriter{t, "host-b: "}
+	cmd.Stdout, cmd.Stderr = testenv.LogWriter{T: t, Prefix: "host-b: "}, testenv.LogWriter{T: t, Prefix: "host-b: "}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func newCluster(t *testing.T) *cluster {
 	testenv.RequireCommands(t, "losetup", "mkfs.ext4", "mkfs.xfs", "mount", "umount")
 	c := &cluster{t: t, endpoints: testenv.Etcd(t), san: t.TempDir()}
 	log := logrus.New()
-	log.SetOutput(testWriter{t})
+	log.SetOutput(testenv.LogWriter{T: t})
 	run := &execx.OS{Log: log}
 	be, err := loop.New(c.san, run)
 	if err != nil {
@@ -62,14 +62,6 @@ func newCluster(t *testing.T) *cluster {
 	c.be, c.fs = be, fsutil.FS{Run: run}
 	t.Cleanup(c.assertNoResidue)
 	return c
-}
-
-// testWriter sends daemon logs to t.Logf.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Logf("%s", strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 // host starts a test host; root and state may be reused to restart one.
@@ -85,7 +77,7 @@ func (c *cluster) host(name, root, state string) *host {
 	cli := testenv.EtcdClient(t, c.endpoints)
 	st := store.New(cli, "/relocvol")
 	log := logrus.New()
-	log.SetOutput(testWriter{t})
+	log.SetOutput(testenv.LogWriter{T: t})
 	log.SetLevel(logrus.DebugLevel)
 	hb := controller.NewHeartbeat(st, name, 3*time.Second, state, "test", log)
 	drv := plugin.New(st, c.be, c.fs, fencing.None{Log: log}, hb, plugin.Options{
@@ -214,7 +206,7 @@ func wantErr(t *testing.T, err error, kind error, contains ...string) {
 func newHeartbeatOnly(t *testing.T, c *cluster, name string) *controller.Heartbeat {
 	cli := testenv.EtcdClient(t, c.endpoints)
 	log := logrus.New()
-	log.SetOutput(testWriter{t})
+	log.SetOutput(testenv.LogWriter{T: t})
 	return controller.NewHeartbeat(store.New(cli, "/relocvol"), name, 3*time.Second, t.TempDir(), "test", log)
 }
 

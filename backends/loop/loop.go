@@ -111,16 +111,9 @@ func (l *Loop) Create(ctx context.Context, v backends.Volume) (err error) {
 
 // Remove implements backends.Backend.
 func (l *Loop) Remove(ctx context.Context, name string) error {
-	file, err := l.file(name)
-	if err != nil {
+	file, devs, exists, err := l.devices(ctx, name)
+	if err != nil || !exists {
 		return err
-	}
-	devs, err := l.attached(ctx, file)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("remove %s: %w", file, err)
 	}
 	if len(devs) > 0 {
 		return fmt.Errorf("remove %s: attached to %s: %w", file, strings.Join(devs, ", "), backends.ErrInUse)
@@ -134,16 +127,12 @@ func (l *Loop) Remove(ctx context.Context, name string) error {
 
 // Activate implements backends.Backend.
 func (l *Loop) Activate(ctx context.Context, name string) (string, error) {
-	file, err := l.file(name)
+	file, devs, exists, err := l.devices(ctx, name)
 	if err != nil {
 		return "", err
 	}
-	devs, err := l.attached(ctx, file)
-	if errors.Is(err, fs.ErrNotExist) {
+	if !exists {
 		return "", fmt.Errorf("attach %s: %w", file, backends.ErrNotFound)
-	}
-	if err != nil {
-		return "", fmt.Errorf("attach %s: %w", file, err)
 	}
 	if len(devs) > 0 {
 		return devs[0], nil
@@ -167,16 +156,9 @@ func (l *Loop) Activate(ctx context.Context, name string) (string, error) {
 // detach on last close and reports success, which must not pass for a
 // deactivation.
 func (l *Loop) Deactivate(ctx context.Context, name string) error {
-	file, err := l.file(name)
-	if err != nil {
+	file, devs, exists, err := l.devices(ctx, name)
+	if err != nil || !exists {
 		return err
-	}
-	devs, err := l.attached(ctx, file)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("detach %s: %w", file, err)
 	}
 	if len(devs) == 0 {
 		return nil
@@ -206,19 +188,9 @@ func (l *Loop) Deactivate(ctx context.Context, name string) error {
 
 // Device implements backends.Backend.
 func (l *Loop) Device(ctx context.Context, name string) (string, error) {
-	file, err := l.file(name)
-	if err != nil {
+	_, devs, _, err := l.devices(ctx, name)
+	if err != nil || len(devs) == 0 {
 		return "", err
-	}
-	devs, err := l.attached(ctx, file)
-	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("device of %s: %w", file, err)
-	}
-	if len(devs) == 0 {
-		return "", nil
 	}
 	return devs[0], nil
 }
@@ -230,6 +202,22 @@ func (l *Loop) file(name string) (string, error) {
 		return "", fmt.Errorf("loop backend: invalid volume name %q", name)
 	}
 	return filepath.Join(l.dir, name+".img"), nil
+}
+
+// devices resolves volume name to its image file and the loop devices
+// backed by it. A missing image is exists=false, not an error.
+func (l *Loop) devices(ctx context.Context, name string) (file string, devs []string, exists bool, err error) {
+	if file, err = l.file(name); err != nil {
+		return "", nil, false, err
+	}
+	devs, err = l.attached(ctx, file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return file, nil, false, nil
+	}
+	if err != nil {
+		return file, nil, false, fmt.Errorf("loop devices of %s: %w", file, err)
+	}
+	return file, devs, true, nil
 }
 
 // attached returns the loop devices backed by file, sorted, or an error

@@ -338,6 +338,12 @@ func TestDevice(t *testing.T) {
 			t.Errorf("Device = %q, %v; want %q", got, err, want)
 		}
 	}
+	// A failing losetup is an error, never "not active": the plugin would
+	// release a claim on that guess.
+	f.script(execx.Call{Argv: listArgv, Err: &execx.ExecError{Cmd: listArgv, ExitCode: 1, Stderr: "losetup: cannot open /dev/loop-control"}})
+	if got, err := f.loop.Device(context.Background(), "vol"); err == nil || !strings.Contains(err.Error(), "cannot open /dev/loop-control") {
+		t.Errorf("Device with a failing losetup = %q, %v; want the error", got, err)
+	}
 }
 
 func TestCreate(t *testing.T) {

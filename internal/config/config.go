@@ -67,7 +67,7 @@ func EnvName(flag string) string {
 
 // Bind registers every setting as a flag on fs. Call ApplyEnv after parsing.
 func (c *Config) Bind(fs *pflag.FlagSet) {
-	fs.StringVar(&c.Host, "host", c.Host, "this host's name in the cluster (default: the machine's hostname)")
+	fs.StringVar(&c.Host, "host", c.Host, "this host's name in the cluster, unique among its hosts")
 	fs.StringSliceVar(&c.EtcdEndpoints, "etcd-endpoints", c.EtcdEndpoints, "etcd client URLs, comma-separated; empty starts an embedded single-member etcd under --state-dir")
 	fs.StringVar(&c.EtcdCA, "etcd-ca", c.EtcdCA, "CA file to verify the etcd servers (TLS)")
 	fs.StringVar(&c.EtcdCert, "etcd-cert", c.EtcdCert, "client certificate file for etcd (TLS)")

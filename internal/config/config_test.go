@@ -60,18 +60,29 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestEnvFallback(t *testing.T) {
+// fromEnv parses args with env set, as `relocvol plugin` does.
+func fromEnv(t *testing.T, env map[string]string, args ...string) (Config, error) {
+	t.Helper()
 	c := Defaults()
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	c.Bind(fs)
-	t.Setenv("RELOCVOL_HOST", "from-env")
-	t.Setenv("RELOCVOL_ETCD_ENDPOINTS", "http://a:2379, http://b:2379")
-	t.Setenv("RELOCVOL_LEASE_TTL", "7s")
-	t.Setenv("RELOCVOL_LOG_LEVEL", "debug")
-	if err := fs.Parse([]string{"--log-level=warn"}); err != nil {
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
-	if err := ApplyEnv(fs); err != nil {
+	return c, ApplyEnv(fs)
+}
+
+func TestEnvFallback(t *testing.T) {
+	c, err := fromEnv(t, map[string]string{
+		"RELOCVOL_HOST":           "from-env",
+		"RELOCVOL_ETCD_ENDPOINTS": "http://a:2379, http://b:2379",
+		"RELOCVOL_LEASE_TTL":      "7s",
+		"RELOCVOL_LOG_LEVEL":      "debug",
+	}, "--log-level=warn")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Host != "from-env" || c.LeaseTTL != 7*time.Second {
@@ -86,12 +97,8 @@ func TestEnvFallback(t *testing.T) {
 }
 
 func TestEnvEmptyEndpointsMeansEmbedded(t *testing.T) {
-	c := Defaults()
-	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-	c.Bind(fs)
-	t.Setenv("RELOCVOL_ETCD_ENDPOINTS", "")
-	_ = fs.Parse(nil)
-	if err := ApplyEnv(fs); err != nil {
+	c, err := fromEnv(t, map[string]string{"RELOCVOL_ETCD_ENDPOINTS": ""})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(c.EtcdEndpoints) != 0 {
@@ -100,12 +107,7 @@ func TestEnvEmptyEndpointsMeansEmbedded(t *testing.T) {
 }
 
 func TestEnvBadValueNamed(t *testing.T) {
-	c := Defaults()
-	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-	c.Bind(fs)
-	t.Setenv("RELOCVOL_LEASE_TTL", "five")
-	_ = fs.Parse(nil)
-	err := ApplyEnv(fs)
+	_, err := fromEnv(t, map[string]string{"RELOCVOL_LEASE_TTL": "five"})
 	if err == nil || !strings.Contains(err.Error(), `RELOCVOL_LEASE_TTL="five"`) {
 		t.Fatalf("err = %v", err)
 	}

@@ -1,0 +1,70 @@
+package execx
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestOSRunsWithFixedLocale(t *testing.T) {
+	out, err := (&OS{}).Run(context.Background(), "sh", "-c", `echo "$LC_ALL"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(out)) != "C" {
+		t.Fatalf("LC_ALL = %q, want C", out)
+	}
+}
+
+func TestOSKeepsStderrAndExitCode(t *testing.T) {
+	_, err := (&OS{}).Run(context.Background(), "sh", "-c", "echo partial; echo 'device busy' >&2; exit 24")
+	var ee *ExecError
+	if !errors.As(err, &ee) {
+		t.Fatalf("err %v is not an *ExecError", err)
+	}
+	if ee.ExitCode != 24 || ExitCode(err) != 24 || strings.TrimSpace(ee.Stderr) != "device busy" {
+		t.Fatalf("got %+v", ee)
+	}
+	if want := "sh -c echo partial; echo 'device busy' >&2; exit 24: device busy (exit 24)"; err.Error() != want {
+		t.Fatalf("message %q, want %q", err, want)
+	}
+}
+
+func TestOSPrefix(t *testing.T) {
+	out, err := (&OS{Prefix: []string{"env", "RELOCVOL_PREFIXED=yes"}}).Run(context.Background(), "sh", "-c", "echo $RELOCVOL_PREFIXED")
+	if err != nil || strings.TrimSpace(string(out)) != "yes" {
+		t.Fatalf("prefix not applied: %q %v", out, err)
+	}
+}
+
+func TestOSMissingCommand(t *testing.T) {
+	_, err := (&OS{}).Run(context.Background(), "relocvol-no-such-command")
+	if ExitCode(err) != -1 || !strings.Contains(err.Error(), "relocvol-no-such-command") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestOSContextDeadline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := (&OS{}).Run(ctx, "sleep", "5")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want a deadline error", err)
+	}
+}
+
+func TestFakeAssertsArgv(t *testing.T) {
+	f := &Fake{Script: []Call{{Argv: []string{"losetup", "-a"}, Stdout: "x"}}}
+	if _, err := f.Run(context.Background(), "losetup", "-l"); err == nil || !strings.Contains(err.Error(), `want "losetup -a"`) {
+		t.Fatalf("mismatch not reported: %v", err)
+	}
+	out, err := f.Run(context.Background(), "losetup", "-a")
+	if err != nil || string(out) != "x" || len(f.Left()) != 0 {
+		t.Fatalf("out %q err %v left %v", out, err, f.Left())
+	}
+	if _, err := f.Run(context.Background(), "extra"); err == nil {
+		t.Fatal("unexpected command accepted")
+	}
+}
