@@ -64,6 +64,14 @@ type Mounter interface {
 	DeviceBusy(dev string) (bool, error)
 }
 
+// ActiveLister is an optional ability of a backend: listing the volumes
+// whose storage is active on this host, whether mounted or not. Backends
+// whose storage other hosts may see active on a shared kernel (loop in
+// development) must not offer it.
+type ActiveLister interface {
+	Active(ctx context.Context) ([]string, error)
+}
+
 // Liveness tells whether this host's lease is current.
 type Liveness interface {
 	Alive() bool

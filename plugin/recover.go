@@ -52,6 +52,17 @@ func (d *Driver) Recover(ctx context.Context) error {
 		names[n] = true
 	}
 	d.mu.Unlock()
+	// Volumes active here without a mount (a crash between activation and
+	// mount, or left when this host was fenced) must be settled too.
+	if al, ok := d.backend.(ActiveLister); ok {
+		active, err := al.Active(ctx)
+		if err != nil {
+			return fmt.Errorf("list the volumes active on this host: %w", err)
+		}
+		for _, n := range active {
+			names[n] = true
+		}
+	}
 	sorted := make([]string, 0, len(names))
 	for n := range names {
 		sorted = append(sorted, n)

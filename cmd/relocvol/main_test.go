@@ -17,7 +17,7 @@ func TestPluginRefusesBadConfig(t *testing.T) {
 	}
 	for _, want := range []string{
 		"invalid configuration",
-		`--backend (RELOCVOL_BACKEND): unknown backend "zfs": use loop`,
+		`--backend (RELOCVOL_BACKEND): unknown backend "zfs": use loop or lvm`,
 		`--san-dir (RELOCVOL_SAN_DIR): "relative" must be an absolute path`,
 		"--lease-ttl (RELOCVOL_LEASE_TTL): 1s: use whole seconds, at least 2s",
 	} {

@@ -13,9 +13,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/term"
 
+	"github.com/relocvol/relocvol/backends"
 	"github.com/relocvol/relocvol/backends/loop"
+	"github.com/relocvol/relocvol/backends/lvm"
 	"github.com/relocvol/relocvol/controller"
 	"github.com/relocvol/relocvol/fencing"
+	"github.com/relocvol/relocvol/fencing/scsi3"
 	"github.com/relocvol/relocvol/internal/config"
 	"github.com/relocvol/relocvol/internal/etcdembed"
 	"github.com/relocvol/relocvol/internal/execx"
@@ -91,12 +94,12 @@ func runPlugin(ctx context.Context, cfg config.Config) error {
 	st := store.New(cli, cfg.EtcdPrefix)
 
 	run := &execx.OS{Log: log}
-	be, err := loop.New(cfg.SANDir, run, loop.WithLogger(log))
+	be, fencer, err := storage(ctx, cfg, run, st, log)
 	if err != nil {
 		return err
 	}
 	hb := controller.NewHeartbeat(st, cfg.Host, cfg.LeaseTTL, cfg.StateDir, version, log)
-	drv := plugin.New(st, be, fsutil.FS{Run: run}, fencing.None{Log: log}, hb, plugin.Options{
+	drv := plugin.New(st, be, fsutil.FS{Run: run}, fencer, hb, plugin.Options{
 		Host: cfg.Host, MountRoot: cfg.MountRoot, Defaults: cfg.SpecDefaults(), Log: log,
 	})
 	hb.BeforeJoin = drv.Recover
@@ -104,7 +107,32 @@ func runPlugin(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	log.WithFields(logrus.Fields{
-		"socket": cfg.Socket, "backend": be.Name(), "san": cfg.SANDir, "etcd": endpoints, "version": version,
+		"socket": cfg.Socket, "backend": be.Name(), "fencing": fencer.Name(), "etcd": endpoints, "version": version,
 	}).Info("relocvol plugin ready")
 	return plugin.Serve(ctx, cfg.Socket, drv)
+}
+
+// storage builds the configured backend and its fencing method.
+func storage(ctx context.Context, cfg config.Config, run execx.Runner, st *store.Store, log *logrus.Logger) (backends.Backend, plugin.Fencer, error) {
+	switch cfg.Backend {
+	case "lvm":
+		lv, err := lvm.New(cfg.LVMVG, run, st, lvm.WithLogger(log))
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := lv.Check(ctx); err != nil {
+			return nil, nil, err
+		}
+		opts := []scsi3.Option{scsi3.WithLogger(log)}
+		if cfg.PRPreempt == "plain" {
+			opts = append(opts, scsi3.WithPlainPreempt())
+		}
+		return lv, scsi3.New(run, cfg.Host, lv.PVs, opts...), nil
+	default:
+		lp, err := loop.New(cfg.SANDir, run, loop.WithLogger(log))
+		if err != nil {
+			return nil, nil, err
+		}
+		return lp, fencing.None{Log: log}, nil
+	}
 }

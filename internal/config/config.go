@@ -28,12 +28,14 @@ type Config struct {
 	EtcdKey       string        // TLS: client key
 	EtcdPrefix    string        // key prefix, so one etcd can serve several clusters
 	EmbeddedEtcd  string        // client address of the embedded etcd
-	Backend       string        // "loop"
+	Backend       string        // "loop" or "lvm"
 	SANDir        string        // loop backend: the shared folder holding the images
+	LVMVG         string        // lvm backend: the shared volume group
 	StateDir      string        // host-local state (embedded etcd data, lease file)
 	MountRoot     string        // where volumes are mounted (the plugin's propagatedMount)
 	Socket        string        // the VolumeDriver socket
-	Fencing       string        // "none"
+	Fencing       string        // "none" or "scsi3"
+	PRPreempt     string        // scsi3: "abort" (PREEMPT AND ABORT) or "plain" (PREEMPT)
 	LeaseTTL      time.Duration // host liveness lease
 	DefaultSize   string        // size of a volume created without -o size
 	DefaultFS     string        // fs of a volume created without -o fs
@@ -53,6 +55,7 @@ func Defaults() Config {
 		MountRoot:    "/mnt/volumes",
 		Socket:       "/run/docker/plugins/relocvol.sock",
 		Fencing:      "none",
+		PRPreempt:    "abort",
 		LeaseTTL:     5 * time.Second,
 		DefaultSize:  "1G",
 		DefaultFS:    "ext4",
@@ -74,12 +77,14 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.EtcdKey, "etcd-key", c.EtcdKey, "client key file for etcd (TLS)")
 	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", c.EtcdPrefix, "prefix of every relocvol key in etcd")
 	fs.StringVar(&c.EmbeddedEtcd, "embedded-etcd", c.EmbeddedEtcd, "client address (host:port) of the embedded etcd, used when --etcd-endpoints is empty")
-	fs.StringVar(&c.Backend, "backend", c.Backend, "storage backend: loop")
+	fs.StringVar(&c.Backend, "backend", c.Backend, "storage backend: loop (image files in a shared folder) or lvm (LVs in a shared volume group)")
 	fs.StringVar(&c.SANDir, "san-dir", c.SANDir, "loop backend: shared folder that holds one image file per volume")
+	fs.StringVar(&c.LVMVG, "lvm-vg", c.LVMVG, "lvm backend: the volume group on the SAN LUN(s) that every host sees")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "host-local state folder (embedded etcd data, lease)")
 	fs.StringVar(&c.MountRoot, "mount-root", c.MountRoot, "folder under which volumes are mounted (the plugin's propagatedMount)")
 	fs.StringVar(&c.Socket, "socket", c.Socket, "path of the VolumeDriver unix socket")
-	fs.StringVar(&c.Fencing, "fencing", c.Fencing, "fencing method: none")
+	fs.StringVar(&c.Fencing, "fencing", c.Fencing, "fencing method: none (loop backend) or scsi3 (SCSI-3 persistent reservations, lvm backend)")
+	fs.StringVar(&c.PRPreempt, "pr-preempt", c.PRPreempt, "scsi3: how a dead host's key is removed: abort (PREEMPT AND ABORT) or plain (PREEMPT, for targets that mishandle the abort)")
 	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "host liveness lease TTL (at least 2s)")
 	fs.StringVar(&c.DefaultSize, "default-size", c.DefaultSize, "size of a volume created without -o size")
 	fs.StringVar(&c.DefaultFS, "default-fs", c.DefaultFS, "filesystem of a volume created without -o fs: ext4 or xfs")
@@ -153,16 +158,33 @@ func (c *Config) Validate() error {
 	if len(c.EtcdEndpoints) == 0 && !strings.Contains(c.EmbeddedEtcd, ":") {
 		bad("embedded-etcd", "%q is not host:port", c.EmbeddedEtcd)
 	}
-	if c.Backend != "loop" {
-		bad("backend", "unknown backend %q: use loop", c.Backend)
+	switch c.Backend {
+	case "loop":
+		if c.Fencing == "scsi3" {
+			bad("fencing", "scsi3 fences the LUNs of an LVM volume group: use it with --backend lvm, or --fencing none with loop")
+		}
+	case "lvm":
+		if c.LVMVG == "" {
+			bad("lvm-vg", "empty: name the shared volume group, e.g. --lvm-vg san-vg")
+		} else if strings.ContainsAny(c.LVMVG, "/ ") || strings.HasPrefix(c.LVMVG, "-") {
+			bad("lvm-vg", "%q is not a volume group name", c.LVMVG)
+		}
+		if c.Fencing == "none" {
+			bad("fencing", "the lvm backend needs --fencing scsi3: a dead host's writes to the SAN must be cut off before another host takes its volumes")
+		}
+	default:
+		bad("backend", "unknown backend %q: use loop or lvm", c.Backend)
 	}
 	for flag, dir := range map[string]string{"san-dir": c.SANDir, "state-dir": c.StateDir, "mount-root": c.MountRoot, "socket": c.Socket} {
 		if !filepath.IsAbs(dir) {
 			bad(flag, "%q must be an absolute path", dir)
 		}
 	}
-	if c.Fencing != "none" {
-		bad("fencing", "unknown fencing method %q: use none (scsi3 comes with the lvm backend)", c.Fencing)
+	if c.Fencing != "none" && c.Fencing != "scsi3" {
+		bad("fencing", "unknown fencing method %q: use none or scsi3", c.Fencing)
+	}
+	if c.PRPreempt != "abort" && c.PRPreempt != "plain" {
+		bad("pr-preempt", "%q: use abort or plain", c.PRPreempt)
 	}
 	if c.LeaseTTL < 2*time.Second || c.LeaseTTL%time.Second != 0 {
 		bad("lease-ttl", "%s: use whole seconds, at least 2s (etcd grants no shorter lease)", c.LeaseTTL)

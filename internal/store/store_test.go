@@ -188,3 +188,53 @@ func TestFenceMark(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestLockIsExclusive(t *testing.T) {
+	st, _ := newStore(t)
+	ctx := context.Background()
+	unlock, err := st.Lock(ctx, "vg/san")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan time.Time, 1)
+	go func() {
+		u2, err := st.Lock(ctx, "vg/san")
+		if err != nil {
+			t.Error(err)
+			got <- time.Time{}
+			return
+		}
+		got <- time.Now()
+		u2()
+	}()
+	// A second taker must wait while the first holds the lock.
+	select {
+	case <-got:
+		t.Fatal("second Lock returned while the first was held")
+	case <-time.After(500 * time.Millisecond):
+	}
+	released := time.Now()
+	unlock()
+	select {
+	case at := <-got:
+		if at.Before(released) {
+			t.Fatal("second Lock got it before the release")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("second Lock never got the lock after the release")
+	}
+	// A waiter whose request is cancelled gives up with an error.
+	unlock, _ = st.Lock(ctx, "vg/san")
+	defer unlock()
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := st.Lock(cctx, "vg/san"); err == nil {
+		t.Fatal("a cancelled waiter got the lock")
+	}
+	// Another key is independent.
+	u3, err := st.Lock(ctx, "vg/other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u3()
+}

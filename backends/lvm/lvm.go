@@ -1,0 +1,358 @@
+// Package lvm is relocvol's production backend: one logical volume per
+// Docker volume in a volume group on a SAN LUN that every host sees.
+//
+// Without lvmlockd nothing stops two hosts from rewriting the VG metadata at
+// the same time, which silently loses LVs; so every metadata change
+// (lvcreate, lvremove, lvextend) runs under a cluster-wide lock per VG (in
+// etcd). Activation changes no metadata: it re-reads it from disk, so a host
+// sees what others created. An LV is active on at most one host, which the
+// plugin's claims guarantee; this package only activates what it is told.
+package lvm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/relocvol/relocvol/backends"
+	"github.com/relocvol/relocvol/internal/execx"
+	"github.com/relocvol/relocvol/internal/fsutil"
+)
+
+// Prefix starts every LV name relocvol makes, so that its LVs stand apart
+// from others in a VG and LVM's reserved names can never be hit.
+const Prefix = "rv-"
+
+// Tag marks relocvol's LVs.
+const Tag = "relocvol"
+
+// Locker takes a cluster-wide lock; unlock must be called to release it.
+type Locker interface {
+	Lock(ctx context.Context, key string) (unlock func(), err error)
+}
+
+// LVM is the backend for one volume group.
+type LVM struct {
+	vg   string
+	run  execx.Runner
+	fs   fsutil.FS
+	lock Locker
+	log  logrus.FieldLogger
+}
+
+var _ backends.Backend = (*LVM)(nil)
+
+// Option configures an LVM backend.
+type Option func(*LVM)
+
+// WithLogger sets the logger.
+func WithLogger(log logrus.FieldLogger) Option { return func(l *LVM) { l.log = log } }
+
+// New returns the backend of volume group vg. It does not touch the VG;
+// Check verifies that it is usable.
+func New(vg string, run execx.Runner, lock Locker, opts ...Option) (*LVM, error) {
+	if err := validVGName(vg); err != nil {
+		return nil, err
+	}
+	l := &LVM{vg: vg, run: run, fs: fsutil.FS{Run: run}, lock: lock, log: logrus.StandardLogger()}
+	for _, o := range opts {
+		o(l)
+	}
+	return l, nil
+}
+
+func validVGName(vg string) error {
+	if vg == "" || vg == "." || vg == ".." || strings.HasPrefix(vg, "-") || strings.ContainsAny(vg, "/ \x00") {
+		return fmt.Errorf("invalid volume group name %q: set the name of an existing VG, e.g. san-vg", vg)
+	}
+	return nil
+}
+
+// Name implements backends.Backend.
+func (*LVM) Name() string { return "lvm" }
+
+// VG returns the volume group's name.
+func (l *LVM) VG() string { return l.vg }
+
+// lvName maps a volume name to its LV name.
+func lvName(name string) (string, error) {
+	if name == "" || strings.ContainsAny(name, "/ \x00") {
+		return "", fmt.Errorf("lvm backend: invalid volume name %q", name)
+	}
+	return Prefix + name, nil
+}
+
+func (l *LVM) ref(lv string) string { return l.vg + "/" + lv }
+
+// lv is one row of `lvs --reportformat json`.
+type lv struct {
+	Name   string `json:"lv_name"`
+	VG     string `json:"vg_name"`
+	Attr   string `json:"lv_attr"`
+	Size   string `json:"lv_size"`
+	Path   string `json:"lv_path"`
+	Tags   string `json:"lv_tags"`
+	active bool
+	bytes  int64
+}
+
+// lvsArgs lists every LV of the VG with the fields parseLVs reads.
+func (l *LVM) lvsArgs() []string {
+	return []string{"lvs", "--reportformat", "json", "--units", "b", "--nosuffix",
+		"-o", "lv_name,vg_name,lv_attr,lv_size,lv_path,lv_tags", l.vg}
+}
+
+// parseLVs reads `lvs --reportformat json` output.
+func parseLVs(out []byte) ([]lv, error) {
+	var rep struct {
+		Report []struct {
+			LV []lv `json:"lv"`
+		} `json:"report"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		return nil, fmt.Errorf("parse lvs output: %w", err)
+	}
+	var lvs []lv
+	for _, r := range rep.Report {
+		for _, v := range r.LV {
+			// lv_attr: the fifth character is the state, 'a' = active.
+			v.active = len(v.Attr) >= 5 && v.Attr[4] == 'a'
+			if v.Size != "" {
+				n, err := strconv.ParseInt(v.Size, 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("parse lvs output: size %q of %s: %w", v.Size, v.Name, err)
+				}
+				v.bytes = n
+			}
+			lvs = append(lvs, v)
+		}
+	}
+	return lvs, nil
+}
+
+// find returns the LV named lvName, or ok=false.
+func (l *LVM) find(ctx context.Context, lvName string) (lv, bool, error) {
+	argv := l.lvsArgs()
+	out, err := l.run.Run(ctx, argv[0], argv[1:]...)
+	if err != nil {
+		return lv{}, false, l.classify(fmt.Errorf("list LVs of %s: %w", l.vg, err))
+	}
+	lvs, err := parseLVs(out)
+	if err != nil {
+		return lv{}, false, err
+	}
+	for _, v := range lvs {
+		if v.Name == lvName {
+			return v, true, nil
+		}
+	}
+	return lv{}, false, nil
+}
+
+// classify maps LVM's failures to the backend sentinels; stderr is kept.
+func (l *LVM) classify(err error) error {
+	var ee *execx.ExecError
+	if !errors.As(err, &ee) {
+		return err
+	}
+	s := ee.Stderr
+	switch {
+	case strings.Contains(s, "in use") || strings.Contains(s, "is open") || strings.Contains(s, "Can't remove open logical volume"):
+		return fmt.Errorf("%w: %w", backends.ErrInUse, err)
+	case strings.Contains(s, "not found") || strings.Contains(s, "Failed to find logical volume"):
+		return fmt.Errorf("%w: %w", backends.ErrNotFound, err)
+	}
+	return err
+}
+
+// Check verifies that the VG exists and is visible from this host.
+func (l *LVM) Check(ctx context.Context) error {
+	_, _, err := l.find(ctx, "")
+	if err != nil {
+		return fmt.Errorf("volume group %s is not usable on this host (check the LUN, multipath and the LVM filter): %w", l.vg, err)
+	}
+	return nil
+}
+
+// Create implements backends.Backend: lvcreate under the VG lock, mkfs, and
+// deactivate again (the creating host does not own the volume).
+func (l *LVM) Create(ctx context.Context, v backends.Volume) (err error) {
+	name, err := lvName(v.Name)
+	if err != nil {
+		return err
+	}
+	unlock, err := l.lock.Lock(ctx, "vg/"+l.vg)
+	if err != nil {
+		return fmt.Errorf("lock the metadata of VG %s: %w", l.vg, err)
+	}
+	defer unlock()
+	if _, ok, err := l.find(ctx, name); err != nil {
+		return err
+	} else if ok {
+		return fmt.Errorf("LV %s: %w", l.ref(name), backends.ErrExists)
+	}
+	_, err = l.run.Run(ctx, "lvcreate", "--yes", "--wipesignatures", "y", "--zero", "y",
+		"--addtag", Tag, "--activate", "y", "--name", name, "--size", strconv.FormatInt(v.Size, 10)+"b", l.vg)
+	if err != nil {
+		return fmt.Errorf("create LV %s: %w", l.ref(name), l.classify(err))
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		uctx := context.WithoutCancel(ctx)
+		if _, rerr := l.run.Run(uctx, "lvremove", "--yes", l.ref(name)); rerr != nil {
+			l.log.WithError(rerr).WithField("lv", l.ref(name)).Error("cannot remove the LV of a failed create")
+		}
+	}()
+	dev := "/dev/" + l.ref(name)
+	if err := l.fs.Mkfs(ctx, v.FS, dev); err != nil {
+		_, _ = l.run.Run(context.WithoutCancel(ctx), "lvchange", "--activate", "n", l.ref(name))
+		return fmt.Errorf("format %s: %w", dev, err)
+	}
+	if _, err := l.run.Run(ctx, "lvchange", "--activate", "n", l.ref(name)); err != nil {
+		return fmt.Errorf("deactivate new LV %s: %w", l.ref(name), l.classify(err))
+	}
+	l.log.WithFields(logrus.Fields{"volume": v.Name, "lv": l.ref(name), "size": v.Size, "fs": v.FS}).Info("LV created")
+	return nil
+}
+
+// Remove implements backends.Backend.
+func (l *LVM) Remove(ctx context.Context, volName string) error {
+	name, err := lvName(volName)
+	if err != nil {
+		return err
+	}
+	unlock, err := l.lock.Lock(ctx, "vg/"+l.vg)
+	if err != nil {
+		return fmt.Errorf("lock the metadata of VG %s: %w", l.vg, err)
+	}
+	defer unlock()
+	v, ok, err := l.find(ctx, name)
+	if err != nil || !ok {
+		return err
+	}
+	if v.active {
+		return fmt.Errorf("remove LV %s: active on this host: %w", l.ref(name), backends.ErrInUse)
+	}
+	if _, err := l.run.Run(ctx, "lvremove", "--yes", l.ref(name)); err != nil {
+		return fmt.Errorf("remove LV %s: %w", l.ref(name), l.classify(err))
+	}
+	l.log.WithFields(logrus.Fields{"volume": volName, "lv": l.ref(name)}).Info("LV removed")
+	return nil
+}
+
+// Activate implements backends.Backend.
+func (l *LVM) Activate(ctx context.Context, volName string) (string, error) {
+	name, err := lvName(volName)
+	if err != nil {
+		return "", err
+	}
+	v, ok, err := l.find(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", fmt.Errorf("LV %s: %w", l.ref(name), backends.ErrNotFound)
+	}
+	if v.active {
+		return v.Path, nil
+	}
+	if _, err := l.run.Run(ctx, "lvchange", "--activate", "y", l.ref(name)); err != nil {
+		return "", fmt.Errorf("activate LV %s: %w", l.ref(name), l.classify(err))
+	}
+	l.log.WithFields(logrus.Fields{"volume": volName, "dev": v.Path}).Info("LV activated")
+	return v.Path, nil
+}
+
+// Deactivate implements backends.Backend.
+func (l *LVM) Deactivate(ctx context.Context, volName string) error {
+	name, err := lvName(volName)
+	if err != nil {
+		return err
+	}
+	v, ok, err := l.find(ctx, name)
+	if err != nil || !ok || !v.active {
+		return err
+	}
+	if _, err := l.run.Run(ctx, "lvchange", "--activate", "n", l.ref(name)); err != nil {
+		return fmt.Errorf("deactivate LV %s: %w", l.ref(name), l.classify(err))
+	}
+	l.log.WithFields(logrus.Fields{"volume": volName, "dev": v.Path}).Info("LV deactivated")
+	return nil
+}
+
+// Device implements backends.Backend.
+func (l *LVM) Device(ctx context.Context, volName string) (string, error) {
+	name, err := lvName(volName)
+	if err != nil {
+		return "", err
+	}
+	v, ok, err := l.find(ctx, name)
+	if err != nil || !ok || !v.active {
+		return "", err
+	}
+	return v.Path, nil
+}
+
+// Active lists the volumes whose LVs are active on this host, so that a
+// host coming back after being fenced can deactivate all of them.
+func (l *LVM) Active(ctx context.Context) ([]string, error) {
+	argv := l.lvsArgs()
+	out, err := l.run.Run(ctx, argv[0], argv[1:]...)
+	if err != nil {
+		return nil, l.classify(fmt.Errorf("list LVs of %s: %w", l.vg, err))
+	}
+	lvs, err := parseLVs(out)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, v := range lvs {
+		if v.active && strings.HasPrefix(v.Name, Prefix) {
+			names = append(names, strings.TrimPrefix(v.Name, Prefix))
+		}
+	}
+	return names, nil
+}
+
+// PVs returns the physical volumes of the VG: the LUNs (or multipath maps)
+// that fencing must cover.
+func (l *LVM) PVs(ctx context.Context) ([]string, error) {
+	out, err := l.run.Run(ctx, "pvs", "--reportformat", "json", "-o", "pv_name,vg_name")
+	if err != nil {
+		return nil, fmt.Errorf("list PVs: %w", err)
+	}
+	return parsePVs(out, l.vg)
+}
+
+func parsePVs(out []byte, vg string) ([]string, error) {
+	var rep struct {
+		Report []struct {
+			PV []struct {
+				Name string `json:"pv_name"`
+				VG   string `json:"vg_name"`
+			} `json:"pv"`
+		} `json:"report"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		return nil, fmt.Errorf("parse pvs output: %w", err)
+	}
+	var pvs []string
+	for _, r := range rep.Report {
+		for _, p := range r.PV {
+			if p.VG == vg {
+				pvs = append(pvs, p.Name)
+			}
+		}
+	}
+	if len(pvs) == 0 {
+		return nil, fmt.Errorf("volume group %s has no physical volume visible on this host: check the LUN, multipath and the LVM filter", vg)
+	}
+	return pvs, nil
+}

@@ -1,0 +1,241 @@
+package lvm
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/relocvol/relocvol/backends"
+	"github.com/relocvol/relocvol/internal/execx"
+)
+
+func fixture(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// fakeLock records lock and unlock calls, so tests can check that every
+// metadata change ran under the VG lock.
+type fakeLock struct {
+	mu     sync.Mutex
+	events []string
+	err    error
+}
+
+func (l *fakeLock) Lock(_ context.Context, key string) (func(), error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return nil, l.err
+	}
+	l.events = append(l.events, "lock "+key)
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.events = append(l.events, "unlock "+key)
+	}, nil
+}
+
+var lvsArgv = []string{"lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,vg_name,lv_attr,lv_size,lv_path,lv_tags", "san"}
+
+func newLVM(t *testing.T, calls ...execx.Call) (*LVM, *execx.Fake, *fakeLock) {
+	t.Helper()
+	f := &execx.Fake{Script: calls}
+	lk := &fakeLock{}
+	log := logrus.New()
+	log.SetLevel(logrus.ErrorLevel)
+	l, err := New("san", f, lk, WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if left := f.Left(); len(left) != 0 {
+			t.Errorf("expected commands not run: %v", left)
+		}
+	})
+	return l, f, lk
+}
+
+func TestParseLVs(t *testing.T) {
+	lvs, err := parseLVs([]byte(fixture(t, "handwritten-lvs.json")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lvs) != 3 {
+		t.Fatalf("%d LVs", len(lvs))
+	}
+	if !lvs[0].active || lvs[0].bytes != 64<<20 || lvs[0].Path != "/dev/san/rv-db" {
+		t.Fatalf("rv-db: %+v", lvs[0])
+	}
+	if lvs[1].active {
+		t.Fatalf("rv-logs is not active: %+v", lvs[1])
+	}
+	if _, err := parseLVs([]byte(`{"report":[{"lv":[{"lv_name":"x","lv_size":"12.5"}]}]}`)); err == nil {
+		t.Fatal("fractional size accepted")
+	}
+	if _, err := parseLVs([]byte("  Volume group \"san\" not found")); err == nil {
+		t.Fatal("non-JSON accepted")
+	}
+}
+
+func TestParsePVs(t *testing.T) {
+	pvs, err := parsePVs([]byte(fixture(t, "handwritten-pvs.json")), "san")
+	if err != nil || strings.Join(pvs, ",") != "/dev/sdb,/dev/mapper/mpathb" {
+		t.Fatalf("pvs %v %v", pvs, err)
+	}
+	if _, err := parsePVs([]byte(fixture(t, "handwritten-pvs.json")), "nope"); err == nil || !strings.Contains(err.Error(), "volume group nope has no physical volume visible") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestCreate(t *testing.T) {
+	l, _, lk := newLVM(t,
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: []string{"lvcreate", "--yes", "--wipesignatures", "y", "--zero", "y", "--addtag", "relocvol", "--activate", "y", "--name", "rv-new", "--size", "134217728b", "san"}},
+		execx.Call{Argv: []string{"mkfs.ext4", "-q", "-F", "/dev/san/rv-new"}},
+		execx.Call{Argv: []string{"lvchange", "--activate", "n", "san/rv-new"}},
+	)
+	if err := l.Create(context.Background(), backends.Volume{Name: "new", Size: 128 << 20, FS: "ext4"}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(lk.events, ",") != "lock vg/san,unlock vg/san" {
+		t.Fatalf("lock events %v", lk.events)
+	}
+}
+
+func TestCreateExisting(t *testing.T) {
+	l, _, _ := newLVM(t, execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")})
+	err := l.Create(context.Background(), backends.Volume{Name: "db", Size: 64 << 20, FS: "ext4"})
+	if !errors.Is(err, backends.ErrExists) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestCreateRollsBackOnMkfsFailure(t *testing.T) {
+	l, _, lk := newLVM(t,
+		execx.Call{Argv: lvsArgv, Stdout: `{"report":[{"lv":[]}]}`},
+		execx.Call{Argv: []string{"lvcreate", "--yes", "--wipesignatures", "y", "--zero", "y", "--addtag", "relocvol", "--activate", "y", "--name", "rv-new", "--size", "67108864b", "san"}},
+		execx.Call{Argv: []string{"mkfs.xfs", "-q", "-f", "/dev/san/rv-new"}, Err: &execx.ExecError{ExitCode: 1, Stderr: "agsize too small"}},
+		execx.Call{Argv: []string{"lvchange", "--activate", "n", "san/rv-new"}},
+		execx.Call{Argv: []string{"lvremove", "--yes", "san/rv-new"}},
+	)
+	err := l.Create(context.Background(), backends.Volume{Name: "new", Size: 64 << 20, FS: "xfs"})
+	if err == nil || !strings.Contains(err.Error(), "agsize too small") {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Join(lk.events, ",") != "lock vg/san,unlock vg/san" {
+		t.Fatalf("the rollback must run under the lock too: %v", lk.events)
+	}
+}
+
+func TestCreateWithoutLock(t *testing.T) {
+	l, _, lk := newLVM(t)
+	lk.err = errors.New("etcd unreachable")
+	err := l.Create(context.Background(), backends.Volume{Name: "new", Size: 64 << 20, FS: "ext4"})
+	if err == nil || !strings.Contains(err.Error(), "lock the metadata of VG san: etcd unreachable") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestActivate(t *testing.T) {
+	l, _, _ := newLVM(t,
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: []string{"lvchange", "--activate", "y", "san/rv-logs"}},
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+	)
+	ctx := context.Background()
+	if dev, err := l.Activate(ctx, "db"); err != nil || dev != "/dev/san/rv-db" {
+		t.Fatalf("already active: %q %v", dev, err)
+	}
+	if dev, err := l.Activate(ctx, "logs"); err != nil || dev != "/dev/san/rv-logs" {
+		t.Fatalf("activate: %q %v", dev, err)
+	}
+	if _, err := l.Activate(ctx, "nosuch"); !errors.Is(err, backends.ErrNotFound) {
+		t.Fatalf("missing LV: %v", err)
+	}
+}
+
+func TestDeactivate(t *testing.T) {
+	busy := &execx.ExecError{ExitCode: 5, Stderr: "  Logical volume san/rv-db in use."}
+	l, _, _ := newLVM(t,
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: []string{"lvchange", "--activate", "n", "san/rv-db"}, Err: busy},
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: []string{"lvchange", "--activate", "n", "san/rv-db"}},
+	)
+	ctx := context.Background()
+	if err := l.Deactivate(ctx, "db"); !errors.Is(err, backends.ErrInUse) || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("busy: %v", err)
+	}
+	if err := l.Deactivate(ctx, "logs"); err != nil {
+		t.Fatalf("inactive: %v", err)
+	}
+	if err := l.Deactivate(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRemove(t *testing.T) {
+	l, _, lk := newLVM(t,
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: []string{"lvremove", "--yes", "san/rv-logs"}},
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+	)
+	ctx := context.Background()
+	if err := l.Remove(ctx, "db"); !errors.Is(err, backends.ErrInUse) {
+		t.Fatalf("active: %v", err)
+	}
+	if err := l.Remove(ctx, "logs"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Remove(ctx, "nosuch"); err != nil {
+		t.Fatalf("missing: %v", err)
+	}
+	if strings.Join(lk.events, ",") != strings.Repeat("lock vg/san,unlock vg/san,", 2)+"lock vg/san,unlock vg/san" {
+		t.Fatalf("lock events %v", lk.events)
+	}
+}
+
+func TestActiveAndDevice(t *testing.T) {
+	l, _, _ := newLVM(t,
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: lvsArgv, Err: &execx.ExecError{ExitCode: 5, Stderr: `  Volume group "san" not found`}},
+	)
+	ctx := context.Background()
+	names, err := l.Active(ctx)
+	if err != nil || strings.Join(names, ",") != "db" {
+		t.Fatalf("Active = %v %v (LVs without the rv- prefix are not relocvol's)", names, err)
+	}
+	if dev, err := l.Device(ctx, "db"); err != nil || dev != "/dev/san/rv-db" {
+		t.Fatalf("Device(db) = %q %v", dev, err)
+	}
+	if dev, err := l.Device(ctx, "logs"); err != nil || dev != "" {
+		t.Fatalf("Device(logs) = %q %v", dev, err)
+	}
+	if _, err := l.Device(ctx, "db"); err == nil || !strings.Contains(err.Error(), `Volume group "san" not found`) {
+		t.Fatalf("a failing lvs must be an error: %v", err)
+	}
+}
+
+func TestNewRejectsBadVG(t *testing.T) {
+	for _, vg := range []string{"", "-x", "a/b", ".."} {
+		if _, err := New(vg, &execx.Fake{}, &fakeLock{}); err == nil {
+			t.Errorf("VG %q accepted", vg)
+		}
+	}
+}
