@@ -7,11 +7,8 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,41 +99,4 @@ func freePorts(t *testing.T) int {
 	}
 	t.Fatal("no two consecutive free ports")
 	return 0
-}
-
-// socketClient speaks the VolumeDriver protocol to a plugin socket.
-type socketClient struct {
-	http *http.Client
-}
-
-func newSocketClient(path string) *socketClient {
-	return &socketClient{http: &http.Client{
-		Timeout: 90 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", path)
-		}},
-	}}
-}
-
-// call posts req to /VolumeDriver.<method> and decodes the answer into
-// resp; a non-empty Err in the answer is returned as an error.
-func (c *socketClient) call(method string, req, resp any) error {
-	body, _ := json.Marshal(req)
-	r, err := c.http.Post("http://plugin/VolumeDriver."+method, "application/vnd.docker.plugins.v1.2+json", bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("%s: %w", method, err)
-	}
-	defer r.Body.Close()
-	raw, _ := io.ReadAll(r.Body)
-	var e struct{ Err string }
-	_ = json.Unmarshal(raw, &e)
-	if e.Err != "" {
-		return fmt.Errorf("%s", e.Err)
-	}
-	if resp != nil {
-		if err := json.Unmarshal(raw, resp); err != nil {
-			return fmt.Errorf("%s: decode %q: %w", method, raw, err)
-		}
-	}
-	return nil
 }

@@ -263,8 +263,28 @@ func hostMounts(t *testing.T, name string) int {
 	return n
 }
 
+// hostB drives a second relocvol process over its socket with the
+// `relocvol driver` subcommand, as Docker would.
 type hostB struct {
-	*socketClient
+	bin, socket string
+}
+
+// call runs `relocvol driver METHOD JSON`; the plugin's Err comes back as
+// the error, the answer is decoded into resp.
+func (h hostB) call(method string, req, resp any) error {
+	body, _ := json.Marshal(req)
+	cmd := exec.Command(h.bin, "driver", "--socket", h.socket, method, string(body))
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %s", method, strings.TrimSpace(stderr.String()))
+	}
+	if resp != nil {
+		if err := json.Unmarshal([]byte(stdout.String()), resp); err != nil {
+			return fmt.Errorf("%s: decode %q: %w", method, stdout.String(), err)
+		}
+	}
+	return nil
 }
 
 // startHostB runs a second relocvol plugin process, host e2e-host-b, on the
@@ -303,11 +323,11 @@ func startHostB(t *testing.T, root, san string, etcdPort int) hostB {
 			_ = cmd.Process.Kill()
 		}
 	})
-	c := newSocketClient(sock)
+	b := hostB{bin: bin, socket: sock}
 	eventually(t, 30*time.Second, "host B answers on its socket", func() error {
-		return c.call("List", struct{}{}, nil)
+		return b.call("List", struct{}{}, nil)
 	})
-	return hostB{c}
+	return b
 }
 
 // removePlugin removes everything the test put in the engine, whatever

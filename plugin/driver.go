@@ -434,7 +434,7 @@ func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
 		return "", newErr(ErrInvalid, "volume %q is already mounted on host %s with mount ID %s: unmount that ID first", name, d.opt.Host, shortID(id))
 	}
 	if !d.live.Alive() {
-		return "", newErr(ErrNotAlive, "host %s has no current etcd lease, so it may not mount volume %q: check that etcd is reachable; the host rejoins by itself", d.opt.Host, name)
+		return "", d.notAliveErr(ctx, name)
 	}
 	vol, vrev, err := d.getVolume(ctx, name)
 	if err != nil {
@@ -460,6 +460,16 @@ func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
 	}
 	d.addMount(name, id, time.Now().UTC())
 	return d.dataPath(name), nil
+}
+
+// notAliveErr explains why this host may not mount now: it was fenced and
+// has not finished cleaning up, or it cannot renew its lease.
+func (d *Driver) notAliveErr(ctx context.Context, name string) error {
+	if f, rev, err := d.store.GetFence(ctx, d.opt.Host); err == nil && rev != 0 {
+		return newErr(ErrNotAlive, "host %s was fenced by host %s at %s (it took over volume %q): it may not mount volume %q until it has cleaned up and rejoined, which it does by itself; see its log if that does not happen",
+			d.opt.Host, f.By, f.At.Format(time.RFC3339), f.Volume, name)
+	}
+	return newErr(ErrNotAlive, "host %s has no current etcd lease, so it may not mount volume %q: check that etcd is reachable; the host rejoins by itself", d.opt.Host, name)
 }
 
 // claim records mount id in the volume's claim, taking the claim over from a

@@ -9,8 +9,12 @@ import (
 	"testing"
 
 	"github.com/docker/go-plugins-helpers/volume"
+	"github.com/sirupsen/logrus"
 
+	"github.com/relocvol/relocvol/fencing"
 	"github.com/relocvol/relocvol/internal/fsutil"
+	"github.com/relocvol/relocvol/internal/spec"
+	"github.com/relocvol/relocvol/internal/store"
 	"github.com/relocvol/relocvol/plugin"
 )
 
@@ -270,5 +274,33 @@ func TestDuplicateHostNameRefused(t *testing.T) {
 	hb2 := newHeartbeatOnly(t, c, "node-a")
 	if err := hb2.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "give this host another name") {
 		t.Fatalf("second node-a: err = %v", err)
+	}
+}
+
+// notAlive is a host whose lease is not current (it has not rejoined).
+type notAlive struct{}
+
+func (notAlive) Alive() bool { return false }
+
+func TestMountRefusedWhileNotAlive(t *testing.T) {
+	c := newCluster(t)
+	b := c.host("node-b", "", "")
+	mustCreate(t, b, "db", nil)
+	drv := plugin.New(b.st, c.be, c.fs, fencing.None{Log: logrus.New()}, notAlive{}, plugin.Options{
+		Host: "node-c", MountRoot: t.TempDir(), Defaults: spec.Defaults{Size: 64 << 20, FS: "ext4"},
+	})
+	_, err := drv.Mount(&volume.MountRequest{Name: "db", ID: "m1"})
+	wantErr(t, err, plugin.ErrNotAlive, `host node-c has no current etcd lease, so it may not mount volume "db"`)
+
+	if err := b.st.PutFence(context.Background(), store.Fence{Host: "node-c", By: "node-b", Volume: "logs", Method: "none"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = drv.Mount(&volume.MountRequest{Name: "db", ID: "m1"})
+	wantErr(t, err, plugin.ErrNotAlive, `host node-c was fenced by host node-b`, `(it took over volume "logs")`, "until it has cleaned up and rejoined")
+	if cl := claimOf(t, b, "db"); cl.Held() {
+		t.Fatalf("a refused mount changed the claim: %+v", cl)
+	}
+	if err := b.drv.Remove(&volume.RemoveRequest{Name: "db"}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -19,7 +19,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(pluginCmd(), versionCmd())
+	root.AddCommand(pluginCmd(), driverCmd(), versionCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "relocvol:", err)
 		os.Exit(1)
