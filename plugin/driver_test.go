@@ -304,3 +304,44 @@ func TestMountRefusedWhileNotAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFencedHostKeepsNothing: a reservation covers the whole LUN, so a
+// fenced host could write to none of its volumes. When it comes back it
+// must unmount and deactivate all of them, its own included, release its
+// claims and clear its mark before it may mount again.
+func TestFencedHostKeepsNothing(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.host("node-a", "", ""), c.host("node-b", "", "")
+	mustCreate(t, a, "db", nil)
+	mustCreate(t, a, "logs", nil)
+	mustMount(t, a, "db", "c1")
+	mustMount(t, a, "logs", "c2")
+	a.kill(t)
+	mustMount(t, b, "logs", "b1") // fences node-a, takes logs over
+
+	a2 := c.host("node-a", a.root, a.state)
+	if mounts, _ := fsutil.Mounts(a.root); len(mounts) != 0 {
+		t.Fatalf("fenced host still has mounts: %v", mounts)
+	}
+	if n := a2.drv.MountCount("db") + a2.drv.MountCount("logs"); n != 0 {
+		t.Fatalf("fenced host still counts %d mounts", n)
+	}
+	if cl := claimOf(t, a2, "db"); cl.Held() || cl.Epoch != 1 {
+		t.Fatalf("fenced host kept its own claim: %+v, want released at epoch 1", cl)
+	}
+	if cl := claimOf(t, a2, "logs"); cl.Host != "node-b" {
+		t.Fatalf("logs claim: %+v", cl)
+	}
+	if _, rev, _ := a2.st.GetFence(context.Background(), "node-a"); rev != 0 {
+		t.Fatal("mark not cleared")
+	}
+	// Back in the cluster, it may mount what is free again.
+	mustMount(t, a2, "db", "c3")
+	mustUnmount(t, a2, "db", "c3")
+	mustUnmount(t, b, "logs", "b1")
+	for _, v := range []string{"db", "logs"} {
+		if err := a2.drv.Remove(&volume.RemoveRequest{Name: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -13,43 +13,99 @@ import (
 	"github.com/relocvol/relocvol/internal/store"
 )
 
-// Recover rebuilds this host's mount counts from the mount table and etcd,
-// and cleans up what peers took over while this host was away. It runs
-// before the host registers (at start-up and at every rejoin after a lost
-// lease), so the host never mounts anything until its state is sound:
+// FenceChecker is an optional ability of a Fencer: telling whether this
+// host's own access was cut off (its key preempted), even when no fencing
+// mark says so.
+type FenceChecker interface {
+	Fenced(ctx context.Context) (bool, error)
+}
+
+// Recover rebuilds this host's mount counts from the mount table, the
+// backend and etcd, and cleans up, before the host registers: at start-up
+// and at every rejoin after a lost lease. The host mounts nothing until it
+// has succeeded.
 //
+// A host that was not fenced keeps what still serves containers:
 //   - claimed here and mounted here: the claim's mount IDs are the counts
 //     (a plugin restart or upgrade keeps every mount, none doubled);
-//   - claimed here but not mounted: the mounts died with the host (reboot),
-//     so the storage is deactivated and the claim released;
-//   - mounted here but claimed by another host: this host was declared dead
-//     and fenced; it unmounts and deactivates before it may rejoin.
+//   - claimed here, not in this plugin's mount table, device busy: Docker
+//     lazily unmounted it when the plugin stopped while containers still use
+//     it; it is mounted again with its counts;
+//   - claimed here and unused: released (the host or plugin restarted);
+//   - active or mounted here but claimed by another host (or nobody):
+//     unmounted and deactivated.
 //
-// Afterwards the host's fencing mark, if any, is cleared and the fencing
-// method re-registers it.
+// A fenced host (a fencing mark names it, or its reservation key is gone)
+// could write to none of the VG's volumes, so it keeps none: everything is
+// unmounted and deactivated, its own claims released, and only then does
+// the fencing method re-register it and the mark get cleared.
 func (d *Driver) Recover(ctx context.Context) error {
-	mounted, err := d.mounter.Mounts(d.opt.MountRoot)
+	f, frev, err := d.store.GetFence(ctx, d.opt.Host)
 	if err != nil {
-		return fmt.Errorf("read the mount table: %w", err)
+		return err
+	}
+	fenced := frev != 0
+	if fc, ok := d.fencer.(FenceChecker); ok && !fenced {
+		if fenced, err = fc.Fenced(ctx); err != nil {
+			return fmt.Errorf("check whether this host was fenced: %w", err)
+		}
+	}
+	names, mounted, err := d.localVolumes(ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case frev != 0:
+		d.log.WithFields(logrus.Fields{"fenced_by": f.By, "fenced_at": f.At, "volumes": len(names)}).Warn("this host was fenced: unmounting and deactivating every volume before it may rejoin")
+	case fenced:
+		d.log.WithField("volumes", len(names)).Warn("this host's reservation key is not registered (first start, or preempted): making sure nothing is mounted or active before registering")
+	}
+	var errs []error
+	for _, name := range names {
+		if err := d.recoverVolume(ctx, name, mounted[name], fenced); err != nil {
+			errs = append(errs, fmt.Errorf("volume %q: %w", name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := d.fencer.Join(ctx); err != nil {
+		return fmt.Errorf("register with the storage: %w", err)
+	}
+	if frev != 0 {
+		if err := d.store.ClearFence(ctx, d.opt.Host, frev); err != nil {
+			return err
+		}
+		d.log.WithFields(logrus.Fields{"fenced_by": f.By, "fenced_at": f.At, "method": f.Method}).Warn("cleaned up after being fenced; cleared the mark")
+	}
+	return nil
+}
+
+// localVolumes lists, sorted, every volume this host may have something of:
+// mounted under the mount root, claimed by it, counted, or (where the
+// backend can tell) active here.
+func (d *Driver) localVolumes(ctx context.Context) ([]string, map[string]bool, error) {
+	mountTable, err := d.mounter.Mounts(d.opt.MountRoot)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the mount table: %w", err)
 	}
 	claims, err := d.store.ListClaims(ctx)
 	if err != nil {
-		return fmt.Errorf("read claims: %w", err)
+		return nil, nil, fmt.Errorf("read claims: %w", err)
 	}
-	names := map[string]bool{}
-	isMounted := map[string]bool{}
-	for mp := range mounted {
-		names[filepath.Base(mp)] = true
-		isMounted[filepath.Base(mp)] = true
+	set, mounted := map[string]bool{}, map[string]bool{}
+	for mp := range mountTable {
+		set[filepath.Base(mp)] = true
+		mounted[filepath.Base(mp)] = true
 	}
 	for n, c := range claims {
 		if c.Value.Host == d.opt.Host {
-			names[n] = true
+			set[n] = true
 		}
 	}
 	d.mu.Lock()
 	for n := range d.mounts {
-		names[n] = true
+		set[n] = true
 	}
 	d.mu.Unlock()
 	// Volumes active here without a mount (a crash between activation and
@@ -57,56 +113,45 @@ func (d *Driver) Recover(ctx context.Context) error {
 	if al, ok := d.backend.(ActiveLister); ok {
 		active, err := al.Active(ctx)
 		if err != nil {
-			return fmt.Errorf("list the volumes active on this host: %w", err)
+			return nil, nil, fmt.Errorf("list the volumes active on this host: %w", err)
 		}
 		for _, n := range active {
-			names[n] = true
+			set[n] = true
 		}
 	}
-	sorted := make([]string, 0, len(names))
-	for n := range names {
-		sorted = append(sorted, n)
+	names := make([]string, 0, len(set))
+	for n := range set {
+		names = append(names, n)
 	}
-	sort.Strings(sorted)
-
-	var errs []error
-	for _, name := range sorted {
-		if err := d.recoverVolume(ctx, name, isMounted[name]); err != nil {
-			errs = append(errs, fmt.Errorf("volume %q: %w", name, err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	f, frev, err := d.store.GetFence(ctx, d.opt.Host)
-	if err != nil {
-		return err
-	}
-	if frev != 0 {
-		if err := d.fencer.Join(ctx); err != nil {
-			return fmt.Errorf("re-register with the storage after being fenced: %w", err)
-		}
-		if err := d.store.ClearFence(ctx, d.opt.Host, frev); err != nil {
-			return err
-		}
-		d.log.WithFields(logrus.Fields{"fenced_by": f.By, "fenced_at": f.At, "method": f.Method}).Warn("this host had been fenced; cleaned up and cleared the mark")
-		return nil
-	}
-	return d.fencer.Join(ctx)
+	sort.Strings(names)
+	return names, mounted, nil
 }
 
 // recoverVolume recovers one volume. Failing to settle a volume this host
-// claims does not block the host (the claim stays held, which is safe, and
-// is retried); failing to clean up a volume a peer took over does, because
-// rejoining would make this host's leftover mount writable again.
-func (d *Driver) recoverVolume(ctx context.Context, name string, mounted bool) error {
+// holds, when it was not fenced, does not block the host (the claim stays
+// held, which is safe, and is retried); every other failure does, because
+// rejoining would make a leftover mount writable again.
+func (d *Driver) recoverVolume(ctx context.Context, name string, mounted, fenced bool) error {
 	defer d.locks.lock(name)()
 	c, _, err := d.store.GetClaim(ctx, name)
 	if err != nil {
 		return err
 	}
-	if c.Host != d.opt.Host {
-		return d.dropTakenOver(ctx, c, mounted)
+	switch {
+	case fenced:
+		if err := d.dropLocal(ctx, c, mounted); err != nil {
+			return err
+		}
+		if c.Host != d.opt.Host {
+			return nil
+		}
+		if err := d.syncClaim(ctx, name); err != nil {
+			return fmt.Errorf("release the claim: %w", err)
+		}
+		d.log.WithFields(logrus.Fields{"volume": name, "epoch": c.Epoch}).Warn("released a volume this host held when it was fenced; its containers must be restarted")
+		return nil
+	case c.Host != d.opt.Host:
+		return d.dropLocal(ctx, c, mounted)
 	}
 	if err := d.recoverOwn(ctx, c, mounted); err != nil {
 		d.log.WithError(err).WithField("volume", name).Error("cannot recover volume yet; its claim stays held and is retried in the background")
@@ -152,21 +197,26 @@ func (d *Driver) recoverOwn(ctx context.Context, c store.Claim, mounted bool) er
 	}
 }
 
-// dropTakenOver unmounts and deactivates what is left here of a volume that
-// another host holds (or nobody does) now.
-func (d *Driver) dropTakenOver(ctx context.Context, c store.Claim, mounted bool) error {
+// dropLocal unmounts and deactivates what is left of a volume on this host.
+//
+// A device still open after the unmount means a container holds the
+// filesystem. With real fencing that blocks rejoining: registering again
+// would let that container write to a volume another host owns now. Without
+// fencing (loop backend, development) the open device may as well belong to
+// another "host" sharing this kernel, and blocking would protect nothing,
+// so it is only logged.
+func (d *Driver) dropLocal(ctx context.Context, c store.Claim, mounted bool) error {
 	name := c.Volume
 	log := d.log.WithFields(logrus.Fields{"volume": name, "epoch": c.Epoch, "owner": c.Host})
-	if mounted {
+	if mounted && c.Host != d.opt.Host {
 		log.Error("volume is mounted here but claimed by another host (this host was fenced): unmounting it; any container still using it must be stopped")
 	}
 	d.dropMounts(name)
 	err := d.deactivate(ctx, name)
 	if errors.Is(err, backends.ErrInUse) {
-		// Unmounted here, but the device is still open: a container still
-		// holds the filesystem, or (development) another "host" shares this
-		// kernel. Nothing more can be done without stopping containers,
-		// which is the controller's job.
+		if d.fencer.Name() != "none" {
+			return fmt.Errorf("still in use on this host after unmounting it: stop the containers that use it (docker ps --filter volume=%s): %w", name, err)
+		}
 		log.WithError(err).Warn("volume's device is still open on this machine after unmounting it")
 		return nil
 	}

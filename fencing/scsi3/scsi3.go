@@ -269,6 +269,13 @@ func (f *Fencer) Registered(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+// Fenced reports whether this host's key is missing from some path: it was
+// preempted (or never registered), so the host must clean up before Join.
+func (f *Fencer) Fenced(ctx context.Context) (bool, error) {
+	ok, err := f.Registered(ctx)
+	return !ok, err
+}
+
 // Fence removes host's key from every path. It is idempotent: a key that is
 // already gone counts as fenced. It fails if this host is not registered
 // itself (a fenced host must not fence others) or the key survives.
