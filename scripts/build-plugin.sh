@@ -43,7 +43,8 @@ done
 
 # plugin_full_name NAME: Docker's name for a plugin reference (adds :latest).
 plugin_full_name() {
-	case $1 in
+	# Only the last path element can carry the tag: host:5000/x is untagged.
+	case ${1##*/} in
 	*:*) echo "$1" ;;
 	*) echo "$1:latest" ;;
 	esac

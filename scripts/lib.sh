@@ -419,3 +419,13 @@ ensure_all() {
 	ensure_base_images
 	ensure_host_dirs
 }
+
+# ensure_registry: Debian's docker-registry (the Docker Distribution registry,
+# /usr/bin/docker-registry), for `docker plugin push` / `install` without a
+# registry on the network. Only installs it: start one with your own config
+# (`docker-registry serve CONFIG`; the package's own service on :5000 asks for
+# htpasswd credentials).
+ensure_registry() {
+	have docker-registry || ensure_packages docker-registry
+	have docker-registry || die "docker-registry is installed but not on PATH (expected /usr/bin/docker-registry)"
+}

@@ -1,0 +1,328 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/relocvol/relocvol/internal/testenv"
+)
+
+// The plugin as another host installs it: under an alias, so its driver
+// name is short and stays the same whatever registry it came from.
+const (
+	regRepo   = "relocvol-reg"
+	regAlias  = "relocvol-reg" // the driver name (docker names it relocvol-reg:latest)
+	regPlugin = regAlias + ":latest"
+	regVol    = "reg-vol"
+	regHost   = "reg-host"
+)
+
+// TestInstallFromRegistry publishes the plugin with scripts/publish.sh to a
+// registry of its own (Debian's docker-registry on a free loopback port),
+// removes the local copy, installs it back from the registry as another host
+// would — no prompt, settings on the command line — and uses it.
+func TestInstallFromRegistry(t *testing.T) {
+	requireDocker(t)
+	testenv.RequireCommands(t, "bash")
+	root := repoRoot(t)
+	dir := t.TempDir()
+	state, san := filepath.Join(dir, "state"), filepath.Join(dir, "san")
+	for _, d := range []string{state, san} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ensureRegistry(t, root)
+	regPort := freePorts(t)
+	registry := startRegistry(t, regPort)
+	ref := fmt.Sprintf("%s/%s:e2e", registry, regRepo)
+	etcdPort := freePorts(t) // after the registry listens: never its port
+
+	t.Run("publish refuses a registry that does not answer", func(t *testing.T) {
+		dead := fmt.Sprintf("127.0.0.1:%d", freePorts(t))
+		start := time.Now()
+		out, err := publish(t, root, dead+"/"+regRepo+":e2e")
+		if err == nil {
+			t.Fatalf("publish.sh to %s (nothing listens) succeeded:\n%s", dead, out)
+		}
+		for _, want := range []string{"registry " + dead + " does not answer", "apt-get install -y docker-registry", "docker-registry serve"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("publish.sh said:\n%s\nwant it to say %q", out, want)
+			}
+		}
+		if d := time.Since(start); d > 30*time.Second {
+			t.Errorf("publish.sh took %s to give up: it should check the registry before building", d)
+		}
+	})
+
+	removeInstalled(t, ref) // leftovers of an interrupted run
+	t.Cleanup(func() { removeInstalled(t, ref) })
+
+	// ---- publish: build under the registry's reference, push ----
+	start := time.Now()
+	if out, err := publish(t, root, ref); err != nil {
+		t.Fatalf("scripts/publish.sh %s: %v\n%s", ref, err, out)
+	}
+	t.Logf("built and pushed in %s", time.Since(start).Round(time.Second))
+	var tags struct{ Tags []string }
+	getJSON(t, fmt.Sprintf("http://%s/v2/%s/tags/list", registry, regRepo), &tags)
+	if !slices.Contains(tags.Tags, "e2e") {
+		t.Fatalf("the registry lists tags %v of %s, want e2e", tags.Tags, regRepo)
+	}
+
+	// ---- what another host has: nothing local, only the registry ----
+	mustDocker(t, "plugin", "rm", "-f", ref)
+	if ls := mustDocker(t, "plugin", "ls", "--format", "{{.Name}}"); strings.Contains(ls, regRepo) {
+		t.Fatalf("plugin still here after docker plugin rm -f %s:\n%s", ref, ls)
+	}
+
+	// ---- install: no prompt (stdin is /dev/null), settings as arguments ----
+	start = time.Now()
+	mustDocker(t, "plugin", "install", "--grant-all-permissions", "--alias", regAlias, ref,
+		"state.source="+state, "san.source="+san,
+		"RELOCVOL_HOST="+regHost,
+		fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", etcdPort))
+	t.Logf("installed from the registry in %s", time.Since(start).Round(100*time.Millisecond))
+
+	p := inspectPlugin(t, regAlias)
+	if p.Name != regPlugin || p.PluginReference != ref || !p.Enabled {
+		t.Fatalf("installed plugin: name %q, reference %q, enabled %v; want %q from %q, enabled",
+			p.Name, p.PluginReference, p.Enabled, regPlugin, ref)
+	}
+	// The privileges --grant-all-permissions granted, as the manifest asks.
+	for _, c := range []string{"CAP_SYS_ADMIN", "CAP_SYS_RAWIO"} {
+		if !slices.Contains(p.Config.Linux.Capabilities, c) {
+			t.Errorf("capabilities %v lack %s", p.Config.Linux.Capabilities, c)
+		}
+	}
+	if len(p.Config.Linux.Capabilities) != 2 {
+		t.Errorf("capabilities %v, want exactly CAP_SYS_ADMIN and CAP_SYS_RAWIO", p.Config.Linux.Capabilities)
+	}
+	if !p.Config.Linux.AllowAllDevices {
+		t.Errorf("allowAllDevices is false")
+	}
+	if p.Config.Network.Type != "host" {
+		t.Errorf("network %q, want host", p.Config.Network.Type)
+	}
+	mounts := map[string]pluginMount{}
+	for _, m := range p.Settings.Mounts {
+		mounts[m.Name] = m
+	}
+	for name, want := range map[string][2]string{"dev": {"/dev", "/dev"}, "state": {state, "/var/lib/relocvol"}, "san": {san, "/var/lib/relocvol/san"}} {
+		m, ok := mounts[name]
+		if !ok || m.Source != want[0] || m.Destination != want[1] || m.Type != "bind" || !slices.Contains(m.Options, "rbind") {
+			t.Errorf("mount %s = %+v, want bind (rbind) %s -> %s", name, m, want[0], want[1])
+		}
+	}
+	for _, want := range []string{"RELOCVOL_HOST=" + regHost, fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", etcdPort)} {
+		if !slices.Contains(p.Settings.Env, want) {
+			t.Errorf("settings env %v lack %s", p.Settings.Env, want)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// ---- use it: a container writes, another reads back ----
+	mustDocker(t, "volume", "create", "-d", regAlias, "-o", "size=64M", regVol)
+	if ls := mustDocker(t, "volume", "ls", "--format", "{{.Driver}} {{.Name}}"); !strings.Contains(ls, regPlugin+" "+regVol) {
+		t.Fatalf("docker volume ls does not list %s with driver %s:\n%s", regVol, regPlugin, ls)
+	}
+	st := inspect(t, regVol)
+	if st["createdBy"] != regHost || st["size"] != "64M" || st["backend"] != "loop" {
+		t.Fatalf("volume inspect: %v, want created by %s, 64M, loop", st, regHost)
+	}
+	if _, err := os.Stat(filepath.Join(san, regVol+".img")); err != nil {
+		t.Fatalf("the volume's image is not in the san.source given at install: %v", err)
+	}
+	token := fmt.Sprintf("installed from %s at %d", ref, time.Now().UnixNano())
+	mustDocker(t, "run", "--rm", "--name", "reg-writer", "-v", regVol+":/data", image,
+		"sh", "-c", `printf '%s\n' "$1" > /data/token && sync`, "sh", token)
+	if got := mustDocker(t, "run", "--rm", "--name", "reg-reader", "-v", regVol+":/data", image, "cat", "/data/token"); got != token {
+		t.Fatalf("the second container read %q, the first wrote %q", got, token)
+	}
+	st = inspect(t, regVol)
+	if st["owner"] != "" || fmt.Sprint(st["mounts"]) != "0" {
+		t.Fatalf("volume inspect after both containers ended: %v, want released", st)
+	}
+	mustDocker(t, "volume", "rm", regVol)
+	if _, err := os.Stat(filepath.Join(san, regVol+".img")); !os.IsNotExist(err) {
+		t.Fatalf("image file left after docker volume rm: %v", err)
+	}
+}
+
+// publish runs scripts/publish.sh REF, its output logged and returned.
+func publish(t *testing.T, root, ref string) (string, error) {
+	t.Helper()
+	var out strings.Builder
+	w := io.MultiWriter(&out, testenv.LogWriter{T: t, Prefix: "publish: "})
+	cmd := exec.Command("bash", filepath.Join(root, "scripts", "publish.sh"), ref)
+	cmd.Env = append(os.Environ(), "RELOCVOL_REPO="+root)
+	cmd.Stdout, cmd.Stderr = w, w
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// ensureRegistry installs Debian's docker-registry when it is missing, with
+// scripts/lib.sh as setup.sh would.
+func ensureRegistry(t *testing.T, root string) {
+	t.Helper()
+	if _, err := exec.LookPath("docker-registry"); err == nil {
+		return
+	}
+	cmd := exec.Command("bash", "-c", `set -euo pipefail; . "$1/scripts/lib.sh"; ensure_registry`, "bash", root)
+	cmd.Env = append(os.Environ(), "RELOCVOL_REPO="+root)
+	w := testenv.LogWriter{T: t, Prefix: "ensure_registry: "}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("installing docker-registry (lib.sh ensure_registry): %v", err)
+	}
+}
+
+// startRegistry runs a registry of the test's own (not the package's
+// service) on 127.0.0.1:port, storage in a temporary folder, stopped when
+// the test ends, and returns its address. Docker talks plain HTTP to it
+// because it is on 127.0.0.0/8.
+func startRegistry(t *testing.T, port int) string {
+	t.Helper()
+	dir := t.TempDir()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	conf := filepath.Join(dir, "config.yml")
+	yml := fmt.Sprintf(`version: 0.1
+log:
+  level: info
+  fields:
+    service: registry
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+http:
+  addr: %s
+`, filepath.Join(dir, "data"), addr)
+	if err := os.WriteFile(conf, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("docker-registry", "serve", conf)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = testenv.LogWriter{T: t, Prefix: "registry: "}, testenv.LogWriter{T: t, Prefix: "registry: "}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start docker-registry: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	eventually(t, 20*time.Second, "the registry answers on "+addr, func() error {
+		select {
+		case err := <-exited:
+			exited <- err // for the cleanup
+			t.Fatalf("docker-registry exited at start: %v (its output is above)", err)
+		default:
+		}
+		resp, err := http.Get("http://" + addr + "/v2/")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET /v2/: %s", resp.Status)
+		}
+		return nil
+	})
+	return addr
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s: %s", url, resp.Status, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("GET %s: %v in %q", url, err, body)
+	}
+}
+
+type pluginMount struct {
+	Name, Source, Destination, Type string
+	Options                         []string
+}
+
+// installedPlugin is the part of `docker plugin inspect` the test checks.
+type installedPlugin struct {
+	Name, PluginReference string
+	Enabled               bool
+	Config                struct {
+		Linux struct {
+			Capabilities    []string
+			AllowAllDevices bool
+		}
+		Network struct{ Type string }
+	}
+	Settings struct {
+		Mounts []pluginMount
+		Env    []string
+	}
+}
+
+func inspectPlugin(t *testing.T, name string) installedPlugin {
+	t.Helper()
+	out := mustDocker(t, "plugin", "inspect", name)
+	var ps []installedPlugin
+	if err := json.Unmarshal([]byte(out), &ps); err != nil || len(ps) != 1 {
+		t.Fatalf("docker plugin inspect %s: %v in %q", name, err, out)
+	}
+	return ps[0]
+}
+
+// removeInstalled removes what the test put in the engine, whatever state
+// it stopped in: containers, the volume, the installed plugin and the
+// local copy publish.sh built. On failure it shows the engine's log first.
+func removeInstalled(t *testing.T, ref string) {
+	t.Helper()
+	if t.Failed() {
+		for _, f := range []string{"/var/log/relocvol-dockerd.log", "/var/log/dockerd.log"} {
+			raw, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			lines := strings.Split(string(raw), "\n")
+			if len(lines) > 150 {
+				lines = lines[len(lines)-150:]
+			}
+			t.Logf("%s (last lines):\n%s", f, strings.Join(lines, "\n"))
+			break
+		}
+	}
+	_, _ = docker(t, "rm", "-f", "reg-writer", "reg-reader")
+	_, _ = docker(t, "volume", "rm", "-f", regVol)
+	for _, p := range []string{regPlugin, ref} {
+		_, _ = docker(t, "plugin", "disable", "-f", p)
+		_, _ = docker(t, "plugin", "rm", "-f", p)
+	}
+}
