@@ -17,7 +17,8 @@ cd "$RELOCVOL_REPO"
 log "go vet ./..."
 go vet ./...
 
-# The e2e packages run verbose, so their skips and daemon logs show.
+# The e2e packages run verbose, so their skips and daemon logs show, and one
+# at a time (-p 1): the Docker tests and the VM labs each need both cores.
 mapfile -t all < <(go list ./...)
 unit=() e2e=()
 for p in "${all[@]}"; do
@@ -34,7 +35,7 @@ if ((${#unit[@]} > 0)); then
 fi
 if ((${#e2e[@]} > 0)); then
 	log "go test -v (e2e: ${e2e[*]})"
-	go test -count=1 -timeout 40m -v "$@" "${e2e[@]}" || rc=1
+	go test -count=1 -p 1 -timeout 40m -v "$@" "${e2e[@]}" || rc=1
 fi
 if ((rc != 0)); then
 	log "FAILED after $((SECONDS - start))s"

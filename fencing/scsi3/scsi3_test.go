@@ -43,6 +43,13 @@ func TestParseKeys(t *testing.T) {
 	}{
 		{"handwritten-read-keys-two.txt", []uint64{0x5256aaaaaaaaaaab, 0x5256bbbbbbbbbbbb}},
 		{"handwritten-read-keys-none.txt", nil},
+		// Recorded in the VM lab (LIO over iSCSI, sg3_utils 1.46):
+		{"lab-read-keys-none.txt", nil},
+		{"lab-read-keys-two.txt", []uint64{0x72760000000000a1, 0x72760000000000b2}},
+		{"lab-read-keys-two-n.txt", []uint64{0x72760000000000a1, 0x72760000000000b2}},
+		{"lab-read-keys-after-preempt.txt", []uint64{0x72760000000000b2}},
+		{"lab-read-keys-fenced.txt", []uint64{0x72760000000000b2}},
+		{"lab-read-keys-reregistered.txt", []uint64{0x72760000000000b2, 0x72760000000000a1}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			got, err := ParseKeys(fixture(t, tc.file))
@@ -68,6 +75,19 @@ func TestParseReservation(t *testing.T) {
 	r, err := ParseReservation(fixture(t, "handwritten-read-reservation-held.txt"))
 	if err != nil || !r.Held || r.Key != 0x5256aaaaaaaaaaab || r.Type != "Write Exclusive, registrants only" {
 		t.Fatalf("held: %+v %v", r, err)
+	}
+	for file, key := range map[string]uint64{
+		"lab-read-reservation-held.txt":          0x72760000000000a1,
+		"lab-read-reservation-held-n.txt":        0x72760000000000a1,
+		"lab-read-reservation-after-preempt.txt": 0x72760000000000b2, // the preemptor holds it now
+	} {
+		r, err := ParseReservation(fixture(t, file))
+		if err != nil || !r.Held || r.Key != key || r.Type != "Write Exclusive, registrants only" {
+			t.Errorf("%s: %+v %v", file, r, err)
+		}
+	}
+	if r, err := ParseReservation(fixture(t, "lab-read-reservation-none.txt")); err != nil || r.Held {
+		t.Errorf("lab none: %+v %v", r, err)
 	}
 	r, err = ParseReservation(fixture(t, "handwritten-read-reservation-none.txt"))
 	if err != nil || r.Held {
