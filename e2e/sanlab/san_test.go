@@ -136,7 +136,9 @@ func (e *env) status(t *testing.T, vm, name string) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r struct{ Volume struct{ Status map[string]any } }
+	var r struct {
+		Volume struct{ Status map[string]any }
+	}
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("Get answer %q: %v", out, err)
 	}
