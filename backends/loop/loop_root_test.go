@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/sirupsen/logrus"
@@ -27,16 +26,9 @@ func requireLoopEnv(t *testing.T) {
 // test that caused them.
 func testLogger(t testing.TB) *logrus.Logger {
 	log := logrus.New()
-	log.Out = testWriter{t}
+	log.Out = testenv.LogWriter{T: t}
 	log.Level = logrus.DebugLevel
 	return log
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 // TestConformance runs the shared backend suite on real loop devices, real

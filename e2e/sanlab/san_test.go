@@ -298,6 +298,23 @@ func TestFailoverOnSAN(t *testing.T) {
 		}
 		e.lab.MustRun(t, h, "vgck "+vg)
 	}
+	// The backend conformance suite on real LVM, in a host VM: it cannot
+	// run on this machine's kernel (no device-mapper).
+	root, _ := vmlab.RepoRoot()
+	suite := filepath.Join(t.TempDir(), "lvm.test")
+	build := exec.Command("go", "test", "-c", "-o", suite, "./backends/lvm")
+	build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go test -c ./backends/lvm: %v\n%s", err, out)
+	}
+	if err := e.lab.CopyTo("hostB", suite, "/root/lvm.test"); err != nil {
+		t.Fatal(err)
+	}
+	out, err = e.lab.Run(t, "hostB", "cd /root && RELOCVOL_TEST_VG="+vg+" ./lvm.test -test.run TestConformance -test.v -test.count=1")
+	if err != nil || !strings.Contains(out, "--- PASS: TestConformance") || strings.Contains(out, "--- SKIP") {
+		t.Fatalf("LVM conformance suite in the VM: %v\n%s", err, out)
+	}
+
 	vols, err := e.st.ListVolumes(context.Background())
 	if err != nil {
 		t.Fatal(err)
