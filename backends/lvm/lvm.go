@@ -135,14 +135,29 @@ func parseLVs(out []byte) ([]lv, error) {
 	return lvs, nil
 }
 
-// find returns the LV named lvName, or ok=false.
-func (l *LVM) find(ctx context.Context, lvName string) (lv, bool, error) {
+// list returns every LV of the VG.
+func (l *LVM) list(ctx context.Context) ([]lv, error) {
 	argv := l.lvsArgs()
 	out, err := l.run.Run(ctx, argv[0], argv[1:]...)
 	if err != nil {
-		return lv{}, false, l.classify(fmt.Errorf("list LVs of %s: %w", l.vg, err))
+		return nil, l.classify(fmt.Errorf("list LVs of %s: %w", l.vg, err))
 	}
-	lvs, err := parseLVs(out)
+	return parseLVs(out)
+}
+
+// lookup maps a volume name to its LV name and finds that LV (ok=false when
+// there is none).
+func (l *LVM) lookup(ctx context.Context, volName string) (name string, v lv, ok bool, err error) {
+	if name, err = lvName(volName); err != nil {
+		return "", lv{}, false, err
+	}
+	v, ok, err = l.find(ctx, name)
+	return name, v, ok, err
+}
+
+// find returns the LV named lvName, or ok=false.
+func (l *LVM) find(ctx context.Context, lvName string) (lv, bool, error) {
+	lvs, err := l.list(ctx)
 	if err != nil {
 		return lv{}, false, err
 	}
@@ -249,11 +264,7 @@ func (l *LVM) Remove(ctx context.Context, volName string) error {
 
 // Activate implements backends.Backend.
 func (l *LVM) Activate(ctx context.Context, volName string) (string, error) {
-	name, err := lvName(volName)
-	if err != nil {
-		return "", err
-	}
-	v, ok, err := l.find(ctx, name)
+	name, v, ok, err := l.lookup(ctx, volName)
 	if err != nil {
 		return "", err
 	}
@@ -272,11 +283,7 @@ func (l *LVM) Activate(ctx context.Context, volName string) (string, error) {
 
 // Deactivate implements backends.Backend.
 func (l *LVM) Deactivate(ctx context.Context, volName string) error {
-	name, err := lvName(volName)
-	if err != nil {
-		return err
-	}
-	v, ok, err := l.find(ctx, name)
+	name, v, ok, err := l.lookup(ctx, volName)
 	if err != nil || !ok || !v.active {
 		return err
 	}
@@ -289,11 +296,7 @@ func (l *LVM) Deactivate(ctx context.Context, volName string) error {
 
 // Device implements backends.Backend.
 func (l *LVM) Device(ctx context.Context, volName string) (string, error) {
-	name, err := lvName(volName)
-	if err != nil {
-		return "", err
-	}
-	v, ok, err := l.find(ctx, name)
+	_, v, ok, err := l.lookup(ctx, volName)
 	if err != nil || !ok || !v.active {
 		return "", err
 	}
@@ -303,12 +306,7 @@ func (l *LVM) Device(ctx context.Context, volName string) (string, error) {
 // Active lists the volumes whose LVs are active on this host, so that a
 // host coming back after being fenced can deactivate all of them.
 func (l *LVM) Active(ctx context.Context) ([]string, error) {
-	argv := l.lvsArgs()
-	out, err := l.run.Run(ctx, argv[0], argv[1:]...)
-	if err != nil {
-		return nil, l.classify(fmt.Errorf("list LVs of %s: %w", l.vg, err))
-	}
-	lvs, err := parseLVs(out)
+	lvs, err := l.list(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -156,22 +157,13 @@ func (e *env) keys(t *testing.T, vm string) []uint64 {
 	return keys
 }
 
-func has(keys []uint64, k uint64) bool {
-	for _, x := range keys {
-		if x == k {
-			return true
-		}
-	}
-	return false
-}
-
 func TestFailoverOnSAN(t *testing.T) {
 	testenv.RequireRoot(t)
 	e := startEnv(t)
 	keyA, keyB := scsi3.KeyFor("hostA"), scsi3.KeyFor("hostB")
 	e.startPlugin(t, "hostA")
 	e.startPlugin(t, "hostB")
-	if k := e.keys(t, "hostA"); !has(k, keyA) || !has(k, keyB) {
+	if k := e.keys(t, "hostA"); !slices.Contains(k, keyA) || !slices.Contains(k, keyB) {
 		t.Fatalf("both hosts must be registered: keys %x", k)
 	}
 
@@ -208,7 +200,7 @@ func TestFailoverOnSAN(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Logf("takeover: B mounted v1 %s after A's power loss (lease TTL %ds)", time.Since(killed).Round(100*time.Millisecond), ttl)
-	if k := e.keys(t, "hostB"); has(k, keyA) || !has(k, keyB) {
+	if k := e.keys(t, "hostB"); slices.Contains(k, keyA) || !slices.Contains(k, keyB) {
 		t.Fatalf("after the takeover the keys are %x: A's %x must be gone, B's %x there", k, keyA, keyB)
 	}
 	st := e.status(t, "hostB", "v1")
@@ -239,7 +231,7 @@ func TestFailoverOnSAN(t *testing.T) {
 	// (e) A's plugin cleans up, re-registers and clears its mark before it
 	// mounts anything; v1 stays with B.
 	e.startPlugin(t, "hostA")
-	if k := e.keys(t, "hostA"); !has(k, keyA) {
+	if k := e.keys(t, "hostA"); !slices.Contains(k, keyA) {
 		t.Fatalf("A did not re-register: keys %x", k)
 	}
 	if _, rev, _ := e.st.GetFence(context.Background(), "hostA"); rev != 0 {

@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -262,7 +263,7 @@ func (f *Fencer) Registered(ctx context.Context) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if !contains(keys, f.key) {
+		if !slices.Contains(keys, f.key) {
 			return false, nil
 		}
 	}
@@ -298,11 +299,11 @@ func (f *Fencer) Fence(ctx context.Context, host string) error {
 		if err != nil {
 			return err
 		}
-		if !contains(keys, victim) {
+		if !slices.Contains(keys, victim) {
 			log.Info("host's key is not registered here: already fenced")
 			continue
 		}
-		if !contains(keys, f.key) {
+		if !slices.Contains(keys, f.key) {
 			return fmt.Errorf("cannot fence %s on %s: %w (it may have been fenced itself)", host, p.dev, ErrNotRegistered)
 		}
 		log.Warn("preempting host's reservation key")
@@ -313,21 +314,12 @@ func (f *Fencer) Fence(ctx context.Context, host string) error {
 		if err != nil {
 			return err
 		}
-		if contains(keys, victim) {
+		if slices.Contains(keys, victim) {
 			return fmt.Errorf("fence %s on %s: key %s still registered after the preempt", host, p.dev, hexKey(victim))
 		}
 		log.Warn("fenced host on this path")
 	}
 	return nil
-}
-
-func contains(keys []uint64, k uint64) bool {
-	for _, x := range keys {
-		if x == k {
-			return true
-		}
-	}
-	return false
 }
 
 var (
