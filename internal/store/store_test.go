@@ -238,3 +238,61 @@ func TestLockIsExclusive(t *testing.T) {
 	}
 	u3()
 }
+
+func TestLeadershipGuardsWrites(t *testing.T) {
+	st, cli := newStore(t)
+	ctx := context.Background()
+	a, err := st.Campaign(ctx, "node-a", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := st.Leader(ctx); l != "node-a" {
+		t.Fatalf("leader %q, want node-a", l)
+	}
+	if err := st.LeaderTxn(ctx, a, clientv3.OpPut("/test/apps/db", "node-a")); err != nil {
+		t.Fatalf("leader's write: %v", err)
+	}
+	bCh := make(chan *store.Leadership, 1)
+	go func() {
+		b, err := st.Campaign(ctx, "node-b", 5)
+		if err != nil {
+			t.Error(err)
+		}
+		bCh <- b
+	}()
+	select {
+	case <-bCh:
+		t.Fatal("node-b became leader while node-a leads")
+	case <-time.After(300 * time.Millisecond):
+	}
+	// node-a is deposed (its session's lease is gone, as after a long pause)
+	// but does not know it yet: its writes must fail from now on.
+	if _, err := cli.Revoke(ctx, a.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	var b *store.Leadership
+	select {
+	case b = <-bCh:
+	case <-time.After(10 * time.Second):
+		t.Fatal("node-b never became leader")
+	}
+	if l, _ := st.Leader(ctx); l != "node-b" {
+		t.Fatalf("leader %q, want node-b", l)
+	}
+	if err := st.LeaderTxn(ctx, a, clientv3.OpPut("/test/apps/db", "stale")); !errors.Is(err, store.ErrNotLeader) {
+		t.Fatalf("deposed leader's write: err = %v, want ErrNotLeader", err)
+	}
+	if err := st.LeaderTxn(ctx, b, clientv3.OpPut("/test/apps/db", "node-b")); err != nil {
+		t.Fatalf("new leader's write: %v", err)
+	}
+	resp, _ := cli.Get(ctx, "/test/apps/db")
+	if string(resp.Kvs[0].Value) != "node-b" {
+		t.Fatalf("value %q: the deposed leader's write got through", resp.Kvs[0].Value)
+	}
+	if err := b.Resign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := st.Leader(ctx); l != "" {
+		t.Fatalf("leader %q after resigning, want none", l)
+	}
+}
