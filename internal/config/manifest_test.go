@@ -23,7 +23,8 @@ func TestManifestEnvMatchesFlags(t *testing.T) {
 			Name     string
 			Settable []string
 		}
-		Linux struct{ Capabilities []string }
+		Linux   struct{ Capabilities []string }
+		IPCHost bool
 	}
 	if err := json.Unmarshal(raw, &manifest); err != nil {
 		t.Fatalf("config.json: %v", err)
@@ -52,6 +53,12 @@ func TestManifestEnvMatchesFlags(t *testing.T) {
 		if c == "CAP_SYS_RESOURCE" || c == "ALL" {
 			t.Errorf("config.json asks for %s: Docker here cannot grant it, never ask for it", c)
 		}
+	}
+	// LVM waits for udev to acknowledge each device-mapper change through
+	// SysV semaphores; in a private IPC namespace the host's udev cannot,
+	// and lvcreate hangs for ever (seen in the VM lab with unshare --ipc).
+	if !manifest.IPCHost {
+		t.Error("config.json must set ipchost: true, or LVM hangs inside the plugin")
 	}
 	if strings.Join(manifest.Entrypoint, " ") != "/usr/bin/relocvol plugin" {
 		t.Errorf("entrypoint %v", manifest.Entrypoint)
