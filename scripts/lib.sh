@@ -41,7 +41,7 @@ die() {
 }
 
 require_root() {
-	[[ $(id -u) -eq 0 ]] || die "run this as root (sudo $0): it installs packages, starts dockerd and uses loop devices"
+	[[ $(id -u) -eq 0 ]] || die "run this as root: it installs packages, starts dockerd and uses loop devices"
 }
 
 # have CMD: whether CMD is on PATH.

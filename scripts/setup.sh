@@ -4,7 +4,7 @@
 # images, made offline when no registry answers), then builds the managed
 # plugin and enables it. Run it again to rebuild and re-enable.
 #
-#   sudo scripts/setup.sh
+#   scripts/setup.sh          (as root)
 #
 # Environment: PLUGIN_NAME (default relocvol:latest) and the knobs listed in
 # scripts/lib.sh and scripts/build-plugin.sh.

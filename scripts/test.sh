@@ -4,7 +4,7 @@
 # base images), then go vet and every test. The e2e tests build and install
 # the plugin themselves with scripts/build-plugin.sh.
 #
-#   sudo scripts/test.sh [go test flags, e.g. -run TestX]
+#   scripts/test.sh [go test flags, e.g. -run TestX]   (as root)
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
