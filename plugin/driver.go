@@ -149,6 +149,21 @@ func (d *Driver) addMount(name, id string, since time.Time) {
 	d.mounts[name][id] = since
 }
 
+// setMounts replaces name's mount IDs on this host (none: forget them), as
+// when recovery takes them from the volume's claim.
+func (d *Driver) setMounts(name string, ids map[string]time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(ids) == 0 {
+		delete(d.mounts, name)
+		return
+	}
+	d.mounts[name] = make(map[string]time.Time, len(ids))
+	for id, since := range ids {
+		d.mounts[name][id] = since
+	}
+}
+
 func (d *Driver) delMount(name, id string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

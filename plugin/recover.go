@@ -166,9 +166,7 @@ func (d *Driver) recoverOwn(ctx context.Context, c store.Claim, mounted bool) er
 	switch {
 	case mounted:
 		if d.MountCount(name) == 0 {
-			for id, since := range c.Mounts {
-				d.addMount(name, id, since)
-			}
+			d.setMounts(name, c.Mounts)
 			log.WithField("mounts", len(c.Mounts)).Info("recovered mounted volume")
 		}
 		return d.settle(ctx, name) // no IDs left: unmount; else claim = local IDs
@@ -184,15 +182,12 @@ func (d *Driver) recoverOwn(ctx context.Context, c store.Claim, mounted bool) er
 		if err := d.activate(ctx, vol); err != nil {
 			return fmt.Errorf("re-mount a volume still in use: %w", err)
 		}
-		d.dropMounts(name)
-		for id, since := range c.Mounts {
-			d.addMount(name, id, since)
-		}
+		d.setMounts(name, c.Mounts)
 		log.WithField("mounts", len(c.Mounts)).Info("re-mounted a volume that containers still use after a plugin restart")
 		return nil
 	default:
 		log.Info("volume was claimed here but nothing uses it any more (host or plugin restarted): releasing it")
-		d.dropMounts(name)
+		d.setMounts(name, nil)
 		return d.settle(ctx, name)
 	}
 }
@@ -211,7 +206,7 @@ func (d *Driver) dropLocal(ctx context.Context, c store.Claim, mounted bool) err
 	if mounted && c.Host != d.opt.Host {
 		log.Error("volume is mounted here but claimed by another host (this host was fenced): unmounting it; any container still using it must be stopped")
 	}
-	d.dropMounts(name)
+	d.setMounts(name, nil)
 	err := d.deactivate(ctx, name)
 	if errors.Is(err, backends.ErrInUse) {
 		if d.fencer.Name() != "none" {
@@ -237,10 +232,4 @@ func (d *Driver) inUseHere(ctx context.Context, name string) bool {
 	}
 	busy, err := d.mounter.DeviceBusy(dev)
 	return err != nil || busy
-}
-
-func (d *Driver) dropMounts(name string) {
-	d.mu.Lock()
-	delete(d.mounts, name)
-	d.mu.Unlock()
 }
