@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -36,8 +35,8 @@ the request body, e.g.
 It exits with status 1 and prints the plugin's error when the answer has one.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if env, ok := os.LookupEnv(config.EnvName("socket")); ok && !cmd.Flags().Changed("socket") {
-				socket = env
+			if err := config.ApplyEnv(cmd.Flags()); err != nil {
+				return err
 			}
 			method := canonicalMethod(args[0])
 			if method == "" {

@@ -57,6 +57,11 @@ func TestDriverCommand(t *testing.T) {
 	if _, err := runDriver(t, "--socket", sock, "Get", "{Name:db}"); err == nil || !strings.Contains(err.Error(), "is not JSON") {
 		t.Fatalf("bad JSON: %v", err)
 	}
+	// RELOCVOL_SOCKET stands in for --socket, as for every command.
+	t.Setenv("RELOCVOL_SOCKET", sock)
+	if out, err := runDriver(t, "get", `{"Name":"db"}`); err != nil || !strings.Contains(out, `"owner":"node-a"`) {
+		t.Fatalf("Get with RELOCVOL_SOCKET: %q %v", out, err)
+	}
 	if _, err := runDriver(t, "--socket", filepath.Join(t.TempDir(), "none.sock"), "List"); err == nil || !strings.Contains(err.Error(), "is the plugin running?") {
 		t.Fatalf("no plugin: %v", err)
 	}
