@@ -173,13 +173,7 @@ func TestLab(t *testing.T) {
 		wantExit(t, r, 0, keyB)
 		wantNot(t, r, keyA)
 
-		r = rec.run(t, a, "dd-fenced-write", fmt.Sprintf("printf '%%-4096s' %s | dd of=%s bs=4096 seek=100 count=1 oflag=direct conv=notrunc", a, devA), false)
-		if r.ExitCode == 0 {
-			t.Fatalf("%s wrote to the LUN after being preempted", a)
-		}
-		if !strings.Contains(r.Stderr, "Invalid exchange") {
-			t.Errorf("fenced write: want EBADE (Invalid exchange), got %q", r.Stderr)
-		}
+		wantFencedWrite(t, rec.run(t, a, "dd-fenced-write", blockWrite(a, devA), false), a+" after being preempted")
 		lab.MustRun(t, a, "dmesg | grep -i 'reservation conflict' | tail -n 3")
 		// Reads stay allowed with type 5 (Write Exclusive, Registrants Only).
 		lab.MustRun(t, a, fmt.Sprintf("dd if=%s of=/dev/null bs=4096 count=1 iflag=direct", devA))
@@ -236,10 +230,7 @@ func TestLab(t *testing.T) {
 		}
 		wantExit(t, r, 0, keyB)
 		wantNot(t, r, keyA)
-		r = rec.run(t, a, "dd-fenced-write-after-reboot", fmt.Sprintf("printf '%%-4096s' %s | dd of=%s bs=4096 seek=100 count=1 oflag=direct conv=notrunc", a, devA), false)
-		if r.ExitCode == 0 {
-			t.Fatalf("%s wrote to the LUN after its reboot without registering", a)
-		}
+		wantFencedWrite(t, rec.run(t, a, "dd-fenced-write-after-reboot", blockWrite(a, devA), false), a+" after its reboot without registering")
 
 		// Registering again (with key 0: it has none) lets it write again:
 		// why a fenced host must clean up before it re-registers.
@@ -247,7 +238,7 @@ func TestLab(t *testing.T) {
 		wantExit(t, r, 0, "")
 		r = rec.run(t, a, "read-keys-reregistered", "sg_persist --in --read-keys "+devA, true)
 		wantExit(t, r, 0, keyA, keyB)
-		lab.MustRun(t, a, fmt.Sprintf("printf '%%-4096s' %s | dd of=%s bs=4096 seek=100 count=1 oflag=direct conv=notrunc", a, devA))
+		lab.MustRun(t, a, blockWrite(a, devA))
 	})
 
 	step("preempt and abort", func(t *testing.T) {
@@ -448,4 +439,22 @@ func (rc *recorder) write(dir string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "captures.json"), append(b, '\n'), 0o644)
+}
+
+// blockWrite is the shell command by which vm writes one 4 KiB block with
+// its name to block 100 of dev, bypassing the page cache.
+func blockWrite(vm, dev string) string {
+	return fmt.Sprintf("printf '%%-4096s' %s | dd of=%s bs=4096 seek=100 count=1 oflag=direct conv=notrunc", vm, dev)
+}
+
+// wantFencedWrite asserts that a write by a fenced host failed with a
+// reservation conflict, which Linux reports as EBADE ("Invalid exchange").
+func wantFencedWrite(t *testing.T, r vmlab.Result, who string) {
+	t.Helper()
+	if r.ExitCode == 0 {
+		t.Fatalf("%s: the write went through", who)
+	}
+	if !strings.Contains(r.Stderr, "Invalid exchange") {
+		t.Errorf("%s: fenced write: want EBADE (Invalid exchange), got %q", who, r.Stderr)
+	}
 }
