@@ -1,6 +1,9 @@
-// Package controller is the per-host agent of relocvol. Today it keeps the
-// host's liveness key alive in etcd; leader election, fencing of dead hosts
-// and relocation of their containers build on it.
+// Package controller is relocvol's per-host controller: the heartbeat that
+// keeps the host's liveness key alive in etcd, the agent that records the
+// host's relocatable containers and runs what etcd places on it (and stops
+// everything when the host loses its lease), the leader that fences dead
+// hosts and places their apps elsewhere, planned moves, the relocation
+// timeline and the read-only views the REST API serves.
 //
 // Liveness is a key /relocvol/hosts/<host> bound to an etcd lease. A peer may
 // take over this host's volumes only once that key is gone, so this host
@@ -69,6 +72,24 @@ func (h *Heartbeat) Alive() bool {
 	defer h.mu.Unlock()
 	return h.joined && time.Since(h.lastAck) < h.ttl-h.margin()
 }
+
+// Joined reports whether the host is registered (its keepalive stream open)
+// and how long ago etcd last acknowledged a renewal.
+func (h *Heartbeat) Joined() (bool, time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.joined, time.Since(h.lastAck)
+}
+
+// Lease is the host's current lease (0 before it joined).
+func (h *Heartbeat) Lease() clientv3.LeaseID {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lease
+}
+
+// TTL is the lease's time to live.
+func (h *Heartbeat) TTL() time.Duration { return h.ttl }
 
 // Start registers the host once (failing if the name is taken by another
 // live process) and then keeps it registered until ctx ends.

@@ -92,7 +92,8 @@ func TestInstallFromRegistry(t *testing.T) {
 	mustDocker(t, "plugin", "install", "--grant-all-permissions", "--alias", regAlias, ref,
 		"state.source="+state, "san.source="+san,
 		"RELOCVOL_HOST="+regHost,
-		fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", etcdPort))
+		fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", etcdPort),
+		fmt.Sprintf("RELOCVOL_API_ADDR=127.0.0.1:%d", freePorts(t)))
 	t.Logf("installed from the registry in %s", time.Since(start).Round(100*time.Millisecond))
 
 	p := inspectPlugin(t, regAlias)

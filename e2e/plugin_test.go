@@ -3,9 +3,12 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,6 +39,7 @@ func TestManagedPlugin(t *testing.T) {
 		}
 	}
 	port := freePorts(t)
+	apiPort := freePorts(t)
 
 	buildStart := time.Now()
 	build := exec.Command("bash", filepath.Join(root, "scripts", "build-plugin.sh"))
@@ -50,6 +54,7 @@ func TestManagedPlugin(t *testing.T) {
 		"state.source="+state, "san.source="+san,
 		"RELOCVOL_HOST=e2e-host-a",
 		fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", port),
+		fmt.Sprintf("RELOCVOL_API_ADDR=127.0.0.1:%d", apiPort),
 		"RELOCVOL_LOG_LEVEL=debug")
 	mustDocker(t, "plugin", "enable", pluginRef)
 
@@ -115,6 +120,9 @@ func TestManagedPlugin(t *testing.T) {
 	if out, err := docker(t, "volume", "rm", vol); err == nil || !strings.Contains(out, "in use") {
 		t.Fatalf("docker volume rm of a volume in use: err %v, output %q", err, out)
 	}
+
+	// ---- the controller's API, CLI, metrics and status page ----
+	checkAPI(t, b.bin, fmt.Sprintf("http://127.0.0.1:%d", apiPort))
 
 	// ---- host B is refused while A holds it ----
 	err := b.call("Mount", map[string]string{"Name": vol, "ID": "b1"}, nil)
@@ -308,6 +316,8 @@ func startHostB(t *testing.T, root, san string, etcdPort int) hostB {
 		"RELOCVOL_MOUNT_ROOT="+filepath.Join(dir, "mnt"),
 		"RELOCVOL_SOCKET="+sock,
 		"RELOCVOL_LEASE_TTL=3s",
+		"RELOCVOL_API_ADDR=",    // the managed plugin serves the API here
+		"RELOCVOL_DOCKER_HOST=", // and drives this engine
 	)
 	cmd.Stdout, cmd.Stderr = testenv.LogWriter{T: t, Prefix: "host-b: "}, testenv.LogWriter{T: t, Prefix: "host-b: "}
 	if err := cmd.Start(); err != nil {
@@ -347,3 +357,54 @@ func removePlugin(t *testing.T) {
 	_, _ = docker(t, "plugin", "disable", "-f", pluginRef)
 	_, _ = docker(t, "plugin", "rm", "-f", pluginRef)
 }
+
+// checkAPI reads the managed plugin's REST API through the relocvol CLI and
+// plain HTTP while e2e-writer and e2e-idle use the volume on host A.
+func checkAPI(t *testing.T, bin, base string) {
+	t.Helper()
+	cli := func(args ...string) string {
+		out, err := exec.Command(bin, append(args, "--api", base)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("relocvol %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	eventually(t, 20*time.Second, "host A is the leader", func() error {
+		if out := cli("status"); !strings.Contains(out, "leader:     e2e-host-a") {
+			return fmt.Errorf("relocvol status:\n%s", out)
+		}
+		return nil
+	})
+	vols := cli("volumes")
+	if !regexpMatch(`(?m)^e2e-db\s+64M\s+ext4\s+loop\s+ready\s+e2e-host-a\s+\d+\s+2\s*$`, vols) {
+		t.Errorf("relocvol volumes does not show e2e-db owned by e2e-host-a with 2 mounts:\n%s", vols)
+	}
+	hosts := cli("hosts")
+	if !regexpMatch(`(?m)^e2e-host-a\s+alive\s+\S+ ago\s+yes`, hosts) || !regexpMatch(`(?m)^e2e-host-b\s+alive`, hosts) {
+		t.Errorf("relocvol hosts:\n%s", hosts)
+	}
+	var parsed []map[string]any
+	if err := json.Unmarshal([]byte(cli("volumes", "--json")), &parsed); err != nil || len(parsed) != 1 || parsed[0]["owner"] != "e2e-host-a" {
+		t.Errorf("relocvol volumes --json: %v %v", parsed, err)
+	}
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "relocvol_host_alive 1") || !strings.Contains(body, "relocvol_volumes_mounted 1") {
+		t.Errorf("GET /metrics: %d\n%s", code, body)
+	}
+	if code, body := get("/"); code != 200 || !strings.Contains(body, "<td>e2e-db</td>") {
+		t.Errorf("GET / (status page): %d\n%s", code, body)
+	}
+	if code, body := get("/v1/nothing"); code != 404 || !strings.Contains(body, `"error": "no such endpoint GET /v1/nothing`) {
+		t.Errorf("GET /v1/nothing: %d %s", code, body)
+	}
+}
+
+func regexpMatch(re, s string) bool { return regexp.MustCompile(re).MatchString(s) }

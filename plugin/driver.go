@@ -86,6 +86,11 @@ type Options struct {
 	// because mkfs of a large volume takes a while.
 	Timeout time.Duration
 	Log     logrus.FieldLogger
+	// Observe, when set, hears each step of a mount that changes state on
+	// this host (phase fenced, claimed, activated or mounted, and how long it
+	// took): the controller turns those into a relocation's timeline. It
+	// must not block.
+	Observe func(volume, phase string, took time.Duration)
 }
 
 // Driver implements volume.Driver.
@@ -461,8 +466,12 @@ func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
 	if vol.Backend != d.backend.Name() {
 		return "", newErr(ErrConflict, "volume %q is on backend %s but this host uses %s: configure the same backend on every host", name, vol.Backend, d.backend.Name())
 	}
+	start := time.Now()
 	if err := d.claim(ctx, vol, vrev, id); err != nil {
 		return "", err
+	}
+	if d.MountCount(name) == 0 {
+		d.observe(name, "claimed", start)
 	}
 	if err := d.activate(ctx, vol); err != nil {
 		// Give back what this call took: the mount ID, and the claim itself
@@ -552,9 +561,11 @@ func (d *Driver) claim(ctx context.Context, vol store.Volume, vrev int64, id str
 func (d *Driver) fence(ctx context.Context, c store.Claim) error {
 	log := d.log.WithFields(logrus.Fields{"volume": c.Volume, "fenced_host": c.Host, "epoch": c.Epoch, "method": d.fencer.Name()})
 	log.Warn("owner of the volume is not alive: fencing it before taking the volume over")
+	start := time.Now()
 	if err := d.fencer.Fence(ctx, c.Host); err != nil {
 		return wrapErr(ErrFence, err, "cannot take volume %q over from host %s, which is not alive: fencing it failed, and relocvol never mounts unfenced", c.Volume, c.Host)
 	}
+	d.observe(c.Volume, "fenced", start)
 	f := store.Fence{Host: c.Host, By: d.opt.Host, Method: d.fencer.Name(), Volume: c.Volume, At: time.Now().UTC()}
 	if err := d.store.PutFence(ctx, f); err != nil {
 		return fmt.Errorf("record the fencing of %s: %w", c.Host, err)
@@ -577,10 +588,13 @@ func (d *Driver) activate(ctx context.Context, vol store.Volume) (err error) {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	dev, err := d.backend.Activate(ctx, vol.Name)
 	if err != nil {
 		return err
 	}
+	d.observe(vol.Name, "activated", start)
+	start = time.Now()
 	defer func() {
 		if err != nil && wasActive == "" {
 			if derr := d.backend.Deactivate(context.WithoutCancel(ctx), vol.Name); derr != nil {
@@ -595,8 +609,15 @@ func (d *Driver) activate(ctx context.Context, vol store.Volume) (err error) {
 		_ = d.mounter.Unmount(context.WithoutCancel(ctx), target)
 		return fmt.Errorf("create the data folder: %w", err)
 	}
+	d.observe(vol.Name, "mounted", start)
 	log.WithField("dev", dev).Info("mounted volume")
 	return nil
+}
+
+func (d *Driver) observe(name, phase string, start time.Time) {
+	if d.opt.Observe != nil {
+		d.opt.Observe(name, phase, time.Since(start))
+	}
 }
 
 // Unmount implements volume.Driver. It always drops the mount ID, even when
@@ -712,6 +733,19 @@ func (d *Driver) retrySync(name string) {
 			d.log.WithError(err).WithField("volume", name).Warn("volume still not settled; retrying")
 		}
 	}()
+}
+
+// MountedVolumes counts the volumes mounted on this host.
+func (d *Driver) MountedVolumes() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, ids := range d.mounts {
+		if len(ids) > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // ---- Path / Get / List / Capabilities ----

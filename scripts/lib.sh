@@ -398,6 +398,43 @@ ensure_base_images() {
 	log "made $GO_IMAGE"
 }
 
+# Docker-in-docker nodes of the e2e cluster (e2e/cluster): Debian's dockerd
+# 20.10 plus what a relocvol host runs, and tini to reap the nested engine's
+# orphans. RELOCVOL_NODE_IMAGE names the image.
+RELOCVOL_NODE_IMAGE=${RELOCVOL_NODE_IMAGE:-relocvol-node:dev}
+RELOCVOL_NODE_PACKAGES=${RELOCVOL_NODE_PACKAGES:-docker.io,tini,iproute2,util-linux,mount,e2fsprogs,procps,ca-certificates}
+RELOCVOL_NODE_LABEL=io.relocvol.node-recipe
+
+# ensure_node_image: the image of the e2e cluster's nodes: a debootstrap tree
+# with RELOCVOL_NODE_PACKAGES and scripts/node/entrypoint.sh, imported. It is
+# labelled with a hash of its recipe (packages, entrypoint, import changes)
+# and made again only when that hash changes.
+ensure_node_image() {
+	local entry="$RELOCVOL_REPO/scripts/node/entrypoint.sh" changes hash cur tree
+	[[ -f $entry ]] || die "missing $entry"
+	changes=(
+		'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+		'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/sbin/relocvol-node-init"]'
+	)
+	hash=$({
+		printf '%s\n' "$RELOCVOL_NODE_PACKAGES" "${changes[@]}"
+		cat "$entry"
+	} | sha256sum | cut -c1-16)
+	cur=$(docker image inspect -f "{{index .Config.Labels \"$RELOCVOL_NODE_LABEL\"}}" "$RELOCVOL_NODE_IMAGE" 2>/dev/null || true)
+	if [[ $cur == "$hash" ]]; then
+		log "using image $RELOCVOL_NODE_IMAGE (recipe $hash)"
+		return 0
+	fi
+	tree=$(debootstrap_tree bookworm-node "$RELOCVOL_NODE_PACKAGES")
+	install -D -m 0755 "$entry" "$tree/usr/local/sbin/relocvol-node-init"
+	import_tree "$tree" "$RELOCVOL_NODE_IMAGE" "${changes[@]}" "LABEL $RELOCVOL_NODE_LABEL=$hash"
+	[[ $(docker image inspect -f "{{index .Config.Labels \"$RELOCVOL_NODE_LABEL\"}}" "$RELOCVOL_NODE_IMAGE") == "$hash" ]] ||
+		die "docker import did not label $RELOCVOL_NODE_IMAGE with $RELOCVOL_NODE_LABEL=$hash"
+	# The image it replaced, if no container uses it any more.
+	docker image prune -f --filter "label=$RELOCVOL_NODE_LABEL" >/dev/null 2>&1 || true
+	log "made $RELOCVOL_NODE_IMAGE (recipe $hash)"
+}
+
 # ensure_host_dirs: the bind-mount sources of config.json.
 ensure_host_dirs() {
 	local d

@@ -2,7 +2,8 @@
 # scripts/setup.sh: installs relocvol on this machine, as root, from this
 # checkout: everything it needs (packages, Go, Docker, the build's base
 # images, made offline when no registry answers), then builds the managed
-# plugin and enables it. Run it again to rebuild and re-enable.
+# plugin and enables it, and installs the relocvol CLI in /usr/local/bin.
+# Run it again to rebuild and re-enable.
 #
 #   scripts/setup.sh          (as root)
 #
@@ -22,6 +23,11 @@ log "enabling plugin $PLUGIN_NAME"
 if ! docker plugin enable "$PLUGIN_NAME" >/dev/null; then
 	die "docker plugin enable $PLUGIN_NAME failed: see the plugin's log in the dockerd log (journalctl -u docker, or $RELOCVOL_DOCKERD_LOG)"
 fi
+# The CLI (relocvol status, apps, move, …) is the plugin's own binary.
+cid=$(docker create "${RELOCVOL_IMAGE:-relocvol-rootfs:dev}")
+docker cp "$cid:/usr/bin/relocvol" /usr/local/bin/relocvol
+docker rm "$cid" >/dev/null
+log "installed the CLI as /usr/local/bin/relocvol"
 log "relocvol is installed in $((SECONDS - start))s"
 
 name=${PLUGIN_NAME%:latest}
@@ -33,6 +39,8 @@ relocvol is ready. Try it:
   docker run --rm -v db:/data debian:bookworm-slim sh -c 'echo hello > /data/hello'
   docker run --rm -v db:/data debian:bookworm-slim cat /data/hello
   docker volume rm db
+  relocvol status; relocvol hosts; relocvol volumes     # the controller's view
+  (status page and metrics: http://127.0.0.1:7480/ and /metrics)
 
 Settings: docker plugin disable $name; docker plugin set $name RELOCVOL_LOG_LEVEL=debug; docker plugin enable $name
 

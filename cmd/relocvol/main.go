@@ -20,6 +20,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(pluginCmd(), driverCmd(), versionCmd())
+	root.AddCommand(apiCmds()...)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "relocvol:", err)
 		os.Exit(1)

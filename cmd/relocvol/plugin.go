@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 
+	"github.com/docker/docker/client"
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -17,6 +19,7 @@ import (
 	"github.com/relocvol/relocvol/backends/loop"
 	"github.com/relocvol/relocvol/backends/lvm"
 	"github.com/relocvol/relocvol/controller"
+	"github.com/relocvol/relocvol/controller/api"
 	"github.com/relocvol/relocvol/fencing"
 	"github.com/relocvol/relocvol/fencing/scsi3"
 	"github.com/relocvol/relocvol/internal/config"
@@ -31,8 +34,12 @@ func pluginCmd() *cobra.Command {
 	cfg := config.Defaults()
 	cmd := &cobra.Command{
 		Use:   "plugin",
-		Short: "Serve the Docker VolumeDriver socket (the managed plugin's entrypoint)",
-		Long: `Serve the Docker VolumeDriver socket.
+		Short: "Run the host daemon: VolumeDriver socket, controller and REST API (the managed plugin's entrypoint)",
+		Long: `Run relocvol on this host: serve the Docker VolumeDriver socket, keep the
+host's lease in etcd, record and relocate containers labelled
+relocvol.relocate=true through the local Docker engine (--docker-host), take
+part in the leader election that fails dead hosts over, and serve the REST
+API, Prometheus metrics (/metrics) and a status page (/) on --api-addr.
 
 Every flag can also be set with its RELOCVOL_* environment variable (the
 flag wins), e.g. --etcd-endpoints = RELOCVOL_ETCD_ENDPOINTS; in the managed
@@ -99,17 +106,46 @@ func runPlugin(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	hb := controller.NewHeartbeat(st, cfg.Host, cfg.LeaseTTL, cfg.StateDir, version, log)
-	drv := plugin.New(st, be, fsutil.FS{Run: run}, fencer, hb, plugin.Options{
-		Host: cfg.Host, MountRoot: cfg.MountRoot, Defaults: cfg.SpecDefaults(), Log: log,
+	var docker controller.Docker
+	if cfg.DockerHost != "" {
+		dc, err := client.NewClientWithOpts(client.WithHost(cfg.DockerHost), client.WithAPIVersionNegotiation())
+		if err != nil {
+			return fmt.Errorf("docker client for %s: %w", cfg.DockerHost, err)
+		}
+		defer func() { _ = dc.Close() }()
+		docker = dc
+	}
+	var drv *plugin.Driver
+	ctl := controller.New(controller.Options{
+		Host: cfg.Host, Version: version, Store: st, Docker: docker, Beat: hb, Fencer: fencer, Log: log,
+		Mounted: func() int { return drv.MountedVolumes() },
+	})
+	drv = plugin.New(st, be, fsutil.FS{Run: run}, fencer, hb, plugin.Options{
+		Host: cfg.Host, MountRoot: cfg.MountRoot, Defaults: cfg.SpecDefaults(), Log: log, Observe: ctl.Observe,
 	})
 	hb.BeforeJoin = drv.Recover
+	var ln net.Listener
+	if cfg.APIAddr != "" {
+		// Before anything else runs: a taken port is a configuration error.
+		if ln, err = api.Listen(cfg.APIAddr); err != nil {
+			return err
+		}
+	}
 	if err := hb.Start(ctx); err != nil {
 		return err
 	}
+	ctl.Run(ctx)
+	errc := make(chan error, 2)
+	if ln != nil {
+		h := api.Handler(ctl, api.Options{Token: cfg.APIToken, Metrics: ctl.Metrics(), Log: log})
+		go func() { errc <- api.Serve(ctx, ln, h) }()
+	}
 	log.WithFields(logrus.Fields{
 		"socket": cfg.Socket, "backend": be.Name(), "fencing": fencer.Name(), "etcd": endpoints, "version": version,
+		"api": cfg.APIAddr, "docker": cfg.DockerHost,
 	}).Info("relocvol plugin ready")
-	return plugin.Serve(ctx, cfg.Socket, drv)
+	go func() { errc <- plugin.Serve(ctx, cfg.Socket, drv) }()
+	return <-errc
 }
 
 // storage builds the configured backend and its fencing method.

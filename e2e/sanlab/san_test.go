@@ -87,7 +87,7 @@ func (e *env) startPlugin(t *testing.T, vm string) {
 	cmd := fmt.Sprintf(`mkdir -p /var/lib/relocvol /mnt/volumes
 RELOCVOL_HOST=%s RELOCVOL_BACKEND=lvm RELOCVOL_LVM_VG=%s RELOCVOL_FENCING=scsi3 \
 RELOCVOL_ETCD_ENDPOINTS=http://%s:%d RELOCVOL_LEASE_TTL=%ds RELOCVOL_SOCKET=%s \
-RELOCVOL_LOG_LEVEL=debug setsid nohup /usr/local/bin/relocvol plugin >>/var/log/relocvol.log 2>&1 </dev/null &`,
+RELOCVOL_DOCKER_HOST= RELOCVOL_LOG_LEVEL=debug setsid nohup /usr/local/bin/relocvol plugin >>/var/log/relocvol.log 2>&1 </dev/null &`,
 		vm, vg, vmlab.HostGateway, e.port, ttl, socket)
 	e.lab.MustRun(t, vm, cmd)
 	deadline := time.Now().Add(3 * time.Minute)

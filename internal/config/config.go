@@ -8,6 +8,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +41,9 @@ type Config struct {
 	DefaultSize   string        // size of a volume created without -o size
 	DefaultFS     string        // fs of a volume created without -o fs
 	LogLevel      string
+	DockerHost    string // the local Docker engine the agent drives
+	APIAddr       string // REST API address (host:port), "" for none
+	APIToken      string // bearer token the API requires
 }
 
 // Defaults returns the configuration a one-host development setup works with.
@@ -60,6 +64,8 @@ func Defaults() Config {
 		DefaultSize:  "1G",
 		DefaultFS:    "ext4",
 		LogLevel:     "info",
+		DockerHost:   "unix:///var/run/docker.sock",
+		APIAddr:      "127.0.0.1:7480",
 	}
 }
 
@@ -89,6 +95,9 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DefaultSize, "default-size", c.DefaultSize, "size of a volume created without -o size")
 	fs.StringVar(&c.DefaultFS, "default-fs", c.DefaultFS, "filesystem of a volume created without -o fs: ext4 or xfs")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
+	fs.StringVar(&c.DockerHost, "docker-host", c.DockerHost, "the local Docker engine the controller records and starts relocatable containers with; empty: no agent on this host")
+	fs.StringVar(&c.APIAddr, "api-addr", c.APIAddr, "address (host:port) of the REST API, metrics and status page; empty: none. Any address but loopback needs --api-token")
+	fs.StringVar(&c.APIToken, "api-token", c.APIToken, "bearer token the REST API requires (Authorization: Bearer TOKEN)")
 }
 
 // ApplyEnv sets every flag not given on the command line from its
@@ -194,6 +203,17 @@ func (c *Config) Validate() error {
 	}
 	if _, ok := spec.Filesystems[c.DefaultFS]; !ok {
 		bad("default-fs", "%q: use ext4 or xfs", c.DefaultFS)
+	}
+	if c.DockerHost != "" && !strings.HasPrefix(c.DockerHost, "unix://") && !strings.HasPrefix(c.DockerHost, "tcp://") {
+		bad("docker-host", "%q: use unix:///var/run/docker.sock or tcp://HOST:PORT", c.DockerHost)
+	}
+	if c.APIAddr != "" {
+		host, port, err := net.SplitHostPort(c.APIAddr)
+		if err != nil || port == "" {
+			bad("api-addr", "%q is not host:port, e.g. 127.0.0.1:7480", c.APIAddr)
+		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) && c.APIToken == "" {
+			bad("api-token", "the API listens on %s, beyond this host: set a token (--api-token) so that only its holders can move apps", c.APIAddr)
+		}
 	}
 	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
 		bad("log-level", "%q: use debug, info, warn or error", c.LogLevel)

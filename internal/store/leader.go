@@ -80,3 +80,8 @@ func (s *Store) LeaderTxn(ctx context.Context, l *Leadership, ops ...clientv3.Op
 	}
 	return nil
 }
+
+// cmp makes a Leadership a Guard: its election key still exists as created.
+func (l *Leadership) cmp() clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.rev)
+}

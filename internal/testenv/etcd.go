@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -17,9 +18,22 @@ import (
 // reverse order, so register their Close after calling Etcd).
 func Etcd(t testing.TB) []string {
 	t.Helper()
-	srv, err := etcdembed.Start(t.TempDir(), "127.0.0.1:0", etcdembed.Options{NoFsync: true, LogLevel: "fatal"})
+	return EtcdOn(t, "127.0.0.1:0")
+}
+
+// EtcdOn is Etcd serving clients on addr: host:port (port 0 picks a free
+// one) or a bare host (a free port), e.g. "0.0.0.0" for an etcd that
+// docker-in-docker nodes reach through their network's gateway. The
+// endpoints name the address bound (http://0.0.0.0:PORT answers on the host
+// too).
+func EtcdOn(t testing.TB, addr string) []string {
+	t.Helper()
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(addr, "0")
+	}
+	srv, err := etcdembed.Start(t.TempDir(), addr, etcdembed.Options{NoFsync: true, LogLevel: "fatal"})
 	if err != nil {
-		t.Fatalf("start embedded etcd: %v", err)
+		t.Fatalf("start embedded etcd on %s: %v", addr, err)
 	}
 	t.Cleanup(srv.Close)
 	return srv.Endpoints()

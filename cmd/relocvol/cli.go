@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/relocvol/relocvol/controller/api"
+	"github.com/relocvol/relocvol/internal/store"
+)
+
+// clientFlags are the flags every API command shares.
+type clientFlags struct {
+	addr  string
+	token string
+	json  bool
+}
+
+func (f *clientFlags) bind(cmd *cobra.Command) {
+	addr := os.Getenv("RELOCVOL_API")
+	if addr == "" {
+		addr = "http://127.0.0.1:7480"
+	}
+	cmd.PersistentFlags().StringVar(&f.addr, "api", addr, "URL of a host's relocvol API (env RELOCVOL_API)")
+	cmd.PersistentFlags().StringVar(&f.token, "token", os.Getenv("RELOCVOL_API_TOKEN"), "bearer token of the API (env RELOCVOL_API_TOKEN)")
+	cmd.PersistentFlags().BoolVar(&f.json, "json", false, "print the API's JSON instead of a table")
+}
+
+func (f *clientFlags) client() *api.Client { return api.NewClient(f.addr, f.token) }
+
+// apiCmds are the commands that talk to the REST API.
+func apiCmds() []*cobra.Command {
+	f := &clientFlags{}
+	cmds := []*cobra.Command{
+		listCmd(f, "status", "Show the cluster at a glance", "/v1/status", func(c *api.Client, ctx context.Context, w io.Writer) error {
+			s, err := c.Status(ctx)
+			if err != nil {
+				return err
+			}
+			printStatus(w, s)
+			return nil
+		}),
+		listCmd(f, "hosts", "List the hosts: alive, lease age, leader, fenced", "/v1/hosts", func(c *api.Client, ctx context.Context, w io.Writer) error {
+			h, err := c.Hosts(ctx)
+			if err != nil {
+				return err
+			}
+			printHosts(w, h)
+			return nil
+		}),
+		listCmd(f, "volumes", "List the volumes: owner, epoch, size, backend", "/v1/volumes", func(c *api.Client, ctx context.Context, w io.Writer) error {
+			v, err := c.Volumes(ctx)
+			if err != nil {
+				return err
+			}
+			printVolumes(w, v)
+			return nil
+		}),
+		listCmd(f, "apps", "List the relocatable apps: desired and actual host", "/v1/apps", func(c *api.Client, ctx context.Context, w io.Writer) error {
+			a, err := c.Apps(ctx)
+			if err != nil {
+				return err
+			}
+			printApps(w, a)
+			return nil
+		}),
+		eventsCmd(f),
+		moveCmd(f),
+	}
+	for _, c := range cmds {
+		f.bind(c)
+	}
+	return cmds
+}
+
+func listCmd(f *clientFlags, use, short, path string, table func(*api.Client, context.Context, io.Writer) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			c := f.client()
+			if f.json {
+				raw, err := c.Raw(ctx, path)
+				if err != nil {
+					return err
+				}
+				_, err = fmt.Fprintln(cmd.OutOrStdout(), string(raw))
+				return err
+			}
+			return table(c, ctx, cmd.OutOrStdout())
+		},
+	}
+}
+
+func eventsCmd(f *clientFlags) *cobra.Command {
+	var filter api.EventFilter
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "Show the relocation timeline: each phase with its time and duration",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ev, err := f.client().Events(cmd.Context(), filter)
+			if err != nil {
+				return err
+			}
+			if f.json {
+				return printJSON(cmd.OutOrStdout(), ev)
+			}
+			printEvents(cmd.OutOrStdout(), ev)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&filter.App, "app", "", "only this app's relocations")
+	cmd.Flags().StringVar(&filter.Relocation, "relocation", "", "only this relocation (its ID)")
+	cmd.Flags().IntVar(&filter.Limit, "limit", 50, "at most this many events, the newest")
+	return cmd
+}
+
+func moveCmd(f *clientFlags) *cobra.Command {
+	var to string
+	var wait bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "move APP --to HOST",
+		Short: "Move an app to another host: stop, unmount and release on its host, then mount and start on HOST",
+		Long: `Move an app (a container labelled relocvol.relocate=true) to another host.
+
+The app's host stops and removes its container, which unmounts and releases
+the volumes; then HOST claims, activates and mounts them and starts the
+container. Each step is printed as it happens, then the total time.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" {
+				return fmt.Errorf("--to is required: name the host to move %s to (relocvol hosts lists them)", args[0])
+			}
+			c := f.client()
+			rel, err := c.Move(cmd.Context(), args[0], to)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if !wait {
+				if f.json {
+					return printJSON(out, rel)
+				}
+				_, err := fmt.Fprintf(out, "moving %s from %s to %s (relocation %s); follow it with: relocvol events --relocation %s\n", args[0], rel.From, rel.To, rel.ID, rel.ID)
+				return err
+			}
+			if !f.json {
+				fmt.Fprintf(out, "moving %s from %s to %s (relocation %s)\n", args[0], rel.From, rel.To, rel.ID)
+			}
+			return follow(cmd.Context(), c, rel, timeout, out, f.json)
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "the host to move the app to")
+	cmd.Flags().BoolVar(&wait, "wait", true, "print each step until the app runs on the new host")
+	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Minute, "how long to wait for the move to finish")
+	return cmd
+}
+
+// follow prints a relocation's events as they arrive, until it is done.
+func follow(ctx context.Context, c *api.Client, rel store.Relocation, timeout time.Duration, out io.Writer, asJSON bool) error {
+	deadline := time.Now().Add(timeout)
+	seen := 0
+	for {
+		ev, err := c.Events(ctx, api.EventFilter{Relocation: rel.ID, Limit: 1000})
+		if err != nil {
+			return err
+		}
+		for _, e := range ev[min(seen, len(ev)):] {
+			if asJSON {
+				b, _ := json.Marshal(e)
+				fmt.Fprintln(out, string(b))
+			} else {
+				fmt.Fprintln(out, "  "+stepLine(e))
+			}
+			if e.Phase == "done" {
+				if !asJSON {
+					fmt.Fprintf(out, "moved %s from %s to %s in %s\n", e.App, rel.From, rel.To, ms(e.TookMS))
+				}
+				return nil
+			}
+		}
+		seen = max(seen, len(ev))
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the move of relocation %s has not finished after %s; it goes on: follow it with relocvol events --relocation %s", rel.ID, timeout, rel.ID)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func ms(v int64) string { return (time.Duration(v) * time.Millisecond).String() }
+
+// stepLine is one timeline step for humans.
+func stepLine(e store.Event) string {
+	s := fmt.Sprintf("%s  %-9s on %-10s took %-8s at +%s", e.At.Local().Format("15:04:05.000"), e.Phase, e.Host, ms(e.TookMS), ms(e.SinceStartMS))
+	if e.Detail != "" {
+		s += "  " + e.Detail
+	}
+	if e.Error != "" {
+		s += "  ERROR: " + e.Error
+	}
+	return s
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func table(w io.Writer, header string, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	_ = tw.Flush()
+}
+
+func yes(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "-"
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func printStatus(w io.Writer, s api.Status) {
+	alive := "alive"
+	if !s.Alive {
+		alive = "NO CURRENT LEASE"
+	}
+	fmt.Fprintf(w, "host:       %s (%s, version %s)\n", s.Host, alive, s.Version)
+	fmt.Fprintf(w, "leader:     %s\n", dash(s.Leader))
+	fmt.Fprintf(w, "hosts:      %d alive of %d\n", s.HostsAlive, s.Hosts)
+	fmt.Fprintf(w, "volumes:    %d\n", s.Volumes)
+	fmt.Fprintf(w, "apps:       %d (%d relocating)\n", s.Apps, s.Relocating)
+}
+
+func printHosts(w io.Writer, hosts []api.Host) {
+	var rows [][]string
+	for _, h := range hosts {
+		state, lease := "dead", "-"
+		if h.Alive {
+			state, lease = "alive", fmt.Sprintf("%.1fs ago", h.LeaseAgeSeconds)
+		}
+		if h.Fenced {
+			state = "fenced by " + h.FencedBy
+		}
+		rows = append(rows, []string{h.Name, state, lease, yes(h.Leader), fmt.Sprint(h.Apps), fmt.Sprint(h.Volumes), dash(h.Version)})
+	}
+	table(w, "HOST\tSTATE\tLEASE RENEWED\tLEADER\tAPPS\tVOLUMES\tVERSION", rows)
+}
+
+func printVolumes(w io.Writer, vols []api.Volume) {
+	var rows [][]string
+	for _, v := range vols {
+		owner := dash(v.Owner)
+		if v.Owner != "" && !v.OwnerAlive {
+			owner += " (dead)"
+		}
+		rows = append(rows, []string{v.Name, v.SizeHuman, v.FS, v.Backend, v.State, owner, fmt.Sprint(v.Epoch), fmt.Sprint(v.Mounts)})
+	}
+	table(w, "VOLUME\tSIZE\tFS\tBACKEND\tSTATE\tOWNER\tEPOCH\tMOUNTS", rows)
+}
+
+func printApps(w io.Writer, apps []api.App) {
+	var rows [][]string
+	for _, a := range apps {
+		rel := "-"
+		if r := a.Relocation; r != nil {
+			rel = fmt.Sprintf("%s %s -> %s", r.Kind, r.From, r.To)
+		}
+		actual := dash(a.ActualHost)
+		if a.Stopped {
+			actual = "stopped"
+		}
+		rows = append(rows, []string{a.Name, a.Image, strings.Join(a.Volumes, ","), a.DesiredHost, actual, dash(strings.Join(a.Allowed, ",")), rel})
+	}
+	table(w, "APP\tIMAGE\tVOLUMES\tPLACED ON\tRUNNING ON\tALLOWED\tRELOCATION", rows)
+}
+
+func printEvents(w io.Writer, ev []store.Event) {
+	var rows [][]string
+	for _, e := range ev {
+		detail := e.Detail
+		if e.Error != "" {
+			detail = strings.TrimSpace(detail + " ERROR: " + e.Error)
+		}
+		rows = append(rows, []string{e.At.Local().Format("2006-01-02 15:04:05.000"), e.App, e.Kind + " " + e.From + "->" + e.To,
+			e.Phase, e.Host, ms(e.TookMS), "+" + ms(e.SinceStartMS), detail})
+	}
+	table(w, "TIME\tAPP\tRELOCATION\tPHASE\tHOST\tTOOK\tSINCE START\tDETAIL", rows)
+}

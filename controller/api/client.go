@@ -1,0 +1,124 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/relocvol/relocvol/internal/store"
+)
+
+// Client talks to a host's API.
+type Client struct {
+	Base  string // e.g. http://127.0.0.1:7480
+	Token string
+	HTTP  *http.Client
+}
+
+// NewClient returns a client for base.
+func NewClient(base, token string) *Client {
+	return &Client{Base: strings.TrimSuffix(base, "/"), Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, rd)
+	if err != nil {
+		return fmt.Errorf("API address %q: %w", c.Base, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the relocvol API at %s: %w (is the plugin enabled on this host? set --api or RELOCVOL_API)", c.Base, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("read the API's answer: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var e ErrorBody
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return &Error{Code: resp.StatusCode, Msg: e.Error}
+		}
+		return &Error{Code: resp.StatusCode, Msg: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode the API's answer to %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// Raw returns the JSON the API answers to GET path, as is.
+func (c *Client) Raw(ctx context.Context, path string) (json.RawMessage, error) {
+	var m json.RawMessage
+	err := c.do(ctx, http.MethodGet, path, nil, &m)
+	return m, err
+}
+
+// Status returns the cluster at a glance.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.do(ctx, http.MethodGet, "/v1/status", nil, &s)
+}
+
+// Hosts lists the hosts.
+func (c *Client) Hosts(ctx context.Context) ([]Host, error) {
+	var h []Host
+	return h, c.do(ctx, http.MethodGet, "/v1/hosts", nil, &h)
+}
+
+// Volumes lists the volumes.
+func (c *Client) Volumes(ctx context.Context) ([]Volume, error) {
+	var v []Volume
+	return v, c.do(ctx, http.MethodGet, "/v1/volumes", nil, &v)
+}
+
+// Apps lists the apps.
+func (c *Client) Apps(ctx context.Context) ([]App, error) {
+	var a []App
+	return a, c.do(ctx, http.MethodGet, "/v1/apps", nil, &a)
+}
+
+// Events returns the timeline, oldest first.
+func (c *Client) Events(ctx context.Context, f EventFilter) ([]store.Event, error) {
+	q := url.Values{}
+	if f.App != "" {
+		q.Set("app", f.App)
+	}
+	if f.Relocation != "" {
+		q.Set("relocation", f.Relocation)
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	var ev []store.Event
+	return ev, c.do(ctx, http.MethodGet, "/v1/events?"+q.Encode(), nil, &ev)
+}
+
+// Move asks for a planned move of app to host.
+func (c *Client) Move(ctx context.Context, app, to string) (store.Relocation, error) {
+	var r store.Relocation
+	return r, c.do(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/move", MoveRequest{To: to}, &r)
+}

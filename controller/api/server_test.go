@@ -1,0 +1,150 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relocvol/relocvol/internal/store"
+)
+
+// fakeService is a fixed cluster for the handler tests.
+type fakeService struct {
+	moved [][2]string
+}
+
+func (f *fakeService) Status(context.Context) (Status, error) {
+	return Status{Host: "a", Leader: "a", Hosts: 2, HostsAlive: 1, Volumes: 1, Apps: 1}, nil
+}
+func (f *fakeService) Hosts(context.Context) ([]Host, error) {
+	return []Host{{Name: "a", Alive: true, Leader: true}, {Name: "b", Fenced: true, FencedBy: "a"}}, nil
+}
+func (f *fakeService) Volumes(context.Context) ([]Volume, error) {
+	return []Volume{{Name: "db", Owner: "a", OwnerAlive: true, Epoch: 4, SizeHuman: "1G"}}, nil
+}
+func (f *fakeService) Apps(context.Context) ([]App, error) {
+	return []App{{Name: "db", Image: "postgres", Volumes: []string{"db"}, DesiredHost: "a", ActualHost: "a"}}, nil
+}
+func (f *fakeService) Events(_ context.Context, ef EventFilter) ([]store.Event, error) {
+	return []store.Event{{App: "db", Phase: "done", Relocation: ef.Relocation, TookMS: int64(ef.Limit)}}, nil
+}
+func (f *fakeService) Move(_ context.Context, app, to string) (store.Relocation, error) {
+	if app != "db" {
+		return store.Relocation{}, Errorf(http.StatusNotFound, "no app %q", app)
+	}
+	if to == "dead" {
+		return store.Relocation{}, Errorf(http.StatusBadRequest, "host %q is not alive", to)
+	}
+	f.moved = append(f.moved, [2]string{app, to})
+	return store.Relocation{ID: "db-1", Kind: store.KindMove, From: "a", To: to, Started: time.Unix(0, 0)}, nil
+}
+
+func do(t *testing.T, h http.Handler, method, path, token, body string) (int, string) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	b, _ := io.ReadAll(w.Result().Body)
+	return w.Code, string(b)
+}
+
+func TestHandler(t *testing.T) {
+	svc := &fakeService{}
+	h := Handler(svc, Options{})
+	for _, tc := range []struct {
+		name, method, path, body string
+		code                     int
+		want                     string
+	}{
+		{name: "status", method: "GET", path: "/v1/status", code: 200, want: `"leader": "a"`},
+		{name: "hosts", method: "GET", path: "/v1/hosts", code: 200, want: `"fencedBy": "a"`},
+		{name: "volumes", method: "GET", path: "/v1/volumes", code: 200, want: `"epoch": 4`},
+		{name: "apps", method: "GET", path: "/v1/apps", code: 200, want: `"actualHost": "a"`},
+		{name: "one app", method: "GET", path: "/v1/apps/db", code: 200, want: `"desiredHost": "a"`},
+		{name: "unknown app", method: "GET", path: "/v1/apps/web", code: 404, want: `"error": "no app \"web\"`},
+		{name: "events with filter", method: "GET", path: "/v1/events?relocation=db-1&limit=7", code: 200, want: `"tookMs": 7`},
+		{name: "events bad limit", method: "GET", path: "/v1/events?limit=lots", code: 400, want: `invalid limit \"lots\": use a number from 1 to 10000`},
+		{name: "move", method: "POST", path: "/v1/apps/db/move", body: `{"to":"b"}`, code: 202, want: `"id": "db-1"`},
+		{name: "move to a dead host", method: "POST", path: "/v1/apps/db/move", body: `{"to":"dead"}`, code: 400, want: `host \"dead\" is not alive`},
+		{name: "move of an unknown app", method: "POST", path: "/v1/apps/web/move", body: `{"to":"b"}`, code: 404, want: `no app \"web\"`},
+		{name: "move without target", method: "POST", path: "/v1/apps/db/move", body: `{}`, code: 400, want: `\"to\" is empty`},
+		{name: "move with a typo", method: "POST", path: "/v1/apps/db/move", body: `{"host":"b"}`, code: 400, want: `unknown field \"host\"`},
+		{name: "move not JSON", method: "POST", path: "/v1/apps/db/move", body: `b`, code: 400, want: `invalid move request`},
+		{name: "wrong method", method: "DELETE", path: "/v1/apps", code: 405, want: `method DELETE not allowed on /v1/apps`},
+		{name: "unknown path", method: "GET", path: "/v2/x", code: 404, want: `no such endpoint GET /v2/x`},
+		{name: "status page", method: "GET", path: "/", code: 200, want: `<td>db</td>`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := do(t, h, tc.method, tc.path, "", tc.body)
+			if code != tc.code || !strings.Contains(body, tc.want) {
+				t.Errorf("%s %s: %d %s\nwant %d containing %s", tc.method, tc.path, code, body, tc.code, tc.want)
+			}
+			var e ErrorBody
+			if code >= 400 && (json.Unmarshal([]byte(body), &e) != nil || e.Error == "") {
+				t.Errorf("error body is not {\"error\": ...}: %s", body)
+			}
+		})
+	}
+	if len(svc.moved) != 1 || svc.moved[0] != [2]string{"db", "b"} {
+		t.Errorf("moves %v, want exactly db to b", svc.moved)
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	h := Handler(&fakeService{}, Options{Token: "s3cret"})
+	for _, tc := range []struct {
+		token string
+		code  int
+	}{{"", 401}, {"wrong", 401}, {"s3cret", 200}} {
+		code, body := do(t, h, "GET", "/v1/status", tc.token, "")
+		if code != tc.code {
+			t.Errorf("token %q: %d %s, want %d", tc.token, code, body, tc.code)
+		}
+		if code == 401 {
+			var e ErrorBody
+			if json.Unmarshal([]byte(body), &e) != nil || !strings.Contains(e.Error, "Authorization: Bearer") {
+				t.Errorf("401 body %s does not say what to send", body)
+			}
+		}
+	}
+}
+
+// The client turns the API's JSON errors back into their message.
+func TestClientAgainstHandler(t *testing.T) {
+	srv := httptest.NewServer(Handler(&fakeService{}, Options{Token: "t"}))
+	defer srv.Close()
+	ctx := context.Background()
+	c := NewClient(srv.URL, "t")
+	if s, err := c.Status(ctx); err != nil || s.Leader != "a" {
+		t.Fatalf("status %+v %v", s, err)
+	}
+	if r, err := c.Move(ctx, "db", "b"); err != nil || r.To != "b" {
+		t.Fatalf("move %+v %v", r, err)
+	}
+	_, err := c.Move(ctx, "db", "dead")
+	if e, ok := err.(*Error); !ok || e.Code != 400 || e.Msg != `host "dead" is not alive` {
+		t.Fatalf("move to a dead host: %#v", err)
+	}
+	if _, err := NewClient(srv.URL, "").Hosts(ctx); err == nil || !strings.Contains(err.Error(), "bearer token") {
+		t.Fatalf("no token: %v", err)
+	}
+	if _, err := NewClient("http://127.0.0.1:1", "").Hosts(ctx); err == nil || !strings.Contains(err.Error(), "cannot reach the relocvol API at http://127.0.0.1:1") {
+		t.Fatalf("unreachable: %v", err)
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{"127.0.0.1:7480": true, "localhost:1": true, "[::1]:2": true, "0.0.0.0:7480": false, ":7480": false, "10.1.2.3:80": false, "x": false} {
+		if IsLoopback(addr) != want {
+			t.Errorf("IsLoopback(%q) = %v", addr, !want)
+		}
+	}
+}

@@ -1,0 +1,132 @@
+// Package api is relocvol's REST API: the JSON types, the chi server every
+// host runs (read-only views of hosts, volumes, apps and the relocation
+// timeline, planned moves, Prometheus metrics and a status page) and the
+// client the relocvol CLI uses. The server asks a small Service for data,
+// so it knows nothing of etcd or Docker.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/relocvol/relocvol/internal/store"
+)
+
+// Status is the cluster at a glance, seen from the answering host.
+type Status struct {
+	Host       string `json:"host"`
+	Version    string `json:"version"`
+	Alive      bool   `json:"alive"`
+	Leader     string `json:"leader"`
+	Hosts      int    `json:"hosts"`
+	HostsAlive int    `json:"hostsAlive"`
+	Volumes    int    `json:"volumes"`
+	Apps       int    `json:"apps"`
+	Relocating int    `json:"relocating"`
+}
+
+// Host is one host of the cluster.
+type Host struct {
+	Name  string `json:"name"`
+	Alive bool   `json:"alive"`
+	// LeaseAgeSeconds is how long ago the host last renewed its lease.
+	LeaseAgeSeconds float64    `json:"leaseAgeSeconds"`
+	Leader          bool       `json:"leader"`
+	Fenced          bool       `json:"fenced"`
+	FencedBy        string     `json:"fencedBy,omitempty"`
+	FencedAt        *time.Time `json:"fencedAt,omitempty"`
+	Started         *time.Time `json:"started,omitempty"`
+	Version         string     `json:"version,omitempty"`
+	Apps            int        `json:"apps"`
+	Volumes         int        `json:"volumes"`
+}
+
+// Volume is one relocvol volume.
+type Volume struct {
+	Name       string    `json:"name"`
+	Backend    string    `json:"backend"`
+	Size       int64     `json:"size"`
+	SizeHuman  string    `json:"sizeHuman"`
+	FS         string    `json:"fs"`
+	State      string    `json:"state"`
+	Owner      string    `json:"owner"`
+	OwnerAlive bool      `json:"ownerAlive"`
+	Epoch      int64     `json:"epoch"`
+	Mounts     int       `json:"mounts"`
+	CreatedBy  string    `json:"createdBy"`
+	CreatedAt  time.Time `json:"createdAt"`
+}
+
+// App is one relocatable container.
+type App struct {
+	Name    string   `json:"name"`
+	Image   string   `json:"image"`
+	Volumes []string `json:"volumes"`
+	// DesiredHost is where etcd places the app; ActualHost where it runs
+	// now ("" when it runs nowhere).
+	DesiredHost string            `json:"desiredHost"`
+	ActualHost  string            `json:"actualHost"`
+	Allowed     []string          `json:"allowed,omitempty"`
+	Stopped     bool              `json:"stopped,omitempty"`
+	Relocation  *store.Relocation `json:"relocation,omitempty"`
+}
+
+// MoveRequest asks for a planned move.
+type MoveRequest struct {
+	To string `json:"to"`
+}
+
+// EventFilter narrows the timeline.
+type EventFilter struct {
+	App        string
+	Relocation string
+	Limit      int
+}
+
+// ErrorBody is every error's JSON.
+type ErrorBody struct {
+	Error string `json:"error"`
+}
+
+// Service is what the server needs from the controller.
+type Service interface {
+	Status(ctx context.Context) (Status, error)
+	Hosts(ctx context.Context) ([]Host, error)
+	Volumes(ctx context.Context) ([]Volume, error)
+	Apps(ctx context.Context) ([]App, error)
+	Events(ctx context.Context, f EventFilter) ([]store.Event, error)
+	Move(ctx context.Context, app, to string) (store.Relocation, error)
+}
+
+// Error is an error with the HTTP status it maps to.
+type Error struct {
+	Code int
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Errorf returns an *Error with code.
+func Errorf(code int, format string, a ...any) error {
+	return &Error{Code: code, Msg: fmt.Sprintf(format, a...)}
+}
+
+// statusOf maps an error to its HTTP status.
+func statusOf(err error) int {
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		return e.Code
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, store.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	default:
+		return http.StatusInternalServerError
+	}
+}

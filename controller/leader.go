@@ -1,0 +1,330 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/relocvol/relocvol/internal/store"
+)
+
+// Fencer cuts a dead host off the shared storage (plugin.Fencer has it).
+type Fencer interface {
+	Name() string
+	Fence(ctx context.Context, host string) error
+}
+
+// eventsKept is how many timeline events the leader keeps in etcd.
+const eventsKept = 2000
+
+// Leader campaigns for the cluster's leadership on every host; the elected
+// one watches the hosts and, when one has been dead for the grace period,
+// fences it, releases its claims and places its apps on live hosts. Every
+// write is guarded by the leadership, so a deposed leader changes nothing.
+type Leader struct {
+	st     *store.Store
+	host   string
+	hb     *Heartbeat
+	fencer Fencer
+	grace  time.Duration
+	rec    *Recorder
+	m      *Metrics
+	log    logrus.FieldLogger
+
+	mu      sync.Mutex
+	leading bool
+	// down is when this leader first saw each host without a lease.
+	down map[string]time.Time
+	// announced are the relocations whose detection is in the timeline.
+	announced map[string]bool
+	stuck     map[string]string
+}
+
+// NewLeader returns a leader candidate for host. grace is how long a host's
+// lease must have been gone before it is fenced: the lease TTL already ran
+// out since its last renewal, so grace is the margin on top of it.
+func NewLeader(st *store.Store, hb *Heartbeat, fencer Fencer, grace time.Duration, rec *Recorder, m *Metrics, host string, log logrus.FieldLogger) *Leader {
+	return &Leader{st: st, host: host, hb: hb, fencer: fencer, grace: grace, rec: rec, m: m, log: log.WithField("host", host)}
+}
+
+// Leading reports whether this host is the leader now.
+func (l *Leader) Leading() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.leading
+}
+
+func (l *Leader) setLeading(v bool) {
+	l.mu.Lock()
+	l.leading = v
+	l.mu.Unlock()
+	if l.m != nil {
+		boolGauge(l.m.leader, v)
+	}
+}
+
+// Run campaigns and leads until ctx ends. A host campaigns only while its
+// own lease is current.
+func (l *Leader) Run(ctx context.Context) {
+	ttl := int(l.hb.TTL() / time.Second)
+	for ctx.Err() == nil {
+		if !l.hb.Alive() {
+			sleep(ctx, 500*time.Millisecond)
+			continue
+		}
+		lead, err := l.st.Campaign(ctx, l.host, ttl)
+		if err != nil {
+			if ctx.Err() == nil {
+				l.log.WithError(err).Warn("campaign failed; retrying")
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		l.log.Info("elected leader")
+		l.setLeading(true)
+		l.lead(ctx, lead)
+		l.setLeading(false)
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		_ = lead.Resign(rctx)
+		cancel()
+		l.log.Warn("no longer the leader")
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// lead runs the failover loop until the leadership ends.
+func (l *Leader) lead(ctx context.Context, lead *store.Leadership) {
+	l.mu.Lock()
+	l.down, l.announced, l.stuck = map[string]time.Time{}, map[string]bool{}, map[string]string{}
+	l.mu.Unlock()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	lastPrune := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-lead.Done():
+			return
+		case <-tick.C:
+		}
+		if !l.hb.Alive() {
+			l.log.Warn("own lease not current: giving up the leadership")
+			return
+		}
+		err := l.step(ctx, lead, time.Now())
+		if errors.Is(err, store.ErrNotLeader) {
+			return
+		}
+		if err != nil {
+			l.log.WithError(err).Warn("failover step failed; retrying")
+		}
+		if time.Since(lastPrune) > time.Minute {
+			lastPrune = time.Now()
+			if n, err := l.st.PruneEvents(ctx, eventsKept); err == nil && n > 0 {
+				l.log.WithField("deleted", n).Debug("pruned old timeline events")
+			}
+		}
+	}
+}
+
+// snapshot reads the cluster and tracks since when each host is down.
+func (l *Leader) snapshot(ctx context.Context, now time.Time) (Snapshot, map[string]store.Versioned[store.App], error) {
+	hosts, err := l.st.ListHosts(ctx)
+	if err != nil {
+		return Snapshot{}, nil, err
+	}
+	fences, err := l.st.ListFences(ctx)
+	if err != nil {
+		return Snapshot{}, nil, err
+	}
+	apps, err := l.st.ListApps(ctx)
+	if err != nil {
+		return Snapshot{}, nil, err
+	}
+	claims, err := l.st.ListClaims(ctx)
+	if err != nil {
+		return Snapshot{}, nil, err
+	}
+	s := Snapshot{Hosts: map[string]HostView{}, Apps: map[string]AppView{}, Claims: map[string]string{}}
+	known := map[string]bool{}
+	for name, a := range apps {
+		s.Apps[name] = AppView{Volumes: a.Value.Volumes, Host: a.Value.Host, Allowed: a.Value.Allowed}
+		known[a.Value.Host] = true
+	}
+	for vol, c := range claims {
+		if c.Value.Held() {
+			s.Claims[vol] = c.Value.Host
+			known[c.Value.Host] = true
+		}
+	}
+	for h := range hosts {
+		known[h] = true
+	}
+	for h := range fences {
+		known[h] = true
+	}
+	delete(known, "")
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for h := range known {
+		_, fenced := fences[h]
+		if _, alive := hosts[h]; alive {
+			delete(l.down, h)
+			s.Hosts[h] = HostView{Alive: true, Fenced: fenced}
+			continue
+		}
+		// A host this leader never saw alive counts as down from now: its
+		// lease may have expired just before this leader was elected.
+		if _, ok := l.down[h]; !ok {
+			l.down[h] = now
+			l.log.WithField("dead_host", h).Warn("host has no lease")
+		}
+		s.Hosts[h] = HostView{DownSince: l.down[h], Fenced: fenced}
+	}
+	return s, apps, nil
+}
+
+// step plans on a fresh snapshot and performs the plan in order; it stops
+// at the first failure and the next step plans again.
+func (l *Leader) step(ctx context.Context, lead *store.Leadership, now time.Time) error {
+	s, apps, err := l.snapshot(ctx, now)
+	if err != nil {
+		return err
+	}
+	for _, act := range Plan(s, now, l.grace) {
+		if err := l.perform(ctx, lead, act, s, apps); err != nil {
+			return fmt.Errorf("%s: %w", act, err)
+		}
+	}
+	return nil
+}
+
+// relocationOf names the failover of app caused by host's death, the same
+// on every step (and for a new leader that saw the death at the same time).
+func relocationOf(app, from string, down time.Time, to string) *store.Relocation {
+	return &store.Relocation{
+		ID:   app + "-" + strconv.FormatInt(down.UnixMilli(), 36),
+		Kind: store.KindFailover, From: from, To: to, Started: down.UTC(),
+	}
+}
+
+// appsOn lists the apps placed on host.
+func appsOn(apps map[string]store.Versioned[store.App], host string) []store.App {
+	var out []store.App
+	for _, a := range apps {
+		if a.Value.Host == host {
+			out = append(out, a.Value)
+		}
+	}
+	return out
+}
+
+// announce puts the detection of host's death into the timeline of each of
+// its apps, once.
+func (l *Leader) announce(host string, s Snapshot, apps map[string]store.Versioned[store.App]) {
+	down := s.Hosts[host].DownSince
+	for _, a := range appsOn(apps, host) {
+		a.Relocation = relocationOf(a.Name, host, down, "")
+		l.mu.Lock()
+		seen := l.announced[a.Relocation.ID]
+		l.announced[a.Relocation.ID] = true
+		l.mu.Unlock()
+		if seen {
+			continue
+		}
+		l.event(a, "detected", 0, fmt.Sprintf("lease of host %s gone since %s; waited %s grace", host, down.Format("15:04:05.000"), l.grace), nil)
+	}
+}
+
+func (l *Leader) event(a store.App, phase string, took time.Duration, detail string, err error) {
+	r := a.Relocation
+	e := store.Event{Relocation: r.ID, Kind: r.Kind, App: a.Name, Phase: phase, From: r.From, To: r.To, TookMS: took.Milliseconds(), Detail: detail}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	l.rec.Add(e, r.Started)
+}
+
+func (l *Leader) perform(ctx context.Context, lead *store.Leadership, act Action, s Snapshot, apps map[string]store.Versioned[store.App]) error {
+	log := l.log.WithFields(logrus.Fields{"action": act.Kind, "dead_host": act.Host})
+	down := s.Hosts[act.Host].DownSince
+	switch act.Kind {
+	case ActFence:
+		l.announce(act.Host, s, apps)
+		log.WithField("method", l.fencer.Name()).Warn("fencing dead host")
+		start := time.Now()
+		err := l.fencer.Fence(ctx, act.Host)
+		if err == nil {
+			err = l.st.RecordFence(ctx, store.Fence{Host: act.Host, By: l.host, Method: l.fencer.Name(), At: time.Now().UTC()}, lead)
+		}
+		result := "ok"
+		if err != nil {
+			result = "failed"
+		}
+		if l.m != nil {
+			l.m.fencings.WithLabelValues(result).Inc()
+		}
+		for _, a := range appsOn(apps, act.Host) {
+			a.Relocation = relocationOf(a.Name, act.Host, down, "")
+			l.event(a, "fenced", time.Since(start), "method "+l.fencer.Name(), err)
+		}
+		if err != nil {
+			return fmt.Errorf("fence host %s: %w", act.Host, err)
+		}
+		log.Warn("fenced dead host")
+	case ActRelease:
+		l.announce(act.Host, s, apps)
+		c, rev, err := l.st.GetClaim(ctx, act.Volume)
+		if err != nil {
+			return err
+		}
+		if c.Host != act.Host {
+			return nil // taken over or released since the snapshot
+		}
+		if err := l.st.ReleaseClaim(ctx, c, rev, lead); err != nil {
+			return fmt.Errorf("release volume %s: %w", act.Volume, err)
+		}
+		log.WithFields(logrus.Fields{"volume": act.Volume, "epoch": c.Epoch}).Warn("released the dead host's claim")
+	case ActPlace:
+		a, rev, err := l.st.GetApp(ctx, act.App)
+		if err != nil {
+			return err
+		}
+		if a.Host != act.Host {
+			return nil
+		}
+		a.Host = act.To
+		a.Relocation = relocationOf(a.Name, act.Host, down, act.To)
+		start := time.Now()
+		if _, err := l.st.PutApp(ctx, a, rev, lead); err != nil {
+			return fmt.Errorf("place app %s on %s: %w", act.App, act.To, err)
+		}
+		l.event(a, "placed", time.Since(start), "on host "+act.To, nil)
+		log.WithFields(logrus.Fields{"app": act.App, "to": act.To}).Warn("placed app on a live host")
+	case ActStuck:
+		l.announce(act.Host, s, apps)
+		l.mu.Lock()
+		seen := l.stuck[act.App] == act.Reason
+		l.stuck[act.App] = act.Reason
+		l.mu.Unlock()
+		if !seen {
+			a := apps[act.App].Value
+			a.Relocation = relocationOf(a.Name, act.Host, down, "")
+			l.event(a, "stuck", 0, "", errors.New(act.Reason))
+			log.WithField("app", act.App).Error("app cannot be relocated: " + act.Reason)
+		}
+	}
+	return nil
+}

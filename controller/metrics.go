@@ -1,0 +1,70 @@
+package controller
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the controller's Prometheus metrics, in a registry of their
+// own (served at /metrics) so that tests can make as many as they like.
+type Metrics struct {
+	reg               *prometheus.Registry
+	alive             prometheus.Gauge
+	leader            prometheus.Gauge
+	appsRunning       prometheus.Gauge
+	relocations       *prometheus.CounterVec
+	relocationSeconds *prometheus.HistogramVec
+	phaseSeconds      *prometheus.HistogramVec
+	fencings          *prometheus.CounterVec
+	selfFencings      prometheus.Counter
+}
+
+// NewMetrics registers every metric; mounted reports this host's mounted
+// relocvol volumes at scrape time.
+func NewMetrics(mounted func() int) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		alive: prometheus.NewGauge(prometheus.GaugeOpts{Name: "relocvol_host_alive",
+			Help: "1 while this host's etcd lease is provably current."}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{Name: "relocvol_leader",
+			Help: "1 while this host is the cluster's leader."}),
+		appsRunning: prometheus.NewGauge(prometheus.GaugeOpts{Name: "relocvol_apps_running",
+			Help: "Relocatable containers running on this host."}),
+		relocations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "relocvol_relocations_total",
+			Help: "Relocations finished on this host (as their target), by kind (failover, move) and result (ok, failed)."}, []string{"kind", "result"}),
+		relocationSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "relocvol_relocation_seconds",
+			Help:    "Time from a relocation's start (lease loss or move request) until the app runs on its new host.",
+			Buckets: []float64{1, 2, 4, 6, 8, 10, 15, 20, 30, 60, 120}}, []string{"kind"}),
+		phaseSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "relocvol_phase_seconds",
+			Help:    "Duration of each relocation phase that ran on this host.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 10)}, []string{"phase"}),
+		fencings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "relocvol_fencings_total",
+			Help: "Dead hosts this host fenced as the leader, by result."}, []string{"result"}),
+		selfFencings: prometheus.NewCounter(prometheus.CounterOpts{Name: "relocvol_self_fencings_total",
+			Help: "Times this host stopped its relocatable containers because it lost its lease."}),
+	}
+	m.reg.MustRegister(m.alive, m.leader, m.appsRunning, m.relocations, m.relocationSeconds, m.phaseSeconds,
+		m.fencings, m.selfFencings,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if mounted != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "relocvol_volumes_mounted",
+			Help: "relocvol volumes mounted on this host."}, func() float64 { return float64(mounted()) }))
+	}
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+func boolGauge(g prometheus.Gauge, v bool) {
+	if v {
+		g.Set(1)
+	} else {
+		g.Set(0)
+	}
+}
