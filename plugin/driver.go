@@ -528,9 +528,10 @@ func (d *Driver) claim(ctx context.Context, vol store.Volume, vrev int64, id str
 					return err
 				}
 				next.TakenFrom = c.Host
-			} else {
-				next.TakenFrom = ""
 			}
+			// else: a claim the leader released after fencing its
+			// holder keeps naming that host (store.ReleaseClaim); one
+			// its holder released has no TakenFrom.
 			next.Host, next.Epoch, next.Since = d.opt.Host, c.Epoch+1, now
 		}
 		next.Mounts[id] = now

@@ -103,8 +103,8 @@ func TestGuardedWritesOfDeposedLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _, _ := st.GetClaim(ctx, "db")
-	if got.Held() || got.Epoch != 3 {
-		t.Fatalf("released claim %+v: want no holder and epoch 3 kept", got)
+	if got.Held() || got.Epoch != 3 || got.TakenFrom != "dead" {
+		t.Fatalf("released claim %+v: want no holder, epoch 3 kept, taken from dead", got)
 	}
 	if f, _ := st.ListFences(ctx); f["dead"].Value.By != "new" {
 		t.Fatalf("fence marks %v", f)
