@@ -170,13 +170,20 @@ container. Each step is printed as it happens, then the total time.`,
 // follow prints a relocation's events as they arrive, until it is done.
 func follow(ctx context.Context, c *api.Client, rel store.Relocation, timeout time.Duration, out io.Writer, asJSON bool) error {
 	deadline := time.Now().Add(timeout)
-	seen := 0
+	// Events are written by several hosts, each in the background: one may
+	// land after a later one, so what was printed is tracked by identity.
+	seen := map[string]bool{}
 	for {
 		ev, err := c.Events(ctx, api.EventFilter{Relocation: rel.ID, Limit: 1000})
 		if err != nil {
 			return err
 		}
-		for _, e := range ev[min(seen, len(ev)):] {
+		for _, e := range ev {
+			id := fmt.Sprint(e.At.UnixNano(), e.Host, e.Phase)
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
 			if asJSON {
 				b, _ := json.Marshal(e)
 				fmt.Fprintln(out, string(b))
@@ -190,7 +197,6 @@ func follow(ctx context.Context, c *api.Client, rel store.Relocation, timeout ti
 				return nil
 			}
 		}
-		seen = max(seen, len(ev))
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the move of relocation %s has not finished after %s; it goes on: follow it with relocvol events --relocation %s", rel.ID, timeout, rel.ID)
 		}

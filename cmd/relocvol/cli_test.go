@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/relocvol/relocvol/controller/api"
+	"github.com/relocvol/relocvol/internal/store"
+)
+
+// moveService answers a move and then reveals its timeline a step per
+// Events call, one step arriving late (written after a newer one).
+type moveService struct {
+	mu    sync.Mutex
+	calls int
+	steps []store.Event
+}
+
+func (m *moveService) Status(context.Context) (api.Status, error) { return api.Status{}, nil }
+func (m *moveService) Hosts(context.Context) ([]api.Host, error) {
+	return []api.Host{{Name: "n1", Alive: true, Leader: true, LeaseAgeSeconds: 0.4, Apps: 1}, {Name: "n2", Fenced: true, FencedBy: "n1"}}, nil
+}
+func (m *moveService) Volumes(context.Context) ([]api.Volume, error) { return nil, nil }
+func (m *moveService) Apps(context.Context) ([]api.App, error)       { return nil, nil }
+func (m *moveService) Move(_ context.Context, app, to string) (store.Relocation, error) {
+	return store.Relocation{ID: app + "-1", Kind: store.KindMove, From: "n1", To: to}, nil
+}
+func (m *moveService) Events(_ context.Context, f api.EventFilter) ([]store.Event, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.calls++
+	t0 := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	all := []store.Event{
+		{At: at(0), Phase: "requested", Host: "n1"},
+		{At: at(300), Phase: "stopped", Host: "n1", TookMS: 290},
+		{At: at(400), Phase: "released", Host: "n1"},
+		{At: at(500), Phase: "claimed", Host: "n2"},
+		{At: at(700), Phase: "started", Host: "n2"},
+		{At: at(710), Phase: "done", Host: "n2", TookMS: 710, App: "db"},
+	}
+	var out []store.Event
+	switch {
+	case m.calls == 1:
+		out = []store.Event{all[0], all[3]} // "stopped" and "released" not written yet
+	case m.calls == 2:
+		out = all[:4]
+	default:
+		out = all
+	}
+	for i := range out {
+		out[i].Relocation = f.Relocation
+	}
+	return out, nil
+}
+
+func TestMoveFollowsTheTimeline(t *testing.T) {
+	srv := httptest.NewServer(api.Handler(&moveService{}, api.Options{}))
+	defer srv.Close()
+	f := &clientFlags{}
+	cmd := moveCmd(f)
+	f.bind(cmd)
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"db", "--to", "n2", "--api", srv.URL})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	for _, phase := range []string{"requested", "stopped", "released", "claimed", "started", "done"} {
+		if n := strings.Count(got, "  "+phase+" "); n != 1 {
+			t.Errorf("step %s printed %d times:\n%s", phase, n, got)
+		}
+	}
+	if !strings.HasPrefix(got, "moving db from n1 to n2 (relocation db-1)\n") || !strings.HasSuffix(got, "moved db from n1 to n2 in 710ms\n") {
+		t.Errorf("output:\n%s", got)
+	}
+}
+
+func TestMoveNeedsTarget(t *testing.T) {
+	cmd := moveCmd(&clientFlags{})
+	cmd.SetArgs([]string{"db"})
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "--to is required: name the host to move db to") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestHostsTable(t *testing.T) {
+	srv := httptest.NewServer(api.Handler(&moveService{}, api.Options{Token: "tok"}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"hosts", "--api", srv.URL, "--token", "tok"}, []string{
+			"HOST  STATE         LEASE RENEWED  LEADER  APPS  VOLUMES  VERSION",
+			"n1    alive         0.4s ago       yes     1     0        -",
+			"n2    fenced by n1  -              -       0     0        -"}},
+		{[]string{"hosts", "--api", srv.URL, "--token", "tok", "--json"}, []string{`"fencedBy": "n1"`}},
+	} {
+		cmd := apiCmds()[1] // hosts
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetArgs(tc.args[1:])
+		if err := cmd.Execute(); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("relocvol %v printed:\n%s\nwant a line %q", tc.args, out.String(), w)
+			}
+		}
+	}
+	cmd := apiCmds()[1]
+	cmd.SetArgs([]string{"--api", srv.URL})
+	cmd.SetOut(&bytes.Buffer{})
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "missing or wrong bearer token") {
+		t.Fatalf("without the token: %v", err)
+	}
+}
