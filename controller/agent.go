@@ -550,14 +550,37 @@ func (a *Agent) volumesFree(ctx context.Context, app store.App) (bool, string, e
 	return true, "", nil
 }
 
-// startNew creates and starts an app placed here by a relocation.
-func (a *Agent) startNew(ctx context.Context, app store.App) {
+// awaitFree waits, polling, until app's volumes may be mounted here (in a
+// planned move, the source is releasing them right now), then re-reads the
+// app: false if it is no longer on its way here, or after 30 s (the next
+// reconcile tries again).
+func (a *Agent) awaitFree(ctx context.Context, app *store.App) bool {
 	log := a.log.WithFields(logrus.Fields{"app": app.Name, "relocation": app.Relocation.ID})
-	free, why, err := a.volumesFree(ctx, app)
-	if err != nil || !free {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		free, why, err := a.volumesFree(ctx, *app)
+		if err == nil && free {
+			break
+		}
 		if why != "" {
 			a.report(app.Name, why, func() { log.Info("waiting: " + why) })
 		}
+		if time.Now().After(deadline) || ctx.Err() != nil || !a.hb.Alive() {
+			return false
+		}
+		sleep(ctx, 100*time.Millisecond)
+	}
+	cur, _, err := a.st.GetApp(ctx, app.Name)
+	if err != nil || cur.Host != a.host || cur.Relocation == nil || cur.Relocation.ID != app.Relocation.ID {
+		return false
+	}
+	*app = cur
+	return true
+}
+
+// startNew creates and starts an app placed here by a relocation.
+func (a *Agent) startNew(ctx context.Context, app store.App) {
+	if !a.awaitFree(ctx, &app) {
 		return
 	}
 	cfg, hc := dockerConfig(app.Spec)
@@ -583,10 +606,8 @@ func (a *Agent) startExisting(ctx context.Context, id string, app store.App, sel
 	if selfStopped {
 		a.log.WithField("app", app.Name).Info("restarting a container stopped while the lease was lost: no other host took it")
 	}
-	if app.Relocation != nil {
-		if free, _, err := a.volumesFree(ctx, app); err != nil || !free {
-			return
-		}
+	if app.Relocation != nil && !a.awaitFree(ctx, &app) {
+		return
 	}
 	if a.start(ctx, id, app) {
 		a.mu.Lock()

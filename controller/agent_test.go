@@ -20,13 +20,16 @@ import (
 // fakeDocker is an engine in memory for the agent's unit tests; the agent
 // runs against real dockerd in e2e/cluster.
 type fakeDocker struct {
+	events chan events.Message
 	mu     sync.Mutex
 	byName map[string]*container.InspectResponse
 	calls  []string
 	seq    int
 }
 
-func newFakeDocker() *fakeDocker { return &fakeDocker{byName: map[string]*container.InspectResponse{}} }
+func newFakeDocker() *fakeDocker {
+	return &fakeDocker{byName: map[string]*container.InspectResponse{}, events: make(chan events.Message, 10)}
+}
 
 func (f *fakeDocker) add(name string, running bool, labels map[string]string, vols ...string) {
 	f.mu.Lock()
@@ -139,7 +142,20 @@ func (f *fakeDocker) ContainerRemove(_ context.Context, id string, _ container.R
 }
 
 func (f *fakeDocker) Events(context.Context, events.ListOptions) (<-chan events.Message, <-chan error) {
-	return make(chan events.Message), make(chan error)
+	return f.events, make(chan error)
+}
+
+// userDid plays an action of the user on a container, as Docker reports it.
+func (f *fakeDocker) userDid(name string, action events.Action, running bool) {
+	f.mu.Lock()
+	if action == events.ActionDestroy {
+		delete(f.byName, name)
+	} else if c, ok := f.byName[name]; ok {
+		c.State.Running = running
+	}
+	f.mu.Unlock()
+	f.events <- events.Message{Type: events.ContainerEventType, Action: action,
+		Actor: events.Actor{Attributes: map[string]string{"name": name, LabelRelocate: "true"}}}
 }
 
 var relocate = map[string]string{LabelRelocate: "true"}
@@ -268,5 +284,23 @@ func TestAgentStartsRelocatedApp(t *testing.T) {
 	})
 	if calls := fmt.Sprint(d.log()); calls != "[create pg start pg]" {
 		t.Errorf("docker calls %s", calls)
+	}
+}
+
+// What the user does to a container placed here is kept: a stopped app is
+// relocated stopped, a removed one is forgotten.
+func TestAgentFollowsTheUser(t *testing.T) {
+	st, _, d, a, ctx := agentEnv(t)
+	d.add("pg", true, relocate, "db")
+	go a.Run(ctx)
+	waitFor(t, "pg recorded", 10*time.Second, func() bool { _, _, err := st.GetApp(ctx, "pg"); return err == nil })
+	d.userDid("pg", events.ActionStop, false)
+	waitFor(t, "pg recorded as stopped", 10*time.Second, func() bool { app, _, _ := st.GetApp(ctx, "pg"); return app.Stopped })
+	d.userDid("pg", events.ActionStart, true)
+	waitFor(t, "pg recorded as started", 10*time.Second, func() bool { app, _, _ := st.GetApp(ctx, "pg"); return !app.Stopped })
+	d.userDid("pg", events.ActionDestroy, false)
+	waitFor(t, "pg forgotten", 10*time.Second, func() bool { _, _, err := st.GetApp(ctx, "pg"); return err != nil })
+	if calls := d.log(); len(calls) != 0 {
+		t.Errorf("the agent acted on the user's container: %v", calls)
 	}
 }

@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -143,6 +145,20 @@ func TestFailover(t *testing.T) {
 	if failover > leaseTTL+5*time.Second {
 		t.Logf("WARNING: the failover took longer than TTL+5s on this machine")
 	}
+	// The API shows n2 dead and fenced; the new host's metrics count the
+	// failover.
+	hosts, err := clients[to].Hosts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		if h.Name == "n2" && (h.Alive || !h.Fenced || h.FencedBy == "") {
+			t.Errorf("n2 after its power loss: %+v, want dead and fenced", h)
+		}
+	}
+	if m := metrics(t, c.Node(to)); !strings.Contains(m, `relocvol_relocations_total{kind="failover",result="ok"} 1`) {
+		t.Errorf("metrics of %s do not count the failover:\n%s", to, grepLines(m, "relocvol_"))
+	}
 
 	// ---- (d) n2 comes back: no restart of the old copy, clean rejoin ----
 	booted := time.Now()
@@ -179,6 +195,55 @@ func TestFailover(t *testing.T) {
 	rejoin(t, anyAPI, owner, to, back)
 	waitLines(t, newOwner, next, countLines(t, newOwner)+10)
 	checkLog(t, newOwner, []string{"n1", "n2", to, next})
+
+	out, err = exec.Command(cliBin, "events", "--app", appName, "--api", "http://"+newOwner.IP()+":7480", "--token", apiToken).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "PHASE") {
+		t.Errorf("relocvol events: %v\n%s", err, out)
+	}
+	t.Logf("relocvol events --app %s:\n%s", appName, out)
+
+	// ---- the user removes the container: the app is forgotten ----
+	newOwner.MustDocker(t, "rm", "-f", appName)
+	eventually(t, 30*time.Second, "the removed app is forgotten", func() error {
+		return anyAPI(func(cl *api.Client) error {
+			apps, err := cl.Apps(ctx)
+			if err != nil {
+				return err
+			}
+			if len(apps) != 0 {
+				return fmt.Errorf("apps %+v", apps)
+			}
+			return nil
+		})
+	})
+}
+
+// metrics scrapes a node's /metrics.
+func metrics(t *testing.T, n *Node) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+n.IP()+":7480/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	cl := &http.Client{Timeout: 5 * time.Second}
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatalf("GET /metrics on %s: %v", n.Name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics on %s: %s", n.Name, resp.Status)
+	}
+	return string(b)
+}
+
+func grepLines(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // waitApp waits until the writer app satisfies ok.
