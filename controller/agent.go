@@ -11,6 +11,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
@@ -37,8 +38,9 @@ const selfStopTimeout = time.Second
 // Agent runs on every host. It records the host's relocatable containers
 // (label relocvol.relocate=true, using relocvol volumes) as apps in etcd,
 // runs the apps etcd places on this host, removes its copies of apps placed
-// elsewhere, and stops every relocatable container as soon as the host
-// cannot prove its lease is current.
+// elsewhere, and stops every relocatable container, and every container
+// using a relocvol volume mounted here, as soon as the host cannot prove its
+// lease is current.
 type Agent struct {
 	st     *store.Store
 	docker Docker
@@ -51,6 +53,9 @@ type Agent struct {
 	kick chan struct{}
 
 	mu sync.Mutex
+	// localVolumes lists the relocvol volumes mounted on this host (the
+	// plugin's own count, which needs no etcd).
+	localVolumes func() []string
 	// selfStopped are containers this agent stopped when it lost its lease:
 	// restarted if etcd still places them here, removed otherwise.
 	selfStopped map[string]bool
@@ -65,10 +70,12 @@ type Agent struct {
 	reported map[string]string
 }
 
-// NewAgent returns an agent for host.
-func NewAgent(st *store.Store, d Docker, hb *Heartbeat, rec *Recorder, m *Metrics, host string, log logrus.FieldLogger) *Agent {
+// NewAgent returns an agent for host; localVolumes lists the relocvol
+// volumes mounted on this host (nil: only labelled containers are stopped
+// when the lease is lost).
+func NewAgent(st *store.Store, d Docker, hb *Heartbeat, rec *Recorder, m *Metrics, host string, localVolumes func() []string, log logrus.FieldLogger) *Agent {
 	return &Agent{
-		st: st, docker: d, host: host, hb: hb, rec: rec, m: m, log: log.WithField("host", host),
+		st: st, docker: d, host: host, hb: hb, rec: rec, m: m, log: log.WithField("host", host), localVolumes: localVolumes,
 		kick: make(chan struct{}, 1), selfStopped: map[string]bool{}, busy: map[string]bool{},
 		pending: map[string]*store.App{}, reported: map[string]string{},
 	}
@@ -176,15 +183,21 @@ func (a *Agent) selfFence(ctx context.Context, since time.Duration) {
 	if a.m != nil {
 		a.m.selfFencings.Inc()
 	}
-	list, err := a.docker.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelRelocate))})
+	list, err := a.docker.ContainerList(ctx, container.ListOptions{})
 	if err != nil {
 		log.WithError(err).Error("cannot list containers to stop them")
 		return
 	}
+	mounted := map[string]bool{}
+	if a.localVolumes != nil {
+		for _, v := range a.localVolumes() {
+			mounted[v] = true
+		}
+	}
 	timeout := int(selfStopTimeout / time.Second)
 	var wg sync.WaitGroup
 	for _, c := range list {
-		if !relocatable(c.Labels) {
+		if !relocatable(c.Labels) && !usesAny(c.Mounts, mounted) {
 			continue
 		}
 		name := containerName(c.Names)
@@ -204,7 +217,50 @@ func (a *Agent) selfFence(ctx context.Context, since time.Duration) {
 		}()
 	}
 	wg.Wait()
-	log.WithField("took", time.Since(start).Round(time.Millisecond).String()).Warn("self-fencing done")
+	log = log.WithField("took", time.Since(start).Round(time.Millisecond).String())
+	if a.localVolumes != nil {
+		if left := a.localVolumes(); len(left) > 0 {
+			log.WithField("volumes", left).Error("self-fencing done, but volumes are still mounted here: a container using them did not stop; stop it by hand")
+			return
+		}
+	}
+	log.Warn("self-fencing done")
+}
+
+// usesAny reports whether a container mounts one of the named volumes.
+func usesAny(mounts []container.MountPoint, names map[string]bool) bool {
+	for _, m := range mounts {
+		if m.Type == mount.TypeVolume && names[m.Name] {
+			return true
+		}
+	}
+	return false
+}
+
+// restartPlain starts again the containers without relocvol.relocate that
+// self-fencing stopped: they are not apps, so they never move, and they
+// come back where they were once the lease is (if a peer took their volume
+// meanwhile, the plugin refuses the mount and they stay stopped).
+func (a *Agent) restartPlain(ctx context.Context, isApp map[string]bool) {
+	a.mu.Lock()
+	var names []string
+	for name := range a.selfStopped {
+		if !isApp[name] && !a.busy[name] {
+			names = append(names, name)
+		}
+	}
+	a.mu.Unlock()
+	for _, name := range names {
+		a.mu.Lock()
+		delete(a.selfStopped, name)
+		a.mu.Unlock()
+		log := a.log.WithField("container", name)
+		if err := a.docker.ContainerStart(ctx, name, container.StartOptions{}); err != nil {
+			log.WithError(err).Warn("cannot restart a container stopped while the lease was lost")
+			continue
+		}
+		log.Info("restarted a container stopped while the lease was lost")
+	}
 }
 
 // watchApps reconciles as soon as etcd places or moves an app, rather
@@ -370,6 +426,11 @@ func (a *Agent) reconcile(ctx context.Context) {
 	if a.m != nil {
 		a.m.appsRunning.Set(float64(nrunning))
 	}
+	isApp := make(map[string]bool, len(apps))
+	for name := range apps {
+		isApp[name] = true
+	}
+	a.restartPlain(ctx, isApp)
 	for name, app := range apps {
 		if app.Value.Host != a.host {
 			continue

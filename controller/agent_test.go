@@ -55,6 +55,22 @@ func (f *fakeDocker) find(id string) (string, *container.InspectResponse) {
 	return "", nil
 }
 
+// mountedVolumes plays the plugin: a volume is mounted while a running
+// container uses it.
+func (f *fakeDocker) mountedVolumes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.byName {
+		if c.State.Running {
+			for _, m := range c.Mounts {
+				out = append(out, m.Name)
+			}
+		}
+	}
+	return out
+}
+
 func (f *fakeDocker) log() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -87,7 +103,10 @@ func (f *fakeDocker) ContainerList(_ context.Context, opts container.ListOptions
 		if c.State.Running {
 			state = "running"
 		}
-		out = append(out, container.Summary{ID: c.ID, Names: []string{"/" + n}, Labels: c.Config.Labels, State: state})
+		if opts.Filters.Len() > 0 && c.Config.Labels[LabelRelocate] == "" {
+			continue // the agent filters by label
+		}
+		out = append(out, container.Summary{ID: c.ID, Names: []string{"/" + n}, Labels: c.Config.Labels, State: state, Mounts: c.Mounts})
 	}
 	return out, nil
 }
@@ -122,6 +141,11 @@ func (f *fakeDocker) set(id, call string, running bool) error {
 }
 
 func (f *fakeDocker) ContainerStart(_ context.Context, id string, _ container.StartOptions) error {
+	f.mu.Lock()
+	if c, ok := f.byName[id]; ok { // Docker takes a name too
+		id = c.ID
+	}
+	f.mu.Unlock()
 	return f.set(id, "start", true)
 }
 
@@ -176,7 +200,7 @@ func agentEnv(t *testing.T) (*store.Store, *Heartbeat, *fakeDocker, *Agent, cont
 	d := newFakeDocker()
 	rec := NewRecorder(st, "a", nil, quietLog())
 	go rec.Run(ctx)
-	return st, hb, d, NewAgent(st, d, hb, rec, nil, "a", quietLog()), ctx
+	return st, hb, d, NewAgent(st, d, hb, rec, nil, "a", d.mountedVolumes, quietLog()), ctx
 }
 
 // The agent records a relocatable container that uses relocvol volumes,
@@ -213,6 +237,9 @@ func TestAgentSelfFences(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			st, hb, d, a, ctx := agentEnv(t)
 			d.add("pg", true, relocate, "db")
+			// Not an app, but it uses a relocvol volume mounted here: it
+			// must stop too, and comes back where it was.
+			d.add("job", true, nil, "db2")
 			go a.Run(ctx)
 			waitFor(t, "pg recorded", 10*time.Second, func() bool { _, _, err := st.GetApp(ctx, "pg"); return err == nil })
 
@@ -220,7 +247,7 @@ func TestAgentSelfFences(t *testing.T) {
 			if _, err := st.Client().Revoke(ctx, hb.Lease()); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "pg stopped", 10*time.Second, func() bool { return d.state("pg") == "exited" })
+			waitFor(t, "pg and job stopped", 10*time.Second, func() bool { return d.state("pg") == "exited" && d.state("job") == "exited" })
 			if tc.movedTo != "" {
 				app, rev, _ := st.GetApp(ctx, "pg")
 				app.Host = tc.movedTo
@@ -230,6 +257,7 @@ func TestAgentSelfFences(t *testing.T) {
 			}
 			waitFor(t, "heartbeat rejoined", 10*time.Second, hb.Alive)
 			waitFor(t, "pg "+tc.wantState, 10*time.Second, func() bool { return d.state("pg") == tc.wantState })
+			waitFor(t, "job running again", 10*time.Second, func() bool { return d.state("job") == "running" })
 			time.Sleep(2500 * time.Millisecond) // a full reconcile period: nothing changes any more
 			if got := d.state("pg"); got != tc.wantState {
 				t.Fatalf("pg %s after settling, want %s; docker calls %v", got, tc.wantState, d.log())

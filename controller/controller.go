@@ -28,8 +28,9 @@ type Options struct {
 	// Grace is how long after a host's lease is gone the leader fences it
 	// (default: the heartbeat's margin).
 	Grace time.Duration
-	// Mounted counts this host's mounted volumes, for the metrics.
-	Mounted func() int
+	// Mounted lists this host's mounted volumes: the metrics count them, and
+	// self-fencing stops every container that uses one.
+	Mounted func() []string
 	Log     logrus.FieldLogger
 }
 
@@ -53,11 +54,15 @@ func New(opt Options) *Controller {
 		opt.Grace = opt.Beat.margin()
 	}
 	log := opt.Log.WithField("host", opt.Host)
-	m := NewMetrics(opt.Mounted)
+	var mounted func() int
+	if opt.Mounted != nil {
+		mounted = func() int { return len(opt.Mounted()) }
+	}
+	m := NewMetrics(mounted)
 	rec := NewRecorder(opt.Store, opt.Host, m, opt.Log)
 	c := &Controller{opt: opt, st: opt.Store, rec: rec, m: m, log: log}
 	if opt.Docker != nil {
-		c.agent = NewAgent(opt.Store, opt.Docker, opt.Beat, rec, m, opt.Host, opt.Log)
+		c.agent = NewAgent(opt.Store, opt.Docker, opt.Beat, rec, m, opt.Host, opt.Mounted, opt.Log)
 	}
 	c.leader = NewLeader(opt.Store, opt.Beat, opt.Fencer, opt.Grace, rec, m, opt.Host, opt.Log)
 	return c

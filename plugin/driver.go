@@ -736,17 +736,19 @@ func (d *Driver) retrySync(name string) {
 	}()
 }
 
-// MountedVolumes counts the volumes mounted on this host.
-func (d *Driver) MountedVolumes() int {
+// MountedVolumes lists the volumes mounted on this host, from the counts
+// alone (no etcd), sorted.
+func (d *Driver) MountedVolumes() []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	n := 0
-	for _, ids := range d.mounts {
+	var names []string
+	for name, ids := range d.mounts {
 		if len(ids) > 0 {
-			n++
+			names = append(names, name)
 		}
 	}
-	return n
+	sort.Strings(names)
+	return names
 }
 
 // ---- Path / Get / List / Capabilities ----

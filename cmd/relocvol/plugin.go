@@ -118,7 +118,7 @@ func runPlugin(ctx context.Context, cfg config.Config) error {
 	var drv *plugin.Driver
 	ctl := controller.New(controller.Options{
 		Host: cfg.Host, Version: version, Store: st, Docker: docker, Beat: hb, Fencer: fencer, Log: log,
-		Mounted: func() int { return drv.MountedVolumes() },
+		Mounted: func() []string { return drv.MountedVolumes() },
 	})
 	drv = plugin.New(st, be, fsutil.FS{Run: run}, fencer, hb, plugin.Options{
 		Host: cfg.Host, MountRoot: cfg.MountRoot, Defaults: cfg.SpecDefaults(), Log: log, Observe: ctl.Observe,

@@ -167,6 +167,10 @@ func TestFailover(t *testing.T) {
 	checkLog(t, owner, []string{"n1", "n2", to})
 
 	// ---- (c) partition of the owner ----
+	// A plain container (not relocatable) on the owner uses another relocvol
+	// volume: it must stop too, and start again once the host is back.
+	owner.MustDocker(t, "volume", "create", "-d", "relocvol", "-o", "size=32M", "side")
+	owner.MustDocker(t, "run", "-d", "--name", "plain", "-v", "side:/data", "debian:bookworm-slim", "sleep", "infinity")
 	before := countLines(t, owner)
 	owner.Disconnect(t)
 	parted := time.Now()
@@ -188,11 +192,21 @@ func TestFailover(t *testing.T) {
 		t.Errorf("the partitioned host stopped its writer at %s, after %s started one at %s", oldStop, next, newStart)
 	}
 	checkLog(t, newOwner, []string{"n1", "n2", to, next})
+	if running, _ := owner.Docker("inspect", "-f", "{{.State.Running}}", "plain"); strings.TrimSpace(running) != "false" {
+		t.Errorf("the partitioned host's plain container using a relocvol volume still runs: %q", running)
+	}
 
 	// ---- (d) the partitioned host comes back ----
 	back := time.Now()
 	owner.Connect(t)
 	rejoin(t, anyAPI, owner, to, back)
+	eventually(t, 30*time.Second, "the plain container runs again on "+to, func() error {
+		out, err := owner.Docker("inspect", "-f", "{{.State.Running}}", "plain")
+		if err != nil || strings.TrimSpace(out) != "true" {
+			return fmt.Errorf("running %q (%v)", out, err)
+		}
+		return nil
+	})
 	waitLines(t, newOwner, next, countLines(t, newOwner)+10)
 	checkLog(t, newOwner, []string{"n1", "n2", to, next})
 
