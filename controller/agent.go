@@ -4,15 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
+
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/pkg/jsonmessage"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 
@@ -28,6 +33,7 @@ type Docker interface {
 	ContainerStart(ctx context.Context, id string, opts container.StartOptions) error
 	ContainerStop(ctx context.Context, id string, opts container.StopOptions) error
 	ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error
+	ImagePull(ctx context.Context, ref string, opts image.PullOptions) (io.ReadCloser, error)
 	Events(ctx context.Context, opts events.ListOptions) (<-chan events.Message, <-chan error)
 }
 
@@ -647,8 +653,19 @@ func (a *Agent) startNew(ctx context.Context, app store.App) {
 	cfg, hc := dockerConfig(app.Spec)
 	start := time.Now()
 	created, err := a.docker.ContainerCreate(ctx, cfg, hc, nil, nil, app.Name)
+	if cerrdefs.IsNotFound(err) {
+		// The image is not on this host yet: pull it (from the registry its
+		// name points at) and try once more.
+		if perr := a.pull(ctx, app.Spec.Image); perr != nil {
+			err = fmt.Errorf("%w; pulling it failed: %v", err, perr)
+		} else {
+			a.event(&app, "pulled", time.Since(start), "image "+app.Spec.Image, nil)
+			start = time.Now()
+			created, err = a.docker.ContainerCreate(ctx, cfg, hc, nil, nil, app.Name)
+		}
+	}
 	if err != nil {
-		err = fmt.Errorf("create container %s on host %s: %w (the image must exist on every host that may run it)", app.Name, a.host, err)
+		err = fmt.Errorf("create container %s on host %s: %w (the image must be on every host that may run it, or in a registry they can pull from)", app.Name, a.host, err)
 		a.report(app.Name, err.Error(), func() { a.event(&app, "failed", time.Since(start), "", err) })
 		return
 	}
@@ -658,6 +675,18 @@ func (a *Agent) startNew(ctx context.Context, app store.App) {
 		return
 	}
 	a.start(ctx, created.ID, app)
+}
+
+// pull fetches an image, reading Docker's progress stream to its end
+// (the pull is done only then).
+func (a *Agent) pull(ctx context.Context, ref string) error {
+	rc, err := a.docker.ImagePull(ctx, ref, image.PullOptions{})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rc.Close() }()
+	// A failed pull is often reported inside the stream, not as an error.
+	return jsonmessage.DisplayJSONMessagesStream(rc, io.Discard, 0, false, nil)
 }
 
 // startExisting starts a container that exists here: one this agent

@@ -3,12 +3,15 @@ package controller
 import (
 	"context"
 	"fmt"
+	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -21,6 +24,9 @@ import (
 // runs against real dockerd in e2e/cluster.
 type fakeDocker struct {
 	events chan events.Message
+	// images, when set, are the images the engine has; others are pulled.
+	images map[string]bool
+	pulls  map[string]string // image -> error message of its pull
 	mu     sync.Mutex
 	byName map[string]*container.InspectResponse
 	calls  []string
@@ -120,9 +126,17 @@ func (f *fakeDocker) ContainerInspect(_ context.Context, id string) (container.I
 	return container.InspectResponse{}, fmt.Errorf("no container %s", id)
 }
 
+type notFound struct{ error }
+
+func (notFound) NotFound() {}
+
 func (f *fakeDocker) ContainerCreate(_ context.Context, cfg *container.Config, hc *container.HostConfig, _ *network.NetworkingConfig, _ *ocispec.Platform, name string) (container.CreateResponse, error) {
 	f.mu.Lock()
 	f.calls = append(f.calls, "create "+name)
+	if f.images != nil && !f.images[cfg.Image] {
+		f.mu.Unlock()
+		return container.CreateResponse{}, notFound{fmt.Errorf("No such image: %s", cfg.Image)}
+	}
 	f.mu.Unlock()
 	f.add(name, false, cfg.Labels)
 	return container.CreateResponse{ID: f.byName[name].ID}, nil
@@ -163,6 +177,18 @@ func (f *fakeDocker) ContainerRemove(_ context.Context, id string, _ container.R
 	f.calls = append(f.calls, "remove "+n)
 	delete(f.byName, n)
 	return nil
+}
+
+func (f *fakeDocker) ImagePull(_ context.Context, ref string, _ image.PullOptions) (io.ReadCloser, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "pull "+ref)
+	if msg, ok := f.pulls[ref]; ok && msg != "" {
+		// Docker reports most pull failures inside the progress stream.
+		return io.NopCloser(strings.NewReader(`{"status":"Pulling"}` + "\n" + `{"errorDetail":{"message":"` + msg + `"},"error":"` + msg + `"}` + "\n")), nil
+	}
+	f.images[ref] = true
+	return io.NopCloser(strings.NewReader(`{"status":"Downloaded newer image for ` + ref + `"}` + "\n")), nil
 }
 
 func (f *fakeDocker) Events(context.Context, events.ListOptions) (<-chan events.Message, <-chan error) {
@@ -330,5 +356,45 @@ func TestAgentFollowsTheUser(t *testing.T) {
 	waitFor(t, "pg forgotten", 10*time.Second, func() bool { _, _, err := st.GetApp(ctx, "pg"); return err != nil })
 	if calls := d.log(); len(calls) != 0 {
 		t.Errorf("the agent acted on the user's container: %v", calls)
+	}
+}
+
+// A relocated app whose image is not on the new host is pulled first; a
+// failed pull is in the timeline with Docker's message.
+func TestAgentPullsMissingImage(t *testing.T) {
+	for _, tc := range []struct {
+		name, pullErr, want string
+	}{
+		{name: "pulled", want: "[create pg pull img create pg start pg]"},
+		{name: "pull fails", pullErr: "manifest for img not found", want: "[create pg pull img"}, // and again at the next reconcile
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, _, d, a, ctx := agentEnv(t)
+			d.images, d.pulls = map[string]bool{}, map[string]string{"img": tc.pullErr}
+			rel := &store.Relocation{ID: "pg-1", Kind: store.KindFailover, From: "b", To: "a", Started: time.Now()}
+			if _, err := st.PutApp(ctx, store.App{Name: "pg", Host: "a", Volumes: []string{"db"}, Spec: store.AppSpec{Image: "img", Labels: relocate}, Relocation: rel}, 0); err != nil {
+				t.Fatal(err)
+			}
+			go a.Run(ctx)
+			want := "done"
+			if tc.pullErr != "" {
+				want = "failed"
+			}
+			var last store.Event
+			waitFor(t, "timeline "+want, 10*time.Second, func() bool {
+				ev, _ := st.ListEvents(ctx, 20)
+				if len(ev) == 0 {
+					return false
+				}
+				last = ev[len(ev)-1]
+				return last.Phase == want
+			})
+			if tc.pullErr != "" && !strings.Contains(last.Error, "No such image: img; pulling it failed: "+tc.pullErr) {
+				t.Errorf("failed event %+v", last)
+			}
+			if got := fmt.Sprint(d.log()); !strings.HasPrefix(got, tc.want) || strings.Contains(got, "start") != (tc.pullErr == "") {
+				t.Errorf("docker calls %s, want %s", got, tc.want)
+			}
+		})
 	}
 }
