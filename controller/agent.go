@@ -135,17 +135,7 @@ func (a *Agent) Observe(volume, phase string, took time.Duration) {
 	if app == nil || app.Relocation == nil {
 		return
 	}
-	a.event(app, phase, took, "volume "+volume, nil)
-}
-
-func (a *Agent) event(app *store.App, phase string, took time.Duration, detail string, err error) {
-	r := app.Relocation
-	e := store.Event{Relocation: r.ID, Kind: r.Kind, App: app.Name, Phase: phase, From: r.From, To: r.To,
-		TookMS: took.Milliseconds(), Detail: detail}
-	if err != nil {
-		e.Error = err.Error()
-	}
-	a.rec.Add(e, r.Started)
+	a.rec.Step(*app, phase, took, "volume "+volume, nil)
 }
 
 // ---- self-fencing ----
@@ -304,10 +294,7 @@ func (a *Agent) watchDocker(ctx context.Context) {
 				a.dockerEvent(ctx, m)
 			}
 		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
+		sleep(ctx, time.Second)
 	}
 }
 
@@ -380,7 +367,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 		})
 		return
 	}
-	a.report("", "docker ok", func() {})
+	a.report("", "docker ok", func() {}) // so that the next failure is logged again
 	apps, err := a.st.ListApps(ctx)
 	if err != nil {
 		a.log.WithError(err).Warn("cannot read apps; retrying")
@@ -546,7 +533,7 @@ func (a *Agent) removeCopy(ctx context.Context, c container.Summary, app store.A
 		start := time.Now()
 		err := a.docker.ContainerStop(ctx, c.ID, container.StopOptions{})
 		if source {
-			a.event(&app, "stopped", time.Since(start), "", err)
+			a.rec.Step(app, "stopped", time.Since(start), "", err)
 		}
 		if err != nil {
 			log.WithError(err).Error("cannot stop this host's copy of the app")
@@ -565,7 +552,7 @@ func (a *Agent) removeCopy(ctx context.Context, c container.Summary, app store.A
 	log.Info("removed this host's copy of an app placed elsewhere")
 	if source {
 		err := a.awaitReleased(ctx, app.Volumes, 30*time.Second)
-		a.event(&app, "released", time.Since(start), "unmounted and released "+strings.Join(app.Volumes, ","), err)
+		a.rec.Step(app, "released", time.Since(start), "unmounted and released "+strings.Join(app.Volumes, ","), err)
 	}
 }
 
@@ -586,10 +573,9 @@ func (a *Agent) awaitReleased(ctx context.Context, vols []string, timeout time.D
 		if time.Now().After(deadline) {
 			return fmt.Errorf("volumes %s still claimed by host %s after %s", strings.Join(held, ","), a.host, timeout)
 		}
-		select {
-		case <-ctx.Done():
+		sleep(ctx, 100*time.Millisecond)
+		if ctx.Err() != nil {
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
@@ -659,17 +645,17 @@ func (a *Agent) startNew(ctx context.Context, app store.App) {
 		if perr := a.pull(ctx, app.Spec.Image); perr != nil {
 			err = fmt.Errorf("%w; pulling it failed: %v", err, perr)
 		} else {
-			a.event(&app, "pulled", time.Since(start), "image "+app.Spec.Image, nil)
+			a.rec.Step(app, "pulled", time.Since(start), "image "+app.Spec.Image, nil)
 			start = time.Now()
 			created, err = a.docker.ContainerCreate(ctx, cfg, hc, nil, nil, app.Name)
 		}
 	}
 	if err != nil {
 		err = fmt.Errorf("create container %s on host %s: %w (the image must be on every host that may run it, or in a registry they can pull from)", app.Name, a.host, err)
-		a.report(app.Name, err.Error(), func() { a.event(&app, "failed", time.Since(start), "", err) })
+		a.report(app.Name, err.Error(), func() { a.rec.Step(app, "failed", time.Since(start), "", err) })
 		return
 	}
-	a.event(&app, "created", time.Since(start), "image "+app.Spec.Image, nil)
+	a.rec.Step(app, "created", time.Since(start), "image "+app.Spec.Image, nil)
 	if app.Stopped {
 		a.finish(ctx, app.Name)
 		return
@@ -730,14 +716,14 @@ func (a *Agent) start(ctx context.Context, id string, app store.App) bool {
 	if err != nil {
 		err = fmt.Errorf("start container %s on host %s: %w", app.Name, a.host, err)
 		if app.Relocation != nil {
-			a.report(app.Name, err.Error(), func() { a.event(&app, "failed", time.Since(start), "", err) })
+			a.report(app.Name, err.Error(), func() { a.rec.Step(app, "failed", time.Since(start), "", err) })
 		} else {
 			a.log.WithError(err).WithField("app", app.Name).Error("cannot start container")
 		}
 		return false
 	}
 	if app.Relocation != nil {
-		a.event(&app, "started", time.Since(start), "", nil)
+		a.rec.Step(app, "started", time.Since(start), "", nil)
 		a.finish(ctx, app.Name)
 	}
 	if err := a.st.SetRunning(ctx, app.Name, a.host, a.hb.Lease()); err != nil {
@@ -766,7 +752,7 @@ func (a *Agent) finish(ctx context.Context, name string) {
 		}
 		total := time.Since(r.Started)
 		app.Relocation = &r
-		a.event(&app, "done", total, fmt.Sprintf("%s of %s from %s to %s took %s", r.Kind, name, r.From, r.To, total.Round(time.Millisecond)), nil)
+		a.rec.Step(app, "done", total, fmt.Sprintf("%s of %s from %s to %s took %s", r.Kind, name, r.From, r.To, total.Round(time.Millisecond)), nil)
 		if a.m != nil {
 			a.m.relocations.WithLabelValues(r.Kind, "ok").Inc()
 			a.m.relocationSeconds.WithLabelValues(r.Kind).Observe(total.Seconds())

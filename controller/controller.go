@@ -114,8 +114,7 @@ func (c *Controller) Move(ctx context.Context, name, to string) (store.Relocatio
 			}
 			return store.Relocation{}, err
 		}
-		c.rec.Add(store.Event{Relocation: rel.ID, Kind: rel.Kind, App: name, Phase: "requested", From: rel.From, To: to,
-			Detail: fmt.Sprintf("move %s from %s to %s", name, rel.From, to)}, rel.Started)
+		c.rec.Step(app, "requested", 0, fmt.Sprintf("move %s from %s to %s", name, rel.From, to), nil)
 		c.log.WithFields(logrus.Fields{"app": name, "from": rel.From, "to": to}).Info("planned move requested")
 		return rel, nil
 	}

@@ -25,9 +25,21 @@ func NewRecorder(st *store.Store, host string, m *Metrics, log logrus.FieldLogge
 	return &Recorder{st: st, host: host, m: m, log: log, ch: make(chan store.Event, 256)}
 }
 
-// Add queues e; Host and At default to this host and now. SinceStartMS is
+// Step queues a step of app's relocation (app.Relocation is set): its
+// phase, how long it took, a detail for humans and the error if it failed.
+func (r *Recorder) Step(app store.App, phase string, took time.Duration, detail string, err error) {
+	rel := app.Relocation
+	e := store.Event{Relocation: rel.ID, Kind: rel.Kind, App: app.Name, Phase: phase, From: rel.From, To: rel.To,
+		TookMS: took.Milliseconds(), Detail: detail}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	r.add(e, rel.Started)
+}
+
+// add queues e; Host and At default to this host and now. SinceStartMS is
 // computed from start when it is set.
-func (r *Recorder) Add(e store.Event, start time.Time) {
+func (r *Recorder) add(e store.Event, start time.Time) {
 	if e.Host == "" {
 		e.Host = r.host
 	}

@@ -244,17 +244,8 @@ func (l *Leader) announce(host string, s Snapshot, apps map[string]store.Version
 		if seen {
 			continue
 		}
-		l.event(a, "detected", 0, fmt.Sprintf("lease of host %s gone since %s; waited %s grace", host, down.Format("15:04:05.000"), l.grace), nil)
+		l.rec.Step(a, "detected", 0, fmt.Sprintf("lease of host %s gone since %s; waited %s grace", host, down.Format("15:04:05.000"), l.grace), nil)
 	}
-}
-
-func (l *Leader) event(a store.App, phase string, took time.Duration, detail string, err error) {
-	r := a.Relocation
-	e := store.Event{Relocation: r.ID, Kind: r.Kind, App: a.Name, Phase: phase, From: r.From, To: r.To, TookMS: took.Milliseconds(), Detail: detail}
-	if err != nil {
-		e.Error = err.Error()
-	}
-	l.rec.Add(e, r.Started)
 }
 
 func (l *Leader) perform(ctx context.Context, lead *store.Leadership, act Action, s Snapshot, apps map[string]store.Versioned[store.App]) error {
@@ -278,7 +269,7 @@ func (l *Leader) perform(ctx context.Context, lead *store.Leadership, act Action
 		}
 		for _, a := range appsOn(apps, act.Host) {
 			a.Relocation = relocationOf(a.Name, act.Host, down, "")
-			l.event(a, "fenced", time.Since(start), "method "+l.fencer.Name(), err)
+			l.rec.Step(a, "fenced", time.Since(start), "method "+l.fencer.Name(), err)
 		}
 		if err != nil {
 			return fmt.Errorf("fence host %s: %w", act.Host, err)
@@ -311,7 +302,7 @@ func (l *Leader) perform(ctx context.Context, lead *store.Leadership, act Action
 		if _, err := l.st.PutApp(ctx, a, rev, lead); err != nil {
 			return fmt.Errorf("place app %s on %s: %w", act.App, act.To, err)
 		}
-		l.event(a, "placed", time.Since(start), "on host "+act.To, nil)
+		l.rec.Step(a, "placed", time.Since(start), "on host "+act.To, nil)
 		log.WithFields(logrus.Fields{"app": act.App, "to": act.To}).Warn("placed app on a live host")
 	case ActStuck:
 		l.announce(act.Host, s, apps)
@@ -322,7 +313,7 @@ func (l *Leader) perform(ctx context.Context, lead *store.Leadership, act Action
 		if !seen {
 			a := apps[act.App].Value
 			a.Relocation = relocationOf(a.Name, act.Host, down, "")
-			l.event(a, "stuck", 0, "", errors.New(act.Reason))
+			l.rec.Step(a, "stuck", 0, "", errors.New(act.Reason))
 			log.WithField("app", act.App).Error("app cannot be relocated: " + act.Reason)
 		}
 	}
