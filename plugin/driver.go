@@ -693,7 +693,7 @@ func (d *Driver) syncClaim(ctx context.Context, name string) error {
 		next := c
 		next.Mounts = d.localMounts(name)
 		if len(next.Mounts) == 0 && !d.activeHere(ctx, name) {
-			next.Host, next.Mounts, next.Since, next.TakenFrom = "", nil, time.Time{}, ""
+			next = next.Released("")
 		}
 		_, err = d.store.PutClaim(ctx, next, crev, vrev)
 		if errors.Is(err, store.ErrConflict) && attempt < 5 {

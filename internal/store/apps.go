@@ -152,9 +152,8 @@ func (s *Store) DeleteApp(ctx context.Context, name string, rev int64, guards ..
 // names the fenced holder until the next holder releases it in turn.
 func (s *Store) ReleaseClaim(ctx context.Context, c Claim, rev int64, guards ...Guard) error {
 	key := s.key("claims", c.Volume)
-	c.Host, c.Mounts, c.Since, c.TakenFrom = "", nil, time.Time{}, c.Host
 	_, err := s.guardedTxn(ctx, "release "+key, guards,
-		[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}, clientv3.OpPut(key, mustJSON(c)))
+		[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}, clientv3.OpPut(key, mustJSON(c.Released(c.Host))))
 	return err
 }
 

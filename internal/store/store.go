@@ -60,6 +60,14 @@ type Claim struct {
 // Held reports whether some host holds the claim.
 func (c Claim) Held() bool { return c.Host != "" }
 
+// Released is c given up: no holder, no mounts. The epoch stays, so the
+// next holder's is higher; takenFrom names a holder that was fenced ("" when
+// the holder released the claim itself).
+func (c Claim) Released(takenFrom string) Claim {
+	c.Host, c.Mounts, c.Since, c.TakenFrom = "", nil, time.Time{}, takenFrom
+	return c
+}
+
 // Host is a live host's record, kept under its lease.
 type Host struct {
 	Name    string    `json:"name"`
