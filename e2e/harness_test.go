@@ -5,46 +5,14 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/relocvol/relocvol/internal/testenv"
 )
-
-// repoRoot is the module root (tests run in e2e/).
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	if r := os.Getenv("RELOCVOL_REPO"); r != "" {
-		return r
-	}
-	abs, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
-}
-
-// requireDocker skips (fails under CI=true) when no engine answers.
-func requireDocker(t *testing.T) {
-	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.RequireCommands(t, "docker")
-	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
-		msg := fmt.Sprintf("no Docker engine answers (docker info: %v: %s); scripts/test.sh starts one", err, bytes.TrimSpace(out))
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-}
 
 // docker runs the docker CLI and returns its combined output.
 func docker(t *testing.T, args ...string) (string, error) {
@@ -62,22 +30,6 @@ func mustDocker(t *testing.T, args ...string) string {
 		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return out
-}
-
-// eventually polls f until it returns nil or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // freePorts returns a free TCP port p on 127.0.0.1 whose p+1 is free too

@@ -32,9 +32,9 @@ const (
 // removes the local copy, installs it back from the registry as another host
 // would — no prompt, settings on the command line — and uses it.
 func TestInstallFromRegistry(t *testing.T) {
-	requireDocker(t)
+	testenv.RequireDocker(t)
 	testenv.RequireCommands(t, "bash")
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	dir := t.TempDir()
 	state, san := filepath.Join(dir, "state"), filepath.Join(dir, "san")
 	for _, d := range []string{state, san} {
@@ -233,7 +233,7 @@ http:
 			<-exited
 		}
 	})
-	eventually(t, 20*time.Second, "the registry answers on "+addr, func() error {
+	testenv.Eventually(t, 20*time.Second, "the registry answers on "+addr, func() error {
 		select {
 		case err := <-exited:
 			exited <- err // for the cleanup

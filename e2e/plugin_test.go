@@ -29,8 +29,8 @@ const (
 // an operator's first session, a second host's refused and granted mounts,
 // a plugin restart under a running container, and the cleanup.
 func TestManagedPlugin(t *testing.T) {
-	requireDocker(t)
-	root := repoRoot(t)
+	testenv.RequireDocker(t)
+	root := testenv.RepoRoot(t)
 	dir := t.TempDir()
 	state, san := filepath.Join(dir, "state"), filepath.Join(dir, "san")
 	for _, d := range []string{state, san} {
@@ -140,7 +140,7 @@ func TestManagedPlugin(t *testing.T) {
 	}
 	mustDocker(t, "plugin", "disable", "-f", pluginRef)
 	mustDocker(t, "plugin", "enable", pluginRef)
-	eventually(t, 30*time.Second, "volume inspect after re-enable", func() error {
+	testenv.Eventually(t, 30*time.Second, "volume inspect after re-enable", func() error {
 		_, err := docker(t, "volume", "inspect", vol)
 		return err
 	})
@@ -151,7 +151,7 @@ func TestManagedPlugin(t *testing.T) {
 	if n := hostMounts(t, vol); n != mountsBefore {
 		t.Fatalf("after the plugin restart the host has %d mounts of the volume, %d before: mounted twice or lost", n, mountsBefore)
 	}
-	eventually(t, 10*time.Second, "the writer keeps writing after the plugin restart", func() error {
+	testenv.Eventually(t, 10*time.Second, "the writer keeps writing after the plugin restart", func() error {
 		if n := lineCount(t); n <= before+5 {
 			return fmt.Errorf("%d lines, had %d before the restart", n, before)
 		}
@@ -165,7 +165,7 @@ func TestManagedPlugin(t *testing.T) {
 		t.Fatalf("inspect after one of two containers stopped: %v", st)
 	}
 	n1 := lineCount(t)
-	eventually(t, 10*time.Second, "the writer still writes", func() error {
+	testenv.Eventually(t, 10*time.Second, "the writer still writes", func() error {
 		if lineCount(t) <= n1 {
 			return fmt.Errorf("no new line")
 		}
@@ -189,7 +189,7 @@ func TestManagedPlugin(t *testing.T) {
 
 	// ---- host B may mount it now, and sees the same data ----
 	var mr struct{ Mountpoint string }
-	eventually(t, 30*time.Second, "Mount on host B once A released it", func() error {
+	testenv.Eventually(t, 30*time.Second, "Mount on host B once A released it", func() error {
 		return b.call("Mount", map[string]string{"Name": vol, "ID": "b1"}, &mr)
 	})
 	onB, err := os.ReadFile(filepath.Join(mr.Mountpoint, "log"))
@@ -334,7 +334,7 @@ func startHostB(t *testing.T, root, san string, etcdPort int) hostB {
 		}
 	})
 	b := hostB{bin: bin, socket: sock}
-	eventually(t, 30*time.Second, "host B answers on its socket", func() error {
+	testenv.Eventually(t, 30*time.Second, "host B answers on its socket", func() error {
 		return b.call("List", struct{}{}, nil)
 	})
 	return b
@@ -369,7 +369,7 @@ func checkAPI(t *testing.T, bin, base string) {
 		}
 		return string(out)
 	}
-	eventually(t, 20*time.Second, "host A is the leader", func() error {
+	testenv.Eventually(t, 20*time.Second, "host A is the leader", func() error {
 		if out := cli("status"); !strings.Contains(out, "leader:     e2e-host-a") {
 			return fmt.Errorf("relocvol status:\n%s", out)
 		}

@@ -32,7 +32,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -662,18 +661,12 @@ func alive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-// requireDocker skips (fails under CI=true) without root or an engine.
+// requireDocker skips (fails under CI=true) without root, an engine or
+// the commands the cluster's set-up and clean-up run.
 func requireDocker(t testing.TB) {
 	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.RequireCommands(t, "docker", "losetup", "bash")
-	if out, err := host("info", "--format", "{{.ServerVersion}}"); err != nil {
-		msg := fmt.Sprintf("no Docker engine answers (%v: %s); scripts/test.sh starts one", err, out)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	testenv.RequireDocker(t)
+	testenv.RequireCommands(t, "losetup", "bash")
 }
 
 func nodeImage() string {
@@ -689,14 +682,7 @@ func nodeImage() string {
 func ensureImage(t testing.TB, repo, image string) {
 	t.Helper()
 	if repo == "" {
-		repo = os.Getenv("RELOCVOL_REPO")
-	}
-	if repo == "" {
-		_, file, _, ok := runtime.Caller(0)
-		if !ok {
-			t.Fatal("cluster: cannot tell the repository root: set Options.Repo or RELOCVOL_REPO")
-		}
-		repo = filepath.Join(filepath.Dir(file), "..", "..")
+		repo = testenv.RepoRoot(t)
 	}
 	lib := filepath.Join(repo, "scripts", "lib.sh")
 	cmd := exec.Command("bash", "-c", `set -euo pipefail; . "$1"; ensure_node_image`, "bash", lib)

@@ -21,7 +21,7 @@ const image = "debian:bookworm-slim" // made offline by scripts/lib.sh
 // power loss of n3.
 func TestCluster(t *testing.T) {
 	requireDocker(t)
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	pluginDir := buildPlugin(t, root)
 	endpoints := testenv.EtcdOn(t, "0.0.0.0")
 	_, port, err := net.SplitHostPort(strings.TrimPrefix(endpoints[0], "http://"))
@@ -46,7 +46,7 @@ func TestCluster(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(c.SAN(), "smoke.img")); err != nil {
 		t.Errorf("the volume's image is not in the host's SAN folder: %v", err)
 	}
-	eventually(t, 30*time.Second, "n2 reads what n1 wrote", func() error {
+	testenv.Eventually(t, 30*time.Second, "n2 reads what n1 wrote", func() error {
 		out, err := n2.Docker("run", "--rm", "-v", "smoke:/data", image, "cat", "/data/f")
 		if err != nil {
 			return err
@@ -68,7 +68,7 @@ func TestCluster(t *testing.T) {
 		t.Errorf("a disconnected n2 still reaches etcd on %s:%s (%s)", c.Gateway(), port, out)
 	}
 	n2.Connect(t)
-	eventually(t, 10*time.Second, "n2 reaches etcd again", func() error {
+	testenv.Eventually(t, 10*time.Second, "n2 reaches etcd again", func() error {
 		_, err := n2.Exec("timeout", "3", "bash", "-c", dial)
 		return err
 	})
@@ -84,7 +84,7 @@ func TestCluster(t *testing.T) {
 	boot := time.Now()
 	n3.Boot(t) // waits for the plugin to be enabled again
 	t.Logf("TIMING n3 booted with its plugin enabled in %s", time.Since(boot).Round(100*time.Millisecond))
-	eventually(t, 30*time.Second, "n3 lists the volume after its boot", func() error {
+	testenv.Eventually(t, 30*time.Second, "n3 lists the volume after its boot", func() error {
 		ls, err := n3.Docker("volume", "ls", "-q")
 		if err != nil {
 			return err
@@ -151,25 +151,4 @@ func TestMain(m *testing.M) {
 		_ = os.RemoveAll(plugin.dir)
 	}
 	os.Exit(code)
-}
-
-// repoRoot is the module root (tests run in e2e/cluster/).
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	if r := os.Getenv("RELOCVOL_REPO"); r != "" {
-		return r
-	}
-	abs, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return abs
-}
-
-// eventually polls f until it returns nil or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	if err := poll(timeout, f); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
 }

@@ -38,7 +38,7 @@ while :; do n=$((n+1)); echo "$me $n" >> /data/log; sync /data/log; sleep 0.05; 
 // hosts coming back.
 func TestFailover(t *testing.T) {
 	requireDocker(t)
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	pluginDir := buildPlugin(t, root)
 	cliBin := buildCLI(t, root)
 	endpoints := testenv.EtcdOn(t, "0.0.0.0")
@@ -74,7 +74,7 @@ func TestFailover(t *testing.T) {
 		}
 		return err
 	}
-	eventually(t, time.Minute, "three live hosts and a leader", func() error {
+	testenv.Eventually(t, time.Minute, "three live hosts and a leader", func() error {
 		return anyAPI(func(cl *api.Client) error {
 			s, err := cl.Status(ctx)
 			if err != nil {
@@ -200,7 +200,7 @@ func TestFailover(t *testing.T) {
 	back := time.Now()
 	owner.Connect(t)
 	rejoin(t, anyAPI, owner, to, back)
-	eventually(t, 30*time.Second, "the plain container runs again on "+to, func() error {
+	testenv.Eventually(t, 30*time.Second, "the plain container runs again on "+to, func() error {
 		out, err := owner.Docker("inspect", "-f", "{{.State.Running}}", "plain")
 		if err != nil || strings.TrimSpace(out) != "true" {
 			return fmt.Errorf("running %q (%v)", out, err)
@@ -218,7 +218,7 @@ func TestFailover(t *testing.T) {
 
 	// ---- the user removes the container: the app is forgotten ----
 	newOwner.MustDocker(t, "rm", "-f", appName)
-	eventually(t, 30*time.Second, "the removed app is forgotten", func() error {
+	testenv.Eventually(t, 30*time.Second, "the removed app is forgotten", func() error {
 		return anyAPI(func(cl *api.Client) error {
 			apps, err := cl.Apps(ctx)
 			if err != nil {
@@ -264,7 +264,7 @@ func grepLines(s, prefix string) string {
 func waitApp(t *testing.T, anyAPI func(func(*api.Client) error) error, what string, ok func(api.App) bool) api.App {
 	t.Helper()
 	var got api.App
-	eventually(t, time.Minute, "app "+what, func() error {
+	testenv.Eventually(t, time.Minute, "app "+what, func() error {
 		return anyAPI(func(cl *api.Client) error {
 			apps, err := cl.Apps(context.Background())
 			if err != nil {
@@ -286,7 +286,7 @@ func waitApp(t *testing.T, anyAPI func(func(*api.Client) error) error, what stri
 // old copy of the writer without ever starting it.
 func rejoin(t *testing.T, anyAPI func(func(*api.Client) error) error, n *Node, host string, since time.Time) {
 	t.Helper()
-	eventually(t, 2*time.Minute, host+" rejoined, unfenced, its old writer removed", func() error {
+	testenv.Eventually(t, 2*time.Minute, host+" rejoined, unfenced, its old writer removed", func() error {
 		if ps, err := n.Docker("ps", "-aq", "--filter", "name=^"+appName+"$"); err != nil || strings.TrimSpace(ps) != "" {
 			return fmt.Errorf("%s still has a writer container (%v)", host, err)
 		}
@@ -316,7 +316,7 @@ func rejoin(t *testing.T, anyAPI func(func(*api.Client) error) error, n *Node, h
 func timeline(t *testing.T, anyAPI func(func(*api.Client) error) error, kind, from string) map[string]store.Event {
 	t.Helper()
 	phases := map[string]store.Event{}
-	eventually(t, 30*time.Second, "the "+kind+" timeline is complete", func() error {
+	testenv.Eventually(t, 30*time.Second, "the "+kind+" timeline is complete", func() error {
 		return anyAPI(func(cl *api.Client) error {
 			ev, err := cl.Events(context.Background(), api.EventFilter{App: appName, Limit: 200})
 			if err != nil {
@@ -363,7 +363,7 @@ func countLines(t *testing.T, n *Node) int {
 // comes from host.
 func waitLines(t *testing.T, n *Node, host string, min int) {
 	t.Helper()
-	eventually(t, time.Minute, fmt.Sprintf("%d lines, the last from %s", min, host), func() error {
+	testenv.Eventually(t, time.Minute, fmt.Sprintf("%d lines, the last from %s", min, host), func() error {
 		out, err := n.Docker("exec", appName, "tail", "-n", "1", "/data/log")
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, out)

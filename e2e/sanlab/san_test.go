@@ -43,10 +43,7 @@ type env struct {
 // host VM and puts the shared VG on the LUN.
 func startEnv(t *testing.T) *env {
 	t.Helper()
-	root, err := vmlab.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := testenv.RepoRoot(t)
 	bin := filepath.Join(t.TempDir(), "relocvol")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/relocvol")
 	build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
@@ -292,7 +289,7 @@ func TestFailoverOnSAN(t *testing.T) {
 	}
 	// The backend conformance suite on real LVM, in a host VM: it cannot
 	// run on this machine's kernel (no device-mapper).
-	root, _ := vmlab.RepoRoot()
+	root := testenv.RepoRoot(t)
 	suite := filepath.Join(t.TempDir(), "lvm.test")
 	build := exec.Command("go", "test", "-c", "-o", suite, "./backends/lvm")
 	build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")

@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -75,34 +74,6 @@ func WithHosts(names ...string) Option { return func(c *config) { c.hosts = name
 // WithMemory gives each VM mib MiB of RAM (default: lab.sh's, 640).
 func WithMemory(mib int) Option { return func(c *config) { c.mem = mib } }
 
-// RepoRoot is the module's root folder: $RELOCVOL_REPO, else found from
-// this source file, else from the working directory upwards.
-func RepoRoot() (string, error) {
-	if r := os.Getenv("RELOCVOL_REPO"); r != "" {
-		return r, nil
-	}
-	if _, file, _, ok := runtime.Caller(0); ok {
-		r := filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
-		if _, err := os.Stat(filepath.Join(r, "scripts", "vmlab", "lab.sh")); err == nil {
-			return r, nil
-		}
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "scripts", "vmlab", "lab.sh")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no scripts/vmlab/lab.sh above the working directory: set RELOCVOL_REPO")
-		}
-		dir = parent
-	}
-}
-
 // Start boots a lab of its own (fresh disks, free ports, in a temporary
 // folder) and stops it when t ends; it fails t if the lab does not come up.
 // It skips t (fails it under CI=true) when not root, in -short mode, or when
@@ -124,10 +95,7 @@ func Start(t testing.TB, opts ...Option) *Lab {
 	for _, o := range opts {
 		o(&c)
 	}
-	repo, err := RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := testenv.RepoRoot(t)
 	dir, err := os.MkdirTemp("", "relocvol-vmlab-")
 	if err != nil {
 		t.Fatal(err)

@@ -1,9 +1,13 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // recorder stands in for *testing.T so the skip/fail policy can be observed
@@ -16,6 +20,9 @@ type recorder struct {
 func (r *recorder) Helper()           {}
 func (r *recorder) Skip(args ...any)  { r.skipped = fmt.Sprint(args...) }
 func (r *recorder) Fatal(args ...any) { r.failed = fmt.Sprint(args...) }
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.failed = fmt.Sprintf(format, args...)
+}
 
 func TestUnmetPolicy(t *testing.T) {
 	tests := []struct {
@@ -53,5 +60,38 @@ func TestRequireCommands(t *testing.T) {
 	RequireCommands(r, "sh", "relocvol-no-such-command")
 	if !strings.Contains(r.failed, "relocvol-no-such-command") || strings.Contains(r.failed, "sh,") {
 		t.Errorf("failed=%q, want it to name only the missing command", r.failed)
+	}
+}
+
+func TestRepoRoot(t *testing.T) {
+	t.Setenv("RELOCVOL_REPO", "")
+	root := RepoRoot(t)
+	if _, err := os.Stat(filepath.Join(root, "internal", "testenv", "repo.go")); err != nil {
+		t.Fatalf("RepoRoot = %s, not this repository: %v", root, err)
+	}
+	t.Setenv("RELOCVOL_REPO", "/somewhere/else")
+	if got := RepoRoot(t); got != "/somewhere/else" {
+		t.Fatalf("RepoRoot = %s, want $RELOCVOL_REPO", got)
+	}
+	t.Setenv("RELOCVOL_REPO", "")
+	t.Chdir(t.TempDir())
+	r := &recorder{}
+	if got := RepoRoot(r); got != "" || !strings.Contains(r.failed, "set RELOCVOL_REPO") {
+		t.Fatalf("outside the repository: %q, failed %q", got, r.failed)
+	}
+}
+
+func TestEventually(t *testing.T) {
+	calls := 0
+	Eventually(t, 5*time.Second, "third call", func() error {
+		if calls++; calls < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	r := &recorder{}
+	Eventually(r, 300*time.Millisecond, "never", func() error { return errors.New("still no") })
+	if r.failed != "never: not within 300ms: still no" {
+		t.Fatalf("failure %q", r.failed)
 	}
 }

@@ -1,0 +1,66 @@
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// RepoRoot is the module's root folder: $RELOCVOL_REPO (the scripts set
+// it), else the nearest folder holding go.mod above the working directory,
+// which for a test is its package's folder. It fails t when there is none.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	if r := os.Getenv("RELOCVOL_REPO"); r != "" {
+		return r
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+		return ""
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the working directory: set RELOCVOL_REPO to the repository")
+			return ""
+		}
+		dir = parent
+	}
+}
+
+// RequireDocker skips t unless it runs as root with a Docker engine that
+// answers (fails instead when CI=true).
+func RequireDocker(t testing.TB) {
+	t.Helper()
+	RequireRoot(t)
+	RequireCommands(t, "docker")
+	if out, err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		unmet(t, inCI(), fmt.Sprintf("no Docker engine answers (docker info: %v: %s); scripts/test.sh starts one", err, bytes.TrimSpace(out)))
+	}
+}
+
+// Eventually calls f every 200 ms until it returns nil, and fails t with
+// what and f's last error if that does not happen within timeout.
+func Eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
