@@ -39,38 +39,10 @@ func (f *clientFlags) client() *api.Client { return api.NewClient(f.addr, f.toke
 func apiCmds() []*cobra.Command {
 	f := &clientFlags{}
 	cmds := []*cobra.Command{
-		listCmd(f, "status", "Show the cluster at a glance", "/v1/status", func(c *api.Client, ctx context.Context, w io.Writer) error {
-			s, err := c.Status(ctx)
-			if err != nil {
-				return err
-			}
-			printStatus(w, s)
-			return nil
-		}),
-		listCmd(f, "hosts", "List the hosts: alive, lease age, leader, fenced", "/v1/hosts", func(c *api.Client, ctx context.Context, w io.Writer) error {
-			h, err := c.Hosts(ctx)
-			if err != nil {
-				return err
-			}
-			printHosts(w, h)
-			return nil
-		}),
-		listCmd(f, "volumes", "List the volumes: owner, epoch, size, backend", "/v1/volumes", func(c *api.Client, ctx context.Context, w io.Writer) error {
-			v, err := c.Volumes(ctx)
-			if err != nil {
-				return err
-			}
-			printVolumes(w, v)
-			return nil
-		}),
-		listCmd(f, "apps", "List the relocatable apps: desired and actual host", "/v1/apps", func(c *api.Client, ctx context.Context, w io.Writer) error {
-			a, err := c.Apps(ctx)
-			if err != nil {
-				return err
-			}
-			printApps(w, a)
-			return nil
-		}),
+		listCmd(f, "status", "Show the cluster at a glance", "/v1/status", (*api.Client).Status, printStatus),
+		listCmd(f, "hosts", "List the hosts: alive, lease age, leader, fenced", "/v1/hosts", (*api.Client).Hosts, printHosts),
+		listCmd(f, "volumes", "List the volumes: owner, epoch, size, backend", "/v1/volumes", (*api.Client).Volumes, printVolumes),
+		listCmd(f, "apps", "List the relocatable apps: desired and actual host", "/v1/apps", (*api.Client).Apps, printApps),
 		eventsCmd(f),
 		moveCmd(f),
 	}
@@ -80,7 +52,9 @@ func apiCmds() []*cobra.Command {
 	return cmds
 }
 
-func listCmd(f *clientFlags, use, short, path string, table func(*api.Client, context.Context, io.Writer) error) *cobra.Command {
+// listCmd is a command that prints what the API answers at path: the JSON
+// as is with --json, else what get decodes, through print.
+func listCmd[T any](f *clientFlags, use, short, path string, get func(*api.Client, context.Context) (T, error), print func(io.Writer, T)) *cobra.Command {
 	return &cobra.Command{
 		Use:   use,
 		Short: short,
@@ -96,7 +70,12 @@ func listCmd(f *clientFlags, use, short, path string, table func(*api.Client, co
 				_, err = fmt.Fprintln(cmd.OutOrStdout(), string(raw))
 				return err
 			}
-			return table(c, ctx, cmd.OutOrStdout())
+			v, err := get(c, ctx)
+			if err != nil {
+				return err
+			}
+			print(cmd.OutOrStdout(), v)
+			return nil
 		},
 	}
 }
