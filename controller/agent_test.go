@@ -17,7 +17,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/relocvol/relocvol/internal/store"
-	"github.com/relocvol/relocvol/internal/testenv"
 )
 
 // fakeDocker is an engine in memory for the agent's unit tests; the agent
@@ -212,10 +211,7 @@ var relocate = map[string]string{LabelRelocate: "true"}
 
 // agentEnv is one host's agent on a real etcd with a fake engine.
 func agentEnv(t *testing.T) (*store.Store, *Heartbeat, *fakeDocker, *Agent, context.Context) {
-	cli := testenv.EtcdClient(t, testenv.Etcd(t))
-	st := store.New(cli, "/test")
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	st, ctx := testStore(t)
 	hb, _ := newHeartbeat(t, st, "a")
 	if err := hb.Start(ctx); err != nil {
 		t.Fatal(err)

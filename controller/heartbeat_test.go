@@ -27,6 +27,15 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
+// testStore is a store on a real etcd of t's own, and a context that ends
+// with t.
+func testStore(t *testing.T) (*store.Store, context.Context) {
+	cli := testenv.EtcdClient(t, testenv.Etcd(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return store.New(cli, "/test"), ctx
+}
+
 func newHeartbeat(t *testing.T, st *store.Store, host string) (*Heartbeat, *atomic.Int32) {
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
@@ -37,11 +46,8 @@ func newHeartbeat(t *testing.T, st *store.Store, host string) (*Heartbeat, *atom
 }
 
 func TestHeartbeatRejoinsAfterLosingItsLease(t *testing.T) {
-	cli := testenv.EtcdClient(t, testenv.Etcd(t))
-	st := store.New(cli, "/test")
+	st, ctx := testStore(t)
 	hb, joins := newHeartbeat(t, st, "node-a")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	if err := hb.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +65,7 @@ func TestHeartbeatRejoinsAfterLosingItsLease(t *testing.T) {
 	}
 	// The lease disappears (as after a long partition): the host must run
 	// its cleanup hook again and come back under a new lease.
-	if _, err := cli.Revoke(ctx, clientv3.LeaseID(hs.Info.Lease)); err != nil {
+	if _, err := st.Client().Revoke(ctx, clientv3.LeaseID(hs.Info.Lease)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "rejoin with a new lease", 15*time.Second, func() bool {
@@ -95,8 +101,8 @@ func TestHeartbeatNotAliveWithoutEtcd(t *testing.T) {
 }
 
 func TestHeartbeatStartFailsWhenCleanupFails(t *testing.T) {
-	cli := testenv.EtcdClient(t, testenv.Etcd(t))
-	hb, _ := newHeartbeat(t, store.New(cli, "/test"), "node-a")
+	st, _ := testStore(t)
+	hb, _ := newHeartbeat(t, st, "node-a")
 	hb.BeforeJoin = func(context.Context) error { return errors.New("volume db still mounted") }
 	err := hb.Start(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "prepare to join: volume db still mounted") {

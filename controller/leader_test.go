@@ -13,7 +13,6 @@ import (
 
 	"github.com/relocvol/relocvol/controller/api"
 	"github.com/relocvol/relocvol/internal/store"
-	"github.com/relocvol/relocvol/internal/testenv"
 )
 
 // recordingFencer fences nothing but remembers whom it was asked to fence;
@@ -50,10 +49,7 @@ func quietLog() *logrus.Logger {
 // releases its claim and places its app on b, recording each step, all
 // through real etcd.
 func TestLeaderFailsOverADeadHost(t *testing.T) {
-	cli := testenv.EtcdClient(t, testenv.Etcd(t))
-	st := store.New(cli, "/test")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	st, ctx := testStore(t)
 
 	hbA, _ := newHeartbeat(t, st, "a")
 	hbB, _ := newHeartbeat(t, st, "b")
@@ -96,8 +92,9 @@ func TestLeaderFailsOverADeadHost(t *testing.T) {
 	if took := time.Since(died); took < 3*time.Second {
 		t.Errorf("app placed %s after a stopped renewing: before its lease (3s) could have expired", took)
 	}
-	if _, err := cli.TimeToLive(ctx, lease); err != nil {
-		t.Fatal(err)
+	// And only once etcd had expired it.
+	if ttl, err := st.Client().TimeToLive(ctx, lease); err != nil || ttl.TTL > 0 {
+		t.Fatalf("a's lease when its app was placed: %+v %v, want expired", ttl, err)
 	}
 	if f := fencer.list(); len(f) != 1 || f[0] != "a" {
 		t.Fatalf("fenced %v, want [a]", f)
@@ -137,10 +134,7 @@ func TestLeaderFailsOverADeadHost(t *testing.T) {
 
 // A failed fence stops the failover: no claim is released, no app moves.
 func TestLeaderNeverReleasesUnfenced(t *testing.T) {
-	cli := testenv.EtcdClient(t, testenv.Etcd(t))
-	st := store.New(cli, "/test")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	st, ctx := testStore(t)
 	hbB, _ := newHeartbeat(t, st, "b")
 	if err := hbB.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -172,10 +166,7 @@ func TestLeaderNeverReleasesUnfenced(t *testing.T) {
 }
 
 func TestMoveChecks(t *testing.T) {
-	cli := testenv.EtcdClient(t, testenv.Etcd(t))
-	st := store.New(cli, "/test")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	st, ctx := testStore(t)
 	for _, h := range []string{"a", "b", "c"} {
 		hb, _ := newHeartbeat(t, st, h)
 		if err := hb.Start(ctx); err != nil {
