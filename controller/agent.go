@@ -37,10 +37,6 @@ type Docker interface {
 	Events(ctx context.Context, opts events.ListOptions) (<-chan events.Message, <-chan error)
 }
 
-// selfStopTimeout is how long a container gets to stop gracefully when its
-// host lost its lease, before Docker kills it.
-const selfStopTimeout = time.Second
-
 // Agent runs on every host. It records the host's relocatable containers
 // (label relocvol.relocate=true, using relocvol volumes) as apps in etcd,
 // runs the apps etcd places on this host, removes its copies of apps placed
@@ -87,18 +83,11 @@ func NewAgent(st *store.Store, d Docker, hb *Heartbeat, rec *Recorder, m *Metric
 	}
 }
 
-// selfFenceAfter is how long without a lease renewal the agent waits before
-// it stops its containers: early enough that they are stopped and their
-// volumes unmounted before the host stops calling itself alive (TTL minus
-// a margin), long after a normal renewal (every TTL/3) is due.
-func (a *Agent) selfFenceAfter() time.Duration {
-	ttl := a.hb.TTL()
-	d := ttl - a.hb.margin() - selfStopTimeout - 500*time.Millisecond
-	if floor := ttl/3 + 500*time.Millisecond; d < floor {
-		d = floor
-	}
-	return d
-}
+// selfFenceAfter is how long since its last renewal the host waits before
+// it stops its containers (liveness.Timings.SelfFence): a renewal may be
+// lost without it, and the containers are stopped, with their volumes
+// unmounted, before the lease can expire.
+func (a *Agent) selfFenceAfter() time.Duration { return a.hb.Timings().SelfFence }
 
 // Run works until ctx ends.
 func (a *Agent) Run(ctx context.Context) {
@@ -190,7 +179,8 @@ func (a *Agent) selfFence(ctx context.Context, since time.Duration) {
 			mounted[v] = true
 		}
 	}
-	timeout := int(selfStopTimeout / time.Second)
+	// Docker takes whole seconds: below a second (short TTLs) it kills at once.
+	timeout := int(a.hb.Timings().StopTimeout / time.Second)
 	var wg sync.WaitGroup
 	for _, c := range list {
 		if !relocatable(c.Labels) && !usesAny(c.Mounts, mounted) {

@@ -317,9 +317,9 @@ func TestAgentStartsRelocatedApp(t *testing.T) {
 	if d.state("pg") != "absent" {
 		t.Fatalf("pg created while b still holds its volume: %v", d.log())
 	}
-	// b releases it.
+	// b releases it (as its plugin does after the last unmount).
 	c, crev, _ := st.GetClaim(ctx, "db")
-	if err := st.ReleaseClaim(ctx, c, crev); err != nil {
+	if _, err := st.PutClaim(ctx, c.Released(""), crev, vrev); err != nil {
 		t.Fatal(err)
 	}
 	stopB()

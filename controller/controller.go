@@ -13,6 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/relocvol/relocvol/controller/api"
+	"github.com/relocvol/relocvol/fencing"
 	"github.com/relocvol/relocvol/internal/spec"
 	"github.com/relocvol/relocvol/internal/store"
 )
@@ -24,9 +25,10 @@ type Options struct {
 	Store   *store.Store
 	Docker  Docker // nil: no agent (a host that only serves volumes)
 	Beat    *Heartbeat
-	Fencer  Fencer
+	Fencer  fencing.Method
 	// Grace is how long after a host's lease is gone the leader fences it
-	// (default: the heartbeat's margin).
+	// (default: the heartbeat's liveness timings, the grace a Mount's
+	// takeover waits too).
 	Grace time.Duration
 	// Mounted lists this host's mounted volumes: the metrics count them, and
 	// self-fencing stops every container that uses one.
@@ -51,7 +53,7 @@ var _ api.Service = (*Controller)(nil)
 // New assembles a controller; Run starts it.
 func New(opt Options) *Controller {
 	if opt.Grace == 0 {
-		opt.Grace = opt.Beat.margin()
+		opt.Grace = opt.Beat.Timings().Grace
 	}
 	log := opt.Log.WithField("host", opt.Host)
 	var mounted func() int

@@ -8,8 +8,8 @@
 // Liveness is a key /relocvol/hosts/<host> bound to an etcd lease. A peer may
 // take over this host's volumes only once that key is gone, so this host
 // must stop claiming to be alive as soon as it cannot prove its lease is
-// current: Alive turns false at TTL minus a margin after the last renewal
-// acknowledged by etcd, before etcd itself can expire the lease.
+// current: Alive turns false at the self-fencing point of its timings
+// (internal/liveness), well before etcd itself can expire the lease.
 package controller
 
 import (
@@ -24,27 +24,56 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/relocvol/relocvol/fencing"
+	"github.com/relocvol/relocvol/internal/liveness"
 	"github.com/relocvol/relocvol/internal/store"
 )
+
+// Member is the host's storage side around each registration (the plugin's
+// Driver).
+type Member interface {
+	// Prepare runs before every registration (the first and each rejoin):
+	// it cleans up what peers took over, or everything when a fencing mark
+	// names this host, and returns that mark's revision (0: none), which
+	// the registration then clears in the same transaction.
+	Prepare(ctx context.Context) (markRev int64, err error)
+	// Join registers this host with the storage (its reservation key) once
+	// its host key is in etcd; the host counts as alive only after it.
+	Join(ctx context.Context) error
+	// Check runs periodically while the host is alive: it repairs what a
+	// VG change left out and returns fencing.ErrCutOff if this host was
+	// fenced; the heartbeat then gives its lease up and rejoins through
+	// Prepare, which cleans up first.
+	Check(ctx context.Context) error
+}
+
+// checkEvery is how often a live host checks its registration with the
+// storage (Member.Check), and so how soon it notices a new PV.
+const checkEvery = 5 * time.Second
 
 // Heartbeat keeps a host's lease alive and re-registers after losing it.
 type Heartbeat struct {
 	st        *store.Store
 	host      string
-	ttl       time.Duration
+	tm        liveness.Timings
 	leaseFile string
 	version   string
 	log       logrus.FieldLogger
-	// BeforeJoin runs before every registration (the first and each rejoin
-	// after a lost lease): the plugin uses it to clean up volumes that peers
-	// took over while this host was away. Registration waits until it succeeds.
-	BeforeJoin func(ctx context.Context) error
+	// Member, when set, prepares, joins and checks the storage side.
+	Member Member
+	// Info, when set, adds to the host record published in etcd.
+	Info func(*store.Host)
 
-	mu      sync.Mutex
-	lease   clientv3.LeaseID
-	lastAck time.Time
+	checkEvery time.Duration
+
+	mu    sync.Mutex
+	lease clientv3.LeaseID
+	// renewed is when the last renewal etcd acknowledged was sent (or the
+	// lease granted): etcd cannot expire the lease before renewed + TTL.
+	renewed time.Time
 	joined  bool
 }
 
@@ -52,33 +81,28 @@ type Heartbeat struct {
 // restarted process can replace its own previous, not yet expired, lease.
 func NewHeartbeat(st *store.Store, host string, ttl time.Duration, stateDir, version string, log logrus.FieldLogger) *Heartbeat {
 	return &Heartbeat{
-		st: st, host: host, ttl: ttl, version: version, log: log.WithField("host", host),
-		leaseFile: filepath.Join(stateDir, "lease-"+host),
+		st: st, host: host, tm: liveness.For(ttl), version: version, log: log.WithField("host", host),
+		leaseFile: filepath.Join(stateDir, "lease-"+host), checkEvery: checkEvery,
 	}
 }
 
-// margin is how long before the lease's expiry this host stops calling
-// itself alive: enough for one etcd round trip and clock drift.
-func (h *Heartbeat) margin() time.Duration {
-	if m := h.ttl / 4; m > time.Second {
-		return m
-	}
-	return time.Second
-}
+// Timings are the host's liveness timings.
+func (h *Heartbeat) Timings() liveness.Timings { return h.tm }
 
-// Alive reports whether this host's lease is provably current.
+// Alive reports whether this host's lease is provably current, with room
+// to spare: it may mount and hold volumes.
 func (h *Heartbeat) Alive() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.joined && time.Since(h.lastAck) < h.ttl-h.margin()
+	return h.joined && time.Since(h.renewed) < h.tm.Cutoff()
 }
 
-// Joined reports whether the host is registered (its keepalive stream open)
-// and how long ago etcd last acknowledged a renewal.
+// Joined reports whether the host is registered and how long ago its last
+// acknowledged renewal was sent.
 func (h *Heartbeat) Joined() (bool, time.Duration) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.joined, time.Since(h.lastAck)
+	return h.joined, time.Since(h.renewed)
 }
 
 // Lease is the host's current lease (0 before it joined).
@@ -89,26 +113,22 @@ func (h *Heartbeat) Lease() clientv3.LeaseID {
 }
 
 // TTL is the lease's time to live.
-func (h *Heartbeat) TTL() time.Duration { return h.ttl }
+func (h *Heartbeat) TTL() time.Duration { return h.tm.TTL }
 
 // Start registers the host once (failing if the name is taken by another
 // live process) and then keeps it registered until ctx ends.
 func (h *Heartbeat) Start(ctx context.Context) error {
-	ch, err := h.join(ctx)
+	id, err := h.join(ctx)
 	if err != nil {
 		return err
 	}
-	go h.run(ctx, ch)
+	go h.run(ctx, id)
 	return nil
 }
 
-func (h *Heartbeat) run(ctx context.Context, ch <-chan *clientv3.LeaseKeepAliveResponse) {
+func (h *Heartbeat) run(ctx context.Context, id clientv3.LeaseID) {
 	for {
-		for range ch {
-			h.mu.Lock()
-			h.lastAck = time.Now()
-			h.mu.Unlock()
-		}
+		h.keepAlive(ctx, id)
 		h.mu.Lock()
 		h.joined = false
 		h.mu.Unlock()
@@ -116,62 +136,160 @@ func (h *Heartbeat) run(ctx context.Context, ch <-chan *clientv3.LeaseKeepAliveR
 			return
 		}
 		h.log.Error("lost the etcd lease: this host counts as dead for its peers until it rejoins")
-		ch = h.rejoin(ctx)
-		if ch == nil {
+		if id = h.rejoin(ctx); id == 0 {
 			return
 		}
 	}
 }
 
-// rejoin retries registration every second until it works or ctx ends (nil).
-func (h *Heartbeat) rejoin(ctx context.Context) <-chan *clientv3.LeaseKeepAliveResponse {
+// keepAlive renews the lease every Renew until it is lost (not found, or
+// not renewed for a whole TTL), this host finds itself cut off the
+// storage, or ctx ends. Each renewal is one request with its own timeout,
+// so that a renewal is never waited for longer than the next one is due.
+func (h *Heartbeat) keepAlive(ctx context.Context, id clientv3.LeaseID) {
+	kctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if h.Member != nil {
+		go h.checkLoop(kctx, id, cancel)
+	}
+	cli := h.st.Client()
+	tick := time.NewTicker(h.tm.Renew)
+	defer tick.Stop()
+	for {
+		select {
+		case <-kctx.Done():
+			return
+		case <-tick.C:
+		}
+		sent := time.Now()
+		rctx, rcancel := context.WithTimeout(kctx, h.tm.Renew)
+		resp, err := cli.KeepAliveOnce(rctx, id)
+		rcancel()
+		switch {
+		case err == nil && resp.TTL > 0:
+			h.mu.Lock()
+			h.renewed = sent
+			h.mu.Unlock()
+		case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && resp.TTL <= 0):
+			h.log.WithField("lease", fmt.Sprintf("%x", int64(id))).Warn("etcd says the lease is gone")
+			return
+		default:
+			_, since := h.Joined()
+			h.log.WithError(err).WithField("since_renewal", since.Round(time.Millisecond).String()).Debug("lease renewal failed; retrying")
+			if since > h.tm.TTL {
+				return // expired by now, whatever etcd says later
+			}
+		}
+	}
+}
+
+// checkLoop runs Member.Check every checkEvery while this host is alive;
+// when the host was cut off it revokes the lease (so that peers see it
+// dead at once) and ends the keep-alive, so that the host rejoins through
+// Prepare, which cleans up first.
+func (h *Heartbeat) checkLoop(ctx context.Context, id clientv3.LeaseID, stop context.CancelFunc) {
+	tick := time.NewTicker(h.checkEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
+		case <-tick.C:
+		}
+		if !h.Alive() {
+			continue
+		}
+		err := h.Member.Check(ctx)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, fencing.ErrCutOff) {
+			h.log.WithError(err).Warn("cannot check this host's registration with the storage; retrying")
+			continue
+		}
+		h.log.WithError(err).Error("this host's reservation key is gone: it was fenced; giving up the lease to clean up and rejoin")
+		h.mu.Lock()
+		h.joined = false
+		h.mu.Unlock()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_, _ = h.st.Client().Revoke(rctx, id)
+		cancel()
+		stop()
+		return
+	}
+}
+
+// rejoin retries registration every second until it works or ctx ends (0).
+func (h *Heartbeat) rejoin(ctx context.Context) clientv3.LeaseID {
+	for {
+		select {
+		case <-ctx.Done():
+			return 0
 		case <-time.After(time.Second):
 		}
-		ch, err := h.join(ctx)
+		id, err := h.join(ctx)
 		if err == nil {
 			h.log.Info("rejoined the cluster with a new lease")
-			return ch
+			return id
 		}
 		h.log.WithError(err).Warn("cannot rejoin yet")
 	}
 }
 
-func (h *Heartbeat) join(ctx context.Context) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
-	if h.BeforeJoin != nil {
-		if err := h.BeforeJoin(ctx); err != nil {
-			return nil, fmt.Errorf("prepare to join: %w", err)
+// join prepares, registers the host key under a new lease in one
+// transaction that requires no fencing mark (but the one Prepare cleaned up
+// after), then joins the storage: from the registration on, no peer can
+// mark this host, so the storage registration cannot undo a fencing.
+func (h *Heartbeat) join(ctx context.Context) (clientv3.LeaseID, error) {
+	var markRev int64
+	if h.Member != nil {
+		var err error
+		if markRev, err = h.Member.Prepare(ctx); err != nil {
+			return 0, fmt.Errorf("prepare to join: %w", err)
 		}
 	}
 	cli := h.st.Client()
+	sent := time.Now()
 	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	grant, err := cli.Grant(gctx, int64(h.ttl/time.Second))
+	grant, err := cli.Grant(gctx, int64(h.tm.TTL/time.Second))
 	cancel()
 	if err != nil {
-		return nil, fmt.Errorf("grant a %s lease: %w", h.ttl, err)
+		return 0, fmt.Errorf("grant a %s lease: %w", h.tm.TTL, err)
 	}
 	info := store.Host{Name: h.host, Started: time.Now().UTC(), Lease: int64(grant.ID), PID: os.Getpid(), Version: h.version}
-	if err := h.st.RegisterHost(ctx, info, h.previousLease()); err != nil {
+	if h.Info != nil {
+		h.Info(&info)
+	}
+	drop := func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		_, _ = cli.Revoke(rctx, grant.ID)
 		cancel()
-		return nil, fmt.Errorf("register host %s: %w", h.host, err)
+	}
+	if err := h.st.RegisterHost(ctx, info, h.previousLease(), markRev); err != nil {
+		drop()
+		return 0, fmt.Errorf("register host %s: %w", h.host, err)
 	}
 	if err := os.WriteFile(h.leaseFile, []byte(strconv.FormatInt(int64(grant.ID), 16)+"\n"), 0o644); err != nil {
 		h.log.WithError(err).Warn("cannot record the lease; a quick restart will wait for the old lease to expire")
 	}
-	ch, err := cli.KeepAlive(ctx, grant.ID)
-	if err != nil {
-		return nil, fmt.Errorf("keep lease %x alive: %w", grant.ID, err)
+	h.mu.Lock()
+	h.lease, h.renewed, h.joined = grant.ID, sent, false
+	h.mu.Unlock()
+	if h.Member != nil {
+		// Done well before the lease could expire, or not at all.
+		jctx, cancel := context.WithDeadline(ctx, sent.Add(h.tm.Cutoff()))
+		err := h.Member.Join(jctx)
+		cancel()
+		if err != nil {
+			drop()
+			return 0, fmt.Errorf("join the storage: %w", err)
+		}
 	}
 	h.mu.Lock()
-	h.lease, h.lastAck, h.joined = grant.ID, time.Now(), true
+	h.joined = true
 	h.mu.Unlock()
 	h.log.WithField("lease", fmt.Sprintf("%x", int64(grant.ID))).Info("registered host")
-	return ch, nil
+	return grant.ID, nil
 }
 
 func (h *Heartbeat) previousLease() int64 {

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/relocvol/relocvol/fencing"
 	"github.com/relocvol/relocvol/internal/etcdembed"
 	"github.com/relocvol/relocvol/internal/store"
 	"github.com/relocvol/relocvol/internal/testenv"
@@ -36,23 +38,54 @@ func testStore(t *testing.T) (*store.Store, context.Context) {
 	return store.New(cli, "/test"), ctx
 }
 
-func newHeartbeat(t *testing.T, st *store.Store, host string) (*Heartbeat, *atomic.Int32) {
+// member is a Member whose answers a test sets.
+type member struct {
+	prepares, joins, checks atomic.Int32
+	prepare                 func(context.Context) (int64, error)
+	join, check             func(context.Context) error
+}
+
+func (m *member) Prepare(ctx context.Context) (int64, error) {
+	m.prepares.Add(1)
+	if m.prepare != nil {
+		return m.prepare(ctx)
+	}
+	return 0, nil
+}
+
+func (m *member) Join(ctx context.Context) error {
+	m.joins.Add(1)
+	if m.join != nil {
+		return m.join(ctx)
+	}
+	return nil
+}
+
+func (m *member) Check(ctx context.Context) error {
+	m.checks.Add(1)
+	if m.check != nil {
+		return m.check(ctx)
+	}
+	return nil
+}
+
+func newHeartbeat(t *testing.T, st *store.Store, host string) (*Heartbeat, *member) {
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
 	hb := NewHeartbeat(st, host, 3*time.Second, t.TempDir(), "test", log)
-	var joins atomic.Int32
-	hb.BeforeJoin = func(context.Context) error { joins.Add(1); return nil }
-	return hb, &joins
+	m := &member{}
+	hb.Member = m
+	return hb, m
 }
 
 func TestHeartbeatRejoinsAfterLosingItsLease(t *testing.T) {
 	st, ctx := testStore(t)
-	hb, joins := newHeartbeat(t, st, "node-a")
+	hb, m := newHeartbeat(t, st, "node-a")
 	if err := hb.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if !hb.Alive() || joins.Load() != 1 {
-		t.Fatalf("after start: alive %v, joins %d", hb.Alive(), joins.Load())
+	if !hb.Alive() || m.prepares.Load() != 1 || m.joins.Load() != 1 {
+		t.Fatalf("after start: alive %v, prepares %d, joins %d", hb.Alive(), m.prepares.Load(), m.joins.Load())
 	}
 	hs, err := st.HostState(ctx, "node-a")
 	if err != nil || !hs.Alive {
@@ -72,8 +105,8 @@ func TestHeartbeatRejoinsAfterLosingItsLease(t *testing.T) {
 		hs2, err := st.HostState(ctx, "node-a")
 		return err == nil && hs2.Alive && hs2.Info.Lease != hs.Info.Lease && hb.Alive()
 	})
-	if joins.Load() != 2 {
-		t.Fatalf("cleanup hook ran %d times, want 2 (start and rejoin)", joins.Load())
+	if m.prepares.Load() != 2 || m.joins.Load() != 2 {
+		t.Fatalf("prepare ran %d times and join %d, want 2 each (start and rejoin)", m.prepares.Load(), m.joins.Load())
 	}
 }
 
@@ -102,8 +135,8 @@ func TestHeartbeatNotAliveWithoutEtcd(t *testing.T) {
 
 func TestHeartbeatStartFailsWhenCleanupFails(t *testing.T) {
 	st, _ := testStore(t)
-	hb, _ := newHeartbeat(t, st, "node-a")
-	hb.BeforeJoin = func(context.Context) error { return errors.New("volume db still mounted") }
+	hb, m := newHeartbeat(t, st, "node-a")
+	m.prepare = func(context.Context) (int64, error) { return 0, errors.New("volume db still mounted") }
 	err := hb.Start(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "prepare to join: volume db still mounted") {
 		t.Fatalf("err = %v", err)
@@ -111,4 +144,73 @@ func TestHeartbeatStartFailsWhenCleanupFails(t *testing.T) {
 	if hb.Alive() {
 		t.Fatal("alive without having joined")
 	}
+}
+
+// The host registers only while no fencing mark names it, or clearing the
+// one its Prepare cleaned up after; it joins the storage only once its host
+// key is in etcd, so that no peer can mark it meanwhile.
+func TestHeartbeatRegistersOnlyUnmarked(t *testing.T) {
+	st, ctx := testStore(t)
+	hb, m := newHeartbeat(t, st, "node-a")
+	rev, err := st.MarkFence(ctx, store.Fence{Host: "node-a", By: "node-b", Method: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A Prepare that did not see the mark (it came after its look).
+	if err := hb.Start(ctx); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("start under a mark Prepare did not clean up after: err = %v, want ErrFenced", err)
+	}
+	if m.joins.Load() != 0 {
+		t.Fatal("joined the storage while marked")
+	}
+	m.prepare = func(context.Context) (int64, error) { return rev, nil }
+	m.join = func(ctx context.Context) error {
+		if hs, err := st.HostState(ctx, "node-a"); err != nil || !hs.Alive {
+			return errors.New("joined the storage before the host key was in etcd")
+		}
+		if _, rev, _ := st.GetFence(ctx, "node-a"); rev != 0 {
+			return errors.New("joined the storage with the mark still there")
+		}
+		return nil
+	}
+	if err := hb.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !hb.Alive() {
+		t.Fatal("not alive after a clean registration")
+	}
+}
+
+// A host whose storage check says it was cut off gives its lease up at
+// once and rejoins through Prepare, which cleans up first.
+func TestHeartbeatGivesUpWhenCutOff(t *testing.T) {
+	st, ctx := testStore(t)
+	hb, m := newHeartbeat(t, st, "node-a")
+	hb.checkEvery = 100 * time.Millisecond
+	var cut atomic.Bool
+	cut.Store(true)
+	m.check = func(context.Context) error {
+		if cut.Load() {
+			return fmt.Errorf("key gone on /dev/sdb: %w", fencing.ErrCutOff)
+		}
+		return nil
+	}
+	// The first rejoin finds the host clean; checks pass from then on.
+	m.prepare = func(context.Context) (int64, error) {
+		if m.prepares.Load() > 1 {
+			cut.Store(false)
+		}
+		return 0, nil
+	}
+	if err := hb.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := hb.Lease()
+	waitFor(t, "the lease given up", 5*time.Second, func() bool {
+		ttl, err := st.Client().TimeToLive(ctx, first)
+		return err == nil && ttl.TTL == -1
+	})
+	waitFor(t, "rejoined through Prepare", 10*time.Second, func() bool {
+		return m.prepares.Load() >= 2 && hb.Alive() && hb.Lease() != first
+	})
 }

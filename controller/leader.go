@@ -10,14 +10,9 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/relocvol/relocvol/fencing"
 	"github.com/relocvol/relocvol/internal/store"
 )
-
-// Fencer cuts a dead host off the shared storage (plugin.Fencer has it).
-type Fencer interface {
-	Name() string
-	Fence(ctx context.Context, host string) error
-}
 
 // eventsKept is how many timeline events the leader keeps in etcd.
 const eventsKept = 2000
@@ -30,7 +25,7 @@ type Leader struct {
 	st     *store.Store
 	host   string
 	hb     *Heartbeat
-	fencer Fencer
+	fencer fencing.Method
 	grace  time.Duration
 	rec    *Recorder
 	m      *Metrics
@@ -40,6 +35,9 @@ type Leader struct {
 	leading bool
 	// down is when this leader first saw each host without a lease.
 	down map[string]time.Time
+	// proven is, for each host this leader fenced, the down time it was
+	// fenced in: it is fenced again only after it was seen alive.
+	proven map[string]time.Time
 	// announced are the relocations whose detection is in the timeline.
 	announced map[string]bool
 	stuck     map[string]string
@@ -48,7 +46,7 @@ type Leader struct {
 // NewLeader returns a leader candidate for host. grace is how long a host's
 // lease must have been gone before it is fenced: the lease TTL already ran
 // out since its last renewal, so grace is the margin on top of it.
-func NewLeader(st *store.Store, hb *Heartbeat, fencer Fencer, grace time.Duration, rec *Recorder, m *Metrics, host string, log logrus.FieldLogger) *Leader {
+func NewLeader(st *store.Store, hb *Heartbeat, fencer fencing.Method, grace time.Duration, rec *Recorder, m *Metrics, host string, log logrus.FieldLogger) *Leader {
 	return &Leader{st: st, host: host, hb: hb, fencer: fencer, grace: grace, rec: rec, m: m, log: log.WithField("host", host)}
 }
 
@@ -106,7 +104,7 @@ func sleep(ctx context.Context, d time.Duration) {
 // lead runs the failover loop until the leadership ends.
 func (l *Leader) lead(ctx context.Context, lead *store.Leadership) {
 	l.mu.Lock()
-	l.down, l.announced, l.stuck = map[string]time.Time{}, map[string]bool{}, map[string]string{}
+	l.down, l.proven, l.announced, l.stuck = map[string]time.Time{}, map[string]time.Time{}, map[string]bool{}, map[string]string{}
 	l.mu.Unlock()
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
@@ -182,6 +180,7 @@ func (l *Leader) snapshot(ctx context.Context, now time.Time) (Snapshot, map[str
 		_, fenced := fences[h]
 		if _, alive := hosts[h]; alive {
 			delete(l.down, h)
+			delete(l.proven, h)
 			s.Hosts[h] = HostView{Alive: true, Fenced: fenced}
 			continue
 		}
@@ -191,7 +190,8 @@ func (l *Leader) snapshot(ctx context.Context, now time.Time) (Snapshot, map[str
 			l.down[h] = now
 			l.log.WithField("dead_host", h).Warn("host has no lease")
 		}
-		s.Hosts[h] = HostView{DownSince: l.down[h], Fenced: fenced}
+		p, ok := l.proven[h]
+		s.Hosts[h] = HostView{DownSince: l.down[h], Fenced: fenced, Proven: ok && p.Equal(l.down[h])}
 	}
 	return s, apps, nil
 }
@@ -256,9 +256,15 @@ func (l *Leader) perform(ctx context.Context, lead *store.Leadership, act Action
 		l.announce(act.Host, s, apps)
 		log.WithField("method", l.fencer.Name()).Warn("fencing dead host")
 		start := time.Now()
-		err := l.fencer.Fence(ctx, act.Host)
+		err := fencing.Host(ctx, l.st, l.fencer, act.Host, l.host, "", lead)
+		if errors.Is(err, store.ErrHostAlive) {
+			log.Info("host has a lease again: not fencing it")
+			return nil
+		}
 		if err == nil {
-			err = l.st.RecordFence(ctx, store.Fence{Host: act.Host, By: l.host, Method: l.fencer.Name(), At: time.Now().UTC()}, lead)
+			l.mu.Lock()
+			l.proven[act.Host] = down
+			l.mu.Unlock()
 		}
 		result := "ok"
 		if err != nil {

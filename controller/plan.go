@@ -21,9 +21,13 @@ type HostView struct {
 	// DownSince is when the leader first saw the host's lease gone; zero
 	// while alive.
 	DownSince time.Time
-	// Fenced: a fencing mark names the host (it was fenced and has not
-	// cleaned up and rejoined yet).
+	// Fenced: a fencing mark names the host (it is being or was fenced and
+	// has not cleaned up and rejoined yet): nothing is placed on it. A mark
+	// alone never counts as fenced.
 	Fenced bool
+	// Proven: this leader fenced the host itself (the method proved it cut
+	// off) since the host went down, so it need not fence it again.
+	Proven bool
 }
 
 // AppView is one relocatable container as the leader knows it.
@@ -133,7 +137,7 @@ func Plan(s Snapshot, now time.Time, grace time.Duration) []Action {
 		if len(held) == 0 && len(apps) == 0 {
 			continue
 		}
-		if !s.Hosts[host].Fenced {
+		if !s.Hosts[host].Proven {
 			fences = append(fences, Action{Kind: ActFence, Host: host, Reason: "lease gone"})
 		}
 		for _, vol := range held {

@@ -11,8 +11,9 @@ func TestPlan(t *testing.T) {
 	const grace = 8 * time.Second
 	alive := HostView{Alive: true}
 	dead := HostView{DownSince: now.Add(-10 * time.Second)}
-	justDown := HostView{DownSince: now.Add(-3 * time.Second)} // within grace
-	deadFenced := HostView{DownSince: now.Add(-30 * time.Second), Fenced: true}
+	justDown := HostView{DownSince: now.Add(-3 * time.Second)}                  // within grace
+	deadFenced := HostView{DownSince: now.Add(-30 * time.Second), Fenced: true} // a mark names it
+	deadProven := HostView{DownSince: now.Add(-30 * time.Second), Fenced: true, Proven: true}
 	backFenced := HostView{Alive: true, Fenced: true} // rejoining, not clean yet
 	app := func(host string, vols ...string) AppView { return AppView{Host: host, Volumes: vols} }
 	only := func(host string, allowed ...string) AppView { return AppView{Host: host, Allowed: allowed} }
@@ -106,14 +107,22 @@ func TestPlan(t *testing.T) {
 			Hosts:  map[string]HostView{"a": dead, "b": alive},
 			Claims: map[string]string{"scratch": "a"},
 		}, want: []string{"fence a", "release scratch from a"}},
-		{name: "already fenced (leader changed after fencing)", s: Snapshot{
+		{name: "a mark alone does not replace fencing (leader changed after marking, or a stale mark)", s: Snapshot{
 			Hosts: map[string]HostView{"a": deadFenced, "b": alive},
+			Apps:  map[string]AppView{"db": app("a", "db")}, Claims: map[string]string{"db": "a"},
+		}, want: []string{"fence a", "release db from a", "place db on b"}},
+		{name: "fenced by this leader since it went down: not again", s: Snapshot{
+			Hosts: map[string]HostView{"a": deadProven, "b": alive},
 			Apps:  map[string]AppView{"db": app("a", "db")}, Claims: map[string]string{"db": "a"},
 		}, want: []string{"release db from a", "place db on b"}},
 		{name: "already released (leader changed after releasing)", s: Snapshot{
 			Hosts: map[string]HostView{"a": deadFenced, "b": alive},
 			Apps:  map[string]AppView{"db": app("a", "db")}, Claims: map[string]string{"db": ""},
-		}, want: []string{"place db on b"}},
+		}, want: []string{"fence a", "place db on b"}},
+		{name: "stuck app on a proven host: no fencing every step", s: Snapshot{
+			Hosts: map[string]HostView{"a": deadProven},
+			Apps:  map[string]AppView{"db": app("a", "db")}, Claims: map[string]string{"db": ""},
+		}, want: []string{"stuck db: no live host is left"}},
 		{name: "already placed (leader changed at the end)", s: Snapshot{
 			Hosts: map[string]HostView{"a": deadFenced, "b": alive},
 			Apps:  map[string]AppView{"db": app("b", "db")}, Claims: map[string]string{"db": ""},
@@ -125,7 +134,7 @@ func TestPlan(t *testing.T) {
 		{name: "half the apps moved before the leader changed", s: Snapshot{
 			Hosts: map[string]HostView{"a": deadFenced, "b": alive, "c": alive},
 			Apps:  map[string]AppView{"p1": app("b"), "p2": app("a")},
-		}, want: []string{"place p2 on c"}},
+		}, want: []string{"fence a", "place p2 on c"}},
 		{name: "app placed on a host this leader never saw", s: Snapshot{
 			Hosts: map[string]HostView{"b": alive},
 			Apps:  map[string]AppView{"db": app("gone", "db")}, Claims: map[string]string{"db": "gone"},
@@ -164,7 +173,7 @@ func TestPlanIsIdempotent(t *testing.T) {
 		switch a.Kind {
 		case ActFence:
 			h := s.Hosts[a.Host]
-			h.Fenced = true
+			h.Fenced, h.Proven = true, true
 			s.Hosts[a.Host] = h
 		case ActRelease:
 			s.Claims[a.Volume] = ""

@@ -66,6 +66,13 @@ func newCluster(t *testing.T) *cluster {
 
 // host starts a test host; root and state may be reused to restart one.
 func (c *cluster) host(name, root, state string) *host {
+	c.t.Helper()
+	return c.hostWith(name, root, state, nil, 0)
+}
+
+// hostWith is host with a fencing method of its own (nil: fencing none) and
+// the grace its takeovers wait (0: the default).
+func (c *cluster) hostWith(name, root, state string, fencer plugin.Fencer, grace time.Duration) *host {
 	t := c.t
 	t.Helper()
 	if root == "" {
@@ -80,10 +87,14 @@ func (c *cluster) host(name, root, state string) *host {
 	log.SetOutput(testenv.LogWriter{T: t})
 	log.SetLevel(logrus.DebugLevel)
 	hb := controller.NewHeartbeat(st, name, 3*time.Second, state, "test", log)
-	drv := plugin.New(st, c.be, c.fs, fencing.None{Log: log}, hb, plugin.Options{
+	if fencer == nil {
+		fencer = fencing.None{Log: log}
+	}
+	drv := plugin.New(st, c.be, c.fs, fencer, hb, plugin.Options{
 		Host: name, MountRoot: root, Defaults: spec.Defaults{Size: 64 << 20, FS: "ext4"}, Timeout: 20 * time.Second, Log: log,
+		Grace: grace,
 	})
-	hb.BeforeJoin = drv.Recover
+	hb.Member = drv
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := hb.Start(ctx); err != nil {
 		cancel()

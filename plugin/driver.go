@@ -22,8 +22,11 @@ import (
 
 	"github.com/docker/go-plugins-helpers/volume"
 	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/relocvol/relocvol/backends"
+	"github.com/relocvol/relocvol/fencing"
+	"github.com/relocvol/relocvol/internal/liveness"
 	"github.com/relocvol/relocvol/internal/spec"
 	"github.com/relocvol/relocvol/internal/store"
 )
@@ -38,20 +41,20 @@ type Store interface {
 	DeleteVolume(ctx context.Context, name string, rev int64) error
 	GetClaim(ctx context.Context, name string) (store.Claim, int64, error)
 	ListClaims(ctx context.Context) (map[string]store.Versioned[store.Claim], error)
-	PutClaim(ctx context.Context, c store.Claim, claimRev, volRev int64) (int64, error)
+	PutClaim(ctx context.Context, c store.Claim, claimRev, volRev int64, guards ...store.Guard) (int64, error)
 	HostState(ctx context.Context, host string) (store.HostState, error)
 	GetFence(ctx context.Context, host string) (store.Fence, int64, error)
-	PutFence(ctx context.Context, f store.Fence) error
-	ClearFence(ctx context.Context, host string, rev int64) error
+	MarkFence(ctx context.Context, f store.Fence, guards ...store.Guard) (int64, error)
+	HostGone(host string) store.Guard
+	HostLease(host string, lease int64) store.Guard
 }
 
-// Fencer cuts a dead host off the shared storage.
+// Fencer cuts a dead host off the shared storage (fencing.None,
+// scsi3.Fencer).
 type Fencer interface {
-	Name() string
-	// Fence makes host unable to write; it must not return nil unless that
-	// is done (or, for "none", knowingly skipped).
-	Fence(ctx context.Context, host string) error
-	// Join (re-)registers this host with the storage before it rejoins.
+	fencing.Method
+	// Join (re-)registers this host with the storage when it joins, once
+	// its host key is in etcd.
 	Join(ctx context.Context) error
 }
 
@@ -72,9 +75,11 @@ type ActiveLister interface {
 	Active(ctx context.Context) ([]string, error)
 }
 
-// Liveness tells whether this host's lease is current.
+// Liveness tells whether this host's lease is current, and which lease
+// this process renews: the host's own claim writes are guarded by it.
 type Liveness interface {
 	Alive() bool
+	Lease() clientv3.LeaseID
 }
 
 // Options configure a Driver.
@@ -91,6 +96,11 @@ type Options struct {
 	// took): the controller turns those into a relocation's timeline. It
 	// must not block.
 	Observe func(volume, phase string, took time.Duration)
+	// Grace is how long after this host first saw a claim holder's lease
+	// gone it waits before fencing the holder and taking its volume over;
+	// the same grace the leader waits (liveness.Timings.Grace). Default:
+	// the grace of the default lease TTL.
+	Grace time.Duration
 }
 
 // Driver implements volume.Driver.
@@ -108,6 +118,8 @@ type Driver struct {
 	mu sync.Mutex
 	// mounts holds this host's mount IDs per volume: the reference counts.
 	mounts map[string]map[string]time.Time
+	// deadSince is when this host first saw each claim holder dead.
+	deadSince map[string]time.Time
 }
 
 var _ volume.Driver = (*Driver)(nil)
@@ -120,10 +132,13 @@ func New(st Store, be backends.Backend, m Mounter, f Fencer, live Liveness, opt 
 	if opt.Log == nil {
 		opt.Log = logrus.StandardLogger()
 	}
+	if opt.Grace == 0 {
+		opt.Grace = liveness.For(5 * time.Second).Grace
+	}
 	return &Driver{
 		opt: opt, store: st, backend: be, mounter: m, fencer: f, live: live,
 		log:    opt.Log.WithField("host", opt.Host),
-		mounts: map[string]map[string]time.Time{},
+		mounts: map[string]map[string]time.Time{}, deadSince: map[string]time.Time{},
 	}
 }
 
@@ -486,95 +501,6 @@ func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
 	return d.dataPath(name), nil
 }
 
-// notAliveErr explains why this host may not mount now: it was fenced and
-// has not finished cleaning up, or it cannot renew its lease.
-func (d *Driver) notAliveErr(ctx context.Context, name string) error {
-	if f, rev, err := d.store.GetFence(ctx, d.opt.Host); err == nil && rev != 0 {
-		return newErr(ErrNotAlive, "host %s was fenced by host %s at %s (it took over volume %q): it may not mount volume %q until it has cleaned up and rejoined, which it does by itself; see its log if that does not happen",
-			d.opt.Host, f.By, f.At.Format(time.RFC3339), f.Volume, name)
-	}
-	return newErr(ErrNotAlive, "host %s has no current etcd lease, so it may not mount volume %q: check that etcd is reachable; the host rejoins by itself", d.opt.Host, name)
-}
-
-// claim records mount id in the volume's claim, taking the claim over from a
-// dead host (after fencing it) if need be.
-func (d *Driver) claim(ctx context.Context, vol store.Volume, vrev int64, id string) error {
-	log := d.log.WithField("volume", vol.Name)
-	for attempt := 0; ; attempt++ {
-		c, crev, err := d.store.GetClaim(ctx, vol.Name)
-		if err != nil {
-			return err
-		}
-		var owner store.HostState
-		if c.Held() && c.Host != d.opt.Host {
-			if owner, err = d.store.HostState(ctx, c.Host); err != nil {
-				return err
-			}
-		}
-		now := time.Now().UTC()
-		next := c
-		next.Mounts = map[string]time.Time{}
-		act := decideMount(c, d.opt.Host, owner)
-		switch act {
-		case actRefuse:
-			return d.inUseErr(ctx, "mount", c)
-		case actJoin:
-			for k, v := range c.Mounts {
-				next.Mounts[k] = v
-			}
-		case actAcquire, actTakeover:
-			if act == actTakeover {
-				if err := d.fence(ctx, c); err != nil {
-					return err
-				}
-				next.TakenFrom = c.Host
-			}
-			// else: a claim the leader released after fencing its
-			// holder keeps naming that host (store.ReleaseClaim); one
-			// its holder released has no TakenFrom.
-			next.Host, next.Epoch, next.Since = d.opt.Host, c.Epoch+1, now
-		}
-		next.Mounts[id] = now
-		_, err = d.store.PutClaim(ctx, next, crev, vrev)
-		if errors.Is(err, store.ErrConflict) && attempt < 5 {
-			// Someone changed the claim (or the volume) since we read it:
-			// decide again on fresh state.
-			v, nrev, verr := d.getVolume(ctx, vol.Name)
-			if verr != nil {
-				return verr
-			}
-			if v.State != store.StateReady {
-				return newErr(ErrBusy, "volume %q is %s: try again in a moment", vol.Name, v.State)
-			}
-			vrev = nrev
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		log.WithFields(logrus.Fields{"epoch": next.Epoch, "action": act.String(), "mounts": len(next.Mounts)}).Info("claimed volume")
-		return nil
-	}
-}
-
-// fence cuts the dead owner of c off the storage and records it, so that the
-// owner cleans up before it rejoins. Without fencing there is no takeover.
-func (d *Driver) fence(ctx context.Context, c store.Claim) error {
-	log := d.log.WithFields(logrus.Fields{"volume": c.Volume, "fenced_host": c.Host, "epoch": c.Epoch, "method": d.fencer.Name()})
-	log.Warn("owner of the volume is not alive: fencing it before taking the volume over")
-	start := time.Now()
-	if err := d.fencer.Fence(ctx, c.Host); err != nil {
-		return wrapErr(ErrFence, err, "cannot take volume %q over from host %s, which is not alive: fencing it failed, and relocvol never mounts unfenced", c.Volume, c.Host)
-	}
-	d.observe(c.Volume, "fenced", start)
-	f := store.Fence{Host: c.Host, By: d.opt.Host, Method: d.fencer.Name(), Volume: c.Volume, At: time.Now().UTC()}
-	if err := d.store.PutFence(ctx, f); err != nil {
-		return fmt.Errorf("record the fencing of %s: %w", c.Host, err)
-	}
-	log.Warn("fenced host")
-	return nil
-}
-
 // activate makes the volume's filesystem mounted on this host (no-op when it
 // already is), undoing its own steps on failure.
 func (d *Driver) activate(ctx context.Context, vol store.Volume) (err error) {
@@ -677,6 +603,10 @@ func (d *Driver) deactivate(ctx context.Context, name string) error {
 
 // syncClaim writes this host's mount IDs into the claim, if this host holds
 // it, releasing it when no ID is left and nothing is active here any more.
+// A claim kept held is written under this host's own lease; a release is
+// not (a host whose lease is gone may still give up what it no longer
+// uses, which only ever makes the volume free). Nothing is written when
+// the claim already says it.
 func (d *Driver) syncClaim(ctx context.Context, name string) error {
 	for attempt := 0; ; attempt++ {
 		c, crev, err := d.store.GetClaim(ctx, name)
@@ -686,16 +616,21 @@ func (d *Driver) syncClaim(ctx context.Context, name string) error {
 		if c.Host != d.opt.Host {
 			return nil
 		}
+		next := c
+		next.Mounts = d.localMounts(name)
+		var guards []store.Guard
+		if len(next.Mounts) == 0 && !d.activeHere(ctx, name) {
+			next = next.Released("")
+		} else if sameMounts(c.Mounts, next.Mounts) {
+			return nil
+		} else {
+			guards = append(guards, d.ownLease())
+		}
 		_, vrev, err := d.store.GetVolume(ctx, name)
 		if err != nil {
 			return err
 		}
-		next := c
-		next.Mounts = d.localMounts(name)
-		if len(next.Mounts) == 0 && !d.activeHere(ctx, name) {
-			next = next.Released("")
-		}
-		_, err = d.store.PutClaim(ctx, next, crev, vrev)
+		_, err = d.store.PutClaim(ctx, next, crev, vrev, guards...)
 		if errors.Is(err, store.ErrConflict) && attempt < 5 {
 			continue
 		}
@@ -704,6 +639,18 @@ func (d *Driver) syncClaim(ctx context.Context, name string) error {
 		}
 		return err
 	}
+}
+
+func sameMounts(a, b map[string]time.Time) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for id := range a {
+		if _, ok := b[id]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // activeHere reports whether anything of the volume is still mounted or

@@ -10,6 +10,7 @@ import (
 
 	"github.com/docker/go-plugins-helpers/volume"
 	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/relocvol/relocvol/fencing"
 	"github.com/relocvol/relocvol/internal/fsutil"
@@ -280,7 +281,8 @@ func TestDuplicateHostNameRefused(t *testing.T) {
 // notAlive is a host whose lease is not current (it has not rejoined).
 type notAlive struct{}
 
-func (notAlive) Alive() bool { return false }
+func (notAlive) Alive() bool             { return false }
+func (notAlive) Lease() clientv3.LeaseID { return 0 }
 
 func TestMountRefusedWhileNotAlive(t *testing.T) {
 	c := newCluster(t)
@@ -292,7 +294,7 @@ func TestMountRefusedWhileNotAlive(t *testing.T) {
 	_, err := drv.Mount(&volume.MountRequest{Name: "db", ID: "m1"})
 	wantErr(t, err, plugin.ErrNotAlive, `host node-c has no current etcd lease, so it may not mount volume "db"`)
 
-	if err := b.st.PutFence(context.Background(), store.Fence{Host: "node-c", By: "node-b", Volume: "logs", Method: "none"}); err != nil {
+	if _, err := b.st.MarkFence(context.Background(), store.Fence{Host: "node-c", By: "node-b", Volume: "logs", Method: "none"}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = drv.Mount(&volume.MountRequest{Name: "db", ID: "m1"})

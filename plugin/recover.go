@@ -10,6 +10,8 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/relocvol/relocvol/backends"
+	"github.com/relocvol/relocvol/fencing"
+	"github.com/relocvol/relocvol/fencing/scsi3"
 	"github.com/relocvol/relocvol/internal/store"
 )
 
@@ -20,10 +22,43 @@ type FenceChecker interface {
 	Fenced(ctx context.Context) (bool, error)
 }
 
+// RegistrationChecker is an optional ability of a Fencer: checking, while
+// the host is alive, that it is still registered with the storage
+// (repairing what a VG change left out); fencing.ErrCutOff when it was
+// fenced.
+type RegistrationChecker interface {
+	CheckRegistration(ctx context.Context) error
+}
+
+var (
+	_ FenceChecker        = (*scsi3.Fencer)(nil)
+	_ RegistrationChecker = (*scsi3.Fencer)(nil)
+	_ Fencer              = (*scsi3.Fencer)(nil)
+	_ Fencer              = fencing.None{}
+)
+
+// Join implements controller.Member: it registers this host with the
+// storage, once its host key is in etcd.
+func (d *Driver) Join(ctx context.Context) error { return d.fencer.Join(ctx) }
+
+// Check implements controller.Member: it verifies, while the host is
+// alive, that it is still registered with the storage.
+func (d *Driver) Check(ctx context.Context) error {
+	if rc, ok := d.fencer.(RegistrationChecker); ok {
+		return rc.CheckRegistration(ctx)
+	}
+	return nil
+}
+
+// Prepare implements controller.Member (see Recover).
+func (d *Driver) Prepare(ctx context.Context) (int64, error) { return d.Recover(ctx) }
+
 // Recover rebuilds this host's mount counts from the mount table, the
 // backend and etcd, and cleans up, before the host registers: at start-up
-// and at every rejoin after a lost lease. The host mounts nothing until it
-// has succeeded.
+// and at every rejoin after a lost lease. It returns the revision of the
+// fencing mark it cleaned up after (0: none), which the registration clears
+// in the same transaction that requires no other mark. The host mounts
+// nothing until it has registered, and joins the storage only after that.
 //
 // A host that was not fenced keeps what still serves containers:
 //   - claimed here and mounted here: the claim's mount IDs are the counts
@@ -37,22 +72,22 @@ type FenceChecker interface {
 //
 // A fenced host (a fencing mark names it, or its reservation key is gone)
 // could write to none of the VG's volumes, so it keeps none: everything is
-// unmounted and deactivated, its own claims released, and only then does
-// the fencing method re-register it and the mark get cleared.
-func (d *Driver) Recover(ctx context.Context) error {
+// unmounted and deactivated and its own claims released; only then may it
+// register (clearing the mark) and join the storage again.
+func (d *Driver) Recover(ctx context.Context) (int64, error) {
 	f, frev, err := d.store.GetFence(ctx, d.opt.Host)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	fenced := frev != 0
 	if fc, ok := d.fencer.(FenceChecker); ok && !fenced {
 		if fenced, err = fc.Fenced(ctx); err != nil {
-			return fmt.Errorf("check whether this host was fenced: %w", err)
+			return 0, fmt.Errorf("check whether this host was fenced: %w", err)
 		}
 	}
 	names, mounted, err := d.localVolumes(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	switch {
 	case frev != 0:
@@ -67,18 +102,12 @@ func (d *Driver) Recover(ctx context.Context) error {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	if err := d.fencer.Join(ctx); err != nil {
-		return fmt.Errorf("register with the storage: %w", err)
+		return 0, err
 	}
 	if frev != 0 {
-		if err := d.store.ClearFence(ctx, d.opt.Host, frev); err != nil {
-			return err
-		}
-		d.log.WithFields(logrus.Fields{"fenced_by": f.By, "fenced_at": f.At, "method": f.Method}).Warn("cleaned up after being fenced; cleared the mark")
+		d.log.WithFields(logrus.Fields{"fenced_by": f.By, "fenced_at": f.At, "method": f.Method}).Warn("cleaned up after being fenced; the registration clears the mark")
 	}
-	return nil
+	return frev, nil
 }
 
 // localVolumes lists, sorted, every volume this host may have something of:

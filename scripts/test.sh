@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # scripts/test.sh: the project's test command (CI runs it through .ci/run).
 # As root: makes sure of everything setup.sh needs (packages, Go, Docker, the
-# base images), then go vet and every test. The e2e tests build and install
-# the plugin themselves with scripts/build-plugin.sh.
+# base images) and everything the VM labs need (qemu, the kernel, the VM
+# image: scripts/vmlab/build.sh, cached), then go vet and every test. The
+# e2e tests build and install the plugin themselves with
+# scripts/build-plugin.sh. Nothing is skipped on a machine set up by this
+# script alone.
 #
 #   scripts/test.sh [go test flags, e.g. -run TestX]   (as root)
 set -euo pipefail
@@ -11,6 +14,11 @@ set -euo pipefail
 
 start=$SECONDS
 ensure_all
+# The VM labs (e2e/vmlab, e2e/sanlab) boot qemu VMs from images built here;
+# without this a new machine would skip them (or, under CI=true, build them
+# inside a test's own time limit).
+log "VM lab images (scripts/vmlab/build.sh)"
+bash "$RELOCVOL_REPO/scripts/vmlab/build.sh"
 export RELOCVOL_REPO
 cd "$RELOCVOL_REPO"
 

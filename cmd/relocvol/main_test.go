@@ -19,7 +19,7 @@ func TestPluginRefusesBadConfig(t *testing.T) {
 		"invalid configuration",
 		`--backend (RELOCVOL_BACKEND): unknown backend "zfs": use loop or lvm`,
 		`--san-dir (RELOCVOL_SAN_DIR): "relative" must be an absolute path`,
-		"--lease-ttl (RELOCVOL_LEASE_TTL): 1s: use whole seconds, at least 2s",
+		"--lease-ttl (RELOCVOL_LEASE_TTL): 1s: use whole seconds from 2s",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)

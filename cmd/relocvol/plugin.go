@@ -122,8 +122,9 @@ func runPlugin(ctx context.Context, cfg config.Config) error {
 	})
 	drv = plugin.New(st, be, fsutil.FS{Run: run}, fencer, hb, plugin.Options{
 		Host: cfg.Host, MountRoot: cfg.MountRoot, Defaults: cfg.SpecDefaults(), Log: log, Observe: ctl.Observe,
+		Grace: hb.Timings().Grace,
 	})
-	hb.BeforeJoin = drv.Recover
+	hb.Member = drv
 	var ln net.Listener
 	if cfg.APIAddr != "" {
 		// Before anything else runs: a taken port is a configuration error.

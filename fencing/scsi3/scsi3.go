@@ -21,14 +21,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/relocvol/relocvol/fencing"
 	"github.com/relocvol/relocvol/internal/execx"
 )
 
@@ -37,9 +37,10 @@ var (
 	// ErrReservationConflict: the target refused the command because of a
 	// reservation (sg_persist exit 24), e.g. this host's own key is gone.
 	ErrReservationConflict = errors.New("reservation conflict")
-	// ErrNotRegistered: this host's key is not registered on a path, so it
-	// may neither write nor fence others.
-	ErrNotRegistered = errors.New("this host's key is not registered")
+	// ErrNotRegistered: this host's key is not registered on a path where
+	// other hosts' are, so it was fenced itself: it may neither write nor
+	// fence others (errors.Is fencing.ErrCutOff too).
+	ErrNotRegistered error = notRegistered{}
 )
 
 // sg3_utils exit codes (sg_lib.h) that need handling.
@@ -64,6 +65,13 @@ func KeyFor(host string) uint64 {
 
 func hexKey(k uint64) string { return "0x" + strconv.FormatUint(k, 16) }
 
+type notRegistered struct{}
+
+func (notRegistered) Error() string        { return "this host's key is not registered" }
+func (notRegistered) Is(target error) bool { return target == fencing.ErrCutOff }
+
+var _ fencing.Method = (*Fencer)(nil)
+
 // Fencer implements the plugin's Fencer with SCSI-3 PR.
 type Fencer struct {
 	run     execx.Runner
@@ -75,6 +83,9 @@ type Fencer struct {
 	retries int
 	delay   time.Duration
 	log     logrus.FieldLogger
+
+	mu   sync.Mutex
+	ptpl map[string]bool // device -> the target keeps registrations through power loss
 }
 
 // Option configures a Fencer.
@@ -102,6 +113,7 @@ func New(run execx.Runner, host string, devices func(ctx context.Context) ([]str
 	f := &Fencer{
 		run: run, host: host, key: KeyFor(host), devices: devices, abort: true,
 		sysfs: "/sys", retries: 5, delay: 200 * time.Millisecond, log: logrus.StandardLogger(),
+		ptpl: map[string]bool{},
 	}
 	for _, o := range opts {
 		o(f)
@@ -203,188 +215,4 @@ func (f *Fencer) pr(ctx context.Context, p path, args ...string) ([]byte, error)
 			return out, fmt.Errorf("%s: %w", p.dev, err)
 		}
 	}
-}
-
-// Keys returns the keys registered on p.
-func (f *Fencer) keys(ctx context.Context, p path) ([]uint64, error) {
-	out, err := f.pr(ctx, p, "--in", "--read-keys")
-	if err != nil {
-		return nil, fmt.Errorf("read keys: %w", err)
-	}
-	return ParseKeys(out)
-}
-
-// Join registers this host's key on every path and makes sure a type 5
-// reservation is held. It is called when the host starts or rejoins, after
-// the plugin has cleaned up: a registered host can write again.
-func (f *Fencer) Join(ctx context.Context) error {
-	paths, err := f.paths(ctx)
-	if err != nil {
-		return err
-	}
-	key := hexKey(f.key)
-	for _, p := range paths {
-		if _, err := f.pr(ctx, p, "--out", "--register-ignore", "--param-sark="+key); err != nil {
-			return fmt.Errorf("register key %s: %w", key, err)
-		}
-		out, err := f.pr(ctx, p, "--in", "--read-reservation")
-		if err != nil {
-			return fmt.Errorf("read the reservation: %w", err)
-		}
-		res, err := ParseReservation(out)
-		if err != nil {
-			return fmt.Errorf("%s: %w", p.dev, err)
-		}
-		if res.Held {
-			continue
-		}
-		_, err = f.pr(ctx, p, "--out", "--reserve", "--param-rk="+key, "--prout-type=5")
-		if errors.Is(err, ErrReservationConflict) {
-			continue // a peer reserved it first: one reservation is all it takes
-		}
-		if err != nil {
-			return fmt.Errorf("reserve (type 5) with key %s: %w", key, err)
-		}
-		f.log.WithFields(logrus.Fields{"dev": p.dev, "key": key}).Info("took the type 5 reservation")
-	}
-	f.log.WithFields(logrus.Fields{"key": key, "paths": len(paths)}).Info("registered the reservation key")
-	return nil
-}
-
-// Registered reports whether this host's key is registered on every path;
-// false means it was fenced (or never joined) and must not write.
-func (f *Fencer) Registered(ctx context.Context) (bool, error) {
-	paths, err := f.paths(ctx)
-	if err != nil {
-		return false, err
-	}
-	for _, p := range paths {
-		keys, err := f.keys(ctx, p)
-		if err != nil {
-			return false, err
-		}
-		if !slices.Contains(keys, f.key) {
-			return false, nil
-		}
-	}
-	return true, nil
-}
-
-// Fenced reports whether this host's key is missing from some path: it was
-// preempted (or never registered), so the host must clean up before Join.
-func (f *Fencer) Fenced(ctx context.Context) (bool, error) {
-	ok, err := f.Registered(ctx)
-	return !ok, err
-}
-
-// Fence removes host's key from every path. It is idempotent: a key that is
-// already gone counts as fenced. It fails if this host is not registered
-// itself (a fenced host must not fence others) or the key survives.
-func (f *Fencer) Fence(ctx context.Context, host string) error {
-	victim := KeyFor(host)
-	if victim == f.key {
-		return fmt.Errorf("refusing to fence %s: it is this host", host)
-	}
-	paths, err := f.paths(ctx)
-	if err != nil {
-		return err
-	}
-	mode := "--preempt-abort"
-	if !f.abort {
-		mode = "--preempt"
-	}
-	for _, p := range paths {
-		log := f.log.WithFields(logrus.Fields{"fenced_host": host, "dev": p.dev, "key": hexKey(victim)})
-		keys, err := f.keys(ctx, p)
-		if err != nil {
-			return err
-		}
-		if !slices.Contains(keys, victim) {
-			log.Info("host's key is not registered here: already fenced")
-			continue
-		}
-		if !slices.Contains(keys, f.key) {
-			return fmt.Errorf("cannot fence %s on %s: %w (it may have been fenced itself)", host, p.dev, ErrNotRegistered)
-		}
-		log.Warn("preempting host's reservation key")
-		if _, err := f.pr(ctx, p, "--out", mode, "--param-rk="+hexKey(f.key), "--param-sark="+hexKey(victim), "--prout-type=5"); err != nil {
-			return fmt.Errorf("fence %s on %s: %w", host, p.dev, err)
-		}
-		keys, err = f.keys(ctx, p)
-		if err != nil {
-			return err
-		}
-		if slices.Contains(keys, victim) {
-			return fmt.Errorf("fence %s on %s: key %s still registered after the preempt", host, p.dev, hexKey(victim))
-		}
-		log.Warn("fenced host on this path")
-	}
-	return nil
-}
-
-var (
-	genRe     = regexp.MustCompile(`PR generation=0x([0-9a-fA-F]+)`)
-	keyLineRe = regexp.MustCompile(`^\s*(?:Key\s*=\s*)?0x([0-9a-fA-F]+)\s*$`)
-)
-
-// ParseKeys reads `sg_persist --in --read-keys` (or mpathpersist) output.
-func ParseKeys(out []byte) ([]uint64, error) {
-	text := string(out)
-	if !genRe.MatchString(text) {
-		return nil, fmt.Errorf("unexpected read-keys output: %q", strings.TrimSpace(text))
-	}
-	if strings.Contains(text, "NO registered reservation keys") {
-		return nil, nil
-	}
-	var keys []uint64
-	for _, line := range strings.Split(text, "\n") {
-		m := keyLineRe.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		k, err := strconv.ParseUint(m[1], 16, 64)
-		if err != nil {
-			return nil, fmt.Errorf("key %q: %w", m[1], err)
-		}
-		keys = append(keys, k)
-	}
-	return keys, nil
-}
-
-// Reservation is what `--read-reservation` says.
-type Reservation struct {
-	Held bool
-	Key  uint64
-	Type string // e.g. "Write Exclusive, registrants only"
-}
-
-var (
-	resKeyRe  = regexp.MustCompile(`Key\s*=\s*0x([0-9a-fA-F]+)`)
-	resTypeRe = regexp.MustCompile(`type:\s*(.+?)\s*$`)
-)
-
-// ParseReservation reads `sg_persist --in --read-reservation` output.
-func ParseReservation(out []byte) (Reservation, error) {
-	text := string(out)
-	if !genRe.MatchString(text) {
-		return Reservation{}, fmt.Errorf("unexpected read-reservation output: %q", strings.TrimSpace(text))
-	}
-	if strings.Contains(text, "NO reservation held") {
-		return Reservation{}, nil
-	}
-	m := resKeyRe.FindStringSubmatch(text)
-	if m == nil {
-		return Reservation{}, fmt.Errorf("read-reservation output names no key: %q", strings.TrimSpace(text))
-	}
-	k, err := strconv.ParseUint(m[1], 16, 64)
-	if err != nil {
-		return Reservation{}, fmt.Errorf("reservation key %q: %w", m[1], err)
-	}
-	r := Reservation{Held: true, Key: k}
-	for _, line := range strings.Split(text, "\n") {
-		if t := resTypeRe.FindStringSubmatch(line); t != nil {
-			r.Type = t[1]
-		}
-	}
-	return r, nil
 }

@@ -3,6 +3,7 @@ package scsi3
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/relocvol/relocvol/fencing"
 	"github.com/relocvol/relocvol/internal/execx"
 )
 
@@ -112,28 +114,135 @@ func keysOut(keys ...uint64) string {
 
 func newFencer(t *testing.T, f *execx.Fake, opts ...Option) *Fencer {
 	t.Helper()
-	dev := filepath.Join(t.TempDir(), "sdb")
-	if err := os.WriteFile(dev, nil, 0o600); err != nil {
-		t.Fatal(err)
+	return newFencerOn(t, f, 1, opts...)
+}
+
+// newFencerOn is node-b's fencer on a VG of n PVs (plain disks).
+func newFencerOn(t *testing.T, f *execx.Fake, n int, opts ...Option) *Fencer {
+	t.Helper()
+	dir := t.TempDir()
+	var devs []string
+	for i := 0; i < n; i++ {
+		dev := filepath.Join(dir, "sd"+string(rune('b'+i)))
+		if err := os.WriteFile(dev, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		devs = append(devs, dev)
 	}
 	log := logrus.New()
 	log.SetOutput(nopWriter{})
 	opts = append([]Option{WithSysfs(t.TempDir()), WithRetry(3, time.Millisecond), WithLogger(log)}, opts...)
-	fn := New(f, "node-b", func(context.Context) ([]string, error) { return []string{dev}, nil }, opts...)
-	return fn
+	return New(f, "node-b", func(context.Context) ([]string, error) { return devs, nil }, opts...)
 }
 
 type nopWriter struct{}
 
 func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 
-func devOf(fn *Fencer) string {
+func devOf(fn *Fencer) string { return devsOf(fn)[0] }
+
+func devsOf(fn *Fencer) []string {
 	ps, _ := fn.paths(context.Background())
-	return ps[0].dev
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.dev)
+	}
+	return out
+}
+
+var (
+	keyA, keyB = KeyFor("node-a"), KeyFor("node-b")
+	held       = "handwritten-read-reservation-held.txt"
+	none       = "handwritten-read-reservation-none.txt"
+)
+
+// Scripted sg_persist calls, answered with recorded (or rendered) output.
+func readKeys(dev string, keys ...uint64) execx.Call {
+	return execx.Call{Argv: []string{"sg_persist", "--in", "--read-keys", dev}, Stdout: keysOut(keys...)}
+}
+
+func readRes(t *testing.T, dev, fixtureName string) execx.Call {
+	return execx.Call{Argv: []string{"sg_persist", "--in", "--read-reservation", dev}, Stdout: string(fixture(t, fixtureName))}
+}
+
+func preempt(dev, mode string) execx.Call {
+	return execx.Call{Argv: []string{"sg_persist", "--out", mode, "--param-rk=" + hexKey(keyB), "--param-sark=" + hexKey(keyA), "--prout-type=5", dev}}
+}
+
+func reserve(dev string, err error) execx.Call {
+	return execx.Call{Argv: []string{"sg_persist", "--out", "--reserve", "--param-rk=" + hexKey(keyB), "--prout-type=5", dev}, Err: err}
+}
+
+// register is node-b's registration, with APTPL: the lab's LIO target
+// reports PTPL_C.
+func register(t *testing.T, dev string) []execx.Call {
+	return []execx.Call{
+		{Argv: []string{"sg_persist", "--in", "--report-capabilities", dev}, Stdout: string(fixture(t, "lab-report-capabilities.txt"))},
+		{Argv: []string{"sg_persist", "--out", "--register-ignore", "--param-sark=" + hexKey(keyB), "--param-aptpl", dev}},
+	}
+}
+
+func script(calls ...any) []execx.Call {
+	var out []execx.Call
+	for _, c := range calls {
+		switch c := c.(type) {
+		case execx.Call:
+			out = append(out, c)
+		case []execx.Call:
+			out = append(out, c...)
+		}
+	}
+	return out
+}
+
+func runAll(t *testing.T, f *execx.Fake, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left := f.Left(); len(left) != 0 {
+		t.Fatalf("commands not run: %v", left)
+	}
+}
+
+func TestPlanPath(t *testing.T) {
+	wero := Reservation{Held: true, Key: keyB, Type: typeWERO}
+	for _, tc := range []struct {
+		name      string
+		s         pathState
+		victim    uint64
+		elsewhere bool
+		want      []step
+		wantErr   string
+	}{
+		{name: "victim registered: preempt", s: pathState{keys: []uint64{keyA, keyB}, res: wero}, victim: keyA, elsewhere: true, want: []step{stepPreempt}},
+		{name: "victim gone, reservation held: nothing", s: pathState{keys: []uint64{keyB}, res: wero}, victim: keyA, elsewhere: true},
+		{name: "victim gone, no reservation: reserve", s: pathState{keys: []uint64{keyB}}, victim: keyA, elsewhere: true, want: []step{stepReserve}},
+		{name: "no reservation, victim registered: reserve, preempt", s: pathState{keys: []uint64{keyA, keyB}}, victim: keyA, elsewhere: true, want: []step{stepReserve, stepPreempt}},
+		{name: "new PV, no key at all: register, reserve", s: pathState{}, victim: keyA, elsewhere: true, want: []step{stepRegister, stepReserve}},
+		{name: "target lost its state everywhere: register, reserve", s: pathState{}, victim: keyA, elsewhere: false, want: []step{stepRegister, stepReserve}},
+		{name: "new PV a peer joined first: register, preempt", s: pathState{keys: []uint64{keyA}, res: Reservation{Held: true, Key: keyA, Type: typeWERO}}, victim: keyA, elsewhere: true, want: []step{stepRegister, stepPreempt}},
+		{name: "this host cut off everywhere: refuse", s: pathState{dev: "/dev/sdb", keys: []uint64{keyA}, res: wero}, victim: keyA, elsewhere: false, wantErr: "/dev/sdb: this host's key is not registered: keys " + hexKey(keyA) + " are registered there but not this host's"},
+		{name: "another reservation type: refuse", s: pathState{dev: "/dev/sdb", keys: []uint64{keyB}, res: Reservation{Held: true, Key: keyA, Type: "Exclusive Access"}}, victim: keyA, elsewhere: true, wantErr: `a "Exclusive Access" reservation is held`},
+		{name: "join: register, reservation held by a peer", s: pathState{keys: []uint64{keyA}, res: Reservation{Held: true, Key: keyA, Type: typeWERO}}, elsewhere: true, want: []step{stepRegister}},
+		{name: "join: nothing to do", s: pathState{keys: []uint64{keyB}, res: wero}, elsewhere: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := planPath(tc.s, keyB, tc.victim, tc.elsewhere)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("planPath = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
 }
 
 func TestFencePreemptsAndVerifies(t *testing.T) {
-	a, b := KeyFor("node-a"), KeyFor("node-b")
 	for _, tc := range []struct {
 		name string
 		opts []Option
@@ -146,67 +255,110 @@ func TestFencePreemptsAndVerifies(t *testing.T) {
 			f := &execx.Fake{}
 			fn := newFencer(t, f, tc.opts...)
 			dev := devOf(fn)
-			f.Script = []execx.Call{
-				{Argv: []string{"sg_persist", "--in", "--read-keys", dev}, Stdout: keysOut(a, b)},
-				{Argv: []string{"sg_persist", "--out", tc.mode, "--param-rk=" + hexKey(b), "--param-sark=" + hexKey(a), "--prout-type=5", dev}},
-				{Argv: []string{"sg_persist", "--in", "--read-keys", dev}, Stdout: keysOut(b)},
-			}
-			if err := fn.Fence(context.Background(), "node-a"); err != nil {
-				t.Fatal(err)
-			}
-			if left := f.Left(); len(left) != 0 {
-				t.Fatalf("commands not run: %v", left)
-			}
+			f.Script = script(readKeys(dev, keyA, keyB), readRes(t, dev, held),
+				preempt(dev, tc.mode), readKeys(dev, keyB), readRes(t, dev, held))
+			runAll(t, f, fn.Fence(context.Background(), "node-a"))
 		})
 	}
+}
+
+// A victim whose key is absent is fenced only where a type 5 reservation
+// is held: without one, nothing stops an unregistered host from writing.
+func TestFenceWithoutReservationReserves(t *testing.T) {
+	f := &execx.Fake{}
+	fn := newFencer(t, f)
+	dev := devOf(fn)
+	f.Script = script(readKeys(dev, keyB), readRes(t, dev, none),
+		reserve(dev, nil), readKeys(dev, keyB), readRes(t, dev, held))
+	runAll(t, f, fn.Fence(context.Background(), "node-a"))
 }
 
 func TestFenceAlreadyFenced(t *testing.T) {
 	f := &execx.Fake{}
 	fn := newFencer(t, f)
-	f.Script = []execx.Call{{Argv: []string{"sg_persist", "--in", "--read-keys", devOf(fn)}, Stdout: keysOut(KeyFor("node-b"))}}
-	if err := fn.Fence(context.Background(), "node-a"); err != nil {
-		t.Fatalf("fencing a host whose key is gone: %v", err)
+	dev := devOf(fn)
+	f.Script = script(readKeys(dev, keyB), readRes(t, dev, held))
+	runAll(t, f, fn.Fence(context.Background(), "node-a"))
+}
+
+func TestFenceReservationMissingOnOnePath(t *testing.T) {
+	f := &execx.Fake{}
+	fn := newFencerOn(t, f, 2)
+	d := devsOf(fn)
+	f.Script = script(
+		readKeys(d[0], keyA, keyB), readRes(t, d[0], held),
+		readKeys(d[1], keyA, keyB), readRes(t, d[1], none),
+		preempt(d[0], "--preempt-abort"), readKeys(d[0], keyB), readRes(t, d[0], held),
+		reserve(d[1], nil), preempt(d[1], "--preempt-abort"), readKeys(d[1], keyB), readRes(t, d[1], held),
+	)
+	runAll(t, f, fn.Fence(context.Background(), "node-a"))
+}
+
+// A LUN added to the VG after the hosts joined has no key and no
+// reservation: the fence registers this host there and reserves it.
+func TestFenceNewPV(t *testing.T) {
+	f := &execx.Fake{}
+	fn := newFencerOn(t, f, 2)
+	d := devsOf(fn)
+	f.Script = script(
+		readKeys(d[0], keyA, keyB), readRes(t, d[0], held),
+		readKeys(d[1]), readRes(t, d[1], none),
+		preempt(d[0], "--preempt-abort"), readKeys(d[0], keyB), readRes(t, d[0], held),
+		register(t, d[1]), reserve(d[1], nil), readKeys(d[1], keyB), readRes(t, d[1], held),
+	)
+	runAll(t, f, fn.Fence(context.Background(), "node-a"))
+}
+
+func TestFenceFailsWhenNotProven(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		after   []execx.Call
+		wantErr string
+	}{
+		{"victim's key survives", []execx.Call{readKeys("DEV", keyA, keyB), readRes(t, "DEV", held)}, "still registered after the preempt"},
+		{"reservation lost", []execx.Call{readKeys("DEV", keyB), readRes(t, "DEV", none)}, "no reservation is held"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &execx.Fake{}
+			fn := newFencer(t, f)
+			dev := devOf(fn)
+			for i := range tc.after {
+				tc.after[i].Argv[len(tc.after[i].Argv)-1] = dev
+			}
+			f.Script = script(readKeys(dev, keyA, keyB), readRes(t, dev, held), preempt(dev, "--preempt-abort"), tc.after)
+			err := fn.Fence(context.Background(), "node-a")
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), dev) {
+				t.Fatalf("err = %v, want one naming %s and saying %q", err, dev, tc.wantErr)
+			}
+		})
 	}
 }
 
 func TestFenceRefusedWhenSelfNotRegistered(t *testing.T) {
 	f := &execx.Fake{}
 	fn := newFencer(t, f)
-	f.Script = []execx.Call{{Argv: []string{"sg_persist", "--in", "--read-keys", devOf(fn)}, Stdout: keysOut(KeyFor("node-a"))}}
-	err := fn.Fence(context.Background(), "node-a")
-	if !errors.Is(err, ErrNotRegistered) || !strings.Contains(err.Error(), "cannot fence node-a") {
-		t.Fatalf("err = %v", err)
-	}
-}
-
-func TestFenceFailsWhenKeySurvives(t *testing.T) {
-	a, b := KeyFor("node-a"), KeyFor("node-b")
-	f := &execx.Fake{}
-	fn := newFencer(t, f)
 	dev := devOf(fn)
-	f.Script = []execx.Call{
-		{Argv: []string{"sg_persist", "--in", "--read-keys", dev}, Stdout: keysOut(a, b)},
-		{Argv: []string{"sg_persist", "--out", "--preempt-abort", "--param-rk=" + hexKey(b), "--param-sark=" + hexKey(a), "--prout-type=5", dev}},
-		{Argv: []string{"sg_persist", "--in", "--read-keys", dev}, Stdout: keysOut(a, b)},
-	}
-	if err := fn.Fence(context.Background(), "node-a"); err == nil || !strings.Contains(err.Error(), "still registered after the preempt") {
+	f.Script = script(readKeys(dev, keyA), readRes(t, dev, held))
+	err := fn.Fence(context.Background(), "node-a")
+	if !errors.Is(err, ErrNotRegistered) || !strings.Contains(err.Error(), "cannot fence node-a") || !strings.Contains(err.Error(), "fenced itself") {
 		t.Fatalf("err = %v", err)
+	}
+	if left := f.Left(); len(left) != 0 {
+		t.Fatalf("commands not run: %v", left)
 	}
 }
 
 func TestFenceConflictAndUnitAttention(t *testing.T) {
-	a, b := KeyFor("node-a"), KeyFor("node-b")
 	f := &execx.Fake{}
 	fn := newFencer(t, f)
 	dev := devOf(fn)
 	ua := &execx.ExecError{Cmd: []string{"sg_persist"}, ExitCode: 6, Stderr: "persistent reserve in: Unit attention"}
 	conflict := &execx.ExecError{Cmd: []string{"sg_persist"}, ExitCode: 24, Stderr: "persistent reserve out: Reservation conflict"}
-	f.Script = []execx.Call{
-		{Argv: []string{"sg_persist", "--in", "--read-keys", dev}, Err: ua},
-		{Argv: []string{"sg_persist", "--in", "--read-keys", dev}, Stdout: keysOut(a, b)},
-		{Argv: []string{"sg_persist", "--out", "--preempt-abort", "--param-rk=" + hexKey(b), "--param-sark=" + hexKey(a), "--prout-type=5", dev}, Err: conflict},
-	}
+	uaCall := readKeys(dev)
+	uaCall.Err = ua
+	pre := preempt(dev, "--preempt-abort")
+	pre.Err = conflict
+	f.Script = script(uaCall, readKeys(dev, keyA, keyB), readRes(t, dev, held), pre)
 	err := fn.Fence(context.Background(), "node-a")
 	if !errors.Is(err, ErrReservationConflict) || !strings.Contains(err.Error(), "Reservation conflict (exit 24)") {
 		t.Fatalf("err = %v", err)
@@ -227,51 +379,107 @@ func TestFenceGivesUpAfterRetries(t *testing.T) {
 }
 
 func TestJoinRegistersAndReserves(t *testing.T) {
-	b := hexKey(KeyFor("node-b"))
+	conflict := &execx.ExecError{ExitCode: 24, Stderr: "Reservation conflict"}
 	for _, tc := range []struct {
-		name     string
-		resOut   string
-		reserve  bool
-		reserveE error
+		name   string
+		script func(dev string) []execx.Call
 	}{
-		{"no reservation yet", string(fixture(t, "handwritten-read-reservation-none.txt")), true, nil},
-		{"reservation held by a peer", string(fixture(t, "handwritten-read-reservation-held.txt")), false, nil},
-		{"a peer reserves first", string(fixture(t, "handwritten-read-reservation-none.txt")), true, &execx.ExecError{ExitCode: 24, Stderr: "Reservation conflict"}},
+		{"no key, no reservation yet", func(dev string) []execx.Call {
+			return script(readKeys(dev), readRes(t, dev, none), register(t, dev), reserve(dev, nil), readKeys(dev, keyB), readRes(t, dev, held))
+		}},
+		{"reservation held by a peer", func(dev string) []execx.Call {
+			return script(readKeys(dev, keyA), readRes(t, dev, held), register(t, dev), readKeys(dev, keyA, keyB), readRes(t, dev, held))
+		}},
+		{"a peer reserves first", func(dev string) []execx.Call {
+			return script(readKeys(dev), readRes(t, dev, none), register(t, dev), reserve(dev, conflict), readKeys(dev, keyA, keyB), readRes(t, dev, held))
+		}},
+		{"already registered", func(dev string) []execx.Call {
+			return script(readKeys(dev, keyA, keyB), readRes(t, dev, held))
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &execx.Fake{}
 			fn := newFencer(t, f)
-			dev := devOf(fn)
-			f.Script = []execx.Call{
-				{Argv: []string{"sg_persist", "--out", "--register-ignore", "--param-sark=" + b, dev}},
-				{Argv: []string{"sg_persist", "--in", "--read-reservation", dev}, Stdout: tc.resOut},
+			f.Script = tc.script(devOf(fn))
+			runAll(t, f, fn.Join(context.Background()))
+		})
+	}
+}
+
+func TestJoinWithoutAPTPL(t *testing.T) {
+	f := &execx.Fake{}
+	fn := newFencer(t, f)
+	dev := devOf(fn)
+	noPTPL := strings.Replace(string(fixture(t, "lab-report-capabilities.txt")), "(PTPL_C): 1", "(PTPL_C): 0", 1)
+	f.Script = script(readKeys(dev), readRes(t, dev, held),
+		execx.Call{Argv: []string{"sg_persist", "--in", "--report-capabilities", dev}, Stdout: noPTPL},
+		execx.Call{Argv: []string{"sg_persist", "--out", "--register-ignore", "--param-sark=" + hexKey(keyB), dev}},
+		readKeys(dev, keyB), readRes(t, dev, held))
+	runAll(t, f, fn.Join(context.Background()))
+}
+
+func TestCheckRegistration(t *testing.T) {
+	t.Run("registered and reserved everywhere", func(t *testing.T) {
+		f := &execx.Fake{}
+		fn := newFencerOn(t, f, 2)
+		d := devsOf(fn)
+		f.Script = script(readKeys(d[0], keyA, keyB), readRes(t, d[0], held), readKeys(d[1], keyA, keyB), readRes(t, d[1], held))
+		runAll(t, f, fn.CheckRegistration(context.Background()))
+	})
+	t.Run("a new PV is joined", func(t *testing.T) {
+		f := &execx.Fake{}
+		fn := newFencerOn(t, f, 2)
+		d := devsOf(fn)
+		f.Script = script(readKeys(d[0], keyA, keyB), readRes(t, d[0], held), readKeys(d[1], keyA), readRes(t, d[1], held),
+			register(t, d[1]), readKeys(d[1], keyA, keyB), readRes(t, d[1], held))
+		runAll(t, f, fn.CheckRegistration(context.Background()))
+	})
+	t.Run("key gone everywhere: fenced, never re-registered", func(t *testing.T) {
+		f := &execx.Fake{}
+		fn := newFencerOn(t, f, 2)
+		d := devsOf(fn)
+		f.Script = script(readKeys(d[0], keyA), readRes(t, d[0], held), readKeys(d[1], keyA), readRes(t, d[1], held))
+		err := fn.CheckRegistration(context.Background())
+		if !errors.Is(err, ErrNotRegistered) || !errors.Is(err, fencing.ErrCutOff) {
+			t.Fatalf("err = %v, want ErrNotRegistered, a fencing.ErrCutOff", err)
+		}
+		if left := f.Left(); len(left) != 0 {
+			t.Fatalf("commands not run: %v", left)
+		}
+	})
+}
+
+func TestFenced(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		keys [][]uint64
+		want bool
+	}{
+		{"registered everywhere", [][]uint64{{keyA, keyB}, {keyB}}, false},
+		{"registered on the old PV only (a new PV)", [][]uint64{{keyA, keyB}, {keyA}}, false},
+		{"registered nowhere", [][]uint64{{keyA}, {}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &execx.Fake{}
+			fn := newFencerOn(t, f, 2)
+			d := devsOf(fn)
+			for i, keys := range tc.keys {
+				f.Script = append(f.Script, readKeys(d[i], keys...), readRes(t, d[i], held))
 			}
-			if tc.reserve {
-				f.Script = append(f.Script, execx.Call{Argv: []string{"sg_persist", "--out", "--reserve", "--param-rk=" + b, "--prout-type=5", dev}, Err: tc.reserveE})
-			}
-			if err := fn.Join(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			if left := f.Left(); len(left) != 0 {
-				t.Fatalf("commands not run: %v", left)
+			got, err := fn.Fenced(context.Background())
+			if err != nil || got != tc.want {
+				t.Fatalf("Fenced = %v, %v; want %v", got, err, tc.want)
 			}
 		})
 	}
 }
 
-func TestRegistered(t *testing.T) {
-	f := &execx.Fake{}
-	fn := newFencer(t, f)
-	dev := devOf(fn)
-	f.Script = []execx.Call{
-		{Argv: []string{"sg_persist", "--in", "--read-keys", dev}, Stdout: keysOut(KeyFor("node-a"), KeyFor("node-b"))},
-		{Argv: []string{"sg_persist", "--in", "--read-keys", dev}, Stdout: keysOut(KeyFor("node-a"))},
+func TestParseCapabilities(t *testing.T) {
+	if ptpl, err := ParseCapabilities(fixture(t, "lab-report-capabilities.txt")); err != nil || !ptpl {
+		t.Fatalf("lab LIO target: PTPL_C %v, %v; want true", ptpl, err)
 	}
-	for _, want := range []bool{true, false} {
-		got, err := fn.Registered(context.Background())
-		if err != nil || got != want {
-			t.Fatalf("Registered = %v, %v; want %v", got, err, want)
-		}
+	if _, err := ParseCapabilities([]byte("sg_persist: no such device")); err == nil {
+		t.Fatal("garbage parsed")
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/pflag"
 
+	"github.com/relocvol/relocvol/internal/liveness"
 	"github.com/relocvol/relocvol/internal/spec"
 )
 
@@ -91,7 +92,7 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Socket, "socket", c.Socket, "path of the VolumeDriver unix socket")
 	fs.StringVar(&c.Fencing, "fencing", c.Fencing, "fencing method: none (loop backend) or scsi3 (SCSI-3 persistent reservations, lvm backend)")
 	fs.StringVar(&c.PRPreempt, "pr-preempt", c.PRPreempt, "scsi3: how a dead host's key is removed: abort (PREEMPT AND ABORT) or plain (PREEMPT, for targets that mishandle the abort)")
-	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "host liveness lease TTL (at least 2s)")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "host liveness lease TTL (whole seconds, 2s to 120s)")
 	fs.StringVar(&c.DefaultSize, "default-size", c.DefaultSize, "size of a volume created without -o size")
 	fs.StringVar(&c.DefaultFS, "default-fs", c.DefaultFS, "filesystem of a volume created without -o fs: ext4 or xfs")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
@@ -195,8 +196,10 @@ func (c *Config) Validate() error {
 	if c.PRPreempt != "abort" && c.PRPreempt != "plain" {
 		bad("pr-preempt", "%q: use abort or plain", c.PRPreempt)
 	}
-	if c.LeaseTTL < 2*time.Second || c.LeaseTTL%time.Second != 0 {
-		bad("lease-ttl", "%s: use whole seconds, at least 2s (etcd grants no shorter lease)", c.LeaseTTL)
+	if c.LeaseTTL < liveness.MinTTL || c.LeaseTTL > liveness.MaxTTL || c.LeaseTTL%time.Second != 0 {
+		bad("lease-ttl", "%s: use whole seconds from %s (etcd grants no shorter lease) to %s", c.LeaseTTL, liveness.MinTTL, liveness.MaxTTL)
+	} else if err := liveness.For(c.LeaseTTL).Check(); err != nil {
+		bad("lease-ttl", "%v", err)
 	}
 	if _, err := spec.ParseSize(c.DefaultSize); err != nil {
 		bad("default-size", "%v", err)

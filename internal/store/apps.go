@@ -84,38 +84,6 @@ type AppPort struct {
 	HostPort string `json:"hostPort,omitempty"`
 }
 
-// Guard is an extra condition of a write; a *Leadership is one: the write
-// fails with ErrNotLeader once its leader was deposed.
-type Guard interface {
-	cmp() clientv3.Cmp
-}
-
-// guardedTxn is txn with guards; when it fails because a guard no longer
-// holds, the error is ErrNotLeader rather than ErrConflict.
-func (s *Store) guardedTxn(ctx context.Context, what string, guards []Guard, cmps []clientv3.Cmp, ops ...clientv3.Op) (int64, error) {
-	for _, g := range guards {
-		cmps = append(cmps, g.cmp())
-	}
-	tctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.cli.Txn(tctx).If(cmps...).Then(ops...).Commit()
-	if err != nil {
-		return 0, fmt.Errorf("etcd %s: %w", what, err)
-	}
-	if resp.Succeeded {
-		return resp.Header.Revision, nil
-	}
-	for _, g := range guards {
-		gctx, gcancel := s.ctx(ctx)
-		r, err := s.cli.Txn(gctx).If(g.cmp()).Commit()
-		gcancel()
-		if err == nil && !r.Succeeded {
-			return 0, fmt.Errorf("%s: %w", what, ErrNotLeader)
-		}
-	}
-	return 0, fmt.Errorf("%s: %w", what, ErrConflict)
-}
-
 // GetApp returns an app and its revision, or ErrNotFound.
 func (s *Store) GetApp(ctx context.Context, name string) (App, int64, error) {
 	var a App
@@ -147,25 +115,17 @@ func (s *Store) DeleteApp(ctx context.Context, name string, rev int64, guards ..
 	return err
 }
 
-// ReleaseClaim gives up the claim read at rev on behalf of its (fenced)
+// ReleaseClaim gives up the claim read at rev on behalf of its fenced
 // holder; the epoch stays, so the next holder's is higher, and TakenFrom
-// names the fenced holder until the next holder releases it in turn.
+// names the fenced holder until the next holder releases it in turn. The
+// holder's host key must still be absent when the release lands
+// (ErrHostAlive otherwise): a holder that rejoined keeps its claim.
 func (s *Store) ReleaseClaim(ctx context.Context, c Claim, rev int64, guards ...Guard) error {
 	key := s.key("claims", c.Volume)
+	guards = append(guards, s.HostGone(c.Host))
 	_, err := s.guardedTxn(ctx, "release "+key, guards,
 		[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}, clientv3.OpPut(key, mustJSON(c.Released(c.Host))))
 	return err
-}
-
-// RecordFence writes f.Host's fencing mark under guards.
-func (s *Store) RecordFence(ctx context.Context, f Fence, guards ...Guard) error {
-	_, err := s.guardedTxn(ctx, "record fence of "+f.Host, guards, nil, clientv3.OpPut(s.key("fenced", f.Host), mustJSON(f)))
-	return err
-}
-
-// ListFences returns every fencing mark by host.
-func (s *Store) ListFences(ctx context.Context) (map[string]Versioned[Fence], error) {
-	return list[Fence](ctx, s, "fenced")
 }
 
 // Event is one step of a relocation's timeline.

@@ -77,7 +77,7 @@ func TestGuardedWritesOfDeposedLeader(t *testing.T) {
 	if _, err := st.PutApp(ctx, store.App{Name: "db", Host: "x"}, arev, old); !errors.Is(err, store.ErrNotLeader) {
 		t.Fatalf("deposed leader's placement: err = %v, want ErrNotLeader", err)
 	}
-	if err := st.RecordFence(ctx, store.Fence{Host: "dead", By: "old"}, old); !errors.Is(err, store.ErrNotLeader) {
+	if _, err := st.MarkFence(ctx, store.Fence{Host: "dead", By: "old"}, old); !errors.Is(err, store.ErrNotLeader) {
 		t.Fatalf("deposed leader's fence mark: err = %v, want ErrNotLeader", err)
 	}
 	if c, _, _ := st.GetClaim(ctx, "db"); c.Host != "dead" {
@@ -92,7 +92,7 @@ func TestGuardedWritesOfDeposedLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cur.Resign(ctx) }()
-	if err := st.RecordFence(ctx, store.Fence{Host: "dead", By: "new"}, cur); err != nil {
+	if _, err := st.MarkFence(ctx, store.Fence{Host: "dead", By: "new"}, cur); err != nil {
 		t.Fatal(err)
 	}
 	// The leader's guard holds but the claim moved on: that is a conflict.

@@ -68,32 +68,6 @@ func (c Claim) Released(takenFrom string) Claim {
 	return c
 }
 
-// Host is a live host's record, kept under its lease.
-type Host struct {
-	Name    string    `json:"name"`
-	Started time.Time `json:"started"`
-	Lease   int64     `json:"lease"`
-	PID     int       `json:"pid"`
-	Version string    `json:"version,omitempty"`
-}
-
-// HostState is what a peer knows of a host's liveness.
-type HostState struct {
-	Alive bool
-	// LastRenewed is how long ago the lease was last renewed (alive hosts).
-	LastRenewed time.Duration
-	Info        Host
-}
-
-// Fence records that a host was fenced so that it cleans up before it rejoins.
-type Fence struct {
-	Host   string    `json:"host"`
-	By     string    `json:"by"`
-	Method string    `json:"method"`
-	Volume string    `json:"volume,omitempty"`
-	At     time.Time `json:"at"`
-}
-
 // Store is relocvol's etcd state. It is safe for concurrent use.
 type Store struct {
 	cli     *clientv3.Client
@@ -265,105 +239,13 @@ func (s *Store) ListClaims(ctx context.Context) (map[string]Versioned[Claim], er
 
 // PutClaim writes c if the claim is still at claimRev (0: absent) and the
 // volume record still at volRev, so a claim is never taken on a volume that
-// is being removed or was re-created.
-func (s *Store) PutClaim(ctx context.Context, c Claim, claimRev, volRev int64) (int64, error) {
+// is being removed or was re-created, and if every guard still holds: a
+// host writes its own claims under HostLease, a takeover under HostGone of
+// the previous holder.
+func (s *Store) PutClaim(ctx context.Context, c Claim, claimRev, volRev int64, guards ...Guard) (int64, error) {
 	key := s.key("claims", c.Volume)
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.cli.Txn(ctx).If(
+	return s.guardedTxn(ctx, "claim volume "+c.Volume, guards, []clientv3.Cmp{
 		clientv3.Compare(clientv3.ModRevision(key), "=", claimRev),
 		clientv3.Compare(clientv3.ModRevision(s.key("volumes", c.Volume)), "=", volRev),
-	).Then(clientv3.OpPut(key, mustJSON(c))).Commit()
-	if err != nil {
-		return 0, fmt.Errorf("etcd put %s: %w", key, err)
-	}
-	if !resp.Succeeded {
-		return 0, fmt.Errorf("claim volume %s: %w", c.Volume, ErrConflict)
-	}
-	return resp.Header.Revision, nil
-}
-
-// HostState tells whether host has a live lease and when it was last renewed.
-func (s *Store) HostState(ctx context.Context, host string) (HostState, error) {
-	var h Host
-	rev, err := s.get(ctx, s.key("hosts", host), &h)
-	if err != nil || rev == 0 {
-		return HostState{Info: Host{Name: host}}, err
-	}
-	st := HostState{Alive: true, Info: h}
-	tctx, cancel := s.ctx(ctx)
-	defer cancel()
-	if ttl, err := s.cli.TimeToLive(tctx, clientv3.LeaseID(h.Lease)); err == nil && ttl.TTL > 0 {
-		st.LastRenewed = time.Duration(ttl.GrantedTTL-ttl.TTL) * time.Second
-	} else if err == nil && ttl.TTL <= 0 {
-		st.Alive = false // expired between the two reads
-	}
-	return st, nil
-}
-
-// ListHosts returns the hosts with a live lease.
-func (s *Store) ListHosts(ctx context.Context) (map[string]Versioned[Host], error) {
-	return list[Host](ctx, s, "hosts")
-}
-
-// RegisterHost binds the host key to lease. If the key is held under
-// prevLease (this host's own previous incarnation, which has not expired yet)
-// that lease is revoked first; any other holder is ErrHostTaken.
-func (s *Store) RegisterHost(ctx context.Context, h Host, prevLease int64) error {
-	key := s.key("hosts", h.Name)
-	for attempt := 0; attempt < 3; attempt++ {
-		tctx, cancel := s.ctx(ctx)
-		resp, err := s.cli.Txn(tctx).
-			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-			Then(clientv3.OpPut(key, mustJSON(h), clientv3.WithLease(clientv3.LeaseID(h.Lease)))).
-			Else(clientv3.OpGet(key)).Commit()
-		cancel()
-		if err != nil {
-			return fmt.Errorf("etcd register %s: %w", key, err)
-		}
-		if resp.Succeeded {
-			return nil
-		}
-		kvs := resp.Responses[0].GetResponseRange().Kvs
-		if len(kvs) == 0 {
-			continue
-		}
-		held := kvs[0].Lease
-		if held == 0 || held != prevLease {
-			var cur Host
-			_ = json.Unmarshal(kvs[0].Value, &cur)
-			return fmt.Errorf("%w: %s is held by pid %d started %s (lease %x); give this host another name or stop the other one",
-				ErrHostTaken, key, cur.PID, cur.Started.Format(time.RFC3339), held)
-		}
-		tctx, cancel = s.ctx(ctx)
-		_, err = s.cli.Revoke(tctx, clientv3.LeaseID(held))
-		cancel()
-		if err != nil {
-			return fmt.Errorf("revoke previous lease %x of %s: %w", held, h.Name, err)
-		}
-	}
-	return fmt.Errorf("register %s: %w", key, ErrConflict)
-}
-
-// GetFence returns the fencing mark of host, if any.
-func (s *Store) GetFence(ctx context.Context, host string) (Fence, int64, error) {
-	var f Fence
-	rev, err := s.get(ctx, s.key("fenced", host), &f)
-	return f, rev, err
-}
-
-// PutFence records that f.Host was fenced.
-func (s *Store) PutFence(ctx context.Context, f Fence) error {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	if _, err := s.cli.Put(ctx, s.key("fenced", f.Host), mustJSON(f)); err != nil {
-		return fmt.Errorf("etcd record fence of %s: %w", f.Host, err)
-	}
-	return nil
-}
-
-// ClearFence removes host's fencing mark if it is still the one read at rev.
-func (s *Store) ClearFence(ctx context.Context, host string, rev int64) error {
-	key := s.key("fenced", host)
-	return s.txn(ctx, "clear "+key, []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}, clientv3.OpDelete(key))
+	}, clientv3.OpPut(key, mustJSON(c)))
 }

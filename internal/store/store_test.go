@@ -117,7 +117,7 @@ func TestRegisterHostAndLiveness(t *testing.T) {
 	st, cli := newStore(t)
 	ctx := context.Background()
 	l1 := grant(t, cli, 30)
-	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l1, PID: 1}, 0); err != nil {
+	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l1, PID: 1}, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	hs, err := st.HostState(ctx, "a")
@@ -126,11 +126,11 @@ func TestRegisterHostAndLiveness(t *testing.T) {
 	}
 	// Another process claiming the same name, not knowing a's lease, is refused.
 	l2 := grant(t, cli, 30)
-	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l2, PID: 2}, 0); !errors.Is(err, store.ErrHostTaken) {
+	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l2, PID: 2}, 0, 0); !errors.Is(err, store.ErrHostTaken) {
 		t.Fatalf("duplicate host name: err = %v, want ErrHostTaken", err)
 	}
 	// The same host restarted knows its previous lease: it replaces it.
-	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l2, PID: 3}, l1); err != nil {
+	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l2, PID: 3}, l1, 0); err != nil {
 		t.Fatalf("re-register with the previous lease: %v", err)
 	}
 	hs, _ = st.HostState(ctx, "a")
@@ -149,7 +149,7 @@ func TestLeaseExpiryMakesHostDead(t *testing.T) {
 	st, cli := newStore(t)
 	ctx := context.Background()
 	l := grant(t, cli, 2) // etcd's minimum
-	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l}, 0); err != nil {
+	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l}, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(15 * time.Second)
@@ -165,27 +165,6 @@ func TestLeaseExpiryMakesHostDead(t *testing.T) {
 			t.Fatalf("host still alive 15s after a 2s lease stopped being renewed")
 		}
 		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func TestFenceMark(t *testing.T) {
-	st, _ := newStore(t)
-	ctx := context.Background()
-	if _, rev, err := st.GetFence(ctx, "a"); err != nil || rev != 0 {
-		t.Fatalf("no mark: rev %d err %v", rev, err)
-	}
-	if err := st.PutFence(ctx, store.Fence{Host: "a", By: "b", Method: "none"}); err != nil {
-		t.Fatal(err)
-	}
-	f, rev, err := st.GetFence(ctx, "a")
-	if err != nil || rev == 0 || f.By != "b" {
-		t.Fatalf("mark: %+v %d %v", f, rev, err)
-	}
-	if err := st.ClearFence(ctx, "a", rev+100); !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("clear a newer mark: %v", err)
-	}
-	if err := st.ClearFence(ctx, "a", rev); err != nil {
-		t.Fatal(err)
 	}
 }
 

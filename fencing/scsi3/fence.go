@@ -1,0 +1,218 @@
+package scsi3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/sirupsen/logrus"
+)
+
+// state reads one path's keys and reservation.
+func (f *Fencer) state(ctx context.Context, p path) (pathState, error) {
+	out, err := f.pr(ctx, p, "--in", "--read-keys")
+	if err != nil {
+		return pathState{}, fmt.Errorf("read keys: %w", err)
+	}
+	keys, err := ParseKeys(out)
+	if err != nil {
+		return pathState{}, fmt.Errorf("%s: %w", p.dev, err)
+	}
+	out, err = f.pr(ctx, p, "--in", "--read-reservation")
+	if err != nil {
+		return pathState{}, fmt.Errorf("read the reservation: %w", err)
+	}
+	res, err := ParseReservation(out)
+	if err != nil {
+		return pathState{}, fmt.Errorf("%s: %w", p.dev, err)
+	}
+	return pathState{dev: p.dev, keys: keys, res: res}, nil
+}
+
+// states reads every path of every PV of the VG, as LVM sees it now.
+func (f *Fencer) states(ctx context.Context) ([]path, []pathState, error) {
+	paths, err := f.paths(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	states := make([]pathState, len(paths))
+	for i, p := range paths {
+		if states[i], err = f.state(ctx, p); err != nil {
+			return nil, nil, err
+		}
+	}
+	return paths, states, nil
+}
+
+func (f *Fencer) registeredOnAny(states []pathState) bool {
+	for _, s := range states {
+		if s.has(f.key) {
+			return true
+		}
+	}
+	return false
+}
+
+// aptpl tells whether registrations on p persist through a power loss
+// (asked once per device): they do where the target can.
+func (f *Fencer) aptpl(ctx context.Context, p path) bool {
+	f.mu.Lock()
+	v, ok := f.ptpl[p.dev]
+	f.mu.Unlock()
+	if ok {
+		return v
+	}
+	out, err := f.pr(ctx, p, "--in", "--report-capabilities")
+	if err == nil {
+		v, err = ParseCapabilities(out)
+	}
+	if err != nil {
+		f.log.WithError(err).WithField("dev", p.dev).Warn("cannot tell whether the target keeps registrations through a power loss: registering without APTPL")
+		return false
+	}
+	if !v {
+		f.log.WithField("dev", p.dev).Warn("the target cannot keep registrations through a power loss (no APTPL): after the SAN loses power, every host must register again (the plugin does so when it rejoins)")
+	}
+	f.mu.Lock()
+	f.ptpl[p.dev] = v
+	f.mu.Unlock()
+	return v
+}
+
+// apply carries out the steps planPath chose for a path in state cur, then
+// reads the path again (unless there was nothing to do) and verifies it.
+func (f *Fencer) apply(ctx context.Context, p path, cur pathState, steps []step, victim uint64, log logrus.FieldLogger) error {
+	if len(steps) == 0 {
+		return verifyPath(cur, f.key, victim)
+	}
+	key := hexKey(f.key)
+	for _, st := range steps {
+		var err error
+		switch st {
+		case stepRegister:
+			args := []string{"--out", "--register-ignore", "--param-sark=" + key}
+			if f.aptpl(ctx, p) {
+				args = append(args, "--param-aptpl")
+			}
+			_, err = f.pr(ctx, p, args...)
+			log.WithField("aptpl", len(args) == 4).Info("registered this host's key")
+		case stepReserve:
+			_, err = f.pr(ctx, p, "--out", "--reserve", "--param-rk="+key, "--prout-type=5")
+			if errors.Is(err, ErrReservationConflict) {
+				err = nil // a peer reserved first: verified below
+			} else if err == nil {
+				log.Info("took the type 5 reservation")
+			}
+		case stepPreempt:
+			mode := "--preempt-abort"
+			if !f.abort {
+				mode = "--preempt"
+			}
+			log.Warn("preempting the host's reservation key")
+			_, err = f.pr(ctx, p, "--out", mode, "--param-rk="+key, "--param-sark="+hexKey(victim), "--prout-type=5")
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", st, err)
+		}
+	}
+	s, err := f.state(ctx, p)
+	if err != nil {
+		return err
+	}
+	return verifyPath(s, f.key, victim)
+}
+
+// Fence cuts host off every path of every PV of the VG, as LVM sees it now,
+// and proves it: on each path this host's key is registered, a type 5
+// reservation is held and host's key is absent. What is missing is repaired
+// first (a new PV: register, reserve); a path this host was cut off itself
+// fails the fence. It is idempotent: an absent key is only verified.
+func (f *Fencer) Fence(ctx context.Context, host string) error {
+	victim := KeyFor(host)
+	if victim == f.key {
+		return fmt.Errorf("refusing to fence %s: it is this host", host)
+	}
+	paths, states, err := f.states(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot fence %s: %w", host, err)
+	}
+	elsewhere := f.registeredOnAny(states)
+	for i, p := range paths {
+		log := f.log.WithFields(logrus.Fields{"fenced_host": host, "dev": p.dev, "key": hexKey(victim)})
+		steps, err := planPath(states[i], f.key, victim, elsewhere)
+		if err != nil {
+			return fmt.Errorf("cannot fence %s: %w", host, err)
+		}
+		if err := f.apply(ctx, p, states[i], steps, victim, log); err != nil {
+			return fmt.Errorf("cannot fence %s on %s: %w", host, p.dev, err)
+		}
+		if len(steps) == 0 {
+			log.Info("host's key is not registered here and the reservation is held: fenced")
+		} else {
+			log.Warn("fenced host on this path")
+		}
+	}
+	return nil
+}
+
+// Join registers this host's key on every path (with APTPL where the
+// target has it) and makes sure a type 5 reservation is held. It runs when
+// the host joins or rejoins, after it cleaned up and registered in etcd
+// under a transaction that requires no fencing mark: a registered host can
+// write again.
+func (f *Fencer) Join(ctx context.Context) error {
+	paths, states, err := f.states(ctx)
+	if err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
+	for i, p := range paths {
+		steps, err := planPath(states[i], f.key, 0, true)
+		if err != nil {
+			return fmt.Errorf("join: %w", err)
+		}
+		if err := f.apply(ctx, p, states[i], steps, 0, f.log.WithField("dev", p.dev)); err != nil {
+			return fmt.Errorf("join on %s: %w", p.dev, err)
+		}
+	}
+	f.log.WithFields(logrus.Fields{"key": hexKey(f.key), "paths": len(paths)}).Info("registered the reservation key")
+	return nil
+}
+
+// CheckRegistration runs while the host is alive: it repairs what a VG
+// change or a target reset left out (a new PV: register there; no
+// reservation: reserve), and reports ErrNotRegistered when this host's key
+// is gone from every path where keys are registered: it was fenced, and
+// must stop and rejoin through its clean-up rather than register again.
+func (f *Fencer) CheckRegistration(ctx context.Context) error {
+	paths, states, err := f.states(ctx)
+	if err != nil {
+		return err
+	}
+	elsewhere := f.registeredOnAny(states)
+	for i, p := range paths {
+		steps, err := planPath(states[i], f.key, 0, elsewhere)
+		if err != nil {
+			return err
+		}
+		if len(steps) == 0 {
+			continue
+		}
+		f.log.WithFields(logrus.Fields{"dev": p.dev, "steps": fmt.Sprint(steps)}).Warn("this host's registration or the reservation is missing on a path (a PV added to the VG, or a target that lost its state): repairing it")
+		if err := f.apply(ctx, p, states[i], steps, 0, f.log.WithField("dev", p.dev)); err != nil {
+			return fmt.Errorf("repair the registration on %s: %w", p.dev, err)
+		}
+	}
+	return nil
+}
+
+// Fenced reports whether this host's key is registered on no path: it was
+// preempted (or never joined), so the host must clean up before Join. A key
+// missing from only some paths is a PV added since it joined, which
+// CheckRegistration and Join register.
+func (f *Fencer) Fenced(ctx context.Context) (bool, error) {
+	_, states, err := f.states(ctx)
+	if err != nil {
+		return false, err
+	}
+	return !f.registeredOnAny(states), nil
+}

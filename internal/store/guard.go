@@ -1,0 +1,91 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Errors of guards that no longer hold.
+var (
+	// ErrHostAlive: a takeover's victim has a host key again (it rejoined,
+	// or was never dead): the takeover must re-read and decide again.
+	ErrHostAlive = errors.New("host is alive")
+	// ErrLeaseLost: this host's own key is gone or bound to another lease,
+	// so it may not take or keep claims until it has rejoined.
+	ErrLeaseLost = errors.New("this host's lease is not current")
+)
+
+// Guard is an extra condition of a write, checked in the same etcd
+// transaction as the write itself: a decision taken on an earlier read
+// cannot land once the condition is gone. A *Leadership is one (the writer
+// must still be the leader), HostGone another (a takeover's victim must still
+// be dead), HostLease a third (the writer's own liveness).
+type Guard interface {
+	cmp() clientv3.Cmp
+	// failed is the error a write gets when this guard no longer holds.
+	failed() error
+}
+
+func (l *Leadership) failed() error { return ErrNotLeader }
+
+type hostGuard struct {
+	key, host string
+	lease     int64 // HostLease; 0 for HostGone
+}
+
+func (g hostGuard) cmp() clientv3.Cmp {
+	if g.lease == 0 {
+		return clientv3.Compare(clientv3.CreateRevision(g.key), "=", 0)
+	}
+	// An absent key compares as lease 0, which never matches.
+	return clientv3.Compare(clientv3.LeaseValue(g.key), "=", g.lease)
+}
+
+func (g hostGuard) failed() error {
+	if g.lease == 0 {
+		return fmt.Errorf("%w: host %s has a lease again", ErrHostAlive, g.host)
+	}
+	return fmt.Errorf("%w: the key of host %s is no longer bound to lease %x", ErrLeaseLost, g.host, g.lease)
+}
+
+// HostGone guards a takeover: host's key must be absent (its lease expired
+// or revoked) when the write lands, not only when the taker looked.
+func (s *Store) HostGone(host string) Guard {
+	return hostGuard{key: s.key("hosts", host), host: host}
+}
+
+// HostLease guards a host's own claim writes: its key must still be bound
+// to lease, the one this process renews.
+func (s *Store) HostLease(host string, lease int64) Guard {
+	return hostGuard{key: s.key("hosts", host), host: host, lease: lease}
+}
+
+// guardedTxn is txn with guards; when it fails because a guard no longer
+// holds, the error is that guard's (ErrNotLeader, ErrHostAlive,
+// ErrLeaseLost) rather than ErrConflict. It returns the revision written.
+func (s *Store) guardedTxn(ctx context.Context, what string, guards []Guard, cmps []clientv3.Cmp, ops ...clientv3.Op) (int64, error) {
+	for _, g := range guards {
+		cmps = append(cmps, g.cmp())
+	}
+	tctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(tctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("etcd %s: %w", what, err)
+	}
+	if resp.Succeeded {
+		return resp.Header.Revision, nil
+	}
+	for _, g := range guards {
+		gctx, gcancel := s.ctx(ctx)
+		r, err := s.cli.Txn(gctx).If(g.cmp()).Commit()
+		gcancel()
+		if err == nil && !r.Succeeded {
+			return 0, fmt.Errorf("%s: %w", what, g.failed())
+		}
+	}
+	return 0, fmt.Errorf("%s: %w", what, ErrConflict)
+}

@@ -1,0 +1,135 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/relocvol/relocvol/internal/store"
+)
+
+func TestLeaseExpired(t *testing.T) {
+	for _, tt := range []struct {
+		ttl  int64
+		want bool
+	}{
+		{ttl: -1, want: true}, // lease not found
+		{ttl: 0, want: false}, // under a second left, rounded down
+		{ttl: 1, want: false},
+		{ttl: 30, want: false},
+	} {
+		if got := store.LeaseExpired(tt.ttl); got != tt.want {
+			t.Errorf("LeaseExpired(%d) = %v, want %v", tt.ttl, got, tt.want)
+		}
+	}
+}
+
+// A takeover decided on an earlier read must not land once the victim has
+// a lease again: the fence mark, the leader's release and the claim
+// takeover each re-check it in their own transaction.
+func TestTakeoverWritesRequireVictimGone(t *testing.T) {
+	st, cli := newStore(t)
+	ctx := context.Background()
+	_, _, vrev, _ := st.CreateVolume(ctx, store.Volume{Name: "db", State: store.StateReady})
+	crev, err := st.PutClaim(ctx, store.Claim{Volume: "db", Host: "a", Epoch: 1}, 0, vrev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, _, _ := st.GetClaim(ctx, "db")
+	la := grant(t, cli, 30)
+	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: la}, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	// a is alive: every takeover write fails with ErrHostAlive.
+	if _, err := st.MarkFence(ctx, store.Fence{Host: "a", By: "b"}); !errors.Is(err, store.ErrHostAlive) {
+		t.Fatalf("mark a live host fenced: err = %v, want ErrHostAlive", err)
+	}
+	if err := st.ReleaseClaim(ctx, held, crev); !errors.Is(err, store.ErrHostAlive) {
+		t.Fatalf("release a live host's claim: err = %v, want ErrHostAlive", err)
+	}
+	taken := store.Claim{Volume: "db", Host: "b", Epoch: 2, TakenFrom: "a"}
+	if _, err := st.PutClaim(ctx, taken, crev, vrev, st.HostGone("a")); !errors.Is(err, store.ErrHostAlive) {
+		t.Fatalf("take a live host's claim: err = %v, want ErrHostAlive", err)
+	}
+	if f, _ := st.ListFences(ctx); len(f) != 0 {
+		t.Fatalf("fence marks of a live host: %v", f)
+	}
+	if c, _, _ := st.GetClaim(ctx, "db"); c.Host != "a" {
+		t.Fatalf("claim moved off a live host: %+v", c)
+	}
+	// a's lease is gone: the same writes land.
+	if _, err := cli.Revoke(ctx, clientv3.LeaseID(la)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.MarkFence(ctx, store.Fence{Host: "a", By: "b"}); err != nil {
+		t.Fatalf("mark a dead host: %v", err)
+	}
+	if _, err := st.PutClaim(ctx, taken, crev, vrev, st.HostGone("a")); err != nil {
+		t.Fatalf("take a dead host's claim: %v", err)
+	}
+}
+
+// A host's own claim writes need its key bound to the lease it renews: a
+// host whose lease is gone (or a stale process of it) takes and keeps no
+// claim.
+func TestOwnClaimWritesRequireOwnLease(t *testing.T) {
+	st, cli := newStore(t)
+	ctx := context.Background()
+	_, _, vrev, _ := st.CreateVolume(ctx, store.Volume{Name: "db", State: store.StateReady})
+	lb := grant(t, cli, 30)
+	c := store.Claim{Volume: "db", Host: "b", Epoch: 1}
+	if _, err := st.PutClaim(ctx, c, 0, vrev, st.HostLease("b", lb)); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("claim by an unregistered host: err = %v, want ErrLeaseLost", err)
+	}
+	if err := st.RegisterHost(ctx, store.Host{Name: "b", Lease: lb}, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.PutClaim(ctx, c, 0, vrev, st.HostLease("b", lb+1)); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("claim under another lease: err = %v, want ErrLeaseLost", err)
+	}
+	if _, err := st.PutClaim(ctx, c, 0, vrev, st.HostLease("b", lb)); err != nil {
+		t.Fatalf("claim by a live host: %v", err)
+	}
+}
+
+// A host registers only while no mark names it, or in the transaction that
+// clears the very mark it cleaned up after: a mark written after it looked
+// keeps it out.
+func TestRegisterRequiresNoFenceMark(t *testing.T) {
+	st, cli := newStore(t)
+	ctx := context.Background()
+	rev1, err := st.MarkFence(ctx, store.Fence{Host: "a", By: "b", Method: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := grant(t, cli, 30)
+	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l}, 0, 0); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("register while marked: err = %v, want ErrFenced", err)
+	}
+	// a cleans up after mark rev1; meanwhile c marks it again.
+	rev2, err := st.MarkFence(ctx, store.Fence{Host: "a", By: "c", Method: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l}, 0, rev1); !errors.Is(err, store.ErrFenced) {
+		t.Fatalf("register clearing a mark that was replaced: err = %v, want ErrFenced", err)
+	}
+	if hs, _ := st.HostState(ctx, "a"); hs.Alive {
+		t.Fatal("a registered although fenced again")
+	}
+	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l}, 0, rev2); err != nil {
+		t.Fatalf("register clearing the current mark: %v", err)
+	}
+	if _, rev, _ := st.GetFence(ctx, "a"); rev != 0 {
+		t.Fatal("mark still there after registering")
+	}
+	if hs, _ := st.HostState(ctx, "a"); !hs.Alive {
+		t.Fatal("a not registered")
+	}
+	// Alive now: nobody can mark it.
+	if _, err := st.MarkFence(ctx, store.Fence{Host: "a", By: "c"}); !errors.Is(err, store.ErrHostAlive) {
+		t.Fatalf("mark a live host: err = %v, want ErrHostAlive", err)
+	}
+}

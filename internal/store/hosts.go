@@ -1,0 +1,167 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// ErrFenced: a fencing mark names the host, so it may not register (it must
+// clean up first, then register in the same transaction that clears the
+// mark it cleaned up after).
+var ErrFenced = errors.New("host was fenced")
+
+// Host is a live host's record, kept under its lease.
+type Host struct {
+	Name    string    `json:"name"`
+	Started time.Time `json:"started"`
+	Lease   int64     `json:"lease"`
+	PID     int       `json:"pid"`
+	Version string    `json:"version,omitempty"`
+}
+
+// HostState is what a peer knows of a host's liveness.
+type HostState struct {
+	Alive bool
+	// LastRenewed is how long ago the lease was last renewed (alive hosts;
+	// whole seconds, as etcd reports the time left).
+	LastRenewed time.Duration
+	Info        Host
+}
+
+// Fence marks a host that a peer is fencing or has fenced. It is written
+// before the fencing itself (an intent), only while the host has no lease,
+// and stays until the host has cleaned up and registers again.
+type Fence struct {
+	Host   string    `json:"host"`
+	By     string    `json:"by"`
+	Method string    `json:"method"`
+	Volume string    `json:"volume,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// LeaseExpired tells from etcd's TimeToLive answer whether a lease is gone.
+// etcd rounds the time left down to whole seconds, so TTL 0 means up to a
+// second is left and the lease still holds its keys: only -1 ("lease not
+// found") is expired.
+func LeaseExpired(ttl int64) bool { return ttl < 0 }
+
+// HostState tells whether host has a live lease and when it was last renewed.
+func (s *Store) HostState(ctx context.Context, host string) (HostState, error) {
+	var h Host
+	rev, err := s.get(ctx, s.key("hosts", host), &h)
+	if err != nil || rev == 0 {
+		return HostState{Info: Host{Name: host}}, err
+	}
+	st := HostState{Alive: true, Info: h}
+	tctx, cancel := s.ctx(ctx)
+	defer cancel()
+	ttl, err := s.cli.TimeToLive(tctx, clientv3.LeaseID(h.Lease))
+	switch {
+	case err != nil:
+		// The key was there a moment ago: alive, renewal time unknown.
+	case LeaseExpired(ttl.TTL):
+		st.Alive = false // expired between the two reads
+	default:
+		st.LastRenewed = time.Duration(ttl.GrantedTTL-ttl.TTL) * time.Second
+	}
+	return st, nil
+}
+
+// ListHosts returns the hosts with a live lease.
+func (s *Store) ListHosts(ctx context.Context) (map[string]Versioned[Host], error) {
+	return list[Host](ctx, s, "hosts")
+}
+
+// RegisterHost binds the host key to h.Lease, in one transaction that also
+// requires that no fencing mark names the host, or only the mark at markRev
+// (which the host cleaned up after, and which the same transaction deletes):
+// a host fenced after it looked never registers. If the key is held under
+// prevLease (this host's previous incarnation, not expired yet) it is moved
+// to the new lease in the same transaction, so that peers never see the
+// host dead meanwhile; prevLease is then revoked. Any other holder is
+// ErrHostTaken; a mark other than markRev is ErrFenced.
+func (s *Store) RegisterHost(ctx context.Context, h Host, prevLease, markRev int64) error {
+	key, mark := s.key("hosts", h.Name), s.key("fenced", h.Name)
+	markCmp := clientv3.Compare(clientv3.CreateRevision(mark), "=", 0)
+	ops := []clientv3.Op{clientv3.OpPut(key, mustJSON(h), clientv3.WithLease(clientv3.LeaseID(h.Lease)))}
+	if markRev != 0 {
+		markCmp = clientv3.Compare(clientv3.ModRevision(mark), "=", markRev)
+		ops = append(ops, clientv3.OpDelete(mark))
+	}
+	replace := false // the key was last seen held by prevLease
+	for attempt := 0; attempt < 3; attempt++ {
+		keyCmp := clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+		if replace {
+			keyCmp = clientv3.Compare(clientv3.LeaseValue(key), "=", prevLease)
+		}
+		tctx, cancel := s.ctx(ctx)
+		resp, err := s.cli.Txn(tctx).If(keyCmp, markCmp).Then(ops...).
+			Else(clientv3.OpGet(key), clientv3.OpGet(mark)).Commit()
+		cancel()
+		if err != nil {
+			return fmt.Errorf("etcd register %s: %w", key, err)
+		}
+		if resp.Succeeded {
+			if replace {
+				s.revokeQuietly(ctx, prevLease)
+			}
+			return nil
+		}
+		if f := resp.Responses[1].GetResponseRange().Kvs; len(f) > 0 && f[0].ModRevision != markRev {
+			var cur Fence
+			_ = json.Unmarshal(f[0].Value, &cur)
+			return fmt.Errorf("%w by host %s at %s: this host must clean up before it registers again",
+				ErrFenced, cur.By, cur.At.Format(time.RFC3339))
+		}
+		if markRev != 0 && len(resp.Responses[1].GetResponseRange().Kvs) == 0 {
+			return fmt.Errorf("register %s: the fencing mark this host cleaned up after is gone: %w", key, ErrConflict)
+		}
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			replace = false // the key expired meanwhile: register afresh
+			continue
+		}
+		if held := kvs[0].Lease; held == 0 || held != prevLease {
+			var cur Host
+			_ = json.Unmarshal(kvs[0].Value, &cur)
+			return fmt.Errorf("%w: %s is held by pid %d started %s (lease %x); give this host another name or stop the other one",
+				ErrHostTaken, key, cur.PID, cur.Started.Format(time.RFC3339), held)
+		}
+		replace = true
+	}
+	return fmt.Errorf("register %s: %w", key, ErrConflict)
+}
+
+func (s *Store) revokeQuietly(ctx context.Context, lease int64) {
+	tctx, cancel := s.ctx(context.WithoutCancel(ctx))
+	defer cancel()
+	// Its keys are elsewhere now; a failure leaves it to expire by itself.
+	_, _ = s.cli.Revoke(tctx, clientv3.LeaseID(lease))
+}
+
+// GetFence returns the fencing mark of host, if any (revision 0: none).
+func (s *Store) GetFence(ctx context.Context, host string) (Fence, int64, error) {
+	var f Fence
+	rev, err := s.get(ctx, s.key("fenced", host), &f)
+	return f, rev, err
+}
+
+// MarkFence writes f.Host's fencing mark as the intent to fence it, before
+// the fencing itself, in a transaction that requires f.Host to have no
+// lease (ErrHostAlive otherwise) and every guard to hold (the leader's
+// leadership). Since a host registers only while no mark names it, a host
+// marked here cannot register again before it has cleaned up.
+func (s *Store) MarkFence(ctx context.Context, f Fence, guards ...Guard) (int64, error) {
+	guards = append(guards, s.HostGone(f.Host))
+	return s.guardedTxn(ctx, "mark host "+f.Host+" fenced", guards, nil, clientv3.OpPut(s.key("fenced", f.Host), mustJSON(f)))
+}
+
+// ListFences returns every fencing mark by host.
+func (s *Store) ListFences(ctx context.Context) (map[string]Versioned[Fence], error) {
+	return list[Fence](ctx, s, "fenced")
+}

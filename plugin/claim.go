@@ -1,0 +1,160 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/relocvol/relocvol/fencing"
+	"github.com/relocvol/relocvol/internal/store"
+)
+
+// notAliveErr explains why this host may not mount now: it was fenced and
+// has not finished cleaning up, or it cannot renew its lease.
+func (d *Driver) notAliveErr(ctx context.Context, name string) error {
+	if f, rev, err := d.store.GetFence(ctx, d.opt.Host); err == nil && rev != 0 {
+		return newErr(ErrNotAlive, "host %s was fenced by host %s at %s (it took over volume %q): it may not mount volume %q until it has cleaned up and rejoined, which it does by itself; see its log if that does not happen",
+			d.opt.Host, f.By, f.At.Format(time.RFC3339), f.Volume, name)
+	}
+	return newErr(ErrNotAlive, "host %s has no current etcd lease, so it may not mount volume %q: check that etcd is reachable from it; the host rejoins by itself", d.opt.Host, name)
+}
+
+// ownLease guards this host's own claim writes: its host key must still be
+// bound to the lease this process renews.
+func (d *Driver) ownLease() store.Guard {
+	return d.store.HostLease(d.opt.Host, int64(d.live.Lease()))
+}
+
+// claim records mount id in the volume's claim, taking the claim over from a
+// dead host (after fencing it) if need be. Every write is a transaction on
+// the revisions read, guarded by this host's own lease and, for a takeover,
+// by the previous holder's host key being absent: a decision taken on a
+// read that is no longer true never lands.
+func (d *Driver) claim(ctx context.Context, vol store.Volume, vrev int64, id string) error {
+	log := d.log.WithField("volume", vol.Name)
+	for attempt := 0; ; attempt++ {
+		c, crev, err := d.store.GetClaim(ctx, vol.Name)
+		if err != nil {
+			return err
+		}
+		var owner store.HostState
+		if c.Held() && c.Host != d.opt.Host {
+			if owner, err = d.store.HostState(ctx, c.Host); err != nil {
+				return err
+			}
+			d.sawOwner(c.Host, owner.Alive)
+		}
+		now := time.Now().UTC()
+		next := c
+		next.Mounts = map[string]time.Time{}
+		guards := []store.Guard{d.ownLease()}
+		act := decideMount(c, d.opt.Host, owner)
+		switch act {
+		case actRefuse:
+			return d.inUseErr(ctx, "mount", c)
+		case actJoin:
+			for k, v := range c.Mounts {
+				next.Mounts[k] = v
+			}
+		case actAcquire, actTakeover:
+			if act == actTakeover {
+				if err := d.awaitGrace(ctx, c); err != nil {
+					return err
+				}
+				err := d.fence(ctx, c)
+				if errors.Is(err, store.ErrHostAlive) && attempt < 5 {
+					continue // the holder came back: decide again
+				}
+				if err != nil {
+					return err
+				}
+				next.TakenFrom = c.Host
+				guards = append(guards, d.store.HostGone(c.Host))
+			}
+			// else: a claim the leader released after fencing its
+			// holder keeps naming that host (store.ReleaseClaim); one
+			// its holder released has no TakenFrom.
+			next.Host, next.Epoch, next.Since = d.opt.Host, c.Epoch+1, now
+		}
+		next.Mounts[id] = now
+		_, err = d.store.PutClaim(ctx, next, crev, vrev, guards...)
+		switch {
+		case errors.Is(err, store.ErrLeaseLost):
+			return d.notAliveErr(ctx, vol.Name)
+		case (errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrHostAlive)) && attempt < 5:
+			// Someone changed the claim (or the volume) since we read it,
+			// or the holder rejoined: decide again on fresh state.
+			v, nrev, verr := d.getVolume(ctx, vol.Name)
+			if verr != nil {
+				return verr
+			}
+			if v.State != store.StateReady {
+				return newErr(ErrBusy, "volume %q is %s: try again in a moment", vol.Name, v.State)
+			}
+			vrev = nrev
+			continue
+		case errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrHostAlive):
+			return newErr(ErrBusy, "volume %q: its claim kept changing while host %s tried to take it (%d attempts; last: %v): another host is mounting it at the same time; try again", vol.Name, d.opt.Host, attempt+1, err)
+		case err != nil:
+			return err
+		}
+		log.WithFields(logrus.Fields{"epoch": next.Epoch, "action": act.String(), "mounts": len(next.Mounts)}).Info("claimed volume")
+		return nil
+	}
+}
+
+// sawOwner tracks since when this host has seen each claim holder dead.
+func (d *Driver) sawOwner(host string, alive bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if alive {
+		delete(d.deadSince, host)
+	} else if _, ok := d.deadSince[host]; !ok {
+		d.deadSince[host] = time.Now()
+	}
+}
+
+// awaitGrace waits until the holder of c has been seen dead for the grace
+// every peer waits after a lease is gone (the leader too): a cushion for a
+// self-fencing that overran its deadline. Then the caller reads again.
+func (d *Driver) awaitGrace(ctx context.Context, c store.Claim) error {
+	d.mu.Lock()
+	since, ok := d.deadSince[c.Host]
+	d.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	left := time.Until(since.Add(d.opt.Grace))
+	if left <= 0 {
+		return nil
+	}
+	d.log.WithFields(logrus.Fields{"volume": c.Volume, "owner": c.Host, "wait": left.Round(time.Millisecond).String()}).Info("owner's lease is gone: waiting the grace before fencing it")
+	select {
+	case <-ctx.Done():
+		return newErr(ErrInUse, "volume %q is claimed by host %s, whose lease is gone: takeover possible in %s, but this request ran out of time; try again", c.Volume, c.Host, left.Round(100*time.Millisecond))
+	case <-time.After(left):
+		return nil
+	}
+}
+
+// fence cuts the dead holder of c off the storage, through the one fencing
+// function the leader uses too: the mark first (only while the holder has
+// no lease), then the method's proof. Without fencing there is no takeover.
+func (d *Driver) fence(ctx context.Context, c store.Claim) error {
+	log := d.log.WithFields(logrus.Fields{"volume": c.Volume, "fenced_host": c.Host, "epoch": c.Epoch, "method": d.fencer.Name()})
+	log.Warn("owner of the volume is not alive: fencing it before taking the volume over")
+	start := time.Now()
+	err := fencing.Host(ctx, d.store, d.fencer, c.Host, d.opt.Host, c.Volume)
+	if errors.Is(err, store.ErrHostAlive) {
+		log.Info("owner has a lease again: not taking the volume over")
+		return err
+	}
+	if err != nil {
+		return wrapErr(ErrFence, err, "cannot take volume %q over from host %s, which is not alive: fencing it failed, and relocvol never mounts unfenced; check the storage paths of this host (relocvol's log says which device) or bring %s back", c.Volume, c.Host, c.Host)
+	}
+	d.observe(c.Volume, "fenced", start)
+	log.Warn("fenced host")
+	return nil
+}
