@@ -64,6 +64,8 @@ func New(opt Options) *Controller {
 	rec := NewRecorder(opt.Store, opt.Host, m, opt.Log)
 	c := &Controller{opt: opt, st: opt.Store, rec: rec, m: m, log: log}
 	if opt.Docker != nil {
+		// Peers place apps only on hosts that can start them.
+		opt.Beat.Info = func(h *store.Host) { h.Agent = true }
 		c.agent = NewAgent(opt.Store, opt.Docker, opt.Beat, rec, m, opt.Host, opt.Mounted, opt.Log)
 	}
 	c.leader = NewLeader(opt.Store, opt.Beat, opt.Fencer, opt.Grace, rec, m, opt.Host, opt.Log)
@@ -136,6 +138,9 @@ func (c *Controller) checkMove(ctx context.Context, app store.App, to string) er
 	hs, err := c.st.HostState(ctx, to)
 	if err != nil {
 		return err
+	}
+	if hs.Alive && !hs.Info.Agent {
+		return api.Errorf(http.StatusBadRequest, "host %q runs no agent (its plugin has RELOCVOL_DOCKER_HOST empty), so it cannot start app %q: pick a host with one (relocvol hosts)", to, app.Name)
 	}
 	if !hs.Alive {
 		hosts, _ := c.st.ListHosts(ctx)
@@ -225,7 +230,7 @@ func (c *Controller) Hosts(ctx context.Context) ([]api.Host, error) {
 	}
 	for name, h := range live {
 		hv := get(name)
-		hv.Alive, hv.Version = true, h.Value.Version
+		hv.Alive, hv.Version, hv.Agent = true, h.Value.Version, h.Value.Agent
 		started := h.Value.Started
 		hv.Started = &started
 		if st, err := c.st.HostState(ctx, name); err == nil {

@@ -75,6 +75,7 @@ func newHeartbeat(t *testing.T, st *store.Store, host string) (*Heartbeat, *memb
 	hb := NewHeartbeat(st, host, 3*time.Second, t.TempDir(), "test", log)
 	m := &member{}
 	hb.Member = m
+	hb.Info = func(h *store.Host) { h.Agent = true } // as on a host with an engine
 	return hb, m
 }
 

@@ -178,10 +178,10 @@ func (l *Leader) snapshot(ctx context.Context, now time.Time) (Snapshot, map[str
 	defer l.mu.Unlock()
 	for h := range known {
 		_, fenced := fences[h]
-		if _, alive := hosts[h]; alive {
+		if rec, alive := hosts[h]; alive {
 			delete(l.down, h)
 			delete(l.proven, h)
-			s.Hosts[h] = HostView{Alive: true, Fenced: fenced}
+			s.Hosts[h] = HostView{Alive: true, Agent: rec.Value.Agent, Fenced: fenced}
 			continue
 		}
 		// A host this leader never saw alive counts as down from now: its

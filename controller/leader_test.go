@@ -173,8 +173,15 @@ func TestMoveChecks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// d serves volumes only: no agent to start apps with.
+	hbD, _ := newHeartbeat(t, st, "d")
+	hbD.Info = nil
+	if err := hbD.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
 	hb, _ := newHeartbeat(t, st, "a")
 	_, _ = st.PutApp(ctx, store.App{Name: "web", Host: "a", Volumes: []string{"db"}, Allowed: []string{"a", "b"}}, 0)
+	_, _ = st.PutApp(ctx, store.App{Name: "free", Host: "a", Volumes: []string{"x"}}, 0)
 	// A mark on a live host (state older than the mark protocol, which
 	// marks only hosts without a lease) still keeps apps off it.
 	if _, err := st.Client().Put(ctx, "/test/fenced/b", `{"host":"b","by":"c"}`); err != nil {
@@ -192,6 +199,7 @@ func TestMoveChecks(t *testing.T) {
 		{"web", "a", http.StatusConflict, `app "web" already runs on host a`},
 		{"web", "c", http.StatusBadRequest, `app "web" may only run on [a b] (label relocvol.hosts): host c is not one of them`},
 		{"web", "b", http.StatusConflict, `host "b" was fenced and has not rejoined cleanly yet`},
+		{"free", "d", http.StatusBadRequest, `host "d" runs no agent (its plugin has RELOCVOL_DOCKER_HOST empty), so it cannot start app "free"`},
 	} {
 		_, err := c.Move(ctx, tc.app, tc.to)
 		var e *api.Error
@@ -199,8 +207,7 @@ func TestMoveChecks(t *testing.T) {
 			t.Errorf("move %s to %s: %v, want %d %q", tc.app, tc.to, err, tc.code, tc.want)
 		}
 	}
-	_, _ = st.PutApp(ctx, store.App{Name: "free", Host: "a", Volumes: []string{"x"}}, 0)
-	if _, err := c.Move(ctx, "free", "zzz"); err == nil || !strings.Contains(err.Error(), `host "zzz" is not alive (no lease in etcd): pick one of the live hosts [a b c]`) {
+	if _, err := c.Move(ctx, "free", "zzz"); err == nil || !strings.Contains(err.Error(), `host "zzz" is not alive (no lease in etcd): pick one of the live hosts [a b c d]`) {
 		t.Errorf("move to an unknown host: %v", err)
 	}
 	rel, err := c.Move(ctx, "free", "c")

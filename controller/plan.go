@@ -18,6 +18,9 @@ import (
 // HostView is what the leader knows of one host.
 type HostView struct {
 	Alive bool
+	// Agent: the host runs an agent (it has a Docker engine to start apps
+	// with); only such hosts are given apps.
+	Agent bool
 	// DownSince is when the leader first saw the host's lease gone; zero
 	// while alive.
 	DownSince time.Time
@@ -88,8 +91,8 @@ func (a Action) String() string {
 // Plan returns the steps that move the apps of dead hosts to live ones. A
 // host counts as dead once its lease has been gone for grace (the lease TTL
 // plus a margin, so that a partitioned host has stopped its containers by
-// itself first). Apps go to an allowed live, unfenced host, the least loaded
-// one first (ties by name).
+// itself first). Apps go to an allowed live, unfenced host that runs an
+// agent, the least loaded one first (ties by name).
 func Plan(s Snapshot, now time.Time, grace time.Duration) []Action {
 	dead := map[string]bool{}
 	for name, h := range s.Hosts {
@@ -105,13 +108,17 @@ func Plan(s Snapshot, now time.Time, grace time.Duration) []Action {
 		}
 	}
 	load := map[string]int{}
-	var live []string
+	var live, agentless []string
 	for name, h := range s.Hosts {
-		if h.Alive && !h.Fenced {
+		switch {
+		case h.Alive && !h.Fenced && h.Agent:
 			live = append(live, name)
+		case h.Alive && !h.Fenced:
+			agentless = append(agentless, name)
 		}
 	}
 	sort.Strings(live)
+	sort.Strings(agentless)
 	for _, a := range s.Apps {
 		if a.Host != "" {
 			load[a.Host]++
@@ -147,7 +154,7 @@ func Plan(s Snapshot, now time.Time, grace time.Duration) []Action {
 			a := s.Apps[name]
 			to := pick(live, a.Allowed, load)
 			if to == "" {
-				places = append(places, Action{Kind: ActStuck, Host: host, App: name, Reason: stuckReason(a, live)})
+				places = append(places, Action{Kind: ActStuck, Host: host, App: name, Reason: stuckReason(a, live, agentless)})
 				continue
 			}
 			load[to]++
@@ -172,11 +179,14 @@ func pick(live, allowed []string, load map[string]int) string {
 	return best
 }
 
-func stuckReason(a AppView, live []string) string {
-	if len(live) == 0 {
+func stuckReason(a AppView, live, agentless []string) string {
+	switch {
+	case len(live) == 0 && len(agentless) == 0:
 		return "no live host is left"
+	case len(live) == 0:
+		return fmt.Sprintf("no live host runs an agent (hosts without one, --docker-host empty: %s)", strings.Join(agentless, ","))
 	}
-	return fmt.Sprintf("none of its allowed hosts (relocvol.hosts=%s) is alive; live hosts: %s",
+	return fmt.Sprintf("none of its allowed hosts (relocvol.hosts=%s) is alive with an agent; live hosts with one: %s",
 		strings.Join(a.Allowed, ","), strings.Join(live, ","))
 }
 

@@ -9,12 +9,13 @@ import (
 func TestPlan(t *testing.T) {
 	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	const grace = 8 * time.Second
-	alive := HostView{Alive: true}
+	alive := HostView{Alive: true, Agent: true}
+	noAgent := HostView{Alive: true} // serves volumes only (--docker-host empty)
 	dead := HostView{DownSince: now.Add(-10 * time.Second)}
 	justDown := HostView{DownSince: now.Add(-3 * time.Second)}                  // within grace
 	deadFenced := HostView{DownSince: now.Add(-30 * time.Second), Fenced: true} // a mark names it
 	deadProven := HostView{DownSince: now.Add(-30 * time.Second), Fenced: true, Proven: true}
-	backFenced := HostView{Alive: true, Fenced: true} // rejoining, not clean yet
+	backFenced := HostView{Alive: true, Agent: true, Fenced: true} // rejoining, not clean yet
 	app := func(host string, vols ...string) AppView { return AppView{Host: host, Volumes: vols} }
 	only := func(host string, allowed ...string) AppView { return AppView{Host: host, Allowed: allowed} }
 
@@ -90,11 +91,11 @@ func TestPlan(t *testing.T) {
 		{name: "constraint cannot be met", s: Snapshot{
 			Hosts: map[string]HostView{"a": dead, "b": alive},
 			Apps:  map[string]AppView{"db": only("a", "a", "c")},
-		}, want: []string{"fence a", "stuck db: none of its allowed hosts (relocvol.hosts=a,c) is alive; live hosts: b"}},
+		}, want: []string{"fence a", "stuck db: none of its allowed hosts (relocvol.hosts=a,c) is alive with an agent; live hosts with one: b"}},
 		{name: "constraint names a dead host only", s: Snapshot{
 			Hosts: map[string]HostView{"a": dead, "b": alive},
 			Apps:  map[string]AppView{"db": only("a", "a")},
-		}, want: []string{"fence a", "stuck db: none of its allowed hosts (relocvol.hosts=a) is alive; live hosts: b"}},
+		}, want: []string{"fence a", "stuck db: none of its allowed hosts (relocvol.hosts=a) is alive with an agent; live hosts with one: b"}},
 		{name: "no survivors", s: Snapshot{
 			Hosts: map[string]HostView{"a": dead, "b": dead},
 			Apps:  map[string]AppView{"db": app("a", "db")}, Claims: map[string]string{"db": "a"},
@@ -143,6 +144,18 @@ func TestPlan(t *testing.T) {
 			Hosts: map[string]HostView{"a": dead, "b": alive},
 			Apps:  map[string]AppView{"new": app("")},
 		}},
+		{name: "a host without an agent is never picked, however idle", s: Snapshot{
+			Hosts: map[string]HostView{"a": dead, "b": noAgent, "c": alive},
+			Apps:  map[string]AppView{"db": app("a", "db"), "x": app("c"), "y": app("c")},
+		}, want: []string{"fence a", "place db on c"}},
+		{name: "only hosts without an agent survive: stuck", s: Snapshot{
+			Hosts: map[string]HostView{"a": dead, "b": noAgent},
+			Apps:  map[string]AppView{"db": app("a", "db")}, Claims: map[string]string{"db": "a"},
+		}, want: []string{"fence a", "release db from a", "stuck db: no live host runs an agent (hosts without one, --docker-host empty: b)"}},
+		{name: "the only allowed host has no agent: stuck", s: Snapshot{
+			Hosts: map[string]HostView{"a": dead, "b": noAgent, "c": alive},
+			Apps:  map[string]AppView{"db": only("a", "b")},
+		}, want: []string{"fence a", "stuck db: none of its allowed hosts (relocvol.hosts=b) is alive with an agent; live hosts with one: c"}},
 		{name: "survivor load counts the new placements", s: Snapshot{
 			Hosts: map[string]HostView{"a": dead, "b": alive, "c": alive},
 			Apps:  map[string]AppView{"p1": app("a"), "p2": app("a"), "q": app("b")},
@@ -165,7 +178,7 @@ func TestPlan(t *testing.T) {
 func TestPlanIsIdempotent(t *testing.T) {
 	now := time.Now()
 	s := Snapshot{
-		Hosts:  map[string]HostView{"a": {DownSince: now.Add(-time.Minute)}, "b": {Alive: true}, "c": {Alive: true}},
+		Hosts:  map[string]HostView{"a": {DownSince: now.Add(-time.Minute)}, "b": {Alive: true, Agent: true}, "c": {Alive: true, Agent: true}},
 		Apps:   map[string]AppView{"x": {Host: "a", Volumes: []string{"vx"}}, "y": {Host: "a", Volumes: []string{"vy"}}},
 		Claims: map[string]string{"vx": "a", "vy": "a"},
 	}

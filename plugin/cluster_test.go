@@ -15,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/relocvol/relocvol/backends"
 	"github.com/relocvol/relocvol/backends/loop"
 	"github.com/relocvol/relocvol/controller"
 	"github.com/relocvol/relocvol/fencing"
@@ -67,12 +68,18 @@ func newCluster(t *testing.T) *cluster {
 // host starts a test host; root and state may be reused to restart one.
 func (c *cluster) host(name, root, state string) *host {
 	c.t.Helper()
-	return c.hostWith(name, root, state, nil, 0)
+	return c.hostWith(name, root, state, hostOpts{})
 }
 
-// hostWith is host with a fencing method of its own (nil: fencing none) and
-// the grace its takeovers wait (0: the default).
-func (c *cluster) hostWith(name, root, state string, fencer plugin.Fencer, grace time.Duration) *host {
+// hostOpts change a test host; zero values keep the defaults.
+type hostOpts struct {
+	fencer  plugin.Fencer    // default: fencing none
+	grace   time.Duration    // the grace its takeovers wait
+	backend backends.Backend // default: the cluster's loop backend
+}
+
+// hostWith is host with options.
+func (c *cluster) hostWith(name, root, state string, o hostOpts) *host {
 	t := c.t
 	t.Helper()
 	if root == "" {
@@ -87,12 +94,15 @@ func (c *cluster) hostWith(name, root, state string, fencer plugin.Fencer, grace
 	log.SetOutput(testenv.LogWriter{T: t})
 	log.SetLevel(logrus.DebugLevel)
 	hb := controller.NewHeartbeat(st, name, 3*time.Second, state, "test", log)
-	if fencer == nil {
-		fencer = fencing.None{Log: log}
+	if o.fencer == nil {
+		o.fencer = fencing.None{Log: log}
 	}
-	drv := plugin.New(st, c.be, c.fs, fencer, hb, plugin.Options{
+	if o.backend == nil {
+		o.backend = c.be
+	}
+	drv := plugin.New(st, o.backend, c.fs, o.fencer, hb, plugin.Options{
 		Host: name, MountRoot: root, Defaults: spec.Defaults{Size: 64 << 20, FS: "ext4"}, Timeout: 20 * time.Second, Log: log,
-		Grace: grace,
+		Grace: o.grace,
 	})
 	hb.Member = drv
 	ctx, cancel := context.WithCancel(context.Background())
@@ -133,7 +143,10 @@ func (c *cluster) assertNoResidue() {
 	entries, _ := os.ReadDir(c.san)
 	ctx := context.Background()
 	for _, e := range entries {
-		name := strings.TrimSuffix(e.Name(), ".img")
+		name, ok := strings.CutSuffix(e.Name(), ".img")
+		if !ok {
+			continue // the cluster's mark
+		}
 		if dev, err := c.be.Device(ctx, name); err != nil || dev != "" {
 			t.Errorf("residue: volume %s still attached to %q (err %v)", name, dev, err)
 			_ = c.be.Deactivate(ctx, name)

@@ -271,43 +271,82 @@ func (d *Driver) checkSame(cur store.Volume, s spec.Spec) error {
 	return nil
 }
 
-// provision creates the storage of a freshly recorded volume and marks it
-// ready; on failure it deletes what it made, record included.
-func (d *Driver) provision(ctx context.Context, rec store.Volume, rev int64) (err error) {
+// provision creates the storage of a volume whose record this host holds
+// (state creating, read at rev) and marks it ready. Storage is touched only
+// while that record is this host's: if creating fails, the record is first
+// marked removing (a compare-and-swap on rev), and only then is the storage
+// removed and the record deleted. A record that changed meanwhile means a
+// peer took the create over (this host had lost its lease): the storage of
+// that name is the peer's now, and nothing of it is touched.
+func (d *Driver) provision(ctx context.Context, rec store.Volume, rev int64) error {
 	log := d.log.WithFields(logrus.Fields{"volume": rec.Name, "size": spec.FormatSize(rec.Size), "fs": rec.FS})
-	defer func() {
-		if err == nil {
-			return
-		}
-		// Undo with a fresh context: the request's may be what failed.
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opt.Timeout)
-		defer cancel()
-		if !errors.Is(err, backends.ErrExists) {
-			if rerr := d.backend.Remove(uctx, rec.Name); rerr != nil {
-				log.WithError(rerr).Error("cannot remove the storage of a failed create")
-			}
-		}
-		if derr := d.store.DeleteVolume(uctx, rec.Name, rev); derr != nil {
-			log.WithError(derr).Error("cannot delete the record of a failed create")
-		}
-	}()
-	err = d.backend.Create(ctx, backends.Volume{Name: rec.Name, Size: rec.Size, FS: rec.FS})
+	err := d.backend.Create(ctx, backends.Volume{Name: rec.Name, Size: rec.Size, FS: rec.FS})
 	if errors.Is(err, backends.ErrExists) {
+		d.undoCreate(ctx, rec, rev, false)
 		return wrapErr(ErrConflict, err, "volume %q has no record but its storage already exists (left by an earlier failure or another cluster): nothing was changed; remove that storage by hand if it is not needed, or choose another name", rec.Name)
 	}
 	if err != nil {
+		d.undoCreate(ctx, rec, rev, true)
 		return fmt.Errorf("provision storage: %w", err)
 	}
-	rec.State = store.StateReady
-	if _, err = d.store.UpdateVolume(ctx, rec, rev, -1); err != nil {
+	ready := rec
+	ready.State = store.StateReady
+	_, err = d.store.UpdateVolume(ctx, ready, rev, -1)
+	if errors.Is(err, store.ErrConflict) {
+		return d.lostCreate(ctx, rec)
+	}
+	if err != nil {
+		d.undoCreate(ctx, rec, rev, true)
 		return fmt.Errorf("mark volume ready: %w", err)
 	}
 	log.Info("created volume")
 	return nil
 }
 
+// undoCreate gives up a create whose record is still this host's (at rev):
+// marked removing first, so that nobody takes the create over meanwhile,
+// then the storage (when this call made it), then the record. If the mark
+// fails, the record is not this host's any more (or etcd is unreachable,
+// and a later Create takes it over): nothing is touched.
+func (d *Driver) undoCreate(ctx context.Context, rec store.Volume, rev int64, storage bool) {
+	log := d.log.WithField("volume", rec.Name)
+	// A fresh context: the request's may be what failed.
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opt.Timeout)
+	defer cancel()
+	rec.State = store.StateRemoving
+	nrev, err := d.store.UpdateVolume(uctx, rec, rev, -1)
+	if err != nil {
+		log.WithError(err).Warn("failed create: its record is not this host's any more (or etcd did not answer): leaving its storage alone")
+		return
+	}
+	if storage {
+		if err := d.backend.Remove(uctx, rec.Name); err != nil {
+			log.WithError(err).Error("cannot remove the storage of a failed create; `docker volume rm` removes it later")
+			return
+		}
+	}
+	if err := d.store.DeleteVolume(uctx, rec.Name, nrev); err != nil {
+		log.WithError(err).Error("cannot delete the record of a failed create")
+	}
+}
+
+// lostCreate answers a create whose record changed under it: a peer took
+// it over after this host lost its lease. The volume is there as asked, or
+// the caller learns who has it.
+func (d *Driver) lostCreate(ctx context.Context, rec store.Volume) error {
+	d.log.WithField("volume", rec.Name).Warn("another host took this create over (this host had lost its lease): leaving the storage to it")
+	cur, _, err := d.store.GetVolume(ctx, rec.Name)
+	if err == nil && cur.State == store.StateReady {
+		return d.checkSame(cur, spec.Spec{Size: rec.Size, FS: rec.FS})
+	}
+	return newErr(ErrBusy, "volume %q was taken over by host %s while host %s created it (its etcd lease was lost meanwhile): try again in a moment", rec.Name, cur.CreatedBy, d.opt.Host)
+}
+
 // awaitCreation waits while another host creates the same volume. If the
-// creator is no longer alive, this host takes the creation over.
+// creator is no longer alive, this host takes the creation over: after the
+// grace, it fences the creator (which may still be writing the storage it
+// made: mkfs, LVM metadata), takes the record, and only then replaces the
+// half-made storage.
 func (d *Driver) awaitCreation(ctx context.Context, cur store.Volume, s spec.Spec) error {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -324,20 +363,10 @@ func (d *Driver) awaitCreation(ctx context.Context, cur store.Volume, s spec.Spe
 			return nil
 		}
 		if d.creatorGone(ctx, v) {
-			// Its storage may be half made, but it never held data: redo it.
-			d.log.WithFields(logrus.Fields{"volume": v.Name, "creator": v.CreatedBy}).Warn("taking over an unfinished create")
-			v.CreatedBy, v.CreatedAt = d.opt.Host, time.Now().UTC()
-			nrev, err := d.store.UpdateVolume(ctx, v, vrev, -1)
-			if errors.Is(err, store.ErrConflict) {
-				continue
-			}
-			if err != nil {
+			if err := d.takeCreateOver(ctx, v, vrev); !errors.Is(err, errAgain) {
 				return err
 			}
-			if err := d.backend.Remove(ctx, v.Name); err != nil {
-				return fmt.Errorf("clear the unfinished storage: %w", err)
-			}
-			return d.provision(ctx, v, nrev)
+			continue
 		}
 		select {
 		case <-ctx.Done():
@@ -345,6 +374,41 @@ func (d *Driver) awaitCreation(ctx context.Context, cur store.Volume, s spec.Spe
 		case <-tick.C:
 		}
 	}
+}
+
+// errAgain: the state changed under a takeover; read it again.
+var errAgain = errors.New("changed meanwhile")
+
+func (d *Driver) takeCreateOver(ctx context.Context, v store.Volume, vrev int64) error {
+	log := d.log.WithFields(logrus.Fields{"volume": v.Name, "creator": v.CreatedBy})
+	if v.CreatedBy != d.opt.Host {
+		c := store.Claim{Volume: v.Name, Host: v.CreatedBy}
+		if err := d.awaitGrace(ctx, c); err != nil {
+			return err
+		}
+		err := fencing.Host(ctx, d.store, d.fencer, v.CreatedBy, d.opt.Host, v.Name)
+		if errors.Is(err, store.ErrHostAlive) {
+			return errAgain
+		}
+		if err != nil {
+			return wrapErr(ErrFence, err, "cannot take the create of volume %q over from host %s, which is not alive: fencing it failed, and relocvol never replaces storage a host may still write", v.Name, v.CreatedBy)
+		}
+	}
+	log.Warn("taking over an unfinished create")
+	v.CreatedBy, v.CreatedAt = d.opt.Host, time.Now().UTC()
+	nrev, err := d.store.UpdateVolume(ctx, v, vrev, -1)
+	if errors.Is(err, store.ErrConflict) {
+		return errAgain
+	}
+	if err != nil {
+		return err
+	}
+	// The record is this host's now: the half-made storage may go.
+	if err := d.backend.Remove(ctx, v.Name); err != nil {
+		d.undoCreate(ctx, v, nrev, false)
+		return fmt.Errorf("clear the unfinished storage: %w", err)
+	}
+	return d.provision(ctx, v, nrev)
 }
 
 // creatorGone reports whether the host that started creating v can no
@@ -355,7 +419,11 @@ func (d *Driver) creatorGone(ctx context.Context, v store.Volume) bool {
 		return true
 	}
 	st, err := d.store.HostState(ctx, v.CreatedBy)
-	return err == nil && !st.Alive
+	if err != nil {
+		return false
+	}
+	d.sawOwner(v.CreatedBy, st.Alive)
+	return !st.Alive
 }
 
 // ---- Remove ----

@@ -70,8 +70,8 @@ func raceRejoinWithTakeover(t *testing.T, vAt, tAt string) {
 	c := newCluster(t)
 	tbl := newPRTable()
 	vpr, tpr := &fakePR{tbl: tbl, host: "node-v"}, &fakePR{tbl: tbl, host: "node-t"}
-	v := c.hostWith("node-v", "", "", vpr, 0)
-	tk := c.hostWith("node-t", "", "", tpr, 0)
+	v := c.hostWith("node-v", "", "", hostOpts{fencer: vpr})
+	tk := c.hostWith("node-t", "", "", hostOpts{fencer: tpr})
 	mustCreate(t, v, "db", nil)
 	mustMount(t, v, "db", "v1")
 
@@ -192,7 +192,7 @@ func TestMountRefusedOnceOwnLeaseIsGone(t *testing.T) {
 func TestTakeoverWaitsTheGrace(t *testing.T) {
 	c := newCluster(t)
 	a := c.host("node-a", "", "")
-	b := c.hostWith("node-b", "", "", nil, 2*time.Second)
+	b := c.hostWith("node-b", "", "", hostOpts{grace: 2 * time.Second})
 	mustCreate(t, a, "db", nil)
 	mustMount(t, a, "db", "a1")
 	a.kill(t)

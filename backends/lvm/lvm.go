@@ -4,7 +4,7 @@
 // Without lvmlockd nothing stops two hosts from rewriting the VG metadata at
 // the same time, which silently loses LVs; so every metadata change
 // (lvcreate, lvremove, lvextend) runs under a cluster-wide lock per VG (in
-// etcd). Activation changes no metadata: it re-reads it from disk, so a host
+// etcd), proven held just before the command and held for that command only. Activation changes no metadata: it re-reads it from disk, so a host
 // sees what others created. An LV is active on at most one host, which the
 // plugin's claims guarantee; this package only activates what it is told.
 package lvm
@@ -31,9 +31,10 @@ const Prefix = "rv-"
 // Tag marks relocvol's LVs.
 const Tag = "relocvol"
 
-// Locker takes a cluster-wide lock; unlock must be called to release it.
+// Locker runs fn under a cluster-wide lock, having proven just before fn
+// that the lock is still held (store.Store).
 type Locker interface {
-	Lock(ctx context.Context, key string) (unlock func(), err error)
+	WithLock(ctx context.Context, key string, fn func(ctx context.Context) error) error
 }
 
 // LVM is the backend for one volume group.
@@ -177,6 +178,8 @@ func (l *LVM) classify(err error) error {
 	}
 	s := ee.Stderr
 	switch {
+	case strings.Contains(s, "already exists"):
+		return fmt.Errorf("%w: %w", backends.ErrExists, err)
 	case strings.Contains(s, "in use") || strings.Contains(s, "is open") || strings.Contains(s, "Can't remove open logical volume"):
 		return fmt.Errorf("%w: %w", backends.ErrInUse, err)
 	case strings.Contains(s, "not found") || strings.Contains(s, "Failed to find logical volume"):
@@ -194,34 +197,46 @@ func (l *LVM) Check(ctx context.Context) error {
 	return nil
 }
 
-// Create implements backends.Backend: lvcreate under the VG lock, mkfs, and
-// deactivate again (the creating host does not own the volume).
+// metadata runs one command that changes the VG's metadata under the
+// cluster-wide VG lock, proven held just before the command: only the
+// command itself is under the lock, so that a host cut off etcd cannot run
+// a series of them after its lock expired.
+func (l *LVM) metadata(ctx context.Context, argv ...string) error {
+	err := l.lock.WithLock(ctx, "vg/"+l.vg, func(ctx context.Context) error {
+		_, err := l.run.Run(ctx, argv[0], argv[1:]...)
+		return err
+	})
+	var ee *execx.ExecError
+	if err != nil && !errors.As(err, &ee) {
+		return fmt.Errorf("lock the metadata of VG %s: %w", l.vg, err)
+	}
+	return l.classify(err)
+}
+
+// Create implements backends.Backend: lvcreate under the VG lock, then mkfs
+// and deactivation (which change no metadata) outside it; the creating host
+// does not own the volume.
 func (l *LVM) Create(ctx context.Context, v backends.Volume) (err error) {
 	name, err := lvName(v.Name)
 	if err != nil {
 		return err
 	}
-	unlock, err := l.lock.Lock(ctx, "vg/"+l.vg)
-	if err != nil {
-		return fmt.Errorf("lock the metadata of VG %s: %w", l.vg, err)
-	}
-	defer unlock()
 	if _, ok, err := l.find(ctx, name); err != nil {
 		return err
 	} else if ok {
 		return fmt.Errorf("LV %s: %w", l.ref(name), backends.ErrExists)
 	}
-	_, err = l.run.Run(ctx, "lvcreate", "--yes", "--wipesignatures", "y", "--zero", "y",
+	err = l.metadata(ctx, "lvcreate", "--yes", "--wipesignatures", "y", "--zero", "y",
 		"--addtag", Tag, "--activate", "y", "--name", name, "--size", strconv.FormatInt(v.Size, 10)+"b", l.vg)
 	if err != nil {
-		return fmt.Errorf("create LV %s: %w", l.ref(name), l.classify(err))
+		return fmt.Errorf("create LV %s: %w", l.ref(name), err)
 	}
 	defer func() {
 		if err == nil {
 			return
 		}
 		uctx := context.WithoutCancel(ctx)
-		if _, rerr := l.run.Run(uctx, "lvremove", "--yes", l.ref(name)); rerr != nil {
+		if rerr := l.metadata(uctx, "lvremove", "--yes", l.ref(name)); rerr != nil {
 			l.log.WithError(rerr).WithField("lv", l.ref(name)).Error("cannot remove the LV of a failed create")
 		}
 	}()
@@ -243,11 +258,6 @@ func (l *LVM) Remove(ctx context.Context, volName string) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := l.lock.Lock(ctx, "vg/"+l.vg)
-	if err != nil {
-		return fmt.Errorf("lock the metadata of VG %s: %w", l.vg, err)
-	}
-	defer unlock()
 	v, ok, err := l.find(ctx, name)
 	if err != nil || !ok {
 		return err
@@ -255,8 +265,12 @@ func (l *LVM) Remove(ctx context.Context, volName string) error {
 	if v.active {
 		return fmt.Errorf("remove LV %s: active on this host: %w", l.ref(name), backends.ErrInUse)
 	}
-	if _, err := l.run.Run(ctx, "lvremove", "--yes", l.ref(name)); err != nil {
-		return fmt.Errorf("remove LV %s: %w", l.ref(name), l.classify(err))
+	err = l.metadata(ctx, "lvremove", "--yes", l.ref(name))
+	if errors.Is(err, backends.ErrNotFound) {
+		return nil // removed meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("remove LV %s: %w", l.ref(name), err)
 	}
 	l.log.WithFields(logrus.Fields{"volume": volName, "lv": l.ref(name)}).Info("LV removed")
 	return nil

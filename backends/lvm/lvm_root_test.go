@@ -19,9 +19,10 @@ import (
 // cluster-wide etcd lock is tested in internal/store and on the VM lab.
 type processLock struct{ mu sync.Mutex }
 
-func (l *processLock) Lock(context.Context, string) (func(), error) {
+func (l *processLock) WithLock(ctx context.Context, _ string, fn func(context.Context) error) error {
 	l.mu.Lock()
-	return l.mu.Unlock, nil
+	defer l.mu.Unlock()
+	return fn(ctx)
 }
 
 // TestConformance runs the shared backend suite on real LVM, in the scratch

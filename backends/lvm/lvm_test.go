@@ -3,6 +3,7 @@ package lvm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/relocvol/relocvol/backends"
 	"github.com/relocvol/relocvol/internal/execx"
+	"github.com/relocvol/relocvol/internal/store"
 )
 
 func fixture(t *testing.T, name string) string {
@@ -32,18 +34,19 @@ type fakeLock struct {
 	err    error
 }
 
-func (l *fakeLock) Lock(_ context.Context, key string) (func(), error) {
+func (l *fakeLock) WithLock(ctx context.Context, key string, fn func(context.Context) error) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.err != nil {
-		return nil, l.err
+		l.mu.Unlock()
+		return l.err
 	}
 	l.events = append(l.events, "lock "+key)
-	return func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.events = append(l.events, "unlock "+key)
-	}, nil
+	l.mu.Unlock()
+	err := fn(ctx)
+	l.mu.Lock()
+	l.events = append(l.events, "unlock "+key)
+	l.mu.Unlock()
+	return err
 }
 
 var lvsArgv = []string{"lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,vg_name,lv_attr,lv_size,lv_path,lv_tags", "san"}
@@ -133,17 +136,35 @@ func TestCreateRollsBackOnMkfsFailure(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "agsize too small") {
 		t.Fatalf("err = %v", err)
 	}
-	if strings.Join(lk.events, ",") != "lock vg/san,unlock vg/san" {
+	// lvcreate and the rollback's lvremove each under the lock; mkfs not.
+	if strings.Join(lk.events, ",") != "lock vg/san,unlock vg/san,lock vg/san,unlock vg/san" {
 		t.Fatalf("the rollback must run under the lock too: %v", lk.events)
 	}
 }
 
+// Without the lock (etcd unreachable, or the lock's session expired before
+// the command) no metadata command runs.
 func TestCreateWithoutLock(t *testing.T) {
-	l, _, lk := newLVM(t)
-	lk.err = errors.New("etcd unreachable")
+	for _, lockErr := range []error{errors.New("etcd unreachable"), fmt.Errorf("lock vg/san: its etcd session ended: %w", store.ErrLockLost)} {
+		l, _, lk := newLVM(t, execx.Call{Argv: lvsArgv, Stdout: `{"report":[{"lv":[]}]}`})
+		lk.err = lockErr
+		err := l.Create(context.Background(), backends.Volume{Name: "new", Size: 64 << 20, FS: "ext4"})
+		if err == nil || !strings.Contains(err.Error(), "lock the metadata of VG san: "+lockErr.Error()) {
+			t.Fatalf("err = %v", err)
+		}
+	}
+}
+
+// lvcreate itself refuses an LV that appeared since the check.
+func TestCreateRacingAnotherHost(t *testing.T) {
+	l, _, _ := newLVM(t,
+		execx.Call{Argv: lvsArgv, Stdout: `{"report":[{"lv":[]}]}`},
+		execx.Call{Argv: []string{"lvcreate", "--yes", "--wipesignatures", "y", "--zero", "y", "--addtag", "relocvol", "--activate", "y", "--name", "rv-new", "--size", "67108864b", "san"},
+			Err: &execx.ExecError{ExitCode: 5, Stderr: `  Logical Volume "rv-new" already exists in volume group "san"`}},
+	)
 	err := l.Create(context.Background(), backends.Volume{Name: "new", Size: 64 << 20, FS: "ext4"})
-	if err == nil || !strings.Contains(err.Error(), "lock the metadata of VG san: etcd unreachable") {
-		t.Fatalf("err = %v", err)
+	if !errors.Is(err, backends.ErrExists) {
+		t.Fatalf("err = %v, want ErrExists (and no lvremove of the other host's LV)", err)
 	}
 }
 
@@ -204,8 +225,8 @@ func TestRemove(t *testing.T) {
 	if err := l.Remove(ctx, "nosuch"); err != nil {
 		t.Fatalf("missing: %v", err)
 	}
-	if strings.Join(lk.events, ",") != strings.Repeat("lock vg/san,unlock vg/san,", 2)+"lock vg/san,unlock vg/san" {
-		t.Fatalf("lock events %v", lk.events)
+	if strings.Join(lk.events, ",") != "lock vg/san,unlock vg/san" {
+		t.Fatalf("lock events %v: only the lvremove runs under the lock", lk.events)
 	}
 }
 

@@ -40,7 +40,7 @@ func apiCmds() []*cobra.Command {
 	f := &clientFlags{}
 	cmds := []*cobra.Command{
 		listCmd(f, "status", "Show the cluster at a glance", "/v1/status", (*api.Client).Status, printStatus),
-		listCmd(f, "hosts", "List the hosts: alive, lease age, leader, fenced", "/v1/hosts", (*api.Client).Hosts, printHosts),
+		listCmd(f, "hosts", "List the hosts: alive, lease age, leader, agent (may run apps), fenced", "/v1/hosts", (*api.Client).Hosts, printHosts),
 		listCmd(f, "volumes", "List the volumes: owner, epoch, size, backend", "/v1/volumes", (*api.Client).Volumes, printVolumes),
 		listCmd(f, "apps", "List the relocatable apps: desired and actual host", "/v1/apps", (*api.Client).Apps, printApps),
 		eventsCmd(f),
@@ -252,9 +252,9 @@ func printHosts(w io.Writer, hosts []api.Host) {
 		if h.Fenced {
 			state = "fenced by " + h.FencedBy
 		}
-		rows = append(rows, []string{h.Name, state, lease, yes(h.Leader), fmt.Sprint(h.Apps), fmt.Sprint(h.Volumes), dash(h.Version)})
+		rows = append(rows, []string{h.Name, state, lease, yes(h.Leader), yes(h.Agent), fmt.Sprint(h.Apps), fmt.Sprint(h.Volumes), dash(h.Version)})
 	}
-	table(w, "HOST\tSTATE\tLEASE RENEWED\tLEADER\tAPPS\tVOLUMES\tVERSION", rows)
+	table(w, "HOST\tSTATE\tLEASE RENEWED\tLEADER\tAGENT\tAPPS\tVOLUMES\tVERSION", rows)
 }
 
 func printVolumes(w io.Writer, vols []api.Volume) {

@@ -23,7 +23,7 @@ type moveService struct {
 
 func (m *moveService) Status(context.Context) (api.Status, error) { return api.Status{}, nil }
 func (m *moveService) Hosts(context.Context) ([]api.Host, error) {
-	return []api.Host{{Name: "n1", Alive: true, Leader: true, LeaseAgeSeconds: 0.4, Apps: 1}, {Name: "n2", Fenced: true, FencedBy: "n1"}}, nil
+	return []api.Host{{Name: "n1", Alive: true, Leader: true, Agent: true, LeaseAgeSeconds: 0.4, Apps: 1}, {Name: "n2", Fenced: true, FencedBy: "n1"}}, nil
 }
 func (m *moveService) Volumes(context.Context) ([]api.Volume, error) { return nil, nil }
 func (m *moveService) Apps(context.Context) ([]api.App, error)       { return nil, nil }
@@ -98,9 +98,9 @@ func TestHostsTable(t *testing.T) {
 		want []string
 	}{
 		{[]string{"hosts", "--api", srv.URL, "--token", "tok"}, []string{
-			"HOST  STATE         LEASE RENEWED  LEADER  APPS  VOLUMES  VERSION",
-			"n1    alive         0.4s ago       yes     1     0        -",
-			"n2    fenced by n1  -              -       0     0        -"}},
+			"HOST  STATE         LEASE RENEWED  LEADER  AGENT  APPS  VOLUMES  VERSION",
+			"n1    alive         0.4s ago       yes     yes    1     0        -",
+			"n2    fenced by n1  -              -       -      0     0        -"}},
 		{[]string{"hosts", "--api", srv.URL, "--token", "tok", "--json"}, []string{`"fencedBy": "n1"`}},
 	} {
 		cmd := apiCmds()[1] // hosts

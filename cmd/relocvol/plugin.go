@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/docker/docker/client"
@@ -103,6 +104,15 @@ func runPlugin(ctx context.Context, cfg config.Config) error {
 	run := &execx.OS{Log: log}
 	be, fencer, err := storage(ctx, cfg, run, st, log)
 	if err != nil {
+		return err
+	}
+	// One cluster per storage: refuse a SAN folder or VG another relocvol
+	// cluster (another etcd, or another prefix) uses.
+	cl, err := st.Cluster(ctx, cfg.Host)
+	if err != nil {
+		return err
+	}
+	if err := plugin.CheckCluster(ctx, be, cl, strings.Join(endpoints, ",")+" prefix "+cfg.EtcdPrefix, log); err != nil {
 		return err
 	}
 	hb := controller.NewHeartbeat(st, cfg.Host, cfg.LeaseTTL, cfg.StateDir, version, log)

@@ -33,15 +33,17 @@ type Host struct {
 	Name  string `json:"name"`
 	Alive bool   `json:"alive"`
 	// LeaseAgeSeconds is how long ago the host last renewed its lease.
-	LeaseAgeSeconds float64    `json:"leaseAgeSeconds"`
-	Leader          bool       `json:"leader"`
-	Fenced          bool       `json:"fenced"`
-	FencedBy        string     `json:"fencedBy,omitempty"`
-	FencedAt        *time.Time `json:"fencedAt,omitempty"`
-	Started         *time.Time `json:"started,omitempty"`
-	Version         string     `json:"version,omitempty"`
-	Apps            int        `json:"apps"`
-	Volumes         int        `json:"volumes"`
+	LeaseAgeSeconds float64 `json:"leaseAgeSeconds"`
+	Leader          bool    `json:"leader"`
+	// Agent: the host runs an agent, so apps may be placed on it.
+	Agent    bool       `json:"agent"`
+	Fenced   bool       `json:"fenced"`
+	FencedBy string     `json:"fencedBy,omitempty"`
+	FencedAt *time.Time `json:"fencedAt,omitempty"`
+	Started  *time.Time `json:"started,omitempty"`
+	Version  string     `json:"version,omitempty"`
+	Apps     int        `json:"apps"`
+	Volumes  int        `json:"volumes"`
 }
 
 // Volume is one relocvol volume.

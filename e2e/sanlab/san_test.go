@@ -311,4 +311,72 @@ func TestFailoverOnSAN(t *testing.T) {
 	if len(vols) != 42 {
 		t.Errorf("%d volume records, want 42 (v1, v2 and 40 created concurrently)", len(vols))
 	}
+
+	newLUNTakeover(t, e)
+}
+
+// newLUNTakeover: (g) a second LUN is added to the VG after both hosts
+// joined (vgextend), and a volume lands on it. Its owner loses power; the
+// takeover must leave it unable to write to the new LUN too: fencing covers
+// every PV as LVM sees it now, and a LUN without registrations or a
+// reservation is repaired before it counts as fenced.
+func newLUNTakeover(t *testing.T, e *env) {
+	devs := e.lab.AddLUN(t, 1, 512<<20)
+	oldA, newA := e.lab.LUN(t, "hostA"), devs["hostA"]
+	// New LVs go to the new PV only.
+	e.lab.MustRun(t, "hostA", fmt.Sprintf("pvcreate -y %s && vgextend %s %s && pvchange -x n %s", newA, vg, newA, oldA))
+	e.lab.MustRun(t, "hostB", "pvscan --cache >/dev/null; pvs")
+	if _, err := e.driver(t, "hostA", "Create", map[string]any{"Name": "v3", "Opts": map[string]string{"size": "64M"}}); err != nil {
+		t.Fatal(err)
+	}
+	if pv := strings.TrimSpace(e.lab.MustRun(t, "hostA", "lvs --noheadings -o devices "+vg+"/rv-v3")); !strings.HasPrefix(pv, newA) {
+		t.Fatalf("rv-v3 is on %q, want the new LUN %s", pv, newA)
+	}
+	mp, err := e.mount(t, "hostA", "v3", "a4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := e.lab.MustRun(t, "hostA", fmt.Sprintf("dd if=/dev/urandom of=%s/pattern bs=1M count=4 conv=fsync status=none && sha256sum < %s/pattern", mp, mp))
+
+	killed := time.Now()
+	if err := e.lab.Kill("hostA"); err != nil {
+		t.Fatal(err)
+	}
+	var mpB string
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if mpB, err = e.mount(t, "hostB", "v3", "b3"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B never took v3 over: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("takeover on the new LUN: B mounted v3 %s after A's power loss", time.Since(killed).Round(100*time.Millisecond))
+	if got := e.lab.MustRun(t, "hostB", "sha256sum < "+mpB+"/pattern"); got != sum {
+		t.Fatalf("B reads %s on v3, A wrote %s", got, sum)
+	}
+	newB := devs["hostB"]
+	keys, err := scsi3.ParseKeys([]byte(e.lab.MustRun(t, "hostB", "sg_persist --in --read-keys "+newB+" || sg_persist --in --read-keys "+newB)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(keys, scsi3.KeyFor("hostA")) || !slices.Contains(keys, scsi3.KeyFor("hostB")) {
+		t.Fatalf("keys on the new LUN after the takeover: %x; want hostB's, not hostA's", keys)
+	}
+	res, err := scsi3.ParseReservation([]byte(e.lab.MustRun(t, "hostB", "sg_persist --in --read-reservation "+newB)))
+	if err != nil || !res.Held || res.Type != "Write Exclusive, registrants only" {
+		t.Fatalf("reservation on the new LUN after the takeover: %+v %v; want type 5 held", res, err)
+	}
+
+	// A comes back: its writes to the new LUN fail (it logs in to both).
+	if err := e.lab.Boot("hostA"); err != nil {
+		t.Fatal(err)
+	}
+	link := strings.TrimSpace(e.lab.MustRun(t, "hostA", `for i in $(seq 120); do l=$(ls /dev/disk/by-path/ | grep -- '-lun-1$') && { echo "$l"; exit 0; }; sleep 0.5; done; exit 1`))
+	out, err := e.lab.Run(t, "hostA", fmt.Sprintf("dd if=/dev/zero of=/dev/disk/by-path/%s bs=4096 count=1 seek=%d oflag=direct conv=notrunc", link, (512<<20)/4096-16))
+	if err == nil || !strings.Contains(out, "Invalid exchange") {
+		t.Fatalf("a write from fenced hostA to the new LUN: err %v, output %q; want a reservation conflict (Invalid exchange)", err, out)
+	}
 }

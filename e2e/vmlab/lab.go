@@ -318,6 +318,44 @@ func (l *Lab) LUN(t testing.TB, vm string) string {
 	return strings.TrimSpace(l.MustRun(t, vm, "cat /run/relocvol/lun"))
 }
 
+// AddLUN exports another LUN from the san VM while the lab runs (LUN n,
+// size bytes, backed by a sparse file on the san VM's disk), as when a
+// storage admin adds a LUN for a VG to grow on; every host rescans its
+// iSCSI session. It returns each host's device of the new LUN. A host that
+// boots again logs in to both LUNs by itself.
+func (l *Lab) AddLUN(t testing.TB, n int, size int64) map[string]string {
+	t.Helper()
+	iqn := strings.TrimSpace(l.MustRun(t, San, ". /etc/relocvol-vmlab.conf && echo $VMLAB_TARGET_IQN"))
+	l.MustRun(t, San, fmt.Sprintf(`set -e
+. /etc/relocvol-vmlab.conf
+T=/sys/kernel/config/target
+so=$T/core/fileio_%[1]d/lun%[1]d
+truncate -s %[2]d /var/tmp/lun%[1]d.img
+mkdir -p $so
+echo "fd_dev_name=/var/tmp/lun%[1]d.img,fd_dev_size=%[2]d" >$so/control
+# Its own unit serial (hex digits): LUN 0's with its last byte n+1.
+printf '%%s%%02x' "${VMLAB_LUN_SERIAL%%??}" %[3]d >$so/wwn/vpd_unit_serial
+echo 1 >$so/enable
+tpg=$T/iscsi/$VMLAB_TARGET_IQN/tpgt_1
+mkdir -p $tpg/lun/lun_%[1]d
+ln -s $so $tpg/lun/lun_%[1]d/lun%[1]d
+for acl in $tpg/acls/*; do
+	mkdir -p $acl/lun_%[1]d
+	ln -s $tpg/lun/lun_%[1]d $acl/lun_%[1]d/lun%[1]d
+done`, n, size, n+1))
+	devs := map[string]string{}
+	for _, h := range l.Hosts {
+		devs[h] = strings.TrimSpace(l.MustRun(t, h, fmt.Sprintf(`iscsiadm -m session --rescan >/dev/null
+link=/dev/disk/by-path/ip-$(head -n1 /run/relocvol/san-addrs):3260-iscsi-%s-lun-%d
+for i in $(seq 120); do [ -b "$link" ] && break; udevadm settle --timeout=5 || true; sleep 0.5; done
+[ -b "$link" ] && readlink -f "$link"`, iqn, n)))
+		if devs[h] == "" || !strings.HasPrefix(devs[h], "/dev/") {
+			t.Fatalf("%s does not see LUN %d after a rescan", h, n)
+		}
+	}
+	return devs
+}
+
 // Kill is a power loss of vm: its qemu is killed (SIGKILL); its disk stays.
 func (l *Lab) Kill(vm string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -22,6 +22,9 @@ type Host struct {
 	Lease   int64     `json:"lease"`
 	PID     int       `json:"pid"`
 	Version string    `json:"version,omitempty"`
+	// Agent: the host runs an agent (a Docker engine the controller starts
+	// relocated apps with); the leader places apps only on such hosts.
+	Agent bool `json:"agent,omitempty"`
 }
 
 // HostState is what a peer knows of a host's liveness.

@@ -171,20 +171,21 @@ func TestLeaseExpiryMakesHostDead(t *testing.T) {
 func TestLockIsExclusive(t *testing.T) {
 	st, _ := newStore(t)
 	ctx := context.Background()
-	unlock, err := st.Lock(ctx, "vg/san")
+	held, err := st.Lock(ctx, "vg/san")
 	if err != nil {
 		t.Fatal(err)
 	}
+	unlock := held.Unlock
 	got := make(chan time.Time, 1)
 	go func() {
-		u2, err := st.Lock(ctx, "vg/san")
+		h2, err := st.Lock(ctx, "vg/san")
 		if err != nil {
 			t.Error(err)
 			got <- time.Time{}
 			return
 		}
 		got <- time.Now()
-		u2()
+		h2.Unlock()
 	}()
 	// A second taker must wait while the first holds the lock.
 	select {
@@ -203,19 +204,57 @@ func TestLockIsExclusive(t *testing.T) {
 		t.Fatal("second Lock never got the lock after the release")
 	}
 	// A waiter whose request is cancelled gives up with an error.
-	unlock, _ = st.Lock(ctx, "vg/san")
-	defer unlock()
+	held, _ = st.Lock(ctx, "vg/san")
+	defer held.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
 	if _, err := st.Lock(cctx, "vg/san"); err == nil {
 		t.Fatal("a cancelled waiter got the lock")
 	}
 	// Another key is independent.
-	u3, err := st.Lock(ctx, "vg/other")
+	h3, err := st.Lock(ctx, "vg/other")
 	if err != nil {
 		t.Fatal(err)
 	}
-	u3()
+	h3.Unlock()
+}
+
+// A holder cut off etcd loses its lock when its session expires; it must
+// find out before its next protected step, not run it.
+func TestLockCheckedBeforeEachStep(t *testing.T) {
+	st, cli := newStore(t)
+	ctx := context.Background()
+	ran := 0
+	if err := st.WithLock(ctx, "vg/san", func(context.Context) error { ran++; return nil }); err != nil || ran != 1 {
+		t.Fatalf("WithLock: ran %d, %v", ran, err)
+	}
+	held, err := st.Lock(ctx, "vg/san")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Unlock()
+	if err := held.Check(ctx); err != nil {
+		t.Fatalf("fresh lock: %v", err)
+	}
+	// The session's lease expires (as after lockTTL without etcd).
+	leases, err := cli.Leases(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leases.Leases {
+		if _, err := cli.Revoke(ctx, l.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := held.Check(ctx); !errors.Is(err, store.ErrLockLost) {
+		t.Fatalf("check after the session expired: %v, want ErrLockLost", err)
+	}
+	// Another holder can take it now; the old one's step does not run.
+	other, err := st.Lock(ctx, "vg/san")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Unlock()
 }
 
 func TestLeadershipGuardsWrites(t *testing.T) {

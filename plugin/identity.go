@@ -1,0 +1,81 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/relocvol/relocvol/backends/loop"
+	"github.com/relocvol/relocvol/backends/lvm"
+	"github.com/relocvol/relocvol/internal/store"
+)
+
+// ClusterMarker is an optional ability of a backend: keeping the identity
+// of the relocvol cluster that uses the storage next to the data (loop: a
+// file in the SAN folder; lvm: a VG tag). Two clusters on one storage
+// (two hosts each on its own embedded etcd, or on other etcd prefixes)
+// would each grant the same volume to one of their hosts: two writers.
+type ClusterMarker interface {
+	// ClusterMark returns the identity written on the storage ("": none).
+	ClusterMark(ctx context.Context) (string, error)
+	// MarkCluster writes id, if no identity is there yet; the identity
+	// found there (which may be another one, written meanwhile) is returned.
+	MarkCluster(ctx context.Context, id string) (string, error)
+	// Storage names the storage for messages, e.g. "SAN folder /srv/san".
+	Storage() string
+	// ClearHint says how an operator removes the mark id by hand.
+	ClearHint(id string) string
+}
+
+var (
+	_ ClusterMarker = (*loop.Loop)(nil)
+	_ ClusterMarker = (*lvm.LVM)(nil)
+	_ ActiveLister  = (*lvm.LVM)(nil)
+)
+
+// errOtherCluster: the storage belongs to another relocvol cluster.
+var errOtherCluster = errors.New("storage belongs to another relocvol cluster")
+
+// checkMark is the decision of CheckCluster: found is the identity on the
+// storage, ours this cluster's. An empty mark is to be written.
+func checkMark(found, ours string) (write bool, err error) {
+	switch found {
+	case "":
+		return true, nil
+	case ours:
+		return false, nil
+	}
+	return false, errOtherCluster
+}
+
+// CheckCluster makes sure the storage belongs to this host's cluster: it
+// writes the cluster's identity there when there is none yet, and refuses
+// storage that carries another cluster's identity, saying how to fix it.
+func CheckCluster(ctx context.Context, be any, c store.Cluster, etcd string, log logrus.FieldLogger) error {
+	cm, ok := be.(ClusterMarker)
+	if !ok {
+		return nil
+	}
+	found, err := cm.ClusterMark(ctx)
+	if err != nil {
+		return fmt.Errorf("read the cluster identity on the %s: %w", cm.Storage(), err)
+	}
+	write, err := checkMark(found, c.ID)
+	if write {
+		if found, err = cm.MarkCluster(ctx, c.ID); err != nil {
+			return fmt.Errorf("write the cluster identity on the %s: %w", cm.Storage(), err)
+		}
+		if _, err = checkMark(found, c.ID); err == nil && found == c.ID {
+			log.WithFields(logrus.Fields{"cluster": c.ID, "storage": cm.Storage()}).Info("marked the storage as this cluster's")
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("the %s belongs to relocvol cluster %s, but this host's etcd (%s) is cluster %s (etcd cluster ID %s, created by host %s): %w; "+
+			"point RELOCVOL_ETCD_ENDPOINTS (and RELOCVOL_ETCD_PREFIX) at the etcd of the cluster that uses this storage; "+
+			"only if that cluster is gone for good and none of its hosts will run again, remove its mark (%s) and start again",
+			cm.Storage(), found, etcd, c.ID, c.EtcdClusterID, c.CreatedBy, errOtherCluster, cm.ClearHint(found))
+	}
+	return nil
+}
