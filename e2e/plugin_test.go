@@ -1,14 +1,17 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -90,12 +93,15 @@ func TestManagedPlugin(t *testing.T) {
 	if ls := mustDocker(t, "volume", "ls", "-q"); strings.Contains(ls, "e2e-bad") {
 		t.Errorf("a rejected create left a volume: %s", ls)
 	}
-	if files, _ := filepath.Glob(filepath.Join(san, "*")); len(files) != 1 {
-		t.Errorf("SAN folder holds %v, want only %s.img", files, vol)
+	if files, _ := filepath.Glob(filepath.Join(san, "*")); len(files) != 2 || !slices.Contains(files, filepath.Join(san, ".relocvol-cluster")) {
+		t.Errorf("SAN folder holds %v, want only %s.img and the cluster's mark .relocvol-cluster", files, vol)
 	}
 
 	// ---- host B: a second relocvol on the same etcd and SAN folder ----
 	b := startHostB(t, root, san, port)
+	// ---- host C: on an etcd of its own (the embedded one), the same SAN
+	// folder would be a second cluster: refused at start ----
+	refusedOnOtherCluster(t, b.bin, san)
 	var got struct {
 		Volume struct{ Status map[string]any }
 	}
@@ -338,6 +344,36 @@ func startHostB(t *testing.T, root, san string, etcdPort int) hostB {
 		return b.call("List", struct{}{}, nil)
 	})
 	return b
+}
+
+// refusedOnOtherCluster runs relocvol with its own embedded etcd on the SAN
+// folder the managed plugin's cluster uses: it must refuse to start and say
+// how to fix it.
+func refusedOnOtherCluster(t *testing.T, bin, san string) {
+	t.Helper()
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "plugin")
+	cmd.Env = append(os.Environ(),
+		"RELOCVOL_HOST=e2e-host-c", "RELOCVOL_ETCD_ENDPOINTS=",
+		fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", port),
+		"RELOCVOL_SAN_DIR="+san, "RELOCVOL_STATE_DIR="+filepath.Join(dir, "state"),
+		"RELOCVOL_MOUNT_ROOT="+filepath.Join(dir, "mnt"), "RELOCVOL_SOCKET="+filepath.Join(dir, "c.sock"),
+		"RELOCVOL_API_ADDR=", "RELOCVOL_DOCKER_HOST=",
+	)
+	out, err := cmd.CombinedOutput()
+	t.Logf("host C (its own etcd, the same SAN folder): %v\n%s", err, out)
+	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "the SAN folder "+san+" belongs to relocvol cluster") ||
+		!strings.Contains(string(out), "point RELOCVOL_ETCD_ENDPOINTS") {
+		t.Fatalf("a relocvol on another etcd started on the same SAN folder (or did not say why it refused): %v", err)
+	}
 }
 
 // removePlugin removes everything the test put in the engine, whatever

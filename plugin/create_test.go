@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/relocvol/relocvol/backends"
+	"github.com/relocvol/relocvol/fencing"
 	"github.com/relocvol/relocvol/internal/store"
 	"github.com/relocvol/relocvol/internal/testenv"
 	"github.com/relocvol/relocvol/plugin"
@@ -93,10 +94,15 @@ func TestSecondClusterRefusesTheStorage(t *testing.T) {
 	if again, _ := st1.Cluster(ctx, "node-b"); again.ID != one.ID {
 		t.Fatalf("a cluster's identity changed: %s then %s", one.ID, again.ID)
 	}
-	if err := plugin.CheckCluster(ctx, c.be, one, "etcd-1", log); err != nil {
+	if err := plugin.CheckCluster(ctx, c.be, one, "etcd-1"); err != nil {
 		t.Fatalf("first cluster on an unmarked folder: %v", err)
 	}
-	if err := plugin.CheckCluster(ctx, c.be, one, "etcd-1", log); err != nil {
+	// The first host to join marks the folder.
+	drv := plugin.New(st1, c.be, c.fs, fencing.None{Log: log}, alwaysAlive{}, plugin.Options{Host: "node-a", MountRoot: t.TempDir(), Cluster: one, Etcd: "etcd-1", Log: log})
+	if err := drv.Join(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := plugin.CheckCluster(ctx, c.be, one, "etcd-1"); err != nil {
 		t.Fatalf("the same cluster again: %v", err)
 	}
 	for _, other := range []*store.Store{
@@ -107,9 +113,12 @@ func TestSecondClusterRefusesTheStorage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = plugin.CheckCluster(ctx, c.be, two, "etcd-2", log)
-		wantErr(t, err, nil, "the SAN folder "+c.san+" belongs to relocvol cluster "+one.ID,
-			"this host's etcd (etcd-2) is cluster "+two.ID, "point RELOCVOL_ETCD_ENDPOINTS (and RELOCVOL_ETCD_PREFIX) at the etcd of the cluster that uses this storage",
-			"rm "+filepath.Join(c.san, ".relocvol-cluster"))
+		want := []string{"the SAN folder " + c.san + " belongs to relocvol cluster " + one.ID,
+			"this host's etcd (etcd-2) is cluster " + two.ID, "point RELOCVOL_ETCD_ENDPOINTS (and RELOCVOL_ETCD_PREFIX) at the etcd of the cluster that uses this storage",
+			"rm " + filepath.Join(c.san, ".relocvol-cluster")}
+		wantErr(t, plugin.CheckCluster(ctx, c.be, two, "etcd-2"), nil, want...)
+		// Nor does it get in by joining.
+		drv := plugin.New(other, c.be, c.fs, fencing.None{Log: log}, alwaysAlive{}, plugin.Options{Host: "node-x", MountRoot: t.TempDir(), Cluster: two, Etcd: "etcd-2", Log: log})
+		wantErr(t, drv.Join(ctx), nil, want...)
 	}
 }

@@ -1,7 +1,10 @@
 package plugin
 
 import (
+	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/relocvol/relocvol/internal/store"
 )
@@ -35,13 +38,23 @@ func TestDecideMount(t *testing.T) {
 
 func TestDockerError(t *testing.T) {
 	user := newErr(ErrInUse, `volume "db" is in use on host node-2 (alive, last renewed 1.2s ago, 1 mounts): stop it`)
-	if got := dockerError("mount", "db", user).Error(); got != user.Msg {
-		t.Fatalf("operator error rewritten: %q", got)
-	}
-	got := dockerError("mount", "db", errString("etcd get /relocvol/claims/db: context deadline exceeded")).Error()
-	want := `relocvol: cannot mount volume "db": etcd get /relocvol/claims/db: context deadline exceeded (the plugin log has details: docker plugin inspect relocvol, dockerd's log)`
-	if got != want {
-		t.Fatalf("unexpected error\n got %s\nwant %s", got, want)
+	unanswered := &store.EtcdError{Endpoints: []string{"http://10.0.0.1:2379"}, What: "get /relocvol/claims/db", Timeout: 5 * time.Second, Err: context.DeadlineExceeded}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"operator errors pass as they are", user, user.Msg},
+		{"etcd does not answer", fmt.Errorf("claim: %w", unanswered),
+			`relocvol: cannot mount volume "db" on host node-1: etcd at http://10.0.0.1:2379 did not answer within 5s (get /relocvol/claims/db): check that etcd runs and that this host reaches it (network, RELOCVOL_ETCD_ENDPOINTS, TLS files)`},
+		{"anything else", errString("activate: attach /srv/san/db.img: no such file"),
+			`relocvol: cannot mount volume "db" on host node-1: activate: attach /srv/san/db.img: no such file (the plugin log has details: docker plugin inspect relocvol, dockerd's log)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := dockerError("mount", "db", "node-1", tc.err).Error(); got != tc.want {
+				t.Fatalf("Docker sees\n%s\nwant\n%s", got, tc.want)
+			}
+		})
 	}
 }
 

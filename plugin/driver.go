@@ -96,6 +96,11 @@ type Options struct {
 	// took): the controller turns those into a relocation's timeline. It
 	// must not block.
 	Observe func(volume, phase string, took time.Duration)
+	// Cluster is the identity of this host's cluster, written on the
+	// storage when the host joins (none when empty); Etcd names this host's
+	// etcd in the messages about it.
+	Cluster store.Cluster
+	Etcd    string
 	// Grace is how long after this host first saw a claim holder's lease
 	// gone it waits before fencing the holder and taking its volume over;
 	// the same grace the leader waits (liveness.Timings.Grace). Default:
@@ -280,7 +285,10 @@ func (d *Driver) checkSame(cur store.Volume, s spec.Spec) error {
 // that name is the peer's now, and nothing of it is touched.
 func (d *Driver) provision(ctx context.Context, rec store.Volume, rev int64) error {
 	log := d.log.WithFields(logrus.Fields{"volume": rec.Name, "size": spec.FormatSize(rec.Size), "fs": rec.FS})
-	err := d.backend.Create(ctx, backends.Volume{Name: rec.Name, Size: rec.Size, FS: rec.FS})
+	err := d.readyToWrite(ctx)
+	if err == nil {
+		err = d.backend.Create(ctx, backends.Volume{Name: rec.Name, Size: rec.Size, FS: rec.FS})
+	}
 	if errors.Is(err, backends.ErrExists) {
 		d.undoCreate(ctx, rec, rev, false)
 		return wrapErr(ErrConflict, err, "volume %q has no record but its storage already exists (left by an earlier failure or another cluster): nothing was changed; remove that storage by hand if it is not needed, or choose another name", rec.Name)
@@ -404,7 +412,11 @@ func (d *Driver) takeCreateOver(ctx context.Context, v store.Volume, vrev int64)
 		return err
 	}
 	// The record is this host's now: the half-made storage may go.
-	if err := d.backend.Remove(ctx, v.Name); err != nil {
+	err = d.readyToWrite(ctx)
+	if err == nil {
+		err = d.backend.Remove(ctx, v.Name)
+	}
+	if err != nil {
 		d.undoCreate(ctx, v, nrev, false)
 		return fmt.Errorf("clear the unfinished storage: %w", err)
 	}
@@ -472,7 +484,11 @@ func (d *Driver) remove(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := d.backend.Remove(ctx, name); err != nil {
+	err = d.readyToWrite(ctx)
+	if err == nil {
+		err = d.backend.Remove(ctx, name)
+	}
+	if err != nil {
 		vol.State = prev
 		if _, uerr := d.store.UpdateVolume(context.WithoutCancel(ctx), vol, vrev, -1); uerr != nil {
 			d.log.WithError(uerr).WithField("volume", name).Error("cannot restore the state of a volume whose removal failed")
@@ -581,6 +597,9 @@ func (d *Driver) activate(ctx context.Context, vol store.Volume) (err error) {
 	log := d.log.WithField("volume", vol.Name)
 	wasActive, err := d.backend.Device(ctx, vol.Name)
 	if err != nil {
+		return err
+	}
+	if err := d.readyToWrite(ctx); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -883,7 +902,7 @@ func (d *Driver) getVolume(ctx context.Context, name string) (store.Volume, int6
 }
 
 func (d *Driver) fail(op, name string, err error) error {
-	out := dockerError(op, name, err)
+	out := dockerError(op, name, d.opt.Host, err)
 	entry := d.log.WithError(err).WithFields(logrus.Fields{"op": op, "volume": name})
 	var e *Error
 	switch {

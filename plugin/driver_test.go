@@ -13,9 +13,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/relocvol/relocvol/fencing"
+	"github.com/relocvol/relocvol/internal/etcdembed"
 	"github.com/relocvol/relocvol/internal/fsutil"
 	"github.com/relocvol/relocvol/internal/spec"
 	"github.com/relocvol/relocvol/internal/store"
+	"github.com/relocvol/relocvol/internal/testenv"
 	"github.com/relocvol/relocvol/plugin"
 )
 
@@ -345,5 +347,32 @@ func TestFencedHostKeepsNothing(t *testing.T) {
 		if err := a2.drv.Remove(&volume.RemoveRequest{Name: v}); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// alwaysAlive is a host that believes its lease is current.
+type alwaysAlive struct{}
+
+func (alwaysAlive) Alive() bool             { return true }
+func (alwaysAlive) Lease() clientv3.LeaseID { return 1 }
+
+// When etcd does not answer, Docker hears which etcd, for which volume and
+// host, and what to check, not "context deadline exceeded".
+func TestEtcdDownSaysWhatToDo(t *testing.T) {
+	c := newCluster(t)
+	srv, err := etcdembed.Start(t.TempDir(), "127.0.0.1:0", etcdembed.Options{NoFsync: true, LogLevel: "fatal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(testenv.EtcdClient(t, srv.Endpoints()), "/relocvol")
+	drv := plugin.New(st, c.be, c.fs, fencing.None{Log: logrus.New()}, alwaysAlive{}, plugin.Options{
+		Host: "node-e", MountRoot: t.TempDir(), Defaults: spec.Defaults{Size: 64 << 20, FS: "ext4"},
+	})
+	srv.Close()
+	_, err = drv.Mount(&volume.MountRequest{Name: "db", ID: "m1"})
+	wantErr(t, err, nil, `relocvol: cannot mount volume "db" on host node-e: etcd at `+srv.Endpoints()[0]+` did not answer within 5s`,
+		"check that etcd runs and that this host reaches it")
+	if strings.Contains(err.Error(), "context deadline exceeded") {
+		t.Fatalf("Docker would see Go's words: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/relocvol/relocvol/internal/spec"
+	"github.com/relocvol/relocvol/internal/store"
 )
 
 // Kinds of failure the plugin reports; Docker sees only the message, tests
@@ -47,13 +48,18 @@ func wrapErr(kind, cause error, format string, a ...any) *Error {
 }
 
 // dockerError is the one place where errors become the Err string Docker
-// shows: operator-facing errors pass as they are; anything unexpected gets
-// the operation and the volume named and a pointer to the plugin log.
-func dockerError(op, name string, err error) error {
+// shows: operator-facing errors pass as they are; an etcd that does not
+// answer is said so, with what to check; anything unexpected gets the
+// operation, the volume and the host named and a pointer to the plugin log.
+func dockerError(op, name, host string, err error) error {
 	var e *Error
 	if errors.As(err, &e) {
 		return e
 	}
+	var ee *store.EtcdError
+	if errors.Is(err, store.ErrUnavailable) && errors.As(err, &ee) {
+		return fmt.Errorf("relocvol: cannot %s volume %q on host %s: %s", op, spec.Shorten(name), host, ee.Error())
+	}
 	msg := strings.TrimSpace(err.Error())
-	return fmt.Errorf("relocvol: cannot %s volume %q: %s (the plugin log has details: docker plugin inspect relocvol, dockerd's log)", op, spec.Shorten(name), msg)
+	return fmt.Errorf("relocvol: cannot %s volume %q on host %s: %s (the plugin log has details: docker plugin inspect relocvol, dockerd's log)", op, spec.Shorten(name), host, msg)
 }

@@ -50,12 +50,31 @@ func checkMark(found, ours string) (write bool, err error) {
 	return false, errOtherCluster
 }
 
-// CheckCluster makes sure the storage belongs to this host's cluster: it
-// writes the cluster's identity there when there is none yet, and refuses
-// storage that carries another cluster's identity, saying how to fix it.
-func CheckCluster(ctx context.Context, be any, c store.Cluster, etcd string, log logrus.FieldLogger) error {
+// CheckCluster refuses storage that carries another cluster's identity,
+// saying how to fix it. It only reads: the identity is written when the
+// host joins (Driver.Join), once it is registered with the storage and may
+// write it. etcd names this host's etcd (endpoints, prefix) for messages.
+func CheckCluster(ctx context.Context, be any, c store.Cluster, etcd string) error {
 	cm, ok := be.(ClusterMarker)
 	if !ok {
+		return nil
+	}
+	found, err := cm.ClusterMark(ctx)
+	if err != nil {
+		return fmt.Errorf("read the cluster identity on the %s: %w", cm.Storage(), err)
+	}
+	if _, err := checkMark(found, c.ID); err != nil {
+		return otherCluster(cm, found, c, etcd)
+	}
+	return nil
+}
+
+// markCluster writes this cluster's identity (Options.Cluster) on the
+// storage if it has none yet, and refuses another cluster's.
+func (d *Driver) markCluster(ctx context.Context) error {
+	c := d.opt.Cluster
+	cm, ok := d.backend.(ClusterMarker)
+	if !ok || c.ID == "" {
 		return nil
 	}
 	found, err := cm.ClusterMark(ctx)
@@ -67,15 +86,20 @@ func CheckCluster(ctx context.Context, be any, c store.Cluster, etcd string, log
 		if found, err = cm.MarkCluster(ctx, c.ID); err != nil {
 			return fmt.Errorf("write the cluster identity on the %s: %w", cm.Storage(), err)
 		}
-		if _, err = checkMark(found, c.ID); err == nil && found == c.ID {
-			log.WithFields(logrus.Fields{"cluster": c.ID, "storage": cm.Storage()}).Info("marked the storage as this cluster's")
+		if found == c.ID {
+			d.log.WithFields(logrus.Fields{"cluster": c.ID, "storage": cm.Storage()}).Info("marked the storage as this cluster's")
 		}
+		_, err = checkMark(found, c.ID)
 	}
 	if err != nil {
-		return fmt.Errorf("the %s belongs to relocvol cluster %s, but this host's etcd (%s) is cluster %s (etcd cluster ID %s, created by host %s): %w; "+
-			"point RELOCVOL_ETCD_ENDPOINTS (and RELOCVOL_ETCD_PREFIX) at the etcd of the cluster that uses this storage; "+
-			"only if that cluster is gone for good and none of its hosts will run again, remove its mark (%s) and start again",
-			cm.Storage(), found, etcd, c.ID, c.EtcdClusterID, c.CreatedBy, errOtherCluster, cm.ClearHint(found))
+		return otherCluster(cm, found, c, d.opt.Etcd)
 	}
 	return nil
+}
+
+func otherCluster(cm ClusterMarker, found string, c store.Cluster, etcd string) error {
+	return fmt.Errorf("the %s belongs to relocvol cluster %s, but this host's etcd (%s) is cluster %s (etcd cluster ID %s, created by host %s): %w; "+
+		"point RELOCVOL_ETCD_ENDPOINTS (and RELOCVOL_ETCD_PREFIX) at the etcd of the cluster that uses this storage; "+
+		"only if that cluster is gone for good and none of its hosts will run again, remove its mark (%s) and start again",
+		cm.Storage(), found, etcd, c.ID, c.EtcdClusterID, c.CreatedBy, errOtherCluster, cm.ClearHint(found))
 }

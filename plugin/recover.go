@@ -30,7 +30,27 @@ type RegistrationChecker interface {
 	CheckRegistration(ctx context.Context) error
 }
 
+// StorageJoiner is an optional ability of a Fencer: registering this host
+// on storage it has not joined yet (a PV added to the VG), before it writes.
+type StorageJoiner interface {
+	EnsureJoined(ctx context.Context) error
+}
+
+// readyToWrite makes sure this host may write every PV of the VG before it
+// creates, activates or removes storage.
+func (d *Driver) readyToWrite(ctx context.Context) error {
+	sj, ok := d.fencer.(StorageJoiner)
+	if !ok {
+		return nil
+	}
+	if err := sj.EnsureJoined(ctx); err != nil {
+		return fmt.Errorf("register host %s on the storage before writing to it: %w", d.opt.Host, err)
+	}
+	return nil
+}
+
 var (
+	_ StorageJoiner       = (*scsi3.Fencer)(nil)
 	_ FenceChecker        = (*scsi3.Fencer)(nil)
 	_ RegistrationChecker = (*scsi3.Fencer)(nil)
 	_ Fencer              = (*scsi3.Fencer)(nil)
@@ -38,8 +58,14 @@ var (
 )
 
 // Join implements controller.Member: it registers this host with the
-// storage, once its host key is in etcd.
-func (d *Driver) Join(ctx context.Context) error { return d.fencer.Join(ctx) }
+// storage, once its host key is in etcd, and then marks the storage as
+// this cluster's if it is not yet (a write, so only once registered).
+func (d *Driver) Join(ctx context.Context) error {
+	if err := d.fencer.Join(ctx); err != nil {
+		return err
+	}
+	return d.markCluster(ctx)
+}
 
 // Check implements controller.Member: it verifies, while the host is
 // alive, that it is still registered with the storage.

@@ -10,7 +10,11 @@ import (
 	"time"
 
 	"github.com/docker/go-plugins-helpers/volume"
+	"github.com/sirupsen/logrus"
 
+	"github.com/relocvol/relocvol/fencing"
+	"github.com/relocvol/relocvol/internal/spec"
+	"github.com/relocvol/relocvol/internal/store"
 	"github.com/relocvol/relocvol/plugin"
 )
 
@@ -54,13 +58,13 @@ func (g *gate) release() {
 // with a volume mounted (its self-fencing did not get to it) and rejoins
 // while a peer takes the volume over. The victim is held at a point of its
 // rejoin (after its "was I fenced?" check, or just before it registers its
-// reservation key) while the peer runs to a point of its takeover (before
-// or after it preempts the victim's key, or to the end of its Mount); then
-// both go on. Over every such interleaving, the victim must never be
+// reservation key) while the peer runs to a point of its takeover (waiting
+// the grace, before its mark; after its mark, before or after it preempts
+// the victim's key; or to the end of its Mount); then both go on. Over every such interleaving, the victim must never be
 // registered with the volume still mounted while the claim names the peer.
 func TestFencedVictimNeverRejoinsUnderATakeover(t *testing.T) {
 	for _, vAt := range []string{"after-check", "before-join"} {
-		for _, tAt := range []string{"before-preempt", "after-preempt", "mount-returned"} {
+		for _, tAt := range []string{"in-grace", "before-preempt", "after-preempt", "mount-returned"} {
 			t.Run(vAt+"/"+tAt, func(t *testing.T) { raceRejoinWithTakeover(t, vAt, tAt) })
 		}
 	}
@@ -129,9 +133,12 @@ func raceRejoinWithTakeover(t *testing.T, vAt, tAt string) {
 	}()
 	var mountErr error
 	done := false
-	if tAt == "mount-returned" {
+	switch tAt {
+	case "mount-returned":
 		mountErr, done = <-mounted, true
-	} else {
+	case "in-grace":
+		time.Sleep(200 * time.Millisecond) // the grace is 1.25s
+	default:
 		select {
 		case <-tg.reached:
 		case mountErr = <-mounted:
@@ -211,4 +218,23 @@ func TestTakeoverWaitsTheGrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustUnmount(t, b, "db", "b1")
+}
+
+// conflictingStore loses every claim write, as when another host mounts
+// the same volume over and over.
+type conflictingStore struct{ plugin.Store }
+
+func (conflictingStore) PutClaim(context.Context, store.Claim, int64, int64, ...store.Guard) (int64, error) {
+	return 0, fmt.Errorf("claim volume db: %w", store.ErrConflict)
+}
+
+func TestClaimThatKeepsConflictingSaysSo(t *testing.T) {
+	c := newCluster(t)
+	a := c.host("node-a", "", "")
+	mustCreate(t, a, "db", nil)
+	drv := plugin.New(conflictingStore{a.st}, c.be, c.fs, fencing.None{Log: logrus.New()}, a.hb, plugin.Options{
+		Host: "node-a", MountRoot: t.TempDir(), Defaults: spec.Defaults{Size: 64 << 20, FS: "ext4"},
+	})
+	_, err := drv.Mount(&volume.MountRequest{Name: "db", ID: "m1"})
+	wantErr(t, err, plugin.ErrBusy, `volume "db": its claim kept changing while host node-a tried to take it (6 attempts`, "another host is mounting it at the same time; try again")
 }

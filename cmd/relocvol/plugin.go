@@ -112,7 +112,8 @@ func runPlugin(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	if err := plugin.CheckCluster(ctx, be, cl, strings.Join(endpoints, ",")+" prefix "+cfg.EtcdPrefix, log); err != nil {
+	etcdName := strings.Join(endpoints, ",") + " prefix " + cfg.EtcdPrefix
+	if err := plugin.CheckCluster(ctx, be, cl, etcdName); err != nil {
 		return err
 	}
 	hb := controller.NewHeartbeat(st, cfg.Host, cfg.LeaseTTL, cfg.StateDir, version, log)
@@ -132,7 +133,7 @@ func runPlugin(ctx context.Context, cfg config.Config) error {
 	})
 	drv = plugin.New(st, be, fsutil.FS{Run: run}, fencer, hb, plugin.Options{
 		Host: cfg.Host, MountRoot: cfg.MountRoot, Defaults: cfg.SpecDefaults(), Log: log, Observe: ctl.Observe,
-		Grace: hb.Timings().Grace,
+		Grace: hb.Timings().Grace, Cluster: cl, Etcd: etcdName,
 	})
 	hb.Member = drv
 	var ln net.Listener

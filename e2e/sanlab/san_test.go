@@ -163,6 +163,14 @@ func TestFailoverOnSAN(t *testing.T) {
 	if k := e.keys(t, "hostA"); !slices.Contains(k, keyA) || !slices.Contains(k, keyB) {
 		t.Fatalf("both hosts must be registered: keys %x", k)
 	}
+	// The VG carries the identity of the cluster that uses it.
+	cl, err := e.st.Cluster(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tags := e.lab.MustRun(t, "hostB", "vgs --noheadings -o vg_tags "+vg); strings.TrimSpace(tags) != "relocvol-cluster-"+cl.ID {
+		t.Fatalf("VG tags %q, want relocvol-cluster-%s", tags, cl.ID)
+	}
 
 	// (a) A creates, mounts and writes a known pattern, fsync'd.
 	if _, err := e.driver(t, "hostA", "Create", map[string]any{"Name": "v1", "Opts": map[string]string{"size": "64M"}}); err != nil {

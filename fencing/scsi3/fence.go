@@ -81,7 +81,12 @@ func (f *Fencer) aptpl(ctx context.Context, p path) bool {
 
 // apply carries out the steps planPath chose for a path in state cur, then
 // reads the path again (unless there was nothing to do) and verifies it.
-func (f *Fencer) apply(ctx context.Context, p path, cur pathState, steps []step, victim uint64, log logrus.FieldLogger) error {
+func (f *Fencer) apply(ctx context.Context, p path, cur pathState, steps []step, victim uint64, log logrus.FieldLogger) (err error) {
+	defer func() {
+		if err == nil {
+			f.joinedOn(p.dev)
+		}
+	}()
 	if len(steps) == 0 {
 		return verifyPath(cur, f.key, victim)
 	}
@@ -120,6 +125,13 @@ func (f *Fencer) apply(ctx context.Context, p path, cur pathState, steps []step,
 		return err
 	}
 	return verifyPath(s, f.key, victim)
+}
+
+// joinedOn records that this host is registered on dev.
+func (f *Fencer) joinedOn(dev string) {
+	f.mu.Lock()
+	f.joined[dev] = true
+	f.mu.Unlock()
 }
 
 // Fence cuts host off every path of every PV of the VG, as LVM sees it now,
@@ -203,6 +215,29 @@ func (f *Fencer) CheckRegistration(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// EnsureJoined registers this host on every PV of the VG it has not joined
+// yet (one added with vgextend since), before the host writes anything: a
+// peer may have reserved the new LUN already, and then an unregistered
+// host's writes (mkfs, LVM metadata) fail. It asks the storage only when the
+// VG has a PV this host has not seen registered; otherwise it costs one
+// `pvs`.
+func (f *Fencer) EnsureJoined(ctx context.Context) error {
+	paths, err := f.paths(ctx)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	missing := false
+	for _, p := range paths {
+		missing = missing || !f.joined[p.dev]
+	}
+	f.mu.Unlock()
+	if !missing {
+		return nil
+	}
+	return f.CheckRegistration(ctx)
 }
 
 // Fenced reports whether this host's key is registered on no path: it was

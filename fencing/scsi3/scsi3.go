@@ -86,6 +86,9 @@ type Fencer struct {
 
 	mu   sync.Mutex
 	ptpl map[string]bool // device -> the target keeps registrations through power loss
+	// joined are the devices where this host registered (or found itself
+	// registered): a device not in it is a PV added since.
+	joined map[string]bool
 }
 
 // Option configures a Fencer.
@@ -113,7 +116,7 @@ func New(run execx.Runner, host string, devices func(ctx context.Context) ([]str
 	f := &Fencer{
 		run: run, host: host, key: KeyFor(host), devices: devices, abort: true,
 		sysfs: "/sys", retries: 5, delay: 200 * time.Millisecond, log: logrus.StandardLogger(),
-		ptpl: map[string]bool{},
+		ptpl: map[string]bool{}, joined: map[string]bool{},
 	}
 	for _, o := range opts {
 		o(f)

@@ -554,3 +554,32 @@ func TestMultipathUsesMpathpersist(t *testing.T) {
 		t.Fatal("wrong tool")
 	}
 }
+
+// A host registers on a PV added since it joined before it writes there:
+// only then does EnsureJoined ask the storage.
+func TestEnsureJoined(t *testing.T) {
+	dir := t.TempDir()
+	d0, d1 := filepath.Join(dir, "sdb"), filepath.Join(dir, "sdc")
+	for _, d := range []string{d0, d1} {
+		if err := os.WriteFile(d, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pvs := []string{d0}
+	log := logrus.New()
+	log.SetOutput(nopWriter{})
+	f := &execx.Fake{}
+	fn := New(f, "node-b", func(context.Context) ([]string, error) { return pvs, nil },
+		WithSysfs(t.TempDir()), WithRetry(3, time.Millisecond), WithLogger(log))
+	ctx := context.Background()
+	f.Script = script(readKeys(d0, keyA, keyB), readRes(t, d0, held))
+	runAll(t, f, fn.Join(ctx))
+	// Nothing new: no PR command at all.
+	runAll(t, f, fn.EnsureJoined(ctx))
+	// A PV was added, and a peer reserved it already.
+	pvs = []string{d0, d1}
+	f.Script = script(readKeys(d0, keyA, keyB), readRes(t, d0, held), readKeys(d1, keyA), readRes(t, d1, held),
+		register(t, d1), readKeys(d1, keyA, keyB), readRes(t, d1, held))
+	runAll(t, f, fn.EnsureJoined(ctx))
+	runAll(t, f, fn.EnsureJoined(ctx))
+}

@@ -155,7 +155,7 @@ func (s *Store) AddEvent(ctx context.Context, e Event) error {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	if _, err := s.cli.Put(ctx, key, mustJSON(e)); err != nil {
-		return fmt.Errorf("etcd record event: %w", err)
+		return s.etcdErr("record event", err)
 	}
 	return nil
 }
@@ -167,7 +167,7 @@ func (s *Store) ListEvents(ctx context.Context, limit int64) ([]Event, error) {
 	resp, err := s.cli.Get(ctx, s.dir("events"), clientv3.WithPrefix(),
 		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(limit))
 	if err != nil {
-		return nil, fmt.Errorf("etcd list events: %w", err)
+		return nil, s.etcdErr("list events", err)
 	}
 	out := make([]Event, len(resp.Kvs))
 	for i, kv := range resp.Kvs {
@@ -185,7 +185,7 @@ func (s *Store) PruneEvents(ctx context.Context, keep int64) (int64, error) {
 	resp, err := s.cli.Get(ctx, s.dir("events"), clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(keep+1))
 	if err != nil {
-		return 0, fmt.Errorf("etcd list events: %w", err)
+		return 0, s.etcdErr("list events", err)
 	}
 	if int64(len(resp.Kvs)) <= keep {
 		return 0, nil
@@ -194,7 +194,7 @@ func (s *Store) PruneEvents(ctx context.Context, keep int64) (int64, error) {
 	last := string(resp.Kvs[keep].Key)
 	del, err := s.cli.Delete(ctx, s.dir("events"), clientv3.WithRange(last+"\x00"))
 	if err != nil {
-		return 0, fmt.Errorf("etcd prune events: %w", err)
+		return 0, s.etcdErr("prune events", err)
 	}
 	return del.Deleted, nil
 }
@@ -205,7 +205,7 @@ func (s *Store) SetRunning(ctx context.Context, app, host string, lease clientv3
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	if _, err := s.cli.Put(ctx, s.key("running", app), host, clientv3.WithLease(lease)); err != nil {
-		return fmt.Errorf("etcd record %s running on %s: %w", app, host, err)
+		return s.etcdErr(fmt.Sprintf("record %s running on %s", app, host), err)
 	}
 	return nil
 }
@@ -217,7 +217,7 @@ func (s *Store) ClearRunning(ctx context.Context, app, host string) error {
 	defer cancel()
 	_, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(key), "=", host)).Then(clientv3.OpDelete(key)).Commit()
 	if err != nil {
-		return fmt.Errorf("etcd clear %s: %w", key, err)
+		return s.etcdErr("clear "+key, err)
 	}
 	return nil
 }
@@ -228,7 +228,7 @@ func (s *Store) ListRunning(ctx context.Context) (map[string]string, error) {
 	defer cancel()
 	resp, err := s.cli.Get(ctx, s.dir("running"), clientv3.WithPrefix())
 	if err != nil {
-		return nil, fmt.Errorf("etcd list running apps: %w", err)
+		return nil, s.etcdErr("list running apps", err)
 	}
 	out := make(map[string]string, len(resp.Kvs))
 	for _, kv := range resp.Kvs {

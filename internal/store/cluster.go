@@ -36,7 +36,7 @@ func (s *Store) Cluster(ctx context.Context, host string) (Cluster, error) {
 		Then(clientv3.OpPut(key, mustJSON(c))).
 		Else(clientv3.OpGet(key)).Commit()
 	if err != nil {
-		return Cluster{}, fmt.Errorf("etcd read the cluster identity %s: %w", key, err)
+		return Cluster{}, s.etcdErr("read the cluster identity "+key, err)
 	}
 	if !resp.Succeeded {
 		kvs := resp.Responses[0].GetResponseRange().Kvs

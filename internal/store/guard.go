@@ -74,7 +74,7 @@ func (s *Store) guardedTxn(ctx context.Context, what string, guards []Guard, cmp
 	defer cancel()
 	resp, err := s.cli.Txn(tctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
-		return 0, fmt.Errorf("etcd %s: %w", what, err)
+		return 0, s.etcdErr(what, err)
 	}
 	if resp.Succeeded {
 		return resp.Header.Revision, nil

@@ -107,7 +107,7 @@ func (s *Store) RegisterHost(ctx context.Context, h Host, prevLease, markRev int
 			Else(clientv3.OpGet(key), clientv3.OpGet(mark)).Commit()
 		cancel()
 		if err != nil {
-			return fmt.Errorf("etcd register %s: %w", key, err)
+			return s.etcdErr("register "+key, err)
 		}
 		if resp.Succeeded {
 			if replace {

@@ -29,7 +29,7 @@ type Leadership struct {
 func (s *Store) Campaign(ctx context.Context, host string, ttl int) (*Leadership, error) {
 	sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(ttl), concurrency.WithContext(context.WithoutCancel(ctx)))
 	if err != nil {
-		return nil, fmt.Errorf("etcd session for the election: %w", err)
+		return nil, s.etcdErr("session for the election", err)
 	}
 	elec := concurrency.NewElection(sess, s.key("leader", ""))
 	if err := elec.Campaign(ctx, host); err != nil {
@@ -58,7 +58,7 @@ func (s *Store) Leader(ctx context.Context) (string, error) {
 	defer cancel()
 	resp, err := s.cli.Get(ctx, s.key("leader", "")+"/", clientv3.WithFirstCreate()...)
 	if err != nil {
-		return "", fmt.Errorf("etcd read the leader: %w", err)
+		return "", s.etcdErr("read the leader", err)
 	}
 	if len(resp.Kvs) == 0 {
 		return "", nil
@@ -73,7 +73,7 @@ func (s *Store) LeaderTxn(ctx context.Context, l *Leadership, ops ...clientv3.Op
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.rev)).Then(ops...).Commit()
 	if err != nil {
-		return fmt.Errorf("etcd leader write: %w", err)
+		return s.etcdErr("leader write", err)
 	}
 	if !resp.Succeeded {
 		return ErrNotLeader

@@ -33,7 +33,7 @@ type Held struct {
 func (s *Store) Lock(ctx context.Context, key string) (*Held, error) {
 	sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(lockTTL), concurrency.WithContext(context.WithoutCancel(ctx)))
 	if err != nil {
-		return nil, fmt.Errorf("etcd session for lock %s: %w", key, err)
+		return nil, s.etcdErr("session for lock "+key, err)
 	}
 	m := concurrency.NewMutex(sess, s.key("locks", key))
 	if err := m.Lock(ctx); err != nil {

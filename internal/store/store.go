@@ -97,7 +97,7 @@ func (s *Store) get(ctx context.Context, key string, v any) (rev int64, err erro
 	defer cancel()
 	resp, err := s.cli.Get(ctx, key)
 	if err != nil {
-		return 0, fmt.Errorf("etcd get %s: %w", key, err)
+		return 0, s.etcdErr("get "+key, err)
 	}
 	if len(resp.Kvs) == 0 {
 		return 0, nil
@@ -113,7 +113,7 @@ func list[T any](ctx context.Context, s *Store, kind string) (map[string]Version
 	defer cancel()
 	resp, err := s.cli.Get(ctx, s.dir(kind), clientv3.WithPrefix())
 	if err != nil {
-		return nil, fmt.Errorf("etcd list %s: %w", s.dir(kind), err)
+		return nil, s.etcdErr("list "+s.dir(kind), err)
 	}
 	out := make(map[string]Versioned[T], len(resp.Kvs))
 	for _, kv := range resp.Kvs {
@@ -138,7 +138,7 @@ func (s *Store) txn(ctx context.Context, what string, cmps []clientv3.Cmp, ops .
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
-		return fmt.Errorf("etcd %s: %w", what, err)
+		return s.etcdErr(what, err)
 	}
 	if !resp.Succeeded {
 		return fmt.Errorf("%s: %w", what, ErrConflict)
@@ -180,7 +180,7 @@ func (s *Store) CreateVolume(ctx context.Context, v Volume) (created bool, cur V
 		Then(clientv3.OpPut(key, mustJSON(v))).
 		Else(clientv3.OpGet(key)).Commit()
 	if err != nil {
-		return false, Volume{}, 0, fmt.Errorf("etcd create %s: %w", key, err)
+		return false, Volume{}, 0, s.etcdErr("create "+key, err)
 	}
 	if resp.Succeeded {
 		return true, v, resp.Header.Revision, nil
@@ -208,7 +208,7 @@ func (s *Store) UpdateVolume(ctx context.Context, v Volume, rev, claimRev int64)
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, mustJSON(v))).Commit()
 	if err != nil {
-		return 0, fmt.Errorf("etcd update %s: %w", key, err)
+		return 0, s.etcdErr("update "+key, err)
 	}
 	if !resp.Succeeded {
 		return 0, fmt.Errorf("update %s: %w", key, ErrConflict)
