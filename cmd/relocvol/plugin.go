@@ -68,7 +68,8 @@ func newLogger(level string) *logrus.Logger {
 	lvl, _ := logrus.ParseLevel(level) // validated
 	log.SetLevel(lvl)
 	if !term.IsTerminal(int(os.Stdout.Fd())) {
-		log.SetFormatter(&logrus.JSONFormatter{})
+		// Milliseconds: a takeover's steps are that close together.
+		log.SetFormatter(&logrus.JSONFormatter{TimestampFormat: "2006-01-02T15:04:05.000Z07:00"})
 	}
 	return log
 }

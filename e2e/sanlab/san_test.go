@@ -205,6 +205,9 @@ func TestFailoverOnSAN(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Logf("takeover: B mounted v1 %s after A's power loss (lease TTL %ds)", time.Since(killed).Round(100*time.Millisecond), ttl)
+	// Where the time went, by B's log (A was killed at the time above).
+	t.Logf("A killed at %s; B's takeover steps:", killed.UTC().Format("15:04:05.000"))
+	e.lab.MustRun(t, "hostB", `grep -E 'is not alive|waiting the grace|preempting|fenced host|claimed volume|mounted volume' /var/log/relocvol.log | tail -n 8 | cut -c1-220`)
 	if k := e.keys(t, "hostB"); slices.Contains(k, keyA) || !slices.Contains(k, keyB) {
 		t.Fatalf("after the takeover the keys are %x: A's %x must be gone, B's %x there", k, keyA, keyB)
 	}
