@@ -31,6 +31,14 @@ import (
 	"github.com/relocvol/relocvol/plugin"
 )
 
+// The driver is the heartbeat's storage side, and the fencers are what the
+// leader fences with.
+var (
+	_ controller.Member = (*plugin.Driver)(nil)
+	_ fencing.Method    = (*scsi3.Fencer)(nil)
+	_ fencing.Method    = fencing.None{}
+)
+
 func pluginCmd() *cobra.Command {
 	cfg := config.Defaults()
 	cmd := &cobra.Command{
