@@ -128,7 +128,12 @@ func (h *Heartbeat) Start(ctx context.Context) error {
 
 func (h *Heartbeat) run(ctx context.Context, id clientv3.LeaseID) {
 	for {
-		h.keepAlive(ctx, id)
+		kctx, cancel := context.WithCancel(ctx)
+		if h.Member != nil {
+			go h.checkLoop(kctx, id, cancel)
+		}
+		h.keepAlive(kctx, id)
+		cancel()
 		h.mu.Lock()
 		h.joined = false
 		h.mu.Unlock()
@@ -143,15 +148,10 @@ func (h *Heartbeat) run(ctx context.Context, id clientv3.LeaseID) {
 }
 
 // keepAlive renews the lease every Renew until it is lost (not found, or
-// not renewed for a whole TTL), this host finds itself cut off the
-// storage, or ctx ends. Each renewal is one request with its own timeout,
+// not renewed for a whole TTL) or kctx ends (the host found itself cut off
+// the storage, or stops). Each renewal is one request with its own timeout,
 // so that a renewal is never waited for longer than the next one is due.
-func (h *Heartbeat) keepAlive(ctx context.Context, id clientv3.LeaseID) {
-	kctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if h.Member != nil {
-		go h.checkLoop(kctx, id, cancel)
-	}
+func (h *Heartbeat) keepAlive(kctx context.Context, id clientv3.LeaseID) {
 	cli := h.st.Client()
 	tick := time.NewTicker(h.tm.Renew)
 	defer tick.Stop()
@@ -276,11 +276,7 @@ func (h *Heartbeat) join(ctx context.Context) (clientv3.LeaseID, error) {
 	h.lease, h.renewed, h.joined = grant.ID, sent, false
 	h.mu.Unlock()
 	if h.Member != nil {
-		// Done well before the lease could expire, or not at all.
-		jctx, cancel := context.WithDeadline(ctx, sent.Add(h.tm.Cutoff()))
-		err := h.Member.Join(jctx)
-		cancel()
-		if err != nil {
+		if err := h.joinStorage(ctx, grant.ID); err != nil {
 			drop()
 			return 0, fmt.Errorf("join the storage: %w", err)
 		}
@@ -290,6 +286,48 @@ func (h *Heartbeat) join(ctx context.Context) (clientv3.LeaseID, error) {
 	h.mu.Unlock()
 	h.log.WithField("lease", fmt.Sprintf("%x", int64(grant.ID))).Info("registered host")
 	return grant.ID, nil
+}
+
+// joinStorage runs Member.Join (several PR commands, an LVM metadata
+// write: seconds on a slow SAN) while renewing the lease, and gives it up
+// as soon as the lease is no longer provably current: the registration
+// with the storage must land while no peer may mark this host.
+func (h *Heartbeat) joinStorage(ctx context.Context, id clientv3.LeaseID) error {
+	kctx, stopRenewing := context.WithCancel(ctx)
+	renewing := make(chan struct{})
+	go func() {
+		defer close(renewing)
+		h.keepAlive(kctx, id)
+	}()
+	defer func() {
+		stopRenewing()
+		<-renewing
+	}()
+	jctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-jctx.Done():
+				return
+			case <-renewing:
+				cancel() // the lease is gone
+				return
+			case <-t.C:
+				if _, since := h.Joined(); since >= h.tm.Cutoff() {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	err := h.Member.Join(jctx)
+	if err != nil && jctx.Err() != nil && ctx.Err() == nil {
+		return fmt.Errorf("the lease could not be renewed while joining (%w): %w", jctx.Err(), err)
+	}
+	return err
 }
 
 func (h *Heartbeat) previousLease() int64 {

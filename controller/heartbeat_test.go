@@ -215,3 +215,27 @@ func TestHeartbeatGivesUpWhenCutOff(t *testing.T) {
 		return m.prepares.Load() >= 2 && hb.Alive() && hb.Lease() != first
 	})
 }
+
+// Joining the storage may take longer than the lease (several PR commands
+// and an LVM write on a slow SAN): the lease is renewed meanwhile, and the
+// host is not alive before the join is done.
+func TestHeartbeatRenewsWhileJoining(t *testing.T) {
+	st, ctx := testStore(t)
+	hb, m := newHeartbeat(t, st, "node-a")
+	m.join = func(context.Context) error {
+		if hb.Alive() {
+			return errors.New("alive before it joined the storage")
+		}
+		time.Sleep(4 * time.Second) // the TTL is 3s
+		return nil
+	}
+	if err := hb.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !hb.Alive() {
+		t.Fatal("not alive after a slow join")
+	}
+	if hs, err := st.HostState(ctx, "node-a"); err != nil || !hs.Alive || hs.Info.Lease != int64(hb.Lease()) {
+		t.Fatalf("host key after a join longer than the TTL: %+v %v", hs, err)
+	}
+}
