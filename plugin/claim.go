@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -60,10 +61,10 @@ func (d *Driver) claim(ctx context.Context, vol store.Volume, vrev int64, id str
 			}
 		case actAcquire, actTakeover:
 			if act == actTakeover {
-				if err := d.awaitGrace(ctx, c); err != nil {
+				if err := d.awaitGrace(ctx, c.Host, c.Volume); err != nil {
 					return err
 				}
-				err := d.fence(ctx, c)
+				err := d.fence(ctx, c.Host, c.Volume, fmt.Sprintf("volume %q", c.Volume))
 				if errors.Is(err, store.ErrHostAlive) && attempt < 5 {
 					continue // the holder came back: decide again
 				}
@@ -116,12 +117,13 @@ func (d *Driver) sawOwner(host string, alive bool) {
 	}
 }
 
-// awaitGrace waits until the holder of c has been seen dead for the grace
-// every peer waits after a lease is gone (the leader too): a cushion for a
-// self-fencing that overran its deadline. Then the caller reads again.
-func (d *Driver) awaitGrace(ctx context.Context, c store.Claim) error {
+// awaitGrace waits until host, which holds volume (a claim, or an
+// unfinished create), has been seen dead for the grace every peer waits
+// after a lease is gone (the leader too): a cushion for a self-fencing
+// that overran its deadline. Then the caller reads again.
+func (d *Driver) awaitGrace(ctx context.Context, host, volume string) error {
 	d.mu.Lock()
-	since, ok := d.deadSince[c.Host]
+	since, ok := d.deadSince[host]
 	d.mu.Unlock()
 	if !ok {
 		return nil
@@ -130,31 +132,33 @@ func (d *Driver) awaitGrace(ctx context.Context, c store.Claim) error {
 	if left <= 0 {
 		return nil
 	}
-	d.log.WithFields(logrus.Fields{"volume": c.Volume, "owner": c.Host, "wait": left.Round(time.Millisecond).String()}).Info("owner's lease is gone: waiting the grace before fencing it")
+	d.log.WithFields(logrus.Fields{"volume": volume, "owner": host, "wait": left.Round(time.Millisecond).String()}).Info("owner's lease is gone: waiting the grace before fencing it")
 	select {
 	case <-ctx.Done():
-		return newErr(ErrInUse, "volume %q is claimed by host %s, whose lease is gone: takeover possible in %s, but this request ran out of time; try again", c.Volume, c.Host, left.Round(100*time.Millisecond))
+		return newErr(ErrInUse, "volume %q is claimed by host %s, whose lease is gone: takeover possible in %s, but this request ran out of time; try again", volume, host, left.Round(100*time.Millisecond))
 	case <-time.After(left):
 		return nil
 	}
 }
 
-// fence cuts the dead holder of c off the storage, through the one fencing
-// function the leader uses too: the mark first (only while the holder has
-// no lease), then the method's proof. Without fencing there is no takeover.
-func (d *Driver) fence(ctx context.Context, c store.Claim) error {
-	log := d.log.WithFields(logrus.Fields{"volume": c.Volume, "fenced_host": c.Host, "epoch": c.Epoch, "method": d.fencer.Name()})
-	log.Warn("owner of the volume is not alive: fencing it before taking the volume over")
+// fence cuts victim off the storage before this host takes over what it
+// held (what: a volume's claim, or an unfinished create), through the one
+// fencing function the leader uses too: the mark first (only while victim
+// has no lease), then the method's proof. store.ErrHostAlive: victim has a
+// lease again. Without fencing there is no takeover.
+func (d *Driver) fence(ctx context.Context, victim, volume, what string) error {
+	log := d.log.WithFields(logrus.Fields{"volume": volume, "fenced_host": victim, "method": d.fencer.Name()})
+	log.Warn("owner of the volume is not alive: fencing it before taking " + what + " over")
 	start := time.Now()
-	err := fencing.Host(ctx, d.store, d.fencer, c.Host, d.opt.Host, c.Volume)
+	err := fencing.Host(ctx, d.store, d.fencer, victim, d.opt.Host, volume)
 	if errors.Is(err, store.ErrHostAlive) {
-		log.Info("owner has a lease again: not taking the volume over")
+		log.Info("owner has a lease again: not taking " + what + " over")
 		return err
 	}
 	if err != nil {
-		return wrapErr(ErrFence, err, "cannot take volume %q over from host %s, which is not alive: fencing it failed, and relocvol never mounts unfenced; check the storage paths of this host (relocvol's log says which device) or bring %s back", c.Volume, c.Host, c.Host)
+		return wrapErr(ErrFence, err, "cannot take %s over from host %s, which is not alive: fencing it failed, and relocvol never takes storage over unfenced; check the storage paths of this host (relocvol's log says which device) or bring %s back", what, victim, victim)
 	}
-	d.observe(c.Volume, "fenced", start)
+	d.observe(volume, "fenced", start)
 	log.Warn("fenced host")
 	return nil
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/relocvol/relocvol/backends"
-	"github.com/relocvol/relocvol/fencing"
 	"github.com/relocvol/relocvol/internal/spec"
 	"github.com/relocvol/relocvol/internal/store"
 )
@@ -189,16 +188,15 @@ var errAgain = errors.New("changed meanwhile")
 func (d *Driver) takeCreateOver(ctx context.Context, v store.Volume, vrev int64) error {
 	log := d.log.WithFields(logrus.Fields{"volume": v.Name, "creator": v.CreatedBy})
 	if v.CreatedBy != d.opt.Host {
-		c := store.Claim{Volume: v.Name, Host: v.CreatedBy}
-		if err := d.awaitGrace(ctx, c); err != nil {
+		if err := d.awaitGrace(ctx, v.CreatedBy, v.Name); err != nil {
 			return err
 		}
-		err := fencing.Host(ctx, d.store, d.fencer, v.CreatedBy, d.opt.Host, v.Name)
+		err := d.fence(ctx, v.CreatedBy, v.Name, fmt.Sprintf("the unfinished create of volume %q", v.Name))
 		if errors.Is(err, store.ErrHostAlive) {
 			return errAgain
 		}
 		if err != nil {
-			return wrapErr(ErrFence, err, "cannot take the create of volume %q over from host %s, which is not alive: fencing it failed, and relocvol never replaces storage a host may still write", v.Name, v.CreatedBy)
+			return err
 		}
 	}
 	log.Warn("taking over an unfinished create")

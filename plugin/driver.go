@@ -129,7 +129,8 @@ type Driver struct {
 
 var _ volume.Driver = (*Driver)(nil)
 
-// New returns a driver. Call Recover before serving requests.
+// New returns a driver. It serves requests once its host has prepared
+// and joined (Prepare, Join: the heartbeat calls them).
 func New(st Store, be backends.Backend, m Mounter, f Fencer, live Liveness, opt Options) *Driver {
 	if opt.Timeout == 0 {
 		opt.Timeout = 30 * time.Second

@@ -7,8 +7,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/relocvol/relocvol/backends/loop"
-	"github.com/relocvol/relocvol/backends/lvm"
 	"github.com/relocvol/relocvol/internal/store"
 )
 
@@ -28,12 +26,6 @@ type ClusterMarker interface {
 	// ClearHint says how an operator removes the mark id by hand.
 	ClearHint(id string) string
 }
-
-var (
-	_ ClusterMarker = (*loop.Loop)(nil)
-	_ ClusterMarker = (*lvm.LVM)(nil)
-	_ ActiveLister  = (*lvm.LVM)(nil)
-)
 
 // errOtherCluster: the storage belongs to another relocvol cluster.
 var errOtherCluster = errors.New("storage belongs to another relocvol cluster")
@@ -55,6 +47,21 @@ func checkMark(found, ours string) (write bool, err error) {
 // host joins (Driver.Join), once it is registered with the storage and may
 // write it. etcd names this host's etcd (endpoints, prefix) for messages.
 func CheckCluster(ctx context.Context, be any, c store.Cluster, etcd string) error {
+	return settleMark(ctx, be, c, etcd, false, nil)
+}
+
+// markCluster writes this cluster's identity (Options.Cluster) on the
+// storage if it has none yet, and refuses another cluster's.
+func (d *Driver) markCluster(ctx context.Context) error {
+	if d.opt.Cluster.ID == "" {
+		return nil
+	}
+	return settleMark(ctx, d.backend, d.opt.Cluster, d.opt.Etcd, true, d.log)
+}
+
+// settleMark reads the identity on the storage, writes c's where there is
+// none (write), and refuses another cluster's.
+func settleMark(ctx context.Context, be any, c store.Cluster, etcd string, write bool, log logrus.FieldLogger) error {
 	cm, ok := be.(ClusterMarker)
 	if !ok {
 		return nil
@@ -63,43 +70,21 @@ func CheckCluster(ctx context.Context, be any, c store.Cluster, etcd string) err
 	if err != nil {
 		return fmt.Errorf("read the cluster identity on the %s: %w", cm.Storage(), err)
 	}
-	if _, err := checkMark(found, c.ID); err != nil {
-		return otherCluster(cm, found, c, etcd)
-	}
-	return nil
-}
-
-// markCluster writes this cluster's identity (Options.Cluster) on the
-// storage if it has none yet, and refuses another cluster's.
-func (d *Driver) markCluster(ctx context.Context) error {
-	c := d.opt.Cluster
-	cm, ok := d.backend.(ClusterMarker)
-	if !ok || c.ID == "" {
-		return nil
-	}
-	found, err := cm.ClusterMark(ctx)
-	if err != nil {
-		return fmt.Errorf("read the cluster identity on the %s: %w", cm.Storage(), err)
-	}
-	write, err := checkMark(found, c.ID)
-	if write {
+	absent, err := checkMark(found, c.ID)
+	if absent && write {
 		if found, err = cm.MarkCluster(ctx, c.ID); err != nil {
 			return fmt.Errorf("write the cluster identity on the %s: %w", cm.Storage(), err)
 		}
 		if found == c.ID {
-			d.log.WithFields(logrus.Fields{"cluster": c.ID, "storage": cm.Storage()}).Info("marked the storage as this cluster's")
+			log.WithFields(logrus.Fields{"cluster": c.ID, "storage": cm.Storage()}).Info("marked the storage as this cluster's")
 		}
 		_, err = checkMark(found, c.ID)
 	}
 	if err != nil {
-		return otherCluster(cm, found, c, d.opt.Etcd)
+		return fmt.Errorf("the %s belongs to relocvol cluster %s, but this host's etcd (%s) is cluster %s (etcd cluster ID %s, created by host %s): %w; "+
+			"point RELOCVOL_ETCD_ENDPOINTS (and RELOCVOL_ETCD_PREFIX) at the etcd of the cluster that uses this storage; "+
+			"only if that cluster is gone for good and none of its hosts will run again, remove its mark (%s) and start again",
+			cm.Storage(), found, etcd, c.ID, c.EtcdClusterID, c.CreatedBy, err, cm.ClearHint(found))
 	}
 	return nil
-}
-
-func otherCluster(cm ClusterMarker, found string, c store.Cluster, etcd string) error {
-	return fmt.Errorf("the %s belongs to relocvol cluster %s, but this host's etcd (%s) is cluster %s (etcd cluster ID %s, created by host %s): %w; "+
-		"point RELOCVOL_ETCD_ENDPOINTS (and RELOCVOL_ETCD_PREFIX) at the etcd of the cluster that uses this storage; "+
-		"only if that cluster is gone for good and none of its hosts will run again, remove its mark (%s) and start again",
-		cm.Storage(), found, etcd, c.ID, c.EtcdClusterID, c.CreatedBy, errOtherCluster, cm.ClearHint(found))
 }

@@ -10,8 +10,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/relocvol/relocvol/backends"
-	"github.com/relocvol/relocvol/fencing"
-	"github.com/relocvol/relocvol/fencing/scsi3"
 	"github.com/relocvol/relocvol/internal/store"
 )
 
@@ -49,14 +47,6 @@ func (d *Driver) readyToWrite(ctx context.Context) error {
 	return nil
 }
 
-var (
-	_ StorageJoiner       = (*scsi3.Fencer)(nil)
-	_ FenceChecker        = (*scsi3.Fencer)(nil)
-	_ RegistrationChecker = (*scsi3.Fencer)(nil)
-	_ Fencer              = (*scsi3.Fencer)(nil)
-	_ Fencer              = fencing.None{}
-)
-
 // Join implements controller.Member: it registers this host with the
 // storage, once its host key is in etcd, and then marks the storage as
 // this cluster's if it is not yet (a write, so only once registered).
@@ -76,10 +66,7 @@ func (d *Driver) Check(ctx context.Context) error {
 	return nil
 }
 
-// Prepare implements controller.Member (see Recover).
-func (d *Driver) Prepare(ctx context.Context) (int64, error) { return d.Recover(ctx) }
-
-// Recover rebuilds this host's mount counts from the mount table, the
+// Prepare implements controller.Member: it rebuilds this host's mount counts from the mount table, the
 // backend and etcd, and cleans up, before the host registers: at start-up
 // and at every rejoin after a lost lease. It returns the revision of the
 // fencing mark it cleaned up after (0: none), which the registration clears
@@ -100,7 +87,7 @@ func (d *Driver) Prepare(ctx context.Context) (int64, error) { return d.Recover(
 // could write to none of the VG's volumes, so it keeps none: everything is
 // unmounted and deactivated and its own claims released; only then may it
 // register (clearing the mark) and join the storage again.
-func (d *Driver) Recover(ctx context.Context) (int64, error) {
+func (d *Driver) Prepare(ctx context.Context) (int64, error) {
 	f, frev, err := d.store.GetFence(ctx, d.opt.Host)
 	if err != nil {
 		return 0, err

@@ -31,12 +31,20 @@ import (
 	"github.com/relocvol/relocvol/plugin"
 )
 
-// The driver is the heartbeat's storage side, and the fencers are what the
-// leader fences with.
+// What this binary wires together fits, checked at compile time: the
+// driver is the heartbeat's storage side; the fencers are what the plugin
+// and the leader fence with, with the optional abilities the plugin uses;
+// the backends keep the cluster's mark (and lvm lists what is active).
 var (
-	_ controller.Member = (*plugin.Driver)(nil)
-	_ fencing.Method    = (*scsi3.Fencer)(nil)
-	_ fencing.Method    = fencing.None{}
+	_ controller.Member          = (*plugin.Driver)(nil)
+	_ plugin.Fencer              = (*scsi3.Fencer)(nil)
+	_ plugin.Fencer              = fencing.None{}
+	_ plugin.FenceChecker        = (*scsi3.Fencer)(nil)
+	_ plugin.RegistrationChecker = (*scsi3.Fencer)(nil)
+	_ plugin.StorageJoiner       = (*scsi3.Fencer)(nil)
+	_ plugin.ClusterMarker       = (*loop.Loop)(nil)
+	_ plugin.ClusterMarker       = (*lvm.LVM)(nil)
+	_ plugin.ActiveLister        = (*lvm.LVM)(nil)
 )
 
 func pluginCmd() *cobra.Command {
