@@ -63,9 +63,11 @@ func (s *Store) HostLease(host string, lease int64) Guard {
 	return hostGuard{key: s.key("hosts", host), host: host, lease: lease}
 }
 
-// guardedTxn is txn with guards; when it fails because a guard no longer
-// holds, the error is that guard's (ErrNotLeader, ErrHostAlive,
-// ErrLeaseLost) rather than ErrConflict. It returns the revision written.
+// guardedTxn is every compare-and-swap of the store: ops run only if cmps
+// and every guard hold, in one transaction. A failed comparison is
+// ErrConflict; a guard that no longer holds gives its own error
+// (ErrNotLeader, ErrHostAlive, ErrLeaseLost). It returns the revision
+// written.
 func (s *Store) guardedTxn(ctx context.Context, what string, guards []Guard, cmps []clientv3.Cmp, ops ...clientv3.Op) (int64, error) {
 	for _, g := range guards {
 		cmps = append(cmps, g.cmp())

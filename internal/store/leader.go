@@ -69,16 +69,8 @@ func (s *Store) Leader(ctx context.Context) (string, error) {
 // LeaderTxn commits ops only while l is still the leader: the election key
 // must exist with the revision it was created at.
 func (s *Store) LeaderTxn(ctx context.Context, l *Leadership, ops ...clientv3.Op) error {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(l.key), "=", l.rev)).Then(ops...).Commit()
-	if err != nil {
-		return s.etcdErr("leader write", err)
-	}
-	if !resp.Succeeded {
-		return ErrNotLeader
-	}
-	return nil
+	_, err := s.guardedTxn(ctx, "leader write", []Guard{l}, nil, ops...)
+	return err
 }
 
 // cmp makes a Leadership a Guard: its election key still exists as created.

@@ -132,20 +132,6 @@ type Versioned[T any] struct {
 	Rev   int64
 }
 
-// txn runs a compare-and-swap; a failed comparison is ErrConflict.
-func (s *Store) txn(ctx context.Context, what string, cmps []clientv3.Cmp, ops ...clientv3.Op) error {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
-	if err != nil {
-		return s.etcdErr(what, err)
-	}
-	if !resp.Succeeded {
-		return fmt.Errorf("%s: %w", what, ErrConflict)
-	}
-	return nil
-}
-
 func mustJSON(v any) string {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -204,24 +190,16 @@ func (s *Store) UpdateVolume(ctx context.Context, v Volume, rev, claimRev int64)
 	if claimRev >= 0 {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.key("claims", v.Name)), "=", claimRev))
 	}
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, mustJSON(v))).Commit()
-	if err != nil {
-		return 0, s.etcdErr("update "+key, err)
-	}
-	if !resp.Succeeded {
-		return 0, fmt.Errorf("update %s: %w", key, ErrConflict)
-	}
-	return resp.Header.Revision, nil
+	return s.guardedTxn(ctx, "update "+key, nil, cmps, clientv3.OpPut(key, mustJSON(v)))
 }
 
 // DeleteVolume removes the volume record read at rev and its claim.
 func (s *Store) DeleteVolume(ctx context.Context, name string, rev int64) error {
 	key := s.key("volumes", name)
-	return s.txn(ctx, "delete "+key,
+	_, err := s.guardedTxn(ctx, "delete "+key, nil,
 		[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)},
 		clientv3.OpDelete(key), clientv3.OpDelete(s.key("claims", name)))
+	return err
 }
 
 // GetClaim returns a volume's claim and its revision; an absent claim is the
