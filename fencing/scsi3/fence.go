@@ -134,6 +134,33 @@ func (f *Fencer) joinedOn(dev string) {
 	f.mu.Unlock()
 }
 
+// enforce brings every path of every PV of the VG, as LVM sees it now, to
+// what planPath wants for victim (0: none) and proves it. join: register
+// this host even where only other hosts are (a host joining after its
+// clean-up); otherwise only on a PV it has not joined while it is
+// registered elsewhere. log hears, at warn, each path that needed a step.
+func (f *Fencer) enforce(ctx context.Context, victim uint64, join bool, log logrus.FieldLogger, needed string) error {
+	paths, states, err := f.states(ctx)
+	if err != nil {
+		return err
+	}
+	elsewhere := join || f.registeredOnAny(states)
+	for i, p := range paths {
+		steps, err := planPath(states[i], f.key, victim, elsewhere)
+		if err != nil {
+			return err
+		}
+		plog := log.WithField("dev", p.dev)
+		if len(steps) > 0 {
+			plog.WithField("steps", fmt.Sprint(steps)).Warn(needed)
+		}
+		if err := f.apply(ctx, p, states[i], steps, victim, plog); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Fence cuts host off every path of every PV of the VG, as LVM sees it now,
 // and proves it: on each path this host's key is registered, a type 5
 // reservation is held and host's key is absent. What is missing is repaired
@@ -144,26 +171,11 @@ func (f *Fencer) Fence(ctx context.Context, host string) error {
 	if victim == f.key {
 		return fmt.Errorf("refusing to fence %s: it is this host", host)
 	}
-	paths, states, err := f.states(ctx)
-	if err != nil {
+	log := f.log.WithFields(logrus.Fields{"fenced_host": host, "key": hexKey(victim)})
+	if err := f.enforce(ctx, victim, false, log, "fencing host on this path"); err != nil {
 		return fmt.Errorf("cannot fence %s: %w", host, err)
 	}
-	elsewhere := f.registeredOnAny(states)
-	for i, p := range paths {
-		log := f.log.WithFields(logrus.Fields{"fenced_host": host, "dev": p.dev, "key": hexKey(victim)})
-		steps, err := planPath(states[i], f.key, victim, elsewhere)
-		if err != nil {
-			return fmt.Errorf("cannot fence %s: %w", host, err)
-		}
-		if err := f.apply(ctx, p, states[i], steps, victim, log); err != nil {
-			return fmt.Errorf("cannot fence %s on %s: %w", host, p.dev, err)
-		}
-		if len(steps) == 0 {
-			log.Info("host's key is not registered here and the reservation is held: fenced")
-		} else {
-			log.Warn("fenced host on this path")
-		}
-	}
+	log.Warn("fenced host on every path")
 	return nil
 }
 
@@ -173,20 +185,10 @@ func (f *Fencer) Fence(ctx context.Context, host string) error {
 // under a transaction that requires no fencing mark: a registered host can
 // write again.
 func (f *Fencer) Join(ctx context.Context) error {
-	paths, states, err := f.states(ctx)
-	if err != nil {
+	if err := f.enforce(ctx, 0, true, f.log, "joining this path"); err != nil {
 		return fmt.Errorf("join: %w", err)
 	}
-	for i, p := range paths {
-		steps, err := planPath(states[i], f.key, 0, true)
-		if err != nil {
-			return fmt.Errorf("join: %w", err)
-		}
-		if err := f.apply(ctx, p, states[i], steps, 0, f.log.WithField("dev", p.dev)); err != nil {
-			return fmt.Errorf("join on %s: %w", p.dev, err)
-		}
-	}
-	f.log.WithFields(logrus.Fields{"key": hexKey(f.key), "paths": len(paths)}).Info("registered the reservation key")
+	f.log.WithField("key", hexKey(f.key)).Info("registered the reservation key")
 	return nil
 }
 
@@ -196,25 +198,7 @@ func (f *Fencer) Join(ctx context.Context) error {
 // is gone from every path where keys are registered: it was fenced, and
 // must stop and rejoin through its clean-up rather than register again.
 func (f *Fencer) CheckRegistration(ctx context.Context) error {
-	paths, states, err := f.states(ctx)
-	if err != nil {
-		return err
-	}
-	elsewhere := f.registeredOnAny(states)
-	for i, p := range paths {
-		steps, err := planPath(states[i], f.key, 0, elsewhere)
-		if err != nil {
-			return err
-		}
-		if len(steps) == 0 {
-			continue
-		}
-		f.log.WithFields(logrus.Fields{"dev": p.dev, "steps": fmt.Sprint(steps)}).Warn("this host's registration or the reservation is missing on a path (a PV added to the VG, or a target that lost its state): repairing it")
-		if err := f.apply(ctx, p, states[i], steps, 0, f.log.WithField("dev", p.dev)); err != nil {
-			return fmt.Errorf("repair the registration on %s: %w", p.dev, err)
-		}
-	}
-	return nil
+	return f.enforce(ctx, 0, false, f.log, "this host's registration or the reservation is missing on a path (a PV added to the VG, or a target that lost its state): repairing it")
 }
 
 // EnsureJoined registers this host on every PV of the VG it has not joined
