@@ -2,7 +2,6 @@ package lvm
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -24,23 +23,17 @@ func (l *LVM) vgTags(ctx context.Context) ([]string, error) {
 }
 
 func parseVGTags(out []byte) ([]string, error) {
-	var rep struct {
-		Report []struct {
-			VG []struct {
-				Tags string `json:"vg_tags"`
-			} `json:"vg"`
-		} `json:"report"`
-	}
-	if err := json.Unmarshal(out, &rep); err != nil {
+	rows, err := parseReport[struct {
+		Tags string `json:"vg_tags"`
+	}](out, "vg")
+	if err != nil {
 		return nil, fmt.Errorf("parse vgs output: %w", err)
 	}
 	var tags []string
-	for _, r := range rep.Report {
-		for _, v := range r.VG {
-			for _, t := range strings.Split(v.Tags, ",") {
-				if t = strings.TrimSpace(t); t != "" {
-					tags = append(tags, t)
-				}
+	for _, v := range rows {
+		for _, t := range strings.Split(v.Tags, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				tags = append(tags, t)
 			}
 		}
 	}

@@ -90,6 +90,30 @@ func lvName(name string) (string, error) {
 
 func (l *LVM) ref(lv string) string { return l.vg + "/" + lv }
 
+// parseReport reads the rows of one kind ("lv", "pv", "vg") from LVM's
+// `--reportformat json` output: {"report": [{"<kind>": [rows…]}, …]}.
+func parseReport[T any](out []byte, kind string) ([]T, error) {
+	var rep struct {
+		Report []map[string]json.RawMessage `json:"report"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		return nil, err
+	}
+	var rows []T
+	for _, r := range rep.Report {
+		raw, ok := r[kind]
+		if !ok {
+			continue
+		}
+		var part []T
+		if err := json.Unmarshal(raw, &part); err != nil {
+			return nil, err
+		}
+		rows = append(rows, part...)
+	}
+	return rows, nil
+}
+
 // lv is one row of `lvs --reportformat json`.
 type lv struct {
 	Name   string `json:"lv_name"`
@@ -110,30 +134,23 @@ func (l *LVM) lvsArgs() []string {
 
 // parseLVs reads `lvs --reportformat json` output.
 func parseLVs(out []byte) ([]lv, error) {
-	var rep struct {
-		Report []struct {
-			LV []lv `json:"lv"`
-		} `json:"report"`
-	}
-	if err := json.Unmarshal(out, &rep); err != nil {
+	rows, err := parseReport[lv](out, "lv")
+	if err != nil {
 		return nil, fmt.Errorf("parse lvs output: %w", err)
 	}
-	var lvs []lv
-	for _, r := range rep.Report {
-		for _, v := range r.LV {
-			// lv_attr: the fifth character is the state, 'a' = active.
-			v.active = len(v.Attr) >= 5 && v.Attr[4] == 'a'
-			if v.Size != "" {
-				n, err := strconv.ParseInt(v.Size, 10, 64)
-				if err != nil {
-					return nil, fmt.Errorf("parse lvs output: size %q of %s: %w", v.Size, v.Name, err)
-				}
-				v.bytes = n
+	for i := range rows {
+		v := &rows[i]
+		// lv_attr: the fifth character is the state, 'a' = active.
+		v.active = len(v.Attr) >= 5 && v.Attr[4] == 'a'
+		if v.Size != "" {
+			n, err := strconv.ParseInt(v.Size, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("parse lvs output: size %q of %s: %w", v.Size, v.Name, err)
 			}
-			lvs = append(lvs, v)
+			v.bytes = n
 		}
 	}
-	return lvs, nil
+	return rows, nil
 }
 
 // list returns every LV of the VG.
@@ -344,23 +361,17 @@ func (l *LVM) PVs(ctx context.Context) ([]string, error) {
 }
 
 func parsePVs(out []byte, vg string) ([]string, error) {
-	var rep struct {
-		Report []struct {
-			PV []struct {
-				Name string `json:"pv_name"`
-				VG   string `json:"vg_name"`
-			} `json:"pv"`
-		} `json:"report"`
-	}
-	if err := json.Unmarshal(out, &rep); err != nil {
+	rows, err := parseReport[struct {
+		Name string `json:"pv_name"`
+		VG   string `json:"vg_name"`
+	}](out, "pv")
+	if err != nil {
 		return nil, fmt.Errorf("parse pvs output: %w", err)
 	}
 	var pvs []string
-	for _, r := range rep.Report {
-		for _, p := range r.PV {
-			if p.VG == vg {
-				pvs = append(pvs, p.Name)
-			}
+	for _, p := range rows {
+		if p.VG == vg {
+			pvs = append(pvs, p.Name)
 		}
 	}
 	if len(pvs) == 0 {
