@@ -154,6 +154,31 @@ func (e *env) keys(t *testing.T, vm string) []uint64 {
 	return keys
 }
 
+// killAndTakeOver cuts hostA's power and retries hostB's Mount of vol
+// until it takes the volume over; it logs how long that took and, from
+// hostB's log, where the time went.
+func (e *env) killAndTakeOver(t *testing.T, vol, id string) string {
+	t.Helper()
+	killed := time.Now()
+	if err := e.lab.Kill("hostA"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		mp, err := e.mount(t, "hostB", vol, id)
+		if err == nil {
+			t.Logf("takeover: B mounted %s %s after A's power loss (lease TTL %ds)", vol, time.Since(killed).Round(100*time.Millisecond), ttl)
+			t.Logf("A killed at %s; B's takeover steps:", killed.UTC().Format("15:04:05.000"))
+			e.lab.MustRun(t, "hostB", `grep -E 'is not alive|waiting the grace|preempting|fenced host|claimed volume|mounted volume' /var/log/relocvol.log | tail -n 8 | cut -c1-220`)
+			return mp
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B never took %s over: %v", vol, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
 func TestFailoverOnSAN(t *testing.T) {
 	testenv.RequireRoot(t)
 	e := startEnv(t)
@@ -189,25 +214,7 @@ func TestFailoverOnSAN(t *testing.T) {
 
 	// (c) A loses power. B's mount fences A, takes the claim with a higher
 	// epoch and reads A's data intact.
-	killed := time.Now()
-	if err := e.lab.Kill("hostA"); err != nil {
-		t.Fatal(err)
-	}
-	var mpB string
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if mpB, err = e.mount(t, "hostB", "v1", "b1"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("B never took v1 over: %v", err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Logf("takeover: B mounted v1 %s after A's power loss (lease TTL %ds)", time.Since(killed).Round(100*time.Millisecond), ttl)
-	// Where the time went, by B's log (A was killed at the time above).
-	t.Logf("A killed at %s; B's takeover steps:", killed.UTC().Format("15:04:05.000"))
-	e.lab.MustRun(t, "hostB", `grep -E 'is not alive|waiting the grace|preempting|fenced host|claimed volume|mounted volume' /var/log/relocvol.log | tail -n 8 | cut -c1-220`)
+	mpB := e.killAndTakeOver(t, "v1", "b1")
 	if k := e.keys(t, "hostB"); slices.Contains(k, keyA) || !slices.Contains(k, keyB) {
 		t.Fatalf("after the takeover the keys are %x: A's %x must be gone, B's %x there", k, keyA, keyB)
 	}
@@ -349,22 +356,7 @@ func newLUNTakeover(t *testing.T, e *env) {
 	}
 	sum := e.lab.MustRun(t, "hostA", fmt.Sprintf("dd if=/dev/urandom of=%s/pattern bs=1M count=4 conv=fsync status=none && sha256sum < %s/pattern", mp, mp))
 
-	killed := time.Now()
-	if err := e.lab.Kill("hostA"); err != nil {
-		t.Fatal(err)
-	}
-	var mpB string
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		if mpB, err = e.mount(t, "hostB", "v3", "b3"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("B never took v3 over: %v", err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Logf("takeover on the new LUN: B mounted v3 %s after A's power loss", time.Since(killed).Round(100*time.Millisecond))
+	mpB := e.killAndTakeOver(t, "v3", "b3")
 	if got := e.lab.MustRun(t, "hostB", "sha256sum < "+mpB+"/pattern"); got != sum {
 		t.Fatalf("B reads %s on v3, A wrote %s", got, sum)
 	}
