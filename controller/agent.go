@@ -15,12 +15,12 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/pkg/jsonmessage"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sirupsen/logrus"
 
+	"github.com/relocvol/relocvol/controller/api"
 	"github.com/relocvol/relocvol/internal/store"
 )
 
@@ -54,14 +54,18 @@ type Agent struct {
 
 	kick chan struct{}
 
+	// vols are the plugin's counts of the volumes mounted here (nil: only
+	// labelled containers are stopped when the lease is lost).
+	vols LocalVolumes
+	// orphanEvery is how often mount IDs are checked against the engine.
+	orphanEvery time.Duration
+
 	mu sync.Mutex
-	// localVolumes lists the relocvol volumes mounted on this host (the
-	// plugin's own count, which needs no etcd).
-	localVolumes func() []string
+	// sf is the state of the current (or last) self-fencing episode.
+	sf api.SelfFencing
 	// selfStopped are containers this agent stopped when it lost its lease:
 	// restarted if etcd still places them here, removed otherwise.
 	selfStopped map[string]bool
-	fenced      bool
 	// busy are apps with a start, stop or removal in progress here, which
 	// Docker events about them must not be mistaken for the user's doing.
 	busy map[string]bool
@@ -72,26 +76,22 @@ type Agent struct {
 	reported map[string]string
 }
 
-// NewAgent returns an agent for host; localVolumes lists the relocvol
-// volumes mounted on this host (nil: only labelled containers are stopped
-// when the lease is lost).
-func NewAgent(st *store.Store, d Docker, hb *Heartbeat, rec *Recorder, m *Metrics, host string, localVolumes func() []string, log logrus.FieldLogger) *Agent {
+// NewAgent returns an agent for host; vols are the plugin's counts of the
+// volumes mounted here (nil: only labelled containers are stopped when the
+// lease is lost, and no mount ID is collected).
+func NewAgent(st *store.Store, d Docker, hb *Heartbeat, rec *Recorder, m *Metrics, host string, vols LocalVolumes, log logrus.FieldLogger) *Agent {
 	return &Agent{
-		st: st, docker: d, host: host, hb: hb, rec: rec, m: m, log: log.WithField("host", host), localVolumes: localVolumes,
-		kick: make(chan struct{}, 1), selfStopped: map[string]bool{}, busy: map[string]bool{},
+		st: st, docker: d, host: host, hb: hb, rec: rec, m: m, log: log.WithField("host", host), vols: vols,
+		orphanEvery: orphanEvery,
+		kick:        make(chan struct{}, 1), selfStopped: map[string]bool{}, busy: map[string]bool{},
 		pending: map[string]*store.App{}, reported: map[string]string{},
 	}
 }
 
-// selfFenceAfter is how long since its last renewal the host waits before
-// it stops its containers (liveness.Timings.SelfFence): a renewal may be
-// lost without it, and the containers are stopped, with their volumes
-// unmounted, before the lease can expire.
-func (a *Agent) selfFenceAfter() time.Duration { return a.hb.Timings().SelfFence }
-
 // Run works until ctx ends.
 func (a *Agent) Run(ctx context.Context) {
 	go a.watchLease(ctx)
+	go a.collectOrphans(ctx)
 	go a.watchDocker(ctx)
 	go a.watchApps(ctx)
 	t := time.NewTicker(2 * time.Second)
@@ -125,102 +125,6 @@ func (a *Agent) Observe(volume, phase string, took time.Duration) {
 		return
 	}
 	a.rec.Step(*app, phase, took, "volume "+volume, nil)
-}
-
-// ---- self-fencing ----
-
-// watchLease stops every relocatable container once the lease may be lost,
-// and lets reconcile restart them if etcd still places them here when the
-// host is back.
-func (a *Agent) watchLease(ctx context.Context) {
-	limit := a.selfFenceAfter()
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		joined, since := a.hb.Joined()
-		ok := joined && since < limit
-		if a.m != nil {
-			boolGauge(a.m.alive, a.hb.Alive())
-		}
-		a.mu.Lock()
-		was := a.fenced
-		a.fenced = !ok
-		a.mu.Unlock()
-		switch {
-		case !ok && !was:
-			a.selfFence(ctx, since)
-		case ok && was:
-			a.log.Info("lease current again: apps still placed here restart, others are removed")
-			a.Kick()
-		}
-	}
-}
-
-func (a *Agent) selfFence(ctx context.Context, since time.Duration) {
-	start := time.Now()
-	log := a.log.WithField("since_renewal", since.Round(time.Millisecond).String())
-	log.Warn("no lease renewal: stopping relocatable containers before peers may take their volumes over")
-	if a.m != nil {
-		a.m.selfFencings.Inc()
-	}
-	list, err := a.docker.ContainerList(ctx, container.ListOptions{})
-	if err != nil {
-		log.WithError(err).Error("cannot list containers to stop them")
-		return
-	}
-	mounted := map[string]bool{}
-	if a.localVolumes != nil {
-		for _, v := range a.localVolumes() {
-			mounted[v] = true
-		}
-	}
-	// Docker takes whole seconds: below a second (short TTLs) it kills at once.
-	timeout := int(a.hb.Timings().StopTimeout / time.Second)
-	var wg sync.WaitGroup
-	for _, c := range list {
-		if !relocatable(c.Labels) && !usesAny(c.Mounts, mounted) {
-			continue
-		}
-		name := containerName(c.Names)
-		a.mu.Lock()
-		a.selfStopped[name] = true
-		a.busy[name] = true
-		a.mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer a.done(name)
-			if err := a.docker.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &timeout}); err != nil {
-				log.WithError(err).WithField("app", name).Error("cannot stop container")
-				return
-			}
-			log.WithField("app", name).Warn("stopped container (self-fencing)")
-		}()
-	}
-	wg.Wait()
-	log = log.WithField("took", time.Since(start).Round(time.Millisecond).String())
-	if a.localVolumes != nil {
-		if left := a.localVolumes(); len(left) > 0 {
-			log.WithField("volumes", left).Error("self-fencing done, but volumes are still mounted here: a container using them did not stop; stop it by hand")
-			return
-		}
-	}
-	log.Warn("self-fencing done")
-}
-
-// usesAny reports whether a container mounts one of the named volumes.
-func usesAny(mounts []container.MountPoint, names map[string]bool) bool {
-	for _, m := range mounts {
-		if m.Type == mount.TypeVolume && names[m.Name] {
-			return true
-		}
-	}
-	return false
 }
 
 // restartPlain starts again the containers without relocvol.relocate that
@@ -294,7 +198,7 @@ func (a *Agent) dockerEvent(ctx context.Context, m events.Message) {
 		return
 	}
 	a.mu.Lock()
-	ours := a.busy[name] || a.fenced
+	ours := a.busy[name] || a.sf.Active
 	a.mu.Unlock()
 	switch m.Action {
 	case events.ActionStop, events.ActionDestroy, events.ActionStart:

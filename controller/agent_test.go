@@ -222,7 +222,7 @@ func agentEnv(t *testing.T) (*store.Store, *Heartbeat, *fakeDocker, *Agent, cont
 	d := newFakeDocker()
 	rec := NewRecorder(st, "a", nil, quietLog())
 	go rec.Run(ctx)
-	return st, hb, d, NewAgent(st, d, hb, rec, nil, "a", d.mountedVolumes, quietLog()), ctx
+	return st, hb, d, NewAgent(st, d, hb, rec, nil, "a", &fakeVolumes{d: d}, quietLog()), ctx
 }
 
 // The agent records a relocatable container that uses relocvol volumes,

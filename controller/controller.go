@@ -30,9 +30,11 @@ type Options struct {
 	// (default: the heartbeat's liveness timings, the grace a Mount's
 	// takeover waits too).
 	Grace time.Duration
-	// Mounted lists this host's mounted volumes: the metrics count them, and
-	// self-fencing stops every container that uses one.
-	Mounted func() []string
+	// Volumes are the plugin's counts of this host's mounted volumes: the
+	// metrics count them, self-fencing stops every container that uses one
+	// and unmounts what is left, and the agent drops mount IDs no container
+	// of the engine uses.
+	Volumes LocalVolumes
 	Log     logrus.FieldLogger
 }
 
@@ -57,16 +59,17 @@ func New(opt Options) *Controller {
 	}
 	log := opt.Log.WithField("host", opt.Host)
 	var mounted func() int
-	if opt.Mounted != nil {
-		mounted = func() int { return len(opt.Mounted()) }
+	if opt.Volumes != nil {
+		mounted = func() int { return len(opt.Volumes.Mounts()) }
 	}
 	m := NewMetrics(mounted)
+	m.watchSlack(opt.Beat)
 	rec := NewRecorder(opt.Store, opt.Host, m, opt.Log)
 	c := &Controller{opt: opt, st: opt.Store, rec: rec, m: m, log: log}
 	if opt.Docker != nil {
 		// Peers place apps only on hosts that can start them.
 		opt.Beat.Info = func(h *store.Host) { h.Agent = true }
-		c.agent = NewAgent(opt.Store, opt.Docker, opt.Beat, rec, m, opt.Host, opt.Mounted, opt.Log)
+		c.agent = NewAgent(opt.Store, opt.Docker, opt.Beat, rec, m, opt.Host, opt.Volumes, opt.Log)
 	}
 	c.leader = NewLeader(opt.Store, opt.Beat, opt.Fencer, opt.Grace, rec, m, opt.Host, opt.Log)
 	return c

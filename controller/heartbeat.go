@@ -75,6 +75,9 @@ type Heartbeat struct {
 	// lease granted): etcd cannot expire the lease before renewed + TTL.
 	renewed time.Time
 	joined  bool
+	// maxGap is the longest time since a renewal that a renewal's answer
+	// ended, over this process's life (see MaxRenewalGap).
+	maxGap time.Duration
 }
 
 // NewHeartbeat prepares a heartbeat; stateDir keeps the lease ID so that a
@@ -103,6 +106,15 @@ func (h *Heartbeat) Joined() (bool, time.Duration) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.joined, time.Since(h.renewed)
+}
+
+// MaxRenewalGap is the longest this host has gone, since it started,
+// between sending a renewal and the answer to the next one: how close it
+// came to its cut-off (Timings().Cutoff() minus it is the smallest slack).
+func (h *Heartbeat) MaxRenewalGap() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.maxGap
 }
 
 // Lease is the host's current lease (0 before it joined).
@@ -168,6 +180,12 @@ func (h *Heartbeat) keepAlive(kctx context.Context, id clientv3.LeaseID) {
 		switch {
 		case err == nil && resp.TTL > 0:
 			h.mu.Lock()
+			// The longest this host went without a provably current lease:
+			// from the previous renewal's send to this one's answer. Its
+			// distance to the cut-off is the slack a healthy host keeps.
+			if gap := time.Since(h.renewed); gap > h.maxGap {
+				h.maxGap = gap
+			}
 			h.renewed = sent
 			h.mu.Unlock()
 		case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && resp.TTL <= 0):

@@ -20,6 +20,9 @@ type Metrics struct {
 	phaseSeconds      *prometheus.HistogramVec
 	fencings          *prometheus.CounterVec
 	selfFencings      prometheus.Counter
+	selfFencing       prometheus.Gauge
+	selfFencingLeft   prometheus.Gauge
+	orphans           prometheus.Counter
 }
 
 // NewMetrics registers every metric; mounted reports this host's mounted
@@ -45,15 +48,28 @@ func NewMetrics(mounted func() int) *Metrics {
 			Help: "Dead hosts this host fenced as the leader, by result."}, []string{"result"}),
 		selfFencings: prometheus.NewCounter(prometheus.CounterOpts{Name: "relocvol_self_fencings_total",
 			Help: "Times this host stopped its relocatable containers because it lost its lease."}),
+		selfFencing: prometheus.NewGauge(prometheus.GaugeOpts{Name: "relocvol_self_fencing",
+			Help: "1 while this host self-fences: it cannot prove its lease current, stops its relocvol containers and unmounts its volumes."}),
+		selfFencingLeft: prometheus.NewGauge(prometheus.GaugeOpts{Name: "relocvol_self_fencing_volumes_left",
+			Help: "relocvol volumes still mounted on this host after the last self-fencing pass (anything but 0 for long needs an operator)."}),
+		orphans: prometheus.NewCounter(prometheus.CounterOpts{Name: "relocvol_orphan_mounts_dropped_total",
+			Help: "Volumes whose mount IDs this host dropped because no container of its engine used them."}),
 	}
 	m.reg.MustRegister(m.alive, m.leader, m.appsRunning, m.relocations, m.relocationSeconds, m.phaseSeconds,
-		m.fencings, m.selfFencings,
+		m.fencings, m.selfFencings, m.selfFencing, m.selfFencingLeft, m.orphans,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if mounted != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "relocvol_volumes_mounted",
 			Help: "relocvol volumes mounted on this host."}, func() float64 { return float64(mounted()) }))
 	}
 	return m
+}
+
+// watchSlack exports how close the host came to its cut-off.
+func (m *Metrics) watchSlack(hb *Heartbeat) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "relocvol_lease_slack_min_seconds",
+		Help: "The smallest slack this host kept since it started: its Mount cut-off minus the longest time between a lease renewal and the answer to the next (at or below 0 it self-fenced)."},
+		func() float64 { return (hb.Timings().Cutoff() - hb.MaxRenewalGap()).Seconds() }))
 }
 
 // Handler serves the metrics in the Prometheus text format.

@@ -31,6 +31,9 @@ const (
 // TestManagedPlugin installs the real plugin in the real engine and walks
 // an operator's first session, a second host's refused and granted mounts,
 // a plugin restart under a running container, and the cleanup.
+// dockerdLog is where scripts/lib.sh has dockerd log.
+const dockerdLog = "/var/log/relocvol-dockerd.log"
+
 func TestManagedPlugin(t *testing.T) {
 	testenv.RequireDocker(t)
 	root := testenv.RepoRoot(t)
@@ -177,11 +180,43 @@ func TestManagedPlugin(t *testing.T) {
 		}
 		return nil
 	})
-	mustDocker(t, "rm", "-f", "e2e-writer")
+
+	// ---- docker cp into and out of the running container: Docker mounts
+	// the container's mount ID again and unmounts it after the copy ----
+	logFrom := dockerdLogSize(t)
+	src := filepath.Join(t.TempDir(), "copied-in")
+	if err := os.WriteFile(src, []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustDocker(t, "cp", src, "e2e-writer:/data/copied-in")
+	out := filepath.Join(t.TempDir(), "copied-out")
+	mustDocker(t, "cp", "e2e-writer:/data/copied-in", out)
+	if b, err := os.ReadFile(out); err != nil || string(b) != "from the host\n" {
+		t.Fatalf("docker cp out of the container: %q %v", b, err)
+	}
+	st = inspect(t, vol)
+	if st["owner"] != "e2e-host-a" || fmt.Sprint(st["mounts"]) != "1" {
+		t.Fatalf("inspect after docker cp: %v, want owner e2e-host-a with 1 mount", st)
+	}
+	if n := hostMounts(t, vol); n == 0 {
+		t.Fatal("docker cp left the volume unmounted under the running container")
+	}
+	n2 := lineCount(t)
+	testenv.Eventually(t, 10*time.Second, "the writer still writes after docker cp", func() error {
+		if lineCount(t) <= n2 {
+			return fmt.Errorf("no new line")
+		}
+		return nil
+	})
+	mustDocker(t, "stop", "-t", "1", "e2e-writer")
 	st = inspect(t, vol)
 	if st["owner"] != "" || fmt.Sprint(st["mounts"]) != "0" {
 		t.Fatalf("inspect after the last container stopped: %v, want released", st)
 	}
+	if bad := dockerdLogSince(t, logFrom, "VolumeDriver.Unmount", "nothing to unmount", "VolumeDriver.Mount"); bad != "" {
+		t.Fatalf("dockerd logged a volume error around docker cp and stop:\n%s", bad)
+	}
+	mustDocker(t, "rm", "e2e-writer")
 	if n := hostMounts(t, vol); n != 0 {
 		t.Fatalf("still mounted %d times after the last container stopped", n)
 	}
@@ -220,6 +255,36 @@ func TestManagedPlugin(t *testing.T) {
 	if out, _ := exec.Command("losetup", "-j", filepath.Join(san, vol+".img")).CombinedOutput(); len(strings.TrimSpace(string(out))) > 0 {
 		t.Fatalf("loop device left: %s", out)
 	}
+}
+
+// dockerdLogSize is where the dockerd log ends now.
+func dockerdLogSize(t *testing.T) int64 {
+	t.Helper()
+	fi, err := os.Stat(dockerdLog)
+	if err != nil {
+		t.Fatalf("the dockerd log: %v", err)
+	}
+	return fi.Size()
+}
+
+// dockerdLogSince returns the lines of the dockerd log written after from
+// that contain any of words.
+func dockerdLogSince(t *testing.T, from int64, words ...string) string {
+	t.Helper()
+	raw, err := os.ReadFile(dockerdLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad []string
+	for _, l := range strings.Split(string(raw[min(from, int64(len(raw))):]), "\n") {
+		for _, w := range words {
+			if strings.Contains(l, w) {
+				bad = append(bad, l)
+				break
+			}
+		}
+	}
+	return strings.Join(bad, "\n")
 }
 
 // inspect returns the Status of docker volume inspect.
@@ -380,7 +445,7 @@ func refusedOnOtherCluster(t *testing.T, bin, san string) {
 // state the test stopped in, and prints the plugin's log on failure.
 func removePlugin(t *testing.T) {
 	if t.Failed() {
-		if raw, err := os.ReadFile("/var/log/relocvol-dockerd.log"); err == nil {
+		if raw, err := os.ReadFile(dockerdLog); err == nil {
 			lines := strings.Split(string(raw), "\n")
 			if len(lines) > 150 {
 				lines = lines[len(lines)-150:]

@@ -49,16 +49,12 @@ func (d *Driver) claim(ctx context.Context, vol store.Volume, vrev int64, id str
 		}
 		now := time.Now().UTC()
 		next := c
-		next.Mounts = map[string]time.Time{}
 		guards := []store.Guard{d.ownLease()}
 		act := decideMount(c, d.opt.Host, owner)
 		switch act {
 		case actRefuse:
 			return d.inUseErr(ctx, "mount", c)
-		case actJoin:
-			for k, v := range c.Mounts {
-				next.Mounts[k] = v
-			}
+		case actJoin: // keep the IDs already counted
 		case actAcquire, actTakeover:
 			if act == actTakeover {
 				if err := d.awaitGrace(ctx, c.Host, c.Volume); err != nil {
@@ -78,8 +74,9 @@ func (d *Driver) claim(ctx context.Context, vol store.Volume, vrev int64, id str
 			// holder keeps naming that host (store.ReleaseClaim); one
 			// its holder released has no TakenFrom.
 			next.Host, next.Epoch, next.Since = d.opt.Host, c.Epoch+1, now
+			next.Mounts, next.Counts = nil, nil
 		}
-		next.Mounts[id] = now
+		next = withMount(next, id, now)
 		_, err = d.store.PutClaim(ctx, next, crev, vrev, guards...)
 		switch {
 		case errors.Is(err, store.ErrLeaseLost):

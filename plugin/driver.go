@@ -122,7 +122,7 @@ type Driver struct {
 
 	mu sync.Mutex
 	// mounts holds this host's mount IDs per volume: the reference counts.
-	mounts map[string]map[string]time.Time
+	mounts map[string]map[string]mountRef
 	// deadSince is when this host first saw each claim holder dead.
 	deadSince map[string]time.Time
 }
@@ -144,7 +144,7 @@ func New(st Store, be backends.Backend, m Mounter, f Fencer, live Liveness, opt 
 	return &Driver{
 		opt: opt, store: st, backend: be, mounter: m, fencer: f, live: live,
 		log:    opt.Log.WithField("host", opt.Host),
-		mounts: map[string]map[string]time.Time{}, deadSince: map[string]time.Time{},
+		mounts: map[string]map[string]mountRef{}, deadSince: map[string]time.Time{},
 	}
 }
 
@@ -155,66 +155,6 @@ func (d *Driver) dataPath(name string) string { return filepath.Join(d.opt.Mount
 
 func (d *Driver) reqCtx(scale int) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), time.Duration(scale)*d.opt.Timeout)
-}
-
-// ---- reference counts ----
-
-func (d *Driver) hasMount(name, id string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	_, ok := d.mounts[name][id]
-	return ok
-}
-
-func (d *Driver) addMount(name, id string, since time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.mounts[name] == nil {
-		d.mounts[name] = map[string]time.Time{}
-	}
-	d.mounts[name][id] = since
-}
-
-// setMounts replaces name's mount IDs on this host (none: forget them), as
-// when recovery takes them from the volume's claim.
-func (d *Driver) setMounts(name string, ids map[string]time.Time) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(ids) == 0 {
-		delete(d.mounts, name)
-		return
-	}
-	d.mounts[name] = make(map[string]time.Time, len(ids))
-	for id, since := range ids {
-		d.mounts[name][id] = since
-	}
-}
-
-func (d *Driver) delMount(name, id string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	delete(d.mounts[name], id)
-	if len(d.mounts[name]) == 0 {
-		delete(d.mounts, name)
-	}
-}
-
-// localMounts returns a copy of name's mount IDs on this host.
-func (d *Driver) localMounts(name string) map[string]time.Time {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make(map[string]time.Time, len(d.mounts[name]))
-	for id, t := range d.mounts[name] {
-		out[id] = t
-	}
-	return out
-}
-
-// MountCount returns how many mount IDs name has on this host.
-func (d *Driver) MountCount(name string) int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.mounts[name])
 }
 
 // inUseErr words the refusal of an operation on a volume another host (or
@@ -261,9 +201,6 @@ func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
 		return "", newErr(ErrInvalid, "mount of volume %q has no mount ID: Docker always sends one; check the caller", name)
 	}
 	defer d.locks.lock(name)()
-	if d.hasMount(name, id) {
-		return "", newErr(ErrInvalid, "volume %q is already mounted on host %s with mount ID %s: unmount that ID first", name, d.opt.Host, shortID(id))
-	}
 	if !d.live.Alive() {
 		return "", d.notAliveErr(ctx, name)
 	}
@@ -284,7 +221,19 @@ func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
 	if d.MountCount(name) == 0 {
 		d.observe(name, "claimed", start)
 	}
-	if err := d.activate(ctx, vol); err != nil {
+	err = d.activate(ctx, vol)
+	if err == nil && !d.live.Alive() {
+		// The host passed its cut-off while activating (a slow LVM
+		// activation): its self-fencing may have swept past this volume
+		// already, so Docker must not get it.
+		err = d.notAliveErr(ctx, name)
+		if uerr := d.settle(context.WithoutCancel(ctx), name); uerr != nil {
+			d.log.WithError(uerr).WithField("volume", name).Error("cannot undo a mount refused at the cut-off; retrying in the background")
+			d.retrySync(name)
+		}
+		return "", err
+	}
+	if err != nil {
 		// Give back what this call took: the mount ID, and the claim itself
 		// if no other mount holds it.
 		if serr := d.syncClaim(context.WithoutCancel(ctx), name); serr != nil {
@@ -361,11 +310,17 @@ func (d *Driver) unmount(ctx context.Context, name, id string) error {
 	if err := spec.ValidateName(name); err != nil {
 		return newErr(ErrInvalid, "%s", err)
 	}
-	defer d.locks.lock(name)()
-	if !d.hasMount(name, id) {
-		return newErr(ErrInvalid, "volume %q has no mount with ID %q on host %s: nothing to unmount", name, shortID(id), d.opt.Host)
+	if id == "" {
+		return newErr(ErrInvalid, "unmount of volume %q has no mount ID: Docker always sends one; check the caller", name)
 	}
-	d.delMount(name, id)
+	defer d.locks.lock(name)()
+	if !d.delMount(name, id) {
+		// Docker repeats an Unmount it saw fail, and an ID collected as an
+		// orphan may still come: Docker must never be left holding an ID
+		// it cannot release.
+		d.log.WithFields(logrus.Fields{"volume": name, "id": shortID(id)}).Warn("unmount of a mount ID this host does not count: nothing to do")
+		return nil
+	}
 	err := d.settle(ctx, name)
 	if err != nil {
 		d.retrySync(name)
@@ -416,11 +371,11 @@ func (d *Driver) syncClaim(ctx context.Context, name string) error {
 			return nil
 		}
 		next := c
-		next.Mounts = d.localMounts(name)
+		next.Mounts, next.Counts = d.localMounts(name)
 		var guards []store.Guard
 		if len(next.Mounts) == 0 && !d.activeHere(ctx, name) {
 			next = next.Released("")
-		} else if sameMounts(c.Mounts, next.Mounts) {
+		} else if sameMounts(c, next) {
 			return nil
 		} else {
 			guards = append(guards, d.ownLease())
@@ -438,18 +393,6 @@ func (d *Driver) syncClaim(ctx context.Context, name string) error {
 		}
 		return err
 	}
-}
-
-func sameMounts(a, b map[string]time.Time) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for id := range a {
-		if _, ok := b[id]; !ok {
-			return false
-		}
-	}
-	return true
 }
 
 // activeHere reports whether anything of the volume is still mounted or
@@ -480,21 +423,6 @@ func (d *Driver) retrySync(name string) {
 			d.log.WithError(err).WithField("volume", name).Warn("volume still not settled; retrying")
 		}
 	}()
-}
-
-// MountedVolumes lists the volumes mounted on this host, from the counts
-// alone (no etcd), sorted.
-func (d *Driver) MountedVolumes() []string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var names []string
-	for name, ids := range d.mounts {
-		if len(ids) > 0 {
-			names = append(names, name)
-		}
-	}
-	sort.Strings(names)
-	return names
 }
 
 // ---- Path / Get / List / Capabilities ----

@@ -208,7 +208,7 @@ func (d *Driver) recoverOwn(ctx context.Context, c store.Claim, mounted bool) er
 	switch {
 	case mounted:
 		if d.MountCount(name) == 0 {
-			d.setMounts(name, c.Mounts)
+			d.recoverMounts(c)
 			log.WithField("mounts", len(c.Mounts)).Info("recovered mounted volume")
 		}
 		return d.settle(ctx, name) // no IDs left: unmount; else claim = local IDs
@@ -224,12 +224,12 @@ func (d *Driver) recoverOwn(ctx context.Context, c store.Claim, mounted bool) er
 		if err := d.activate(ctx, vol); err != nil {
 			return fmt.Errorf("re-mount a volume still in use: %w", err)
 		}
-		d.setMounts(name, c.Mounts)
+		d.recoverMounts(c)
 		log.WithField("mounts", len(c.Mounts)).Info("re-mounted a volume that containers still use after a plugin restart")
 		return nil
 	default:
 		log.Info("volume was claimed here but nothing uses it any more (host or plugin restarted): releasing it")
-		d.setMounts(name, nil)
+		d.forgetMounts(name)
 		return d.settle(ctx, name)
 	}
 }
@@ -248,7 +248,7 @@ func (d *Driver) dropLocal(ctx context.Context, c store.Claim, mounted bool) err
 	if mounted && c.Host != d.opt.Host {
 		log.Error("volume is mounted here but claimed by another host (this host was fenced): unmounting it; any container still using it must be stopped")
 	}
-	d.setMounts(name, nil)
+	d.forgetMounts(name)
 	err := d.deactivate(ctx, name)
 	if errors.Is(err, backends.ErrInUse) {
 		if d.fencer.Name() != "none" {

@@ -45,6 +45,8 @@ func apiCmds() []*cobra.Command {
 		listCmd(f, "apps", "List the relocatable apps: desired and actual host", "/v1/apps", (*api.Client).Apps, printApps),
 		eventsCmd(f),
 		moveCmd(f),
+		listCmd(f, "local", "Show this host as it sees itself, without etcd: lease, self-fencing, mounted volumes", "/v1/local", (*api.Client).Local, printLocal),
+		forgetMountsCmd(f),
 	}
 	for _, c := range cmds {
 		f.bind(c)
@@ -240,6 +242,55 @@ func printStatus(w io.Writer, s api.Status) {
 	fmt.Fprintf(w, "hosts:      %d alive of %d\n", s.HostsAlive, s.Hosts)
 	fmt.Fprintf(w, "volumes:    %d\n", s.Volumes)
 	fmt.Fprintf(w, "apps:       %d (%d relocating)\n", s.Apps, s.Relocating)
+}
+
+func printLocal(w io.Writer, l api.Local) {
+	alive := "alive"
+	if !l.Alive {
+		alive = "NOT ALIVE: refuses Mounts, self-fences"
+	}
+	fmt.Fprintf(w, "host:          %s (%s)\n", l.Host, alive)
+	fmt.Fprintf(w, "lease renewed: %.1fs ago (cut-off at %.2fs)\n", l.SinceRenewalSeconds, l.CutoffSeconds)
+	if sf := l.SelfFencing; sf != nil {
+		state := "done"
+		switch {
+		case sf.Active && len(sf.Left) > 0:
+			state = fmt.Sprintf("ACTIVE, volumes still mounted: %s", strings.Join(sf.Left, ", "))
+		case sf.Active:
+			state = "active, nothing relocvol left mounted"
+		}
+		fmt.Fprintf(w, "self-fencing:  %s (since %s, %d passes, stopped %s)\n", state, sf.Since.Format(time.RFC3339), sf.Passes, dash(strings.Join(sf.Stopped, ", ")))
+		if sf.Error != "" {
+			fmt.Fprintf(w, "  last error:  %s\n", sf.Error)
+		}
+	}
+	var names []string
+	for _, v := range l.Mounted {
+		names = append(names, v.Name)
+	}
+	fmt.Fprintf(w, "mounted here:  %s\n", dash(strings.Join(names, ", ")))
+}
+
+func forgetMountsCmd(f *clientFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "forget-mounts VOLUME",
+		Short: "Forget this host's mount IDs of VOLUME that Docker will never unmount, then unmount and release it",
+		Long: `Forget the mount IDs a host counts for VOLUME when Docker will never
+unmount them: the volume shows "in use" although no container uses it (the
+plugin died between mounting and answering Docker, or Docker forgot an ID
+while the plugin was down). Where the plugin drives the host's Docker engine
+(RELOCVOL_DOCKER_HOST) it does this by itself within a minute; use this
+command on hosts without one. Run it against the API of the host that holds
+the volume (--api); it refuses while a running container there uses it.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.client().ForgetMounts(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "forgot the mounts of %s: unmounted and released\n", args[0])
+			return err
+		},
+	}
 }
 
 func printHosts(w io.Writer, hosts []api.Host) {

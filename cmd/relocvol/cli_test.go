@@ -21,6 +21,9 @@ type moveService struct {
 	steps []store.Event
 }
 
+func (*moveService) Local(context.Context) (api.Local, error)   { return api.Local{}, nil }
+func (*moveService) ForgetMounts(context.Context, string) error { return nil }
+
 func (m *moveService) Status(context.Context) (api.Status, error) { return api.Status{}, nil }
 func (m *moveService) Hosts(context.Context) ([]api.Host, error) {
 	return []api.Host{{Name: "n1", Alive: true, Leader: true, Agent: true, LeaseAgeSeconds: 0.4, Apps: 1}, {Name: "n2", Fenced: true, FencedBy: "n1"}}, nil

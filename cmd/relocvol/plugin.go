@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/docker/docker/client"
 	"github.com/sirupsen/logrus"
@@ -143,14 +144,17 @@ func runPlugin(ctx context.Context, cfg config.Config) error {
 		defer func() { _ = dc.Close() }()
 		docker = dc
 	}
-	var drv *plugin.Driver
-	ctl := controller.New(controller.Options{
-		Host: cfg.Host, Version: version, Store: st, Docker: docker, Beat: hb, Fencer: fencer, Log: log,
-		Mounted: func() []string { return drv.MountedVolumes() },
+	// The driver tells the controller each mount step (a relocation's
+	// timeline); the controller counts and drops the driver's mounts.
+	var ctl *controller.Controller
+	drv := plugin.New(st, be, fsutil.FS{Run: run}, fencer, hb, plugin.Options{
+		Host: cfg.Host, MountRoot: cfg.MountRoot, Defaults: cfg.SpecDefaults(), Log: log,
+		Observe: func(volume, phase string, took time.Duration) { ctl.Observe(volume, phase, took) },
+		Grace:   hb.Timings().Grace, Cluster: cl, Etcd: etcdName,
 	})
-	drv = plugin.New(st, be, fsutil.FS{Run: run}, fencer, hb, plugin.Options{
-		Host: cfg.Host, MountRoot: cfg.MountRoot, Defaults: cfg.SpecDefaults(), Log: log, Observe: ctl.Observe,
-		Grace: hb.Timings().Grace, Cluster: cl, Etcd: etcdName,
+	ctl = controller.New(controller.Options{
+		Host: cfg.Host, Version: version, Store: st, Docker: docker, Beat: hb, Fencer: fencer, Log: log,
+		Volumes: drv,
 	})
 	hb.Member = drv
 	var ln net.Listener

@@ -122,3 +122,15 @@ func (c *Client) Move(ctx context.Context, app, to string) (store.Relocation, er
 	var r store.Relocation
 	return r, c.do(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/move", MoveRequest{To: to}, &r)
 }
+
+// Local is GET /v1/local.
+func (c *Client) Local(ctx context.Context) (Local, error) {
+	var out Local
+	err := c.do(ctx, http.MethodGet, "/v1/local", nil, &out)
+	return out, err
+}
+
+// ForgetMounts is POST /v1/local/volumes/{name}/forget.
+func (c *Client) ForgetMounts(ctx context.Context, volume string) error {
+	return c.do(ctx, http.MethodPost, "/v1/local/volumes/"+url.PathEscape(volume)+"/forget", nil, nil)
+}

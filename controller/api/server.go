@@ -45,7 +45,7 @@ func Handler(svc Service, opt Options) http.Handler {
 		r.Use(bearer(opt.Token))
 	}
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
-		writeError(w, Errorf(http.StatusNotFound, "no such endpoint %s %s: see GET /v1/status, /v1/hosts, /v1/volumes, /v1/apps, /v1/events, POST /v1/apps/{name}/move", req.Method, req.URL.Path))
+		writeError(w, Errorf(http.StatusNotFound, "no such endpoint %s %s: see GET /v1/status, /v1/hosts, /v1/volumes, /v1/apps, /v1/events, /v1/local, POST /v1/apps/{name}/move, /v1/local/volumes/{name}/forget", req.Method, req.URL.Path))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, Errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s", req.Method, req.URL.Path))
@@ -59,6 +59,14 @@ func Handler(svc Service, opt Options) http.Handler {
 		r.Get("/hosts", serve(svc.Hosts))
 		r.Get("/volumes", serve(svc.Volumes))
 		r.Get("/apps", serve(svc.Apps))
+		r.Get("/local", serve(svc.Local))
+		r.Post("/local/volumes/{name}/forget", func(w http.ResponseWriter, req *http.Request) {
+			if err := svc.ForgetMounts(req.Context(), chi.URLParam(req, "name")); err != nil {
+				writeError(w, err)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+		})
 		r.Get("/apps/{name}", func(w http.ResponseWriter, req *http.Request) {
 			apps, err := svc.Apps(req.Context())
 			if err != nil {

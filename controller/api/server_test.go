@@ -18,6 +18,11 @@ type fakeService struct {
 	moved [][2]string
 }
 
+func (f *fakeService) Local(context.Context) (Local, error) { return Local{Host: "a"}, nil }
+func (f *fakeService) ForgetMounts(_ context.Context, v string) error {
+	return Errorf(http.StatusNotFound, "host a counts no mount of volume %q", v)
+}
+
 func (f *fakeService) Status(context.Context) (Status, error) {
 	return Status{Host: "a", Leader: "a", Hosts: 2, HostsAlive: 1, Volumes: 1, Apps: 1}, nil
 }

@@ -28,6 +28,46 @@ type Status struct {
 	Relocating int    `json:"relocating"`
 }
 
+// Local is the answering host as it sees itself, from its own memory: it
+// answers even when etcd does not.
+type Local struct {
+	Host  string `json:"host"`
+	Alive bool   `json:"alive"`
+	// SinceRenewalSeconds is how long ago the last acknowledged renewal of
+	// the host's lease was sent; CutoffSeconds is when, since then, the
+	// host stops accepting Mounts and self-fences.
+	SinceRenewalSeconds float64 `json:"sinceRenewalSeconds"`
+	CutoffSeconds       float64 `json:"cutoffSeconds"`
+	// MaxRenewalGapSeconds is the longest the host went between a renewal
+	// and the answer to the next one since it started; SlackSeconds is
+	// how far that stayed from the cut-off (negative: it self-fenced).
+	MaxRenewalGapSeconds float64       `json:"maxRenewalGapSeconds"`
+	SlackSeconds         float64       `json:"slackSeconds"`
+	SelfFencing          *SelfFencing  `json:"selfFencing,omitempty"`
+	Mounted              []LocalVolume `json:"mounted"`
+}
+
+// LocalVolume is a volume counted mounted on the answering host.
+type LocalVolume struct {
+	Name string `json:"name"`
+	// LastMounted is when this plugin process last mounted it; absent
+	// when its mount IDs were recovered from etcd at start.
+	LastMounted *time.Time `json:"lastMounted,omitempty"`
+}
+
+// SelfFencing is the state of a host's current (or last) self-fencing:
+// passes repeat until no relocvol volume is mounted on the host.
+type SelfFencing struct {
+	Active bool      `json:"active"`
+	Since  time.Time `json:"since"`
+	Passes int       `json:"passes"`
+	// Stopped are the containers it stopped, Left the volumes still
+	// mounted after the last pass, Error what failed in that pass.
+	Stopped []string `json:"stopped,omitempty"`
+	Left    []string `json:"left,omitempty"`
+	Error   string   `json:"error,omitempty"`
+}
+
 // Host is one host of the cluster.
 type Host struct {
 	Name  string `json:"name"`
@@ -101,6 +141,11 @@ type Service interface {
 	Apps(ctx context.Context) ([]App, error)
 	Events(ctx context.Context, f EventFilter) ([]store.Event, error)
 	Move(ctx context.Context, app, to string) (store.Relocation, error)
+	// Local is the answering host as it sees itself (no etcd needed).
+	Local(ctx context.Context) (Local, error)
+	// ForgetMounts drops the answering host's mount IDs of a volume that
+	// Docker will never unmount, then unmounts and releases it.
+	ForgetMounts(ctx context.Context, volume string) error
 }
 
 // Error is an error with the HTTP status it maps to.

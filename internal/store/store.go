@@ -52,7 +52,11 @@ type Claim struct {
 	Host   string               `json:"host,omitempty"`
 	Epoch  int64                `json:"epoch"`
 	Mounts map[string]time.Time `json:"mounts,omitempty"` // mount ID -> since
-	Since  time.Time            `json:"since,omitempty"`
+	// Counts says how many times Docker mounted an ID it mounted more than
+	// once (docker cp into a running container mounts the container's ID
+	// again, and unmounts it as often); an ID not in it counts once.
+	Counts map[string]int `json:"counts,omitempty"`
+	Since  time.Time      `json:"since,omitempty"`
 	// TakenFrom names the dead host this claim was taken from by fencing.
 	TakenFrom string `json:"takenFrom,omitempty"`
 }
@@ -64,8 +68,16 @@ func (c Claim) Held() bool { return c.Host != "" }
 // next holder's is higher; takenFrom names a holder that was fenced ("" when
 // the holder released the claim itself).
 func (c Claim) Released(takenFrom string) Claim {
-	c.Host, c.Mounts, c.Since, c.TakenFrom = "", nil, time.Time{}, takenFrom
+	c.Host, c.Mounts, c.Counts, c.Since, c.TakenFrom = "", nil, nil, time.Time{}, takenFrom
 	return c
+}
+
+// Refs is how many mounts of id the claim holds (0: none).
+func (c Claim) Refs(id string) int {
+	if _, ok := c.Mounts[id]; !ok {
+		return 0
+	}
+	return max(c.Counts[id], 1)
 }
 
 // Store is relocvol's etcd state. It is safe for concurrent use.
