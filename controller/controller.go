@@ -88,6 +88,7 @@ func (c *Controller) Metrics() http.Handler { return c.m.Handler() }
 // Run starts the recorder, the agent and the leader candidate; it returns
 // at once, they stop when ctx ends.
 func (c *Controller) Run(ctx context.Context) {
+	go c.endStopMaintenance(ctx)
 	go c.rec.Run(ctx)
 	if c.agent != nil {
 		go c.agent.Run(ctx)
@@ -240,6 +241,14 @@ func (c *Controller) Hosts(ctx context.Context) ([]api.Host, error) {
 			hv.Alive = st.Alive
 			hv.LeaseAgeSeconds = st.LastRenewed.Seconds()
 		}
+	}
+	maint, err := c.st.ListMaintenance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for name, m := range maint {
+		am := apiMaintenance(m.Value)
+		get(name).Maintenance = &am
 	}
 	for name, f := range fences {
 		hv := get(name)

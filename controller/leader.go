@@ -155,6 +155,10 @@ func (l *Leader) snapshot(ctx context.Context, now time.Time) (Snapshot, map[str
 	if err != nil {
 		return Snapshot{}, nil, err
 	}
+	maint, err := l.st.ListMaintenance(ctx)
+	if err != nil {
+		return Snapshot{}, nil, err
+	}
 	s := Snapshot{Hosts: map[string]HostView{}, Apps: map[string]AppView{}, Claims: map[string]string{}}
 	known := map[string]bool{}
 	for name, a := range apps {
@@ -178,10 +182,11 @@ func (l *Leader) snapshot(ctx context.Context, now time.Time) (Snapshot, map[str
 	defer l.mu.Unlock()
 	for h := range known {
 		_, fenced := fences[h]
+		_, inMaint := maint[h]
 		if rec, alive := hosts[h]; alive {
 			delete(l.down, h)
 			delete(l.proven, h)
-			s.Hosts[h] = HostView{Alive: true, Agent: rec.Value.Agent, Fenced: fenced}
+			s.Hosts[h] = HostView{Alive: true, Agent: rec.Value.Agent, Fenced: fenced, Maintenance: inMaint}
 			continue
 		}
 		// A host this leader never saw alive counts as down from now: its
@@ -191,7 +196,7 @@ func (l *Leader) snapshot(ctx context.Context, now time.Time) (Snapshot, map[str
 			l.log.WithField("dead_host", h).Warn("host has no lease")
 		}
 		p, ok := l.proven[h]
-		s.Hosts[h] = HostView{DownSince: l.down[h], Fenced: fenced, Proven: ok && p.Equal(l.down[h])}
+		s.Hosts[h] = HostView{DownSince: l.down[h], Fenced: fenced, Proven: ok && p.Equal(l.down[h]), Maintenance: inMaint}
 	}
 	return s, apps, nil
 }

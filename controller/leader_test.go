@@ -226,3 +226,55 @@ func TestMoveChecks(t *testing.T) {
 		return len(ev) == 1 && ev[0].Phase == "requested" && ev[0].Host == "a"
 	})
 }
+
+// A host that announced maintenance is not failed over while it lasts,
+// even once its lease is gone; at the deadline (etcd expires the
+// maintenance's lease) it is, like any dead host.
+func TestLeaderWaitsForMaintenance(t *testing.T) {
+	st, ctx := testStore(t)
+	hbA, _ := newHeartbeat(t, st, "a")
+	hbB, _ := newHeartbeat(t, st, "b")
+	actx, killA := context.WithCancel(ctx)
+	if err := hbA.Start(actx); err != nil {
+		t.Fatal(err)
+	}
+	if err := hbB.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, _, vrev, _ := st.CreateVolume(ctx, store.Volume{Name: "db", State: store.StateReady})
+	if _, err := st.PutClaim(ctx, store.Claim{Volume: "db", Host: "a", Epoch: 1}, 0, vrev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.PutApp(ctx, store.App{Name: "web", Host: "a", Volumes: []string{"db"}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	fencer := &recordingFencer{}
+	rec := NewRecorder(st, "b", nil, quietLog())
+	go rec.Run(ctx)
+	l := NewLeader(st, hbB, fencer, time.Second, rec, nil, "b", quietLog())
+	go l.Run(ctx)
+	waitFor(t, "b is the leader", 10*time.Second, l.Leading)
+
+	m, err := st.SetMaintenance(ctx, "a", store.MinMaintenance, "operator", "upgrade")
+	if err != nil {
+		t.Fatal(err)
+	}
+	killA() // the plugin is down for the upgrade: no more renewals
+	waitFor(t, "a's lease gone", 10*time.Second, func() bool { hs, _ := st.HostState(ctx, "a"); return !hs.Alive })
+	for time.Until(m.Until) > time.Second {
+		if f := fencer.list(); len(f) != 0 {
+			t.Fatalf("fenced %v during a's maintenance", f)
+		}
+		if app, _, _ := st.GetApp(ctx, "web"); app.Host != "a" {
+			t.Fatalf("a's app placed on %s during its maintenance", app.Host)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	waitFor(t, "a failed over after its maintenance", 15*time.Second, func() bool {
+		app, _, err := st.GetApp(ctx, "web")
+		return err == nil && app.Host == "b"
+	})
+	if f := fencer.list(); len(f) != 1 || f[0] != "a" {
+		t.Fatalf("fenced %v, want [a]", f)
+	}
+}

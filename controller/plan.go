@@ -31,6 +31,10 @@ type HostView struct {
 	// Proven: this leader fenced the host itself (the method proved it cut
 	// off) since the host went down, so it need not fence it again.
 	Proven bool
+	// Maintenance: the host announced maintenance (its plugin may be down
+	// while its containers run): it is neither failed over nor given apps
+	// until the maintenance ends.
+	Maintenance bool
 }
 
 // AppView is one relocatable container as the leader knows it.
@@ -91,12 +95,13 @@ func (a Action) String() string {
 // Plan returns the steps that move the apps of dead hosts to live ones. A
 // host counts as dead once its lease has been gone for grace (the lease TTL
 // plus a margin, so that a partitioned host has stopped its containers by
-// itself first). Apps go to an allowed live, unfenced host that runs an
-// agent, the least loaded one first (ties by name).
+// itself first). A host in maintenance is not failed over. Apps go to an
+// allowed live, unfenced host that runs an agent and is not in
+// maintenance, the least loaded one first (ties by name).
 func Plan(s Snapshot, now time.Time, grace time.Duration) []Action {
 	dead := map[string]bool{}
 	for name, h := range s.Hosts {
-		if !h.Alive && !h.DownSince.IsZero() && now.Sub(h.DownSince) >= grace {
+		if !h.Alive && !h.Maintenance && !h.DownSince.IsZero() && now.Sub(h.DownSince) >= grace {
 			dead[name] = true
 		}
 	}
@@ -111,9 +116,9 @@ func Plan(s Snapshot, now time.Time, grace time.Duration) []Action {
 	var live, agentless []string
 	for name, h := range s.Hosts {
 		switch {
-		case h.Alive && !h.Fenced && h.Agent:
+		case h.Alive && !h.Fenced && !h.Maintenance && h.Agent:
 			live = append(live, name)
-		case h.Alive && !h.Fenced:
+		case h.Alive && !h.Fenced && !h.Maintenance:
 			agentless = append(agentless, name)
 		}
 	}

@@ -29,6 +29,14 @@ func TestPlan(t *testing.T) {
 			Apps:  map[string]AppView{"db": app("a", "db")}, Claims: map[string]string{"db": "a"},
 		}},
 		{name: "empty cluster", s: Snapshot{}},
+		{name: "a dead host in maintenance keeps its apps and volumes", s: Snapshot{
+			Hosts: map[string]HostView{"a": {DownSince: now.Add(-time.Hour), Maintenance: true}, "b": alive},
+			Apps:  map[string]AppView{"db": app("a", "db")}, Claims: map[string]string{"db": "a"},
+		}},
+		{name: "a live host in maintenance gets no apps", s: Snapshot{
+			Hosts: map[string]HostView{"a": dead, "b": {Alive: true, Agent: true, Maintenance: true}, "c": alive},
+			Apps:  map[string]AppView{"db": app("a", "db"), "x": app("c"), "y": app("c")}, Claims: map[string]string{"db": "a"},
+		}, want: []string{"fence a", "release db from a", "place db on c"}},
 		{name: "one dead host with one app", s: Snapshot{
 			Hosts: map[string]HostView{"a": dead, "b": alive},
 			Apps:  map[string]AppView{"db": app("a", "db")}, Claims: map[string]string{"db": "a"},

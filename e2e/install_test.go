@@ -43,7 +43,7 @@ func TestInstallFromRegistry(t *testing.T) {
 		}
 	}
 
-	ensureRegistry(t, root)
+	testenv.EnsureRegistry(t, root)
 	regPort := freePorts(t)
 	registry := startRegistry(t, regPort)
 	ref := fmt.Sprintf("%s/%s:e2e", registry, regRepo)
@@ -173,22 +173,6 @@ func publish(t *testing.T, root, ref string) (string, error) {
 	cmd.Stdout, cmd.Stderr = w, w
 	err := cmd.Run()
 	return out.String(), err
-}
-
-// ensureRegistry installs Debian's docker-registry when it is missing, with
-// scripts/lib.sh as setup.sh would.
-func ensureRegistry(t *testing.T, root string) {
-	t.Helper()
-	if _, err := exec.LookPath("docker-registry"); err == nil {
-		return
-	}
-	cmd := exec.Command("bash", "-c", `set -euo pipefail; . "$1/scripts/lib.sh"; ensure_registry`, "bash", root)
-	cmd.Env = append(os.Environ(), "RELOCVOL_REPO="+root)
-	w := testenv.LogWriter{T: t, Prefix: "ensure_registry: "}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("installing docker-registry (lib.sh ensure_registry): %v", err)
-	}
 }
 
 // startRegistry runs a registry of the test's own (not the package's

@@ -28,11 +28,12 @@ const (
 	vol       = "e2e-db"
 )
 
+// dockerdLog is where scripts/lib.sh has dockerd log.
+const dockerdLog = "/var/log/relocvol-dockerd.log"
+
 // TestManagedPlugin installs the real plugin in the real engine and walks
 // an operator's first session, a second host's refused and granted mounts,
 // a plugin restart under a running container, and the cleanup.
-// dockerdLog is where scripts/lib.sh has dockerd log.
-const dockerdLog = "/var/log/relocvol-dockerd.log"
 
 func TestManagedPlugin(t *testing.T) {
 	testenv.RequireDocker(t)

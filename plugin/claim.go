@@ -148,6 +148,13 @@ func (d *Driver) fence(ctx context.Context, victim, volume, what string) error {
 	log.Warn("owner of the volume is not alive: fencing it before taking " + what + " over")
 	start := time.Now()
 	err := fencing.Host(ctx, d.store, d.fencer, victim, d.opt.Host, volume)
+	if errors.Is(err, store.ErrInMaintenance) {
+		log.Info("owner went into maintenance: not taking " + what + " over")
+		if m, rev, merr := d.store.GetMaintenance(ctx, victim); merr == nil && rev != 0 {
+			return maintenanceErr(volume, m)
+		}
+		return newErr(ErrInUse, "volume %q is held by host %s, which is in maintenance: it is not taken over before the maintenance ends (relocvol hosts shows until when)", volume, victim)
+	}
 	if errors.Is(err, store.ErrHostAlive) {
 		log.Info("owner has a lease again: not taking " + what + " over")
 		return err
@@ -158,4 +165,15 @@ func (d *Driver) fence(ctx context.Context, victim, volume, what string) error {
 	d.observe(volume, "fenced", start)
 	log.Warn("fenced host")
 	return nil
+}
+
+// maintenanceErr refuses a takeover from a host in maintenance, saying
+// until when and how to end it early.
+func maintenanceErr(volume string, m store.Maintenance) error {
+	why := ""
+	if m.Reason != "" {
+		why = ": " + m.Reason
+	}
+	return newErr(ErrInUse, "volume %q is held by host %s, which is in maintenance until %s (set by %s%s): its containers may still run, so it is not taken over before then; to take it over now, end the maintenance: relocvol maintenance off %s",
+		volume, m.Host, m.Until.Format(time.RFC3339), m.By, why, m.Host)
 }

@@ -10,7 +10,8 @@ const (
 	actAcquire mountAction = iota
 	// actJoin: this host holds the claim; add the mount ID.
 	actJoin
-	// actRefuse: a live host holds the claim; never a second writer.
+	// actRefuse: a live host, or one in maintenance, holds the claim;
+	// never a second writer.
 	actRefuse
 	// actTakeover: a dead host holds the claim; fence it, then take the
 	// claim with the next epoch.
@@ -30,7 +31,9 @@ func decideMount(claim store.Claim, self string, owner store.HostState) mountAct
 		return actAcquire
 	case claim.Host == self:
 		return actJoin
-	case owner.Alive:
+	case owner.Alive, owner.Maintenance != nil:
+		// A host in maintenance may have its plugin down while its
+		// containers run: nobody takes it over before the deadline.
 		return actRefuse
 	default:
 		return actTakeover

@@ -27,6 +27,7 @@ func TestDecideMount(t *testing.T) {
 		{name: "held by a live peer with no mounts", claim: store.Claim{Host: "g", Epoch: 3, Mounts: nil}, owner: alive, want: actRefuse},
 		{name: "held by a dead peer", claim: store.Claim{Host: "g", Epoch: 3}, owner: dead, want: actTakeover},
 		{name: "held by a dead peer that took it over itself", claim: store.Claim{Host: "g", Epoch: 9, TakenFrom: "h"}, owner: dead, want: actTakeover},
+		{name: "held by a dead peer in maintenance", claim: store.Claim{Host: "g", Epoch: 3}, owner: store.HostState{Maintenance: &store.Maintenance{Host: "g"}}, want: actRefuse},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := decideMount(tc.claim, "me", tc.owner); got != tc.want {

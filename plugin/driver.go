@@ -26,6 +26,7 @@ import (
 
 	"github.com/relocvol/relocvol/backends"
 	"github.com/relocvol/relocvol/fencing"
+	"github.com/relocvol/relocvol/internal/failpoint"
 	"github.com/relocvol/relocvol/internal/liveness"
 	"github.com/relocvol/relocvol/internal/spec"
 	"github.com/relocvol/relocvol/internal/store"
@@ -44,6 +45,7 @@ type Store interface {
 	PutClaim(ctx context.Context, c store.Claim, claimRev, volRev int64, guards ...store.Guard) (int64, error)
 	HostState(ctx context.Context, host string) (store.HostState, error)
 	GetFence(ctx context.Context, host string) (store.Fence, int64, error)
+	GetMaintenance(ctx context.Context, host string) (store.Maintenance, int64, error)
 	MarkFence(ctx context.Context, f store.Fence, guards ...store.Guard) (int64, error)
 	HostGone(host string) store.Guard
 	HostLease(host string, lease int64) store.Guard
@@ -168,6 +170,8 @@ func (d *Driver) inUseErr(ctx context.Context, op string, c store.Claim) error {
 	switch {
 	case err != nil:
 		return newErr(ErrInUse, "volume %q is in use on host %s (%s; its liveness is unknown: %v)", c.Volume, c.Host, mounts, err)
+	case !st.Alive && st.Maintenance != nil:
+		return maintenanceErr(c.Volume, *st.Maintenance)
 	case st.Alive:
 		what := "stop the containers that use it there first"
 		if op == "mount" {
@@ -243,6 +247,7 @@ func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
 		return "", fmt.Errorf("activate: %w", err)
 	}
 	d.addMount(name, id, time.Now().UTC())
+	failpoint.Hit(failpoint.MountBeforeReply)
 	return d.dataPath(name), nil
 }
 
@@ -269,6 +274,7 @@ func (d *Driver) activate(ctx context.Context, vol store.Volume) (err error) {
 		return err
 	}
 	d.observe(vol.Name, "activated", start)
+	failpoint.Hit(failpoint.MountAfterAttach)
 	start = time.Now()
 	defer func() {
 		if err != nil && wasActive == "" {

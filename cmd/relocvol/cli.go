@@ -47,6 +47,7 @@ func apiCmds() []*cobra.Command {
 		moveCmd(f),
 		listCmd(f, "local", "Show this host as it sees itself, without etcd: lease, self-fencing, mounted volumes", "/v1/local", (*api.Client).Local, printLocal),
 		forgetMountsCmd(f),
+		maintenanceCmd(f),
 	}
 	for _, c := range cmds {
 		f.bind(c)
@@ -293,6 +294,48 @@ the volume (--api); it refuses while a running container there uses it.`,
 	}
 }
 
+func maintenanceCmd(f *clientFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "maintenance on|off HOST",
+		Short: "Announce (on) or end (off) a host's maintenance: no failover of it meanwhile",
+		Long: `Announce maintenance of HOST: until it ends, peers neither fence the
+host nor take its volumes or apps, so its plugin may be disabled,
+reconfigured or upgraded while its containers keep running. It ends at the
+deadline (--for), or with "maintenance off", after which a host that is
+really gone is failed over as usual. A plugin that stops cleanly with
+volumes mounted announces one by itself (RELOCVOL_STOP_MAINTENANCE) and
+ends it when it is back.`,
+		Args: cobra.ExactArgs(2),
+	}
+	var d time.Duration
+	var reason string
+	cmd.Flags().DurationVar(&d, "for", 10*time.Minute, "how long (10s to 24h)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why, shown in relocvol hosts and in refused takeovers")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		out := cmd.OutOrStdout()
+		switch args[0] {
+		case "on":
+			m, err := f.client().SetMaintenance(cmd.Context(), args[1], d, reason)
+			if err != nil {
+				return err
+			}
+			if f.json {
+				return printJSON(out, m)
+			}
+			_, err = fmt.Fprintf(out, "host %s is in maintenance until %s: it is not failed over before then (end it early with: relocvol maintenance off %s)\n", m.Host, m.Until.Local().Format(time.RFC3339), m.Host)
+			return err
+		case "off":
+			if err := f.client().EndMaintenance(cmd.Context(), args[1]); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintf(out, "host %s is no longer in maintenance: if it is down it is failed over now\n", args[1])
+			return err
+		}
+		return fmt.Errorf("unknown action %q: use relocvol maintenance on HOST --for 10m, or relocvol maintenance off HOST", args[0])
+	}
+	return cmd
+}
+
 func printHosts(w io.Writer, hosts []api.Host) {
 	var rows [][]string
 	for _, h := range hosts {
@@ -302,6 +345,9 @@ func printHosts(w io.Writer, hosts []api.Host) {
 		}
 		if h.Fenced {
 			state = "fenced by " + h.FencedBy
+		}
+		if m := h.Maintenance; m != nil {
+			state += fmt.Sprintf(" (maintenance until %s)", m.Until.Local().Format("15:04:05"))
 		}
 		rows = append(rows, []string{h.Name, state, lease, yes(h.Leader), yes(h.Agent), fmt.Sprint(h.Apps), fmt.Sprint(h.Volumes), dash(h.Version)})
 	}

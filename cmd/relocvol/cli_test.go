@@ -23,6 +23,10 @@ type moveService struct {
 
 func (*moveService) Local(context.Context) (api.Local, error)   { return api.Local{}, nil }
 func (*moveService) ForgetMounts(context.Context, string) error { return nil }
+func (*moveService) SetMaintenance(context.Context, string, time.Duration, string) (api.Maintenance, error) {
+	return api.Maintenance{}, nil
+}
+func (*moveService) EndMaintenance(context.Context, string) error { return nil }
 
 func (m *moveService) Status(context.Context) (api.Status, error) { return api.Status{}, nil }
 func (m *moveService) Hosts(context.Context) ([]api.Host, error) {

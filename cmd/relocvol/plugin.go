@@ -27,6 +27,7 @@ import (
 	"github.com/relocvol/relocvol/internal/config"
 	"github.com/relocvol/relocvol/internal/etcdembed"
 	"github.com/relocvol/relocvol/internal/execx"
+	"github.com/relocvol/relocvol/internal/failpoint"
 	"github.com/relocvol/relocvol/internal/fsutil"
 	"github.com/relocvol/relocvol/internal/store"
 	"github.com/relocvol/relocvol/plugin"
@@ -96,6 +97,10 @@ func newLogger(level string) *logrus.Logger {
 // previous state before the socket is served.
 func runPlugin(ctx context.Context, cfg config.Config) error {
 	log := newLogger(cfg.LogLevel)
+	if failpoint.Enabled {
+		failpoint.Arm(cfg.StateDir)
+		log.WithField("file", failpoint.Path(cfg.StateDir)).Warn("TEST BUILD: failpoints can kill this plugin; never run it in production")
+	}
 	for _, dir := range []string{cfg.StateDir, cfg.MountRoot} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
@@ -178,7 +183,16 @@ func runPlugin(ctx context.Context, cfg config.Config) error {
 		"api": cfg.APIAddr, "docker": cfg.DockerHost,
 	}).Info("relocvol plugin ready")
 	go func() { errc <- plugin.Serve(ctx, cfg.Socket, drv) }()
-	return <-errc
+	err = <-errc
+	if ctx.Err() != nil && cfg.StopMaintenance > 0 {
+		// A clean stop (docker plugin disable -f, upgrade): the containers
+		// keep running without the plugin, so peers must not fail this
+		// host over while it is away.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		ctl.MaintainOnStop(sctx, cfg.StopMaintenance)
+		cancel()
+	}
+	return err
 }
 
 // storage builds the configured backend and its fencing method.

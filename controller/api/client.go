@@ -134,3 +134,15 @@ func (c *Client) Local(ctx context.Context) (Local, error) {
 func (c *Client) ForgetMounts(ctx context.Context, volume string) error {
 	return c.do(ctx, http.MethodPost, "/v1/local/volumes/"+url.PathEscape(volume)+"/forget", nil, nil)
 }
+
+// SetMaintenance is PUT /v1/hosts/{name}/maintenance.
+func (c *Client) SetMaintenance(ctx context.Context, host string, d time.Duration, reason string) (Maintenance, error) {
+	var out Maintenance
+	err := c.do(ctx, http.MethodPut, "/v1/hosts/"+url.PathEscape(host)+"/maintenance", MaintenanceRequest{For: d.String(), Reason: reason}, &out)
+	return out, err
+}
+
+// EndMaintenance is DELETE /v1/hosts/{name}/maintenance.
+func (c *Client) EndMaintenance(ctx context.Context, host string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/hosts/"+url.PathEscape(host)+"/maintenance", nil, nil)
+}

@@ -45,7 +45,7 @@ func Handler(svc Service, opt Options) http.Handler {
 		r.Use(bearer(opt.Token))
 	}
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
-		writeError(w, Errorf(http.StatusNotFound, "no such endpoint %s %s: see GET /v1/status, /v1/hosts, /v1/volumes, /v1/apps, /v1/events, /v1/local, POST /v1/apps/{name}/move, /v1/local/volumes/{name}/forget", req.Method, req.URL.Path))
+		writeError(w, Errorf(http.StatusNotFound, "no such endpoint %s %s: see GET /v1/status, /v1/hosts, /v1/volumes, /v1/apps, /v1/events, /v1/local, POST /v1/apps/{name}/move, /v1/local/volumes/{name}/forget, PUT and DELETE /v1/hosts/{name}/maintenance", req.Method, req.URL.Path))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, Errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s", req.Method, req.URL.Path))
@@ -60,6 +60,33 @@ func Handler(svc Service, opt Options) http.Handler {
 		r.Get("/volumes", serve(svc.Volumes))
 		r.Get("/apps", serve(svc.Apps))
 		r.Get("/local", serve(svc.Local))
+		r.Put("/hosts/{name}/maintenance", func(w http.ResponseWriter, req *http.Request) {
+			var body MaintenanceRequest
+			dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 1<<16))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&body); err != nil {
+				writeError(w, Errorf(http.StatusBadRequest, `invalid maintenance request: %v; send {"for": "10m", "reason": "..."}`, err))
+				return
+			}
+			d, err := time.ParseDuration(body.For)
+			if err != nil {
+				writeError(w, Errorf(http.StatusBadRequest, `invalid maintenance request: "for" is %q: give a duration such as 10m or 1h30m`, body.For))
+				return
+			}
+			m, err := svc.SetMaintenance(req.Context(), chi.URLParam(req, "name"), d, body.Reason)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, m)
+		})
+		r.Delete("/hosts/{name}/maintenance", func(w http.ResponseWriter, req *http.Request) {
+			if err := svc.EndMaintenance(req.Context(), chi.URLParam(req, "name")); err != nil {
+				writeError(w, err)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+		})
 		r.Post("/local/volumes/{name}/forget", func(w http.ResponseWriter, req *http.Request) {
 			if err := svc.ForgetMounts(req.Context(), chi.URLParam(req, "name")); err != nil {
 				writeError(w, err)

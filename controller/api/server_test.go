@@ -23,6 +23,11 @@ func (f *fakeService) ForgetMounts(_ context.Context, v string) error {
 	return Errorf(http.StatusNotFound, "host a counts no mount of volume %q", v)
 }
 
+func (f *fakeService) SetMaintenance(_ context.Context, h string, d time.Duration, r string) (Maintenance, error) {
+	return Maintenance{Host: h, Until: time.Unix(0, 0).Add(d), By: "operator", Reason: r}, nil
+}
+func (f *fakeService) EndMaintenance(context.Context, string) error { return nil }
+
 func (f *fakeService) Status(context.Context) (Status, error) {
 	return Status{Host: "a", Leader: "a", Hosts: 2, HostsAlive: 1, Volumes: 1, Apps: 1}, nil
 }

@@ -76,14 +76,16 @@ type Host struct {
 	LeaseAgeSeconds float64 `json:"leaseAgeSeconds"`
 	Leader          bool    `json:"leader"`
 	// Agent: the host runs an agent, so apps may be placed on it.
-	Agent    bool       `json:"agent"`
-	Fenced   bool       `json:"fenced"`
-	FencedBy string     `json:"fencedBy,omitempty"`
-	FencedAt *time.Time `json:"fencedAt,omitempty"`
-	Started  *time.Time `json:"started,omitempty"`
-	Version  string     `json:"version,omitempty"`
-	Apps     int        `json:"apps"`
-	Volumes  int        `json:"volumes"`
+	Agent  bool `json:"agent"`
+	Fenced bool `json:"fenced"`
+	// Maintenance, when set: the host is not failed over before its end.
+	Maintenance *Maintenance `json:"maintenance,omitempty"`
+	FencedBy    string       `json:"fencedBy,omitempty"`
+	FencedAt    *time.Time   `json:"fencedAt,omitempty"`
+	Started     *time.Time   `json:"started,omitempty"`
+	Version     string       `json:"version,omitempty"`
+	Apps        int          `json:"apps"`
+	Volumes     int          `json:"volumes"`
 }
 
 // Volume is one relocvol volume.
@@ -146,6 +148,25 @@ type Service interface {
 	// ForgetMounts drops the answering host's mount IDs of a volume that
 	// Docker will never unmount, then unmounts and releases it.
 	ForgetMounts(ctx context.Context, volume string) error
+	// SetMaintenance announces maintenance of a host for d; EndMaintenance
+	// ends it (the operator's way to allow a takeover before the deadline).
+	SetMaintenance(ctx context.Context, host string, d time.Duration, reason string) (Maintenance, error)
+	EndMaintenance(ctx context.Context, host string) error
+}
+
+// Maintenance is a host's announced maintenance: peers neither fence it
+// nor take its volumes or apps before Until.
+type Maintenance struct {
+	Host   string    `json:"host"`
+	Until  time.Time `json:"until"`
+	By     string    `json:"by"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// MaintenanceRequest is the body of PUT /v1/hosts/{name}/maintenance.
+type MaintenanceRequest struct {
+	For    string `json:"for"` // a Go duration, e.g. "10m"
+	Reason string `json:"reason,omitempty"`
 }
 
 // Error is an error with the HTTP status it maps to.

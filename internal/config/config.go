@@ -19,6 +19,7 @@ import (
 
 	"github.com/relocvol/relocvol/internal/liveness"
 	"github.com/relocvol/relocvol/internal/spec"
+	"github.com/relocvol/relocvol/internal/store"
 )
 
 // Config is the whole configuration of a relocvol host.
@@ -45,28 +46,33 @@ type Config struct {
 	DockerHost    string // the local Docker engine the agent drives
 	APIAddr       string // REST API address (host:port), "" for none
 	APIToken      string // bearer token the API requires
+	// StopMaintenance is the maintenance a plugin that stops cleanly with
+	// volumes mounted announces, so that peers do not fail the host over
+	// while its containers keep running without it (0: none).
+	StopMaintenance time.Duration
 }
 
 // Defaults returns the configuration a one-host development setup works with.
 func Defaults() Config {
 	host, _ := os.Hostname()
 	return Config{
-		Host:         host,
-		EtcdPrefix:   "/relocvol",
-		EmbeddedEtcd: "127.0.0.1:12379",
-		Backend:      "loop",
-		SANDir:       "/var/lib/relocvol/san",
-		StateDir:     "/var/lib/relocvol",
-		MountRoot:    "/mnt/volumes",
-		Socket:       "/run/docker/plugins/relocvol.sock",
-		Fencing:      "none",
-		PRPreempt:    "abort",
-		LeaseTTL:     5 * time.Second,
-		DefaultSize:  "1G",
-		DefaultFS:    "ext4",
-		LogLevel:     "info",
-		DockerHost:   "unix:///var/run/docker.sock",
-		APIAddr:      "127.0.0.1:7480",
+		Host:            host,
+		EtcdPrefix:      "/relocvol",
+		EmbeddedEtcd:    "127.0.0.1:12379",
+		Backend:         "loop",
+		SANDir:          "/var/lib/relocvol/san",
+		StateDir:        "/var/lib/relocvol",
+		MountRoot:       "/mnt/volumes",
+		Socket:          "/run/docker/plugins/relocvol.sock",
+		Fencing:         "none",
+		PRPreempt:       "abort",
+		LeaseTTL:        5 * time.Second,
+		DefaultSize:     "1G",
+		DefaultFS:       "ext4",
+		LogLevel:        "info",
+		DockerHost:      "unix:///var/run/docker.sock",
+		APIAddr:         "127.0.0.1:7480",
+		StopMaintenance: 10 * time.Minute,
 	}
 }
 
@@ -99,6 +105,7 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DockerHost, "docker-host", c.DockerHost, "the local Docker engine the controller records and starts relocatable containers with; empty: no agent on this host")
 	fs.StringVar(&c.APIAddr, "api-addr", c.APIAddr, "address (host:port) of the REST API, metrics and status page; empty: none. Any address but loopback needs --api-token")
 	fs.StringVar(&c.APIToken, "api-token", c.APIToken, "bearer token the REST API requires (Authorization: Bearer TOKEN)")
+	fs.DurationVar(&c.StopMaintenance, "stop-maintenance", c.StopMaintenance, "maintenance announced when the plugin stops cleanly with volumes mounted (disable, set, enable; upgrade): peers do not fail the host over before it ends; 0: none")
 }
 
 // ApplyEnv sets every flag not given on the command line from its
@@ -200,6 +207,11 @@ func (c *Config) Validate() error {
 		bad("lease-ttl", "%s: use whole seconds from %s (etcd grants no shorter lease) to %s", c.LeaseTTL, liveness.MinTTL, liveness.MaxTTL)
 	} else if err := liveness.For(c.LeaseTTL).Check(); err != nil {
 		bad("lease-ttl", "%v", err)
+	}
+	if c.StopMaintenance != 0 {
+		if err := store.ValidateMaintenance(c.StopMaintenance); err != nil {
+			bad("stop-maintenance", "%v, or 0 for none", err)
+		}
 	}
 	if _, err := spec.ParseSize(c.DefaultSize); err != nil {
 		bad("default-size", "%v", err)

@@ -16,6 +16,10 @@ var (
 	// ErrLeaseLost: this host's own key is gone or bound to another lease,
 	// so it may not take or keep claims until it has rejoined.
 	ErrLeaseLost = errors.New("this host's lease is not current")
+	// ErrInMaintenance: a takeover's victim is in announced maintenance
+	// (its plugin may be down while its containers run): nobody fences it
+	// or takes its volumes before the maintenance ends.
+	ErrInMaintenance = errors.New("host is in maintenance")
 )
 
 // Guard is an extra condition of a write, checked in the same etcd
@@ -24,37 +28,47 @@ var (
 // must still be the leader), HostGone another (a takeover's victim must still
 // be dead), HostLease a third (the writer's own liveness).
 type Guard interface {
-	cmp() clientv3.Cmp
-	// failed is the error a write gets when this guard no longer holds.
-	failed() error
+	cmps() []clientv3.Cmp
+	// failed is the error a write gets when the i-th comparison of the
+	// guard no longer holds.
+	failed(i int) error
 }
 
-func (l *Leadership) failed() error { return ErrNotLeader }
+func (l *Leadership) cmps() []clientv3.Cmp { return []clientv3.Cmp{l.cmp()} }
+func (l *Leadership) failed(int) error     { return ErrNotLeader }
 
 type hostGuard struct {
-	key, host string
-	lease     int64 // HostLease; 0 for HostGone
+	key, host   string
+	lease       int64  // HostLease; 0 for HostGone
+	maintenance string // HostGone: the host's maintenance key
 }
 
-func (g hostGuard) cmp() clientv3.Cmp {
+func (g hostGuard) cmps() []clientv3.Cmp {
 	if g.lease == 0 {
-		return clientv3.Compare(clientv3.CreateRevision(g.key), "=", 0)
+		return []clientv3.Cmp{
+			clientv3.Compare(clientv3.CreateRevision(g.key), "=", 0),
+			clientv3.Compare(clientv3.CreateRevision(g.maintenance), "=", 0),
+		}
 	}
 	// An absent key compares as lease 0, which never matches.
-	return clientv3.Compare(clientv3.LeaseValue(g.key), "=", g.lease)
+	return []clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(g.key), "=", g.lease)}
 }
 
-func (g hostGuard) failed() error {
-	if g.lease == 0 {
-		return fmt.Errorf("%w: host %s has a lease again", ErrHostAlive, g.host)
+func (g hostGuard) failed(i int) error {
+	switch {
+	case g.lease != 0:
+		return fmt.Errorf("%w: the key of host %s is no longer bound to lease %x", ErrLeaseLost, g.host, g.lease)
+	case i == 1:
+		return fmt.Errorf("%w: host %s", ErrInMaintenance, g.host)
 	}
-	return fmt.Errorf("%w: the key of host %s is no longer bound to lease %x", ErrLeaseLost, g.host, g.lease)
+	return fmt.Errorf("%w: host %s has a lease again", ErrHostAlive, g.host)
 }
 
 // HostGone guards a takeover: host's key must be absent (its lease expired
-// or revoked) when the write lands, not only when the taker looked.
+// or revoked) when the write lands, not only when the taker looked, and
+// the host must not be in maintenance (ErrInMaintenance).
 func (s *Store) HostGone(host string) Guard {
-	return hostGuard{key: s.key("hosts", host), host: host}
+	return hostGuard{key: s.key("hosts", host), host: host, maintenance: s.key("maintenance", host)}
 }
 
 // HostLease guards a host's own claim writes: its key must still be bound
@@ -70,7 +84,7 @@ func (s *Store) HostLease(host string, lease int64) Guard {
 // written.
 func (s *Store) guardedTxn(ctx context.Context, what string, guards []Guard, cmps []clientv3.Cmp, ops ...clientv3.Op) (int64, error) {
 	for _, g := range guards {
-		cmps = append(cmps, g.cmp())
+		cmps = append(cmps, g.cmps()...)
 	}
 	tctx, cancel := s.ctx(ctx)
 	defer cancel()
@@ -82,11 +96,13 @@ func (s *Store) guardedTxn(ctx context.Context, what string, guards []Guard, cmp
 		return resp.Header.Revision, nil
 	}
 	for _, g := range guards {
-		gctx, gcancel := s.ctx(ctx)
-		r, err := s.cli.Txn(gctx).If(g.cmp()).Commit()
-		gcancel()
-		if err == nil && !r.Succeeded {
-			return 0, fmt.Errorf("%s: %w", what, g.failed())
+		for i, c := range g.cmps() {
+			gctx, gcancel := s.ctx(ctx)
+			r, err := s.cli.Txn(gctx).If(c).Commit()
+			gcancel()
+			if err == nil && !r.Succeeded {
+				return 0, fmt.Errorf("%s: %w", what, g.failed(i))
+			}
 		}
 	}
 	return 0, fmt.Errorf("%s: %w", what, ErrConflict)

@@ -3,7 +3,9 @@ package store_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -131,5 +133,50 @@ func TestRegisterRequiresNoFenceMark(t *testing.T) {
 	// Alive now: nobody can mark it.
 	if _, err := st.MarkFence(ctx, store.Fence{Host: "a", By: "c"}); !errors.Is(err, store.ErrHostAlive) {
 		t.Fatalf("mark a live host: err = %v, want ErrHostAlive", err)
+	}
+}
+
+// A host in announced maintenance is not taken over, dead or not: the
+// fence mark, the leader's release and a Mount's takeover all fail with
+// ErrInMaintenance until the maintenance ends (an operator, or its
+// lease at the deadline).
+func TestTakeoverWritesRequireNoMaintenance(t *testing.T) {
+	st, _ := newStore(t)
+	ctx := context.Background()
+	_, _, vrev, _ := st.CreateVolume(ctx, store.Volume{Name: "db", State: store.StateReady})
+	crev, err := st.PutClaim(ctx, store.Claim{Volume: "db", Host: "a", Epoch: 1}, 0, vrev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, _, _ := st.GetClaim(ctx, "db")
+	m, err := st.SetMaintenance(ctx, "a", time.Minute, "operator", "upgrade")
+	if err != nil || m.Until.Before(time.Now().Add(50*time.Second)) {
+		t.Fatalf("SetMaintenance = %+v, %v", m, err)
+	}
+	hs, err := st.HostState(ctx, "a")
+	if err != nil || hs.Alive || hs.Maintenance == nil || hs.Maintenance.Reason != "upgrade" {
+		t.Fatalf("HostState of a dead host in maintenance: %+v %v", hs, err)
+	}
+	if _, err := st.MarkFence(ctx, store.Fence{Host: "a", By: "b"}); !errors.Is(err, store.ErrInMaintenance) {
+		t.Fatalf("mark a host in maintenance: err = %v, want ErrInMaintenance", err)
+	}
+	if err := st.ReleaseClaim(ctx, held, crev); !errors.Is(err, store.ErrInMaintenance) {
+		t.Fatalf("release the claim of a host in maintenance: err = %v, want ErrInMaintenance", err)
+	}
+	taken := store.Claim{Volume: "db", Host: "b", Epoch: 2, TakenFrom: "a"}
+	if _, err := st.PutClaim(ctx, taken, crev, vrev, st.HostGone("a")); !errors.Is(err, store.ErrInMaintenance) {
+		t.Fatalf("take the claim of a host in maintenance: err = %v, want ErrInMaintenance", err)
+	}
+	if ended, err := st.EndMaintenance(ctx, "a", store.MaintenanceByPluginStop); ended || err != nil {
+		t.Fatalf("the plugin ended an operator's maintenance: %v %v", ended, err)
+	}
+	if ended, err := st.EndMaintenance(ctx, "a", ""); !ended || err != nil {
+		t.Fatalf("EndMaintenance = %v %v", ended, err)
+	}
+	if _, err := st.PutClaim(ctx, taken, crev, vrev, st.HostGone("a")); err != nil {
+		t.Fatalf("take the claim once the maintenance ended: %v", err)
+	}
+	if err := store.ValidateMaintenance(2 * time.Second); err == nil || !strings.Contains(err.Error(), "use from 10s to 24h0m0s") {
+		t.Fatalf("ValidateMaintenance(2s) = %v", err)
 	}
 }

@@ -34,6 +34,9 @@ type HostState struct {
 	// whole seconds, as etcd reports the time left).
 	LastRenewed time.Duration
 	Info        Host
+	// Maintenance, for a host that is not alive: its announced
+	// maintenance, during which nobody takes it over (nil: none).
+	Maintenance *Maintenance
 }
 
 // Fence marks a host that a peer is fencing or has fenced. It is written
@@ -57,8 +60,16 @@ func LeaseExpired(ttl int64) bool { return ttl < 0 }
 func (s *Store) HostState(ctx context.Context, host string) (HostState, error) {
 	var h Host
 	rev, err := s.get(ctx, s.key("hosts", host), &h)
-	if err != nil || rev == 0 {
+	if err != nil {
 		return HostState{Info: Host{Name: host}}, err
+	}
+	if rev == 0 {
+		st := HostState{Info: Host{Name: host}}
+		m, mrev, err := s.GetMaintenance(ctx, host)
+		if mrev != 0 {
+			st.Maintenance = &m
+		}
+		return st, err
 	}
 	st := HostState{Alive: true, Info: h}
 	tctx, cancel := s.ctx(ctx)

@@ -28,10 +28,22 @@ func Etcd(t testing.TB) []string {
 // too).
 func EtcdOn(t testing.TB, addr string) []string {
 	t.Helper()
+	return startEtcd(t, addr, t.TempDir(), true)
+}
+
+// EtcdDurable is EtcdOn with etcd's fsyncs on, its data in dir: for tests
+// of how hosts fare when etcd's disk is slow.
+func EtcdDurable(t testing.TB, addr, dir string) []string {
+	t.Helper()
+	return startEtcd(t, addr, dir, false)
+}
+
+func startEtcd(t testing.TB, addr, dir string, noFsync bool) []string {
+	t.Helper()
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		addr = net.JoinHostPort(addr, "0")
 	}
-	srv, err := etcdembed.Start(t.TempDir(), addr, etcdembed.Options{NoFsync: true, LogLevel: "fatal"})
+	srv, err := etcdembed.Start(dir, addr, etcdembed.Options{NoFsync: noFsync, LogLevel: "fatal"})
 	if err != nil {
 		t.Fatalf("start embedded etcd on %s: %v", addr, err)
 	}

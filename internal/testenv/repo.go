@@ -64,3 +64,19 @@ func Eventually(t testing.TB, timeout time.Duration, what string, f func() error
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// EnsureRegistry installs Debian's docker-registry when it is missing, with
+// scripts/lib.sh (ensure_registry) as setup.sh would.
+func EnsureRegistry(t testing.TB, root string) {
+	t.Helper()
+	if _, err := exec.LookPath("docker-registry"); err == nil {
+		return
+	}
+	cmd := exec.Command("bash", "-c", `set -euo pipefail; . "$1/scripts/lib.sh"; ensure_registry`, "bash", root)
+	cmd.Env = append(os.Environ(), "RELOCVOL_REPO="+root)
+	w := LogWriter{T: t, Prefix: "ensure_registry: "}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("installing docker-registry (lib.sh ensure_registry): %v", err)
+	}
+}

@@ -1,0 +1,88 @@
+package controller
+
+import (
+	"context"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/relocvol/relocvol/controller/api"
+	"github.com/relocvol/relocvol/internal/store"
+)
+
+// hostName is what a host may be called (RELOCVOL_HOST, a hostname).
+var hostName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+
+// SetMaintenance announces maintenance of host for d: until then peers
+// neither fence it nor take its volumes or apps, so its plugin may be
+// disabled, reconfigured or upgraded while its containers keep running.
+func (c *Controller) SetMaintenance(ctx context.Context, host string, d time.Duration, reason string) (api.Maintenance, error) {
+	if !hostName.MatchString(host) {
+		return api.Maintenance{}, api.Errorf(http.StatusBadRequest, "invalid host name %q: name a host as relocvol hosts lists it", host)
+	}
+	if err := store.ValidateMaintenance(d); err != nil {
+		return api.Maintenance{}, api.Errorf(http.StatusBadRequest, "%v", err)
+	}
+	hs, err := c.st.HostState(ctx, host)
+	if err != nil {
+		return api.Maintenance{}, err
+	}
+	if !hs.Alive && hs.Maintenance == nil {
+		return api.Maintenance{}, api.Errorf(http.StatusConflict, "host %q is not alive: maintenance is announced before the work, while the host is up (a dead host is being failed over)", host)
+	}
+	m, err := c.st.SetMaintenance(ctx, host, d, "operator", reason)
+	if err != nil {
+		return api.Maintenance{}, err
+	}
+	c.log.WithFields(logrus.Fields{"maintenance_host": host, "until": m.Until, "reason": reason}).Warn("maintenance announced: the host is not failed over before its end")
+	return apiMaintenance(m), nil
+}
+
+// EndMaintenance ends host's maintenance: from now on a dead host is
+// failed over as usual.
+func (c *Controller) EndMaintenance(ctx context.Context, host string) error {
+	ended, err := c.st.EndMaintenance(ctx, host, "")
+	if err != nil {
+		return err
+	}
+	if !ended {
+		return api.Errorf(http.StatusNotFound, "host %q is not in maintenance: nothing to end (relocvol hosts shows which are)", host)
+	}
+	c.log.WithField("maintenance_host", host).Warn("maintenance ended by an operator")
+	return nil
+}
+
+func apiMaintenance(m store.Maintenance) api.Maintenance {
+	return api.Maintenance{Host: m.Host, Until: m.Until, By: m.By, Reason: m.Reason}
+}
+
+// MaintainOnStop announces maintenance of this host when its plugin stops
+// cleanly with volumes mounted (docker plugin disable -f, set, enable;
+// docker plugin upgrade): the containers keep running without it, and peers
+// must not fence the host and start them elsewhere meanwhile. The host
+// ends it itself once it has joined again (Run).
+func (c *Controller) MaintainOnStop(ctx context.Context, d time.Duration) {
+	if c.opt.Volumes == nil || len(c.opt.Volumes.Mounts()) == 0 || !c.opt.Beat.Alive() {
+		return
+	}
+	m, err := c.st.SetMaintenance(ctx, c.opt.Host, d, store.MaintenanceByPluginStop, "the plugin stopped with volumes mounted")
+	if err != nil {
+		c.log.WithError(err).Error("cannot announce maintenance while the plugin stops with volumes mounted: peers will fail this host over once its lease expires")
+		return
+	}
+	c.log.WithField("until", m.Until).Warn("plugin stopping with volumes mounted: maintenance announced, so peers do not fail this host over before then; enable the plugin again before it ends")
+}
+
+// endStopMaintenance ends the maintenance this host's plugin announced when
+// it stopped, now that it has joined again; an operator's stays.
+func (c *Controller) endStopMaintenance(ctx context.Context) {
+	ended, err := c.st.EndMaintenance(ctx, c.opt.Host, store.MaintenanceByPluginStop)
+	switch {
+	case err != nil:
+		c.log.WithError(err).Warn("cannot end the maintenance announced when the plugin stopped; it ends at its deadline")
+	case ended:
+		c.log.Info("joined again: ended the maintenance announced when the plugin stopped")
+	}
+}

@@ -1,0 +1,205 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relocvol/relocvol/controller/api"
+	"github.com/relocvol/relocvol/internal/testenv"
+)
+
+// upgradeVersion is the version of the build TestMaintenance upgrades to.
+const upgradeVersion = "e2e-upgrade"
+
+// TestMaintenance changes a host's plugin while a relocatable container
+// writes on it, the way the README says: (a) a setting with docker plugin
+// disable -f, set, enable; (b) docker plugin upgrade to a new build. Each
+// time the plugin is down for longer than the lease and the grace, and no
+// peer fails the host over: the plugin announced maintenance when it
+// stopped. (c) A host that really dies during an announced maintenance is
+// failed over once the maintenance ends.
+func TestMaintenance(t *testing.T) {
+	requireDocker(t)
+	root := testenv.RepoRoot(t)
+	pluginDir := buildPlugin(t, root)
+	cliBin := buildCLI(t, root)
+	newDir := upgradeBuild(t, root, pluginDir)
+	testenv.EnsureRegistry(t, root)
+	endpoints := testenv.EtcdOn(t, "0.0.0.0")
+	etcdPort := endpoints[0][strings.LastIndex(endpoints[0], ":")+1:]
+	c := Start(t, Options{
+		Nodes:     []string{"n1", "n2"},
+		PluginDir: pluginDir,
+		PluginEnv: []string{
+			"RELOCVOL_LEASE_TTL=" + leaseTTL.String(),
+			"RELOCVOL_API_ADDR=0.0.0.0:7480",
+			"RELOCVOL_API_TOKEN=" + apiToken,
+		},
+		EtcdPort: etcdPort,
+		Images:   []string{"debian:bookworm-slim"},
+	})
+	ctx := context.Background()
+	n1, n2 := c.Node("n1"), c.Node("n2")
+	onN2 := api.NewClient("http://"+n2.IP()+":7480", apiToken)
+	anyAPI := func(f func(*api.Client) error) error { return f(onN2) }
+	host := func(name string) api.Host {
+		t.Helper()
+		var got api.Host
+		testenv.Eventually(t, 10*time.Second, "host "+name+" listed", func() error {
+			hosts, err := onN2.Hosts(ctx)
+			for _, h := range hosts {
+				if h.Name == name {
+					got = h
+					return nil
+				}
+			}
+			return fmt.Errorf("hosts %+v (%v)", hosts, err)
+		})
+		return got
+	}
+	testenv.Eventually(t, time.Minute, "two live hosts and a leader", func() error {
+		s, err := onN2.Status(ctx)
+		if err != nil || s.HostsAlive != 2 || s.Leader == "" {
+			return fmt.Errorf("status %+v %v", s, err)
+		}
+		return nil
+	})
+	n1.MustDocker(t, "volume", "create", "-d", "relocvol", "-o", "size=64M", "data")
+	n1.MustDocker(t, "run", "-d", "--name", appName, "--label", "relocvol.relocate=true",
+		"-v", "data:/data", "-v", "/etc/hostname:/node:ro", "debian:bookworm-slim", "sh", "-c", writerScript)
+	waitApp(t, anyAPI, "recorded on n1", func(a api.App) bool { return a.DesiredHost == "n1" && a.ActualHost == "n1" })
+	waitLines(t, n1, "n1", 20)
+
+	// away keeps n1's plugin down for longer than its lease and the grace
+	// the leader waits, checking all along that nobody fails n1 over.
+	away := func(what string) {
+		t.Helper()
+		testenv.Eventually(t, 30*time.Second, "n1 seen dead, in maintenance", func() error {
+			if h := host("n1"); h.Alive || h.Maintenance == nil || h.Maintenance.By != "plugin-stop" {
+				return fmt.Errorf("n1 %+v", h)
+			}
+			return nil
+		})
+		for end := time.Now().Add(leaseTTL + 5*time.Second); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+			if h := host("n1"); h.Fenced {
+				t.Fatalf("%s: n1 fenced by %s while its plugin was away in maintenance", what, h.FencedBy)
+			}
+			waitApp(t, anyAPI, "still placed on n1", func(a api.App) bool { return a.DesiredHost == "n1" })
+			if running, err := n1.Docker("inspect", "-f", "{{.State.Running}}", appName); running != "true" {
+				t.Fatalf("%s: the writer on n1 is not running (%q, %v)", what, running, err)
+			}
+		}
+		t.Logf("%s: n1's plugin away for %s past its lease: no failover", what, leaseTTL+5*time.Second)
+	}
+	back := func(what string, version string) {
+		t.Helper()
+		testenv.Eventually(t, time.Minute, "n1 back, out of maintenance", func() error {
+			h := host("n1")
+			if !h.Alive || h.Fenced || h.Maintenance != nil || (version != "" && h.Version != version) {
+				return fmt.Errorf("n1 %+v", h)
+			}
+			return nil
+		})
+		before := countLines(t, n1)
+		waitLines(t, n1, "n1", before+20)
+		t.Logf("%s: n1 back, the writer kept writing (%d lines)", what, before)
+	}
+
+	// ---- (a) change a setting: disable -f, set, enable ----
+	n1.MustDocker(t, "plugin", "disable", "-f", Plugin)
+	away("disable -f")
+	n1.MustDocker(t, "plugin", "set", Plugin, "RELOCVOL_LOG_LEVEL=debug")
+	n1.MustDocker(t, "plugin", "enable", Plugin)
+	back("disable -f, set, enable", "")
+
+	// ---- (b) docker plugin upgrade to a new build, from a registry ----
+	ref := pushToNodeRegistry(t, n1, newDir)
+	n1.MustDocker(t, "plugin", "disable", "-f", Plugin)
+	away("upgrade")
+	n1.MustDocker(t, "plugin", "upgrade", "--grant-all-permissions", "--skip-remote-check", Plugin, ref)
+	n1.MustDocker(t, "plugin", "enable", Plugin)
+	back("docker plugin upgrade", upgradeVersion)
+	if got := n1.MustDocker(t, "plugin", "inspect", "-f", "{{.Settings.Env}}", Plugin); !strings.Contains(got, "RELOCVOL_LOG_LEVEL=debug") {
+		t.Errorf("the upgrade lost the plugin's settings: %s", got)
+	}
+	checkLog(t, n1, []string{"n1"})
+
+	// ---- (c) n1 really dies during an announced maintenance ----
+	out, err := exec.Command(cliBin, "maintenance", "on", "n1", "--for", "20s", "--reason", "e2e", "--api", "http://"+n2.IP()+":7480", "--token", apiToken).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "host n1 is in maintenance until") {
+		t.Fatalf("relocvol maintenance on n1: %v\n%s", err, out)
+	}
+	m := host("n1").Maintenance
+	if m == nil || m.By != "operator" || m.Reason != "e2e" {
+		t.Fatalf("n1's maintenance: %+v", m)
+	}
+	n1.Kill(t)
+	for time.Until(m.Until) > time.Second {
+		if h := host("n1"); h.Fenced {
+			t.Fatalf("n1 fenced before its maintenance ended (%s left)", time.Until(m.Until))
+		}
+		waitApp(t, anyAPI, "still placed on n1 during its maintenance", func(a api.App) bool { return a.DesiredHost == "n1" })
+		time.Sleep(500 * time.Millisecond)
+	}
+	waitApp(t, anyAPI, "failed over to n2 after the maintenance", func(a api.App) bool { return a.ActualHost == "n2" })
+	if late := time.Since(m.Until); late < 0 {
+		t.Fatalf("failed over %s before the maintenance ended", -late)
+	}
+	waitLines(t, n2, "n2", countLines(t, n2)+10)
+	checkLog(t, n2, []string{"n1", "n2"})
+}
+
+// upgradeBuild is the plugin folder with its binary rebuilt as version
+// upgradeVersion: the "new build" the test upgrades to.
+func upgradeBuild(t *testing.T, root, pluginDir string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("cp", "-a", pluginDir+"/.", dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy the plugin folder: %v\n%s", err, out)
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+upgradeVersion,
+		"-o", filepath.Join(dir, "rootfs", "usr", "bin", "relocvol"), "./cmd/relocvol")
+	cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build the upgrade: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// pushToNodeRegistry runs a registry inside node n (on its loopback, which
+// its Docker talks plain HTTP to), creates the plugin folder dir there
+// under a registry reference and pushes it, as a release would be
+// published; it returns the reference.
+func pushToNodeRegistry(t *testing.T, n *Node, dir string) string {
+	t.Helper()
+	const ref = "localhost:5000/relocvol:" + upgradeVersion
+	bin, err := exec.LookPath("docker-registry")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "registry.yml")
+	yml := "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/e2e-registry\nhttp:\n  addr: 127.0.0.1:5000\n"
+	if err := os.WriteFile(conf, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cp := range [][2]string{{bin, "/usr/local/bin/docker-registry"}, {conf, "/etc/e2e-registry.yml"}, {dir, "/plugin-upgrade"}} {
+		if out, err := host("cp", cp[0], n.Container()+":"+cp[1]); err != nil {
+			t.Fatalf("docker cp %s into %s: %v\n%s", cp[0], n.Name, err, out)
+		}
+	}
+	n.MustExec(t, "sh", "-c", "setsid docker-registry serve /etc/e2e-registry.yml >/var/log/e2e-registry.log 2>&1 < /dev/null &")
+	testenv.Eventually(t, 20*time.Second, "the registry in "+n.Name+" answers", func() error {
+		_, err := n.Exec("bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/5000")
+		return err
+	})
+	n.MustDocker(t, "plugin", "create", ref, "/plugin-upgrade")
+	n.MustDocker(t, "plugin", "push", ref)
+	n.MustDocker(t, "plugin", "rm", ref)
+	return ref
+}

@@ -1,0 +1,106 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relocvol/relocvol/internal/failpoint"
+	"github.com/relocvol/relocvol/internal/testenv"
+)
+
+const (
+	crashRef    = "relocvol-crash:latest" // a build with the failpoints tag
+	crashDriver = "relocvol-crash"
+	crashVol    = "crash-vol"
+)
+
+// TestCrashInMount kills the plugin (SIGKILL, by a failpoint only a test
+// build has) in the middle of a Mount: after the backend attached the
+// volume, and after it mounted it but before Docker got the answer. Docker
+// restarts the plugin. Nothing may leak: no loop device left attached, no
+// mount ID counted that Docker will never unmount (the volume would show
+// "in use" for ever), and the next docker run works.
+func TestCrashInMount(t *testing.T) {
+	testenv.RequireDocker(t)
+	root := testenv.RepoRoot(t)
+	dir := t.TempDir()
+	state, san := filepath.Join(dir, "state"), filepath.Join(dir, "san")
+	for _, d := range []string{state, san} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	build := exec.Command("bash", filepath.Join(root, "scripts", "build-plugin.sh"))
+	build.Env = append(os.Environ(), "PLUGIN_NAME="+crashRef, "RELOCVOL_REPO="+root, "GOFLAGS=-tags=failpoints",
+		"RELOCVOL_IMAGE=relocvol-rootfs:failpoints", "RELOCVOL_BUILD_IMAGE=relocvol-build:failpoints")
+	build.Stdout, build.Stderr = testenv.LogWriter{T: t, Prefix: "build: "}, testenv.LogWriter{T: t, Prefix: "build: "}
+	t.Cleanup(func() {
+		_, _ = docker(t, "rm", "-f", "crash-c")
+		_, _ = docker(t, "volume", "rm", "-f", crashVol)
+		_, _ = docker(t, "plugin", "disable", "-f", crashRef)
+		_, _ = docker(t, "plugin", "rm", "-f", crashRef)
+	})
+	if err := build.Run(); err != nil {
+		t.Fatalf("scripts/build-plugin.sh with the failpoints tag: %v", err)
+	}
+	t.Logf("failpoint build made in %s", time.Since(start).Round(time.Second))
+	mustDocker(t, "plugin", "set", crashRef, "state.source="+state, "san.source="+san,
+		"RELOCVOL_HOST=crash-host", fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", freePorts(t)),
+		fmt.Sprintf("RELOCVOL_API_ADDR=127.0.0.1:%d", freePorts(t)), "RELOCVOL_LOG_LEVEL=debug")
+	mustDocker(t, "plugin", "enable", crashRef)
+	mustDocker(t, "volume", "create", "-d", crashDriver, "-o", "size=32M", crashVol)
+	img := filepath.Join(san, crashVol+".img")
+
+	for _, fp := range []string{failpoint.MountAfterAttach, failpoint.MountBeforeReply} {
+		t.Run(fp, func(t *testing.T) {
+			from := dockerdLogSize(t)
+			if err := os.WriteFile(failpoint.Path(state), []byte(fp), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			crashed := time.Now()
+			out, err := docker(t, "run", "--rm", "--name", "crash-c", "-v", crashVol+":/data", image, "sh", "-c", "echo "+fp+" >> /data/log")
+			t.Logf("docker run while the plugin is killed in Mount: %v %s", err, out)
+			if _, err := os.Stat(failpoint.Path(state)); err == nil {
+				t.Fatalf("the failpoint %s was never hit", fp)
+			}
+			testenv.Eventually(t, 60*time.Second, "the plugin killed and restarted by Docker", func() error {
+				if dockerdLogSince(t, from, "failpoint "+fp+": killing") == "" {
+					return fmt.Errorf("dockerd's log does not show the plugin killed at %s", fp)
+				}
+				if dockerdLogSince(t, from, "relocvol plugin ready") == "" {
+					return fmt.Errorf("dockerd's log does not show the plugin ready again")
+				}
+				_, err := docker(t, "volume", "inspect", crashVol)
+				return err
+			})
+			// The plugin's agent drops what Docker will never unmount.
+			testenv.Eventually(t, 100*time.Second, "nothing left of the crashed mount", func() error {
+				st := inspect(t, crashVol)
+				if st["owner"] != "" || fmt.Sprint(st["mounts"]) != "0" {
+					return fmt.Errorf("volume still claimed: %v", st)
+				}
+				if out, _ := exec.Command("losetup", "-j", img).CombinedOutput(); len(strings.TrimSpace(string(out))) > 0 {
+					return fmt.Errorf("loop device left: %s", out)
+				}
+				if n := hostMounts(t, crashVol); n != 0 {
+					return fmt.Errorf("still mounted %d times", n)
+				}
+				return nil
+			})
+			t.Logf("%s: clean %s after the crash", fp, time.Since(crashed).Round(100*time.Millisecond))
+			got := mustDocker(t, "run", "--rm", "-v", crashVol+":/data", image, "sh", "-c", "echo next >> /data/log && tail -n 1 /data/log")
+			if got != "next" {
+				t.Fatalf("the next docker run read %q", got)
+			}
+			if st := inspect(t, crashVol); st["owner"] != "" || fmt.Sprint(st["mounts"]) != "0" {
+				t.Fatalf("after the next run: %v, want released", st)
+			}
+		})
+	}
+}

@@ -1,0 +1,44 @@
+//go:build failpoints
+
+package failpoint
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// Enabled reports whether this build can trigger failpoints.
+const Enabled = true
+
+var (
+	mu   sync.Mutex
+	file string
+)
+
+// Arm makes Hit read its failpoint from Path(stateDir).
+func Arm(stateDir string) {
+	mu.Lock()
+	defer mu.Unlock()
+	file = Path(stateDir)
+}
+
+// Hit kills the process with SIGKILL if the armed failpoint is name,
+// disarming it first.
+func Hit(name string) {
+	mu.Lock()
+	defer mu.Unlock()
+	if file == "" {
+		return
+	}
+	b, err := os.ReadFile(file)
+	if err != nil || strings.TrimSpace(string(b)) != name {
+		return
+	}
+	_ = os.Remove(file)
+	fmt.Fprintf(os.Stderr, "failpoint %s: killing the plugin (SIGKILL)\n", name)
+	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	select {} // the signal lands
+}
