@@ -102,7 +102,7 @@ func (a *Agent) SelfFencing() api.SelfFencing {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	sf := a.sf
-	sf.Left = slices.Clone(sf.Left)
+	sf.Left, sf.Stopped = slices.Clone(sf.Left), slices.Clone(sf.Stopped)
 	return sf
 }
 
@@ -144,6 +144,7 @@ func (a *Agent) watchLease(ctx context.Context) {
 			_, since := a.hb.Joined()
 			a.mu.Lock()
 			a.sf = api.SelfFencing{Active: true, Since: time.Now().UTC()}
+			delete(a.reported, reportSelfFence) // report this episode afresh
 			a.mu.Unlock()
 			a.setGauges(true, len(a.mounted()))
 			if a.m != nil {
@@ -238,16 +239,20 @@ func (a *Agent) passDone(stopped []container.Summary, err error) {
 	log := a.log.WithFields(logrus.Fields{"since_renewal": since.Round(time.Millisecond).String(), "volumes_left": left})
 	switch {
 	case err == nil && len(left) == 0:
-		a.report("", "self-fence done", func() { log.Warn("self-fencing done: no relocvol volume is mounted here") })
+		a.report(reportSelfFence, "done", func() { log.Warn("self-fencing done: no relocvol volume is mounted here") })
 	case since >= a.hb.Timings().Deadline:
 		what := fmt.Sprintf("%v %v", left, err)
-		a.report("", "self-fence overdue "+what, func() {
+		a.report(reportSelfFence, "overdue "+what, func() {
 			log.WithError(err).Error("SELF-FENCING OVERRAN ITS DEADLINE: relocvol volumes are still mounted here and peers may take them over; stop these containers by hand (a process in D state needs the host rebooted); retrying")
 		})
 	default:
 		log.WithError(err).Warn("self-fencing not done yet; retrying")
 	}
 }
+
+// reportSelfFence keys self-fencing's reports (Agent.report): no container
+// name starts with a space.
+const reportSelfFence = " self-fencing"
 
 func (a *Agent) setGauges(active bool, left int) {
 	if a.m == nil {

@@ -6,8 +6,8 @@
 //
 // A test arms a failpoint by writing its name into the file Path(stateDir)
 // on the host (the plugin's state mount); the next Hit of that name removes
-// the file, so that the restarted plugin runs on, and kills the process
-// with SIGKILL.
+// the file, so that the restarted plugin runs on, and ends the process at
+// once, as SIGKILL would (exit status 137, no deferred function run).
 package failpoint
 
 import "path/filepath"
