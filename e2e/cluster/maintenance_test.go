@@ -99,6 +99,7 @@ func TestMaintenance(t *testing.T) {
 	}
 	back := func(what string, version string) {
 		t.Helper()
+		enabled := time.Now()
 		testenv.Eventually(t, time.Minute, "n1 back, out of maintenance", func() error {
 			h := host("n1")
 			if !h.Alive || h.Fenced || h.Maintenance != nil || (version != "" && h.Version != version) {
@@ -106,9 +107,10 @@ func TestMaintenance(t *testing.T) {
 			}
 			return nil
 		})
+		rejoined := time.Since(enabled)
 		before := countLines(t, n1)
 		waitLines(t, n1, "n1", before+20)
-		t.Logf("%s: n1 back, the writer kept writing (%d lines)", what, before)
+		t.Logf("BENCHMARK %s: n1 back %s after enable, out of maintenance, the writer kept writing (%d lines)", what, rejoined.Round(10*time.Millisecond), before)
 	}
 
 	// ---- (a) change a setting: disable -f, set, enable ----
@@ -148,9 +150,11 @@ func TestMaintenance(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	waitApp(t, anyAPI, "failed over to n2 after the maintenance", func(a api.App) bool { return a.ActualHost == "n2" })
-	if late := time.Since(m.Until); late < 0 {
+	late := time.Since(m.Until)
+	if late < 0 {
 		t.Fatalf("failed over %s before the maintenance ended", -late)
 	}
+	t.Logf("BENCHMARK n1 killed during maintenance: its app runs on n2 %s after the maintenance ended", late.Round(10*time.Millisecond))
 	waitLines(t, n2, "n2", countLines(t, n2)+10)
 	checkLog(t, n2, []string{"n1", "n2"})
 }
