@@ -48,10 +48,12 @@ func quietLog() *logrus.Logger {
 // The leader on b sees a's lease expire, waits the grace period, fences a,
 // releases its claim and places its app on b, recording each step, all
 // through real etcd.
-func TestLeaderFailsOverADeadHost(t *testing.T) {
-	st, ctx := testStore(t)
-
-	hbA, _ := newHeartbeat(t, st, "a")
+// twoHosts is hosts a and b on a real etcd, a holding volume db (claim
+// epoch 2) and running app web, and b the leader with a recording fencer;
+// killA stops a's renewals.
+func twoHosts(t *testing.T) (st *store.Store, ctx context.Context, hbA *Heartbeat, killA func(), fencer *recordingFencer) {
+	st, ctx = testStore(t)
+	hbA, _ = newHeartbeat(t, st, "a")
 	hbB, _ := newHeartbeat(t, st, "b")
 	actx, killA := context.WithCancel(ctx)
 	if err := hbA.Start(actx); err != nil {
@@ -67,13 +69,17 @@ func TestLeaderFailsOverADeadHost(t *testing.T) {
 	if _, err := st.PutApp(ctx, store.App{Name: "web", Host: "a", Volumes: []string{"db"}}, 0); err != nil {
 		t.Fatal(err)
 	}
-
-	fencer := &recordingFencer{}
+	fencer = &recordingFencer{}
 	rec := NewRecorder(st, "b", nil, quietLog())
 	go rec.Run(ctx)
 	l := NewLeader(st, hbB, fencer, time.Second, rec, nil, "b", quietLog())
 	go l.Run(ctx)
 	waitFor(t, "b is the leader", 10*time.Second, l.Leading)
+	return st, ctx, hbA, killA, fencer
+}
+
+func TestLeaderFailsOverADeadHost(t *testing.T) {
+	st, ctx, hbA, killA, fencer := twoHosts(t)
 
 	// Nothing happens while a is alive.
 	time.Sleep(1500 * time.Millisecond)
@@ -231,30 +237,7 @@ func TestMoveChecks(t *testing.T) {
 // even once its lease is gone; at the deadline (etcd expires the
 // maintenance's lease) it is, like any dead host.
 func TestLeaderWaitsForMaintenance(t *testing.T) {
-	st, ctx := testStore(t)
-	hbA, _ := newHeartbeat(t, st, "a")
-	hbB, _ := newHeartbeat(t, st, "b")
-	actx, killA := context.WithCancel(ctx)
-	if err := hbA.Start(actx); err != nil {
-		t.Fatal(err)
-	}
-	if err := hbB.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	_, _, vrev, _ := st.CreateVolume(ctx, store.Volume{Name: "db", State: store.StateReady})
-	if _, err := st.PutClaim(ctx, store.Claim{Volume: "db", Host: "a", Epoch: 1}, 0, vrev); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.PutApp(ctx, store.App{Name: "web", Host: "a", Volumes: []string{"db"}}, 0); err != nil {
-		t.Fatal(err)
-	}
-	fencer := &recordingFencer{}
-	rec := NewRecorder(st, "b", nil, quietLog())
-	go rec.Run(ctx)
-	l := NewLeader(st, hbB, fencer, time.Second, rec, nil, "b", quietLog())
-	go l.Run(ctx)
-	waitFor(t, "b is the leader", 10*time.Second, l.Leading)
-
+	st, ctx, _, killA, fencer := twoHosts(t)
 	m, err := st.SetMaintenance(ctx, "a", store.MinMaintenance, "operator", "upgrade")
 	if err != nil {
 		t.Fatal(err)

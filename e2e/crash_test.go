@@ -28,13 +28,7 @@ const (
 func TestCrashInMount(t *testing.T) {
 	testenv.RequireDocker(t)
 	root := testenv.RepoRoot(t)
-	dir := t.TempDir()
-	state, san := filepath.Join(dir, "state"), filepath.Join(dir, "san")
-	for _, d := range []string{state, san} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir, state, san := hostDirs(t)
 	start := time.Now()
 	// The plugin as scripts/build-plugin.sh makes it, its binary rebuilt
 	// with the failpoints tag.

@@ -8,7 +8,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -51,4 +53,18 @@ func freePorts(t *testing.T) int {
 	}
 	t.Fatal("no two consecutive free ports")
 	return 0
+}
+
+// hostDirs makes a temporary folder with the state/ and san/ folders a
+// plugin's state and san mounts point at.
+func hostDirs(t *testing.T) (dir, state, san string) {
+	t.Helper()
+	dir = t.TempDir()
+	state, san = filepath.Join(dir, "state"), filepath.Join(dir, "san")
+	for _, d := range []string{state, san} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, state, san
 }

@@ -35,13 +35,7 @@ func TestInstallFromRegistry(t *testing.T) {
 	testenv.RequireDocker(t)
 	testenv.RequireCommands(t, "bash")
 	root := testenv.RepoRoot(t)
-	dir := t.TempDir()
-	state, san := filepath.Join(dir, "state"), filepath.Join(dir, "san")
-	for _, d := range []string{state, san} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, state, san := hostDirs(t)
 
 	testenv.EnsureRegistry(t, root)
 	regPort := freePorts(t)

@@ -38,13 +38,7 @@ const dockerdLog = "/var/log/relocvol-dockerd.log"
 func TestManagedPlugin(t *testing.T) {
 	testenv.RequireDocker(t)
 	root := testenv.RepoRoot(t)
-	dir := t.TempDir()
-	state, san := filepath.Join(dir, "state"), filepath.Join(dir, "san")
-	for _, d := range []string{state, san} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, state, san := hostDirs(t)
 	port := freePorts(t)
 	apiPort := freePorts(t)
 

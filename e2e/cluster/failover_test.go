@@ -42,20 +42,7 @@ func TestFailover(t *testing.T) {
 	pluginDir := buildPlugin(t, root)
 	cliBin := buildCLI(t, root)
 	endpoints := testenv.EtcdOn(t, "0.0.0.0")
-	etcdPort := endpoints[0][strings.LastIndex(endpoints[0], ":")+1:]
-
-	c := Start(t, Options{
-		Nodes:     []string{"n1", "n2", "n3"},
-		PluginDir: pluginDir,
-		PluginEnv: []string{
-			"RELOCVOL_LEASE_TTL=" + leaseTTL.String(),
-			"RELOCVOL_API_ADDR=0.0.0.0:7480",
-			"RELOCVOL_API_TOKEN=" + apiToken,
-			"RELOCVOL_LOG_LEVEL=debug",
-		},
-		EtcdPort: etcdPort,
-		Images:   []string{"debian:bookworm-slim"},
-	})
+	c := apiCluster(t, pluginDir, endpoints, []string{"n1", "n2", "n3"}, "RELOCVOL_LOG_LEVEL=debug")
 	ctx := context.Background()
 	n1 := c.Node("n1")
 	clients := map[string]*api.Client{}
@@ -229,6 +216,24 @@ func TestFailover(t *testing.T) {
 			}
 			return nil
 		})
+	})
+}
+
+// apiCluster starts nodes with the plugin on the etcd at endpoints (on the
+// host), lease TTL leaseTTL, and the REST API on every node's port 7480
+// with token apiToken; env adds plugin settings.
+func apiCluster(t *testing.T, pluginDir string, endpoints, nodes []string, env ...string) *Cluster {
+	t.Helper()
+	return Start(t, Options{
+		Nodes:     nodes,
+		PluginDir: pluginDir,
+		PluginEnv: append([]string{
+			"RELOCVOL_LEASE_TTL=" + leaseTTL.String(),
+			"RELOCVOL_API_ADDR=0.0.0.0:7480",
+			"RELOCVOL_API_TOKEN=" + apiToken,
+		}, env...),
+		EtcdPort: endpoints[0][strings.LastIndex(endpoints[0], ":")+1:],
+		Images:   []string{"debian:bookworm-slim"},
 	})
 }
 

@@ -31,19 +31,7 @@ func TestMaintenance(t *testing.T) {
 	cliBin := buildCLI(t, root)
 	newDir := upgradeBuild(t, root, pluginDir)
 	testenv.EnsureRegistry(t, root)
-	endpoints := testenv.EtcdOn(t, "0.0.0.0")
-	etcdPort := endpoints[0][strings.LastIndex(endpoints[0], ":")+1:]
-	c := Start(t, Options{
-		Nodes:     []string{"n1", "n2"},
-		PluginDir: pluginDir,
-		PluginEnv: []string{
-			"RELOCVOL_LEASE_TTL=" + leaseTTL.String(),
-			"RELOCVOL_API_ADDR=0.0.0.0:7480",
-			"RELOCVOL_API_TOKEN=" + apiToken,
-		},
-		EtcdPort: etcdPort,
-		Images:   []string{"debian:bookworm-slim"},
-	})
+	c := apiCluster(t, pluginDir, testenv.EtcdOn(t, "0.0.0.0"), []string{"n1", "n2"})
 	ctx := context.Background()
 	n1, n2 := c.Node("n1"), c.Node("n2")
 	onN2 := api.NewClient("http://"+n2.IP()+":7480", apiToken)

@@ -43,20 +43,8 @@ func TestIdleSoak(t *testing.T) {
 	root := testenv.RepoRoot(t)
 	pluginDir := buildPlugin(t, root)
 	dir := t.TempDir()
-	endpoints := testenv.EtcdDurable(t, "0.0.0.0", filepath.Join(dir, "etcd"))
-	etcdPort := endpoints[0][strings.LastIndex(endpoints[0], ":")+1:]
 	nodes := []string{"n1", "n2", "n3"}
-	c := Start(t, Options{
-		Nodes:     nodes,
-		PluginDir: pluginDir,
-		PluginEnv: []string{
-			"RELOCVOL_LEASE_TTL=" + leaseTTL.String(),
-			"RELOCVOL_API_ADDR=0.0.0.0:7480",
-			"RELOCVOL_API_TOKEN=" + apiToken,
-		},
-		EtcdPort: etcdPort,
-		Images:   []string{"debian:bookworm-slim"},
-	})
+	c := apiCluster(t, pluginDir, testenv.EtcdDurable(t, "0.0.0.0", filepath.Join(dir, "etcd")), nodes)
 	ctx := context.Background()
 	clients := map[string]*api.Client{}
 	for _, n := range nodes {
