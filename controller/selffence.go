@@ -169,7 +169,7 @@ func (a *Agent) selfFencePass(ctx context.Context) bool {
 	listedAt := time.Now()
 	list, err := a.docker.ContainerList(pctx, container.ListOptions{})
 	if err != nil {
-		a.passDone(nil, fmt.Errorf("list the containers to stop: %w", err))
+		_ = a.passDone(nil, fmt.Errorf("list the containers to stop: %w", err))
 		return false
 	}
 	mounted := a.mounted()
@@ -208,14 +208,16 @@ func (a *Agent) selfFencePass(ctx context.Context) bool {
 			errs = append(errs, fmt.Errorf("unmount volume %s: %w", v, err))
 		}
 	}
-	a.passDone(stop, errors.Join(errs...))
-	return len(stop) == 0 && len(a.mounted()) == 0 && len(errs) == 0
+	err = errors.Join(errs...)
+	left := a.passDone(stop, err)
+	return len(stop) == 0 && len(left) == 0 && err == nil
 }
 
 // passDone records a pass and says loudly what is left once self-fencing
 // overran its deadline: a container in D state or a busy unmount is what
-// the peers' fencing (or the operator) must deal with.
-func (a *Agent) passDone(stopped []container.Summary, err error) {
+// the peers' fencing (or the operator) must deal with. It returns the
+// volumes still mounted here.
+func (a *Agent) passDone(stopped []container.Summary, err error) []string {
 	var left []string
 	for v := range a.mounted() {
 		left = append(left, v)
@@ -248,6 +250,7 @@ func (a *Agent) passDone(stopped []container.Summary, err error) {
 	default:
 		log.WithError(err).Warn("self-fencing not done yet; retrying")
 	}
+	return left
 }
 
 // reportSelfFence keys self-fencing's reports (Agent.report): no container

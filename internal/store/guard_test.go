@@ -28,11 +28,10 @@ func TestLeaseExpired(t *testing.T) {
 	}
 }
 
-// A takeover decided on an earlier read must not land once the victim has
-// a lease again: the fence mark, the leader's release and the claim
-// takeover each re-check it in their own transaction.
-func TestTakeoverWritesRequireVictimGone(t *testing.T) {
-	st, cli := newStore(t)
+// heldByA makes volume db with its claim held by host a (epoch 1) and
+// returns the claim and the revisions of the claim and the volume.
+func heldByA(t *testing.T, st *store.Store) (store.Claim, int64, int64) {
+	t.Helper()
 	ctx := context.Background()
 	_, _, vrev, _ := st.CreateVolume(ctx, store.Volume{Name: "db", State: store.StateReady})
 	crev, err := st.PutClaim(ctx, store.Claim{Volume: "db", Host: "a", Epoch: 1}, 0, vrev)
@@ -40,6 +39,16 @@ func TestTakeoverWritesRequireVictimGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	held, _, _ := st.GetClaim(ctx, "db")
+	return held, crev, vrev
+}
+
+// A takeover decided on an earlier read must not land once the victim has
+// a lease again: the fence mark, the leader's release and the claim
+// takeover each re-check it in their own transaction.
+func TestTakeoverWritesRequireVictimGone(t *testing.T) {
+	st, cli := newStore(t)
+	ctx := context.Background()
+	held, crev, vrev := heldByA(t, st)
 	la := grant(t, cli, 30)
 	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: la}, 0, 0); err != nil {
 		t.Fatal(err)
@@ -143,12 +152,7 @@ func TestRegisterRequiresNoFenceMark(t *testing.T) {
 func TestTakeoverWritesRequireNoMaintenance(t *testing.T) {
 	st, _ := newStore(t)
 	ctx := context.Background()
-	_, _, vrev, _ := st.CreateVolume(ctx, store.Volume{Name: "db", State: store.StateReady})
-	crev, err := st.PutClaim(ctx, store.Claim{Volume: "db", Host: "a", Epoch: 1}, 0, vrev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, _, _ := st.GetClaim(ctx, "db")
+	held, crev, vrev := heldByA(t, st)
 	m, err := st.SetMaintenance(ctx, "a", time.Minute, "operator", "upgrade")
 	if err != nil || m.Until.Before(time.Now().Add(50*time.Second)) {
 		t.Fatalf("SetMaintenance = %+v, %v", m, err)
