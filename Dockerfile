@@ -39,14 +39,24 @@ RUN mkdir -p /out \
     && go build -trimpath -buildvcs=false -ldflags='-s -w' -o /out/relocvol ./cmd/relocvol
 
 FROM ${BASE_IMAGE}
-# The base made by ensure_base_images already holds these tools, so this step
-# needs no network there; on a stock debian:bookworm-slim it installs them.
+# What the backends and fencing run (their Tools lists; the e2e test
+# TestManagedPlugin checks the built rootfs for each). The base made by
+# ensure_base_images already holds them, so this step needs no network there;
+# on a stock debian:bookworm-slim it installs them, with a policy-rc.d that
+# keeps the packages' maintainer scripts from starting daemons (multipathd,
+# dmeventd, lvmpolld) in the build; one the image had already is kept.
 RUN if command -v losetup && command -v mount && command -v mkfs.ext4 && command -v mkfs.xfs \
+        && command -v lvm && command -v sg_persist && command -v mpathpersist \
         && [ -e /etc/ssl/certs/ca-certificates.crt ]; then :; \
-    else apt-get update \
+    else own_policy=; \
+        if [ ! -e /usr/sbin/policy-rc.d ]; then \
+            printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d && own_policy=1; \
+        fi \
+        && apt-get update \
         && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-            util-linux mount e2fsprogs xfsprogs ca-certificates \
-        && rm -rf /var/lib/apt/lists/*; \
+            util-linux mount e2fsprogs xfsprogs lvm2 sg3-utils multipath-tools ca-certificates \
+        && rm -rf /var/lib/apt/lists/* \
+        && if [ -n "$own_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
     fi >/dev/null
 COPY --from=build /out/relocvol /usr/bin/relocvol
 ENTRYPOINT ["/usr/bin/relocvol", "plugin"]

@@ -28,7 +28,8 @@ const (
 func TestCrashInMount(t *testing.T) {
 	testenv.RequireDocker(t)
 	root := testenv.RepoRoot(t)
-	dir, state, san := hostDirs(t)
+	dirs := hostDirs(t)
+	dir, state, san := dirs.dir, dirs.state, dirs.san
 	start := time.Now()
 	// The plugin as scripts/build-plugin.sh makes it, its binary rebuilt
 	// with the failpoints tag.
@@ -53,9 +54,9 @@ func TestCrashInMount(t *testing.T) {
 	mustDocker(t, "plugin", "rm", "-f", crashRef)
 	mustDocker(t, "plugin", "create", crashRef, pluginDir)
 	t.Logf("failpoint build made in %s", time.Since(start).Round(time.Second))
-	mustDocker(t, "plugin", "set", crashRef, "state.source="+state, "san.source="+san,
+	mustDocker(t, append(append([]string{"plugin", "set", crashRef}, dirs.sources()...),
 		"RELOCVOL_HOST=crash-host", fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", freePorts(t)),
-		fmt.Sprintf("RELOCVOL_API_ADDR=127.0.0.1:%d", freePorts(t)), "RELOCVOL_LOG_LEVEL=debug")
+		fmt.Sprintf("RELOCVOL_API_ADDR=127.0.0.1:%d", freePorts(t)), "RELOCVOL_LOG_LEVEL=debug")...)
 	mustDocker(t, "plugin", "enable", crashRef)
 	mustDocker(t, "volume", "create", "-d", crashDriver, "-o", "size=32M", crashVol)
 	img := filepath.Join(san, crashVol+".img")

@@ -7,10 +7,12 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -55,16 +57,42 @@ func freePorts(t *testing.T) int {
 	return 0
 }
 
-// hostDirs makes a temporary folder with the state/ and san/ folders a
-// plugin's state and san mounts point at.
-func hostDirs(t *testing.T) (dir, state, san string) {
+// lvmMounts are the plugin's mounts of what LVM shares with the host
+// (config.json): each mount's name and the folder it shares, at the same
+// path inside the plugin.
+var lvmMounts = map[string]string{"lvm-etc": "/etc/lvm", "lvm-run": "/run/lvm", "lvm-lock": "/run/lock/lvm", "udev": "/run/udev"}
+
+// folders are the host folders a test's plugin mounts, all in one
+// temporary folder, so that a test touches neither /var/lib/relocvol nor
+// the machine's LVM.
+type folders struct {
+	dir, state, san string
+	lvm             map[string]string // mount name (lvm-etc, …) → its folder
+}
+
+// hostDirs makes the folders a test's plugin mounts: state/, san/ and one
+// per LVM mount.
+func hostDirs(t *testing.T) folders {
 	t.Helper()
-	dir = t.TempDir()
-	state, san = filepath.Join(dir, "state"), filepath.Join(dir, "san")
-	for _, d := range []string{state, san} {
+	dir := t.TempDir()
+	f := folders{dir: dir, state: filepath.Join(dir, "state"), san: filepath.Join(dir, "san"), lvm: map[string]string{}}
+	for name := range lvmMounts {
+		f.lvm[name] = filepath.Join(dir, name)
+	}
+	for _, d := range append([]string{f.state, f.san}, slices.Collect(maps.Values(f.lvm))...) {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return dir, state, san
+	return f
+}
+
+// sources are the settings (of docker plugin set or install) that point the
+// plugin's mounts at the folders.
+func (f folders) sources() []string {
+	s := []string{"state.source=" + f.state, "san.source=" + f.san}
+	for _, name := range slices.Sorted(maps.Keys(f.lvm)) {
+		s = append(s, name+".source="+f.lvm[name])
+	}
+	return s
 }

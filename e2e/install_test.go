@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,11 +34,12 @@ func TestInstallFromRegistry(t *testing.T) {
 	testenv.RequireDocker(t)
 	testenv.RequireCommands(t, "bash")
 	root := testenv.RepoRoot(t)
-	_, state, san := hostDirs(t)
+	dirs := hostDirs(t)
+	san := dirs.san
 
 	testenv.EnsureRegistry(t, root)
 	regPort := freePorts(t)
-	registry := startRegistry(t, regPort)
+	registry := testenv.StartRegistry(t, regPort)
 	ref := fmt.Sprintf("%s/%s:e2e", registry, regRepo)
 	etcdPort := freePorts(t) // after the registry listens: never its port
 
@@ -83,11 +83,10 @@ func TestInstallFromRegistry(t *testing.T) {
 
 	// ---- install: no prompt (stdin is /dev/null), settings as arguments ----
 	start = time.Now()
-	mustDocker(t, "plugin", "install", "--grant-all-permissions", "--alias", regAlias, ref,
-		"state.source="+state, "san.source="+san,
+	mustDocker(t, append(append([]string{"plugin", "install", "--grant-all-permissions", "--alias", regAlias, ref}, dirs.sources()...),
 		"RELOCVOL_HOST="+regHost,
 		fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", etcdPort),
-		fmt.Sprintf("RELOCVOL_API_ADDR=127.0.0.1:%d", freePorts(t)))
+		fmt.Sprintf("RELOCVOL_API_ADDR=127.0.0.1:%d", freePorts(t)))...)
 	t.Logf("installed from the registry in %s", time.Since(start).Round(100*time.Millisecond))
 
 	p := inspectPlugin(t, regAlias)
@@ -114,7 +113,11 @@ func TestInstallFromRegistry(t *testing.T) {
 	for _, m := range p.Settings.Mounts {
 		mounts[m.Name] = m
 	}
-	for name, want := range map[string][2]string{"dev": {"/dev", "/dev"}, "state": {state, "/var/lib/relocvol"}, "san": {san, "/var/lib/relocvol/san"}} {
+	wantMounts := map[string][2]string{"dev": {"/dev", "/dev"}, "state": {dirs.state, "/var/lib/relocvol"}, "san": {san, "/var/lib/relocvol/san"}}
+	for name, dest := range lvmMounts {
+		wantMounts[name] = [2]string{dirs.lvm[name], dest}
+	}
+	for name, want := range wantMounts {
 		m, ok := mounts[name]
 		if !ok || m.Source != want[0] || m.Destination != want[1] || m.Type != "bind" || !slices.Contains(m.Options, "rbind") {
 			t.Errorf("mount %s = %+v, want bind (rbind) %s -> %s", name, m, want[0], want[1])
@@ -167,68 +170,6 @@ func publish(t *testing.T, root, ref string) (string, error) {
 	cmd.Stdout, cmd.Stderr = w, w
 	err := cmd.Run()
 	return out.String(), err
-}
-
-// startRegistry runs a registry of the test's own (not the package's
-// service) on 127.0.0.1:port, storage in a temporary folder, stopped when
-// the test ends, and returns its address. Docker talks plain HTTP to it
-// because it is on 127.0.0.0/8.
-func startRegistry(t *testing.T, port int) string {
-	t.Helper()
-	dir := t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	conf := filepath.Join(dir, "config.yml")
-	yml := fmt.Sprintf(`version: 0.1
-log:
-  level: info
-  fields:
-    service: registry
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-`, filepath.Join(dir, "data"), addr)
-	if err := os.WriteFile(conf, []byte(yml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("docker-registry", "serve", conf)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = testenv.LogWriter{T: t, Prefix: "registry: "}, testenv.LogWriter{T: t, Prefix: "registry: "}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start docker-registry: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	testenv.Eventually(t, 20*time.Second, "the registry answers on "+addr, func() error {
-		select {
-		case err := <-exited:
-			exited <- err // for the cleanup
-			t.Fatalf("docker-registry exited at start: %v (its output is above)", err)
-		default:
-		}
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET /v2/: %s", resp.Status)
-		}
-		return nil
-	})
-	return addr
 }
 
 func getJSON(t *testing.T, url string, v any) {

@@ -38,7 +38,8 @@ const dockerdLog = "/var/log/relocvol-dockerd.log"
 func TestManagedPlugin(t *testing.T) {
 	testenv.RequireDocker(t)
 	root := testenv.RepoRoot(t)
-	_, state, san := hostDirs(t)
+	dirs := hostDirs(t)
+	san := dirs.san
 	port := freePorts(t)
 	apiPort := freePorts(t)
 
@@ -51,12 +52,12 @@ func TestManagedPlugin(t *testing.T) {
 		t.Fatalf("scripts/build-plugin.sh: %v", err)
 	}
 	t.Logf("plugin built and created in %s", time.Since(buildStart).Round(time.Second))
-	mustDocker(t, "plugin", "set", pluginRef,
-		"state.source="+state, "san.source="+san,
+	checkRootfsTools(t, pluginRef)
+	mustDocker(t, append(append([]string{"plugin", "set", pluginRef}, dirs.sources()...),
 		"RELOCVOL_HOST=e2e-host-a",
 		fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", port),
 		fmt.Sprintf("RELOCVOL_API_ADDR=127.0.0.1:%d", apiPort),
-		"RELOCVOL_LOG_LEVEL=debug")
+		"RELOCVOL_LOG_LEVEL=debug")...)
 	mustDocker(t, "plugin", "enable", pluginRef)
 
 	// ---- first session: create, ls, inspect ----

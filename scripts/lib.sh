@@ -16,6 +16,8 @@
 #   RELOCVOL_DEBIAN_MIRROR     mirror for debootstrap (default: the one apt uses)
 #   RELOCVOL_DOCKERD_LOG       log of a dockerd started here (/var/log/relocvol-dockerd.log)
 #   RELOCVOL_DOCKERD_ARGS      extra dockerd arguments (e.g. --iptables=false in a nested node)
+#   RELOCVOL_HOST_DIRS         the plugin's bind-mount sources ensure_host_dirs makes
+#   RELOCVOL_TMPFILES          where setup.sh writes the tmpfiles.d entry (/etc/tmpfiles.d/relocvol.conf)
 #   GOPROXY                    also where the Go toolchain is downloaded from
 
 RELOCVOL_REPO=${RELOCVOL_REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
@@ -24,11 +26,18 @@ BASE_IMAGE=${BASE_IMAGE:-debian:bookworm-slim}
 RELOCVOL_CACHE=${RELOCVOL_CACHE:-/var/cache/relocvol}
 RELOCVOL_GO_ROOT=${RELOCVOL_GO_ROOT:-/usr/local/relocvol-go}
 RELOCVOL_DOCKERD_LOG=${RELOCVOL_DOCKERD_LOG:-/var/log/relocvol-dockerd.log}
-# Packages of the plugin's runtime image: what the backends exec.
-RELOCVOL_BASE_PACKAGES=${RELOCVOL_BASE_PACKAGES:-util-linux,mount,e2fsprogs,xfsprogs,ca-certificates}
+# Packages of the plugin's runtime image: what the backends and fencing exec
+# (the Tools lists of backends/loop, backends/lvm, fencing/scsi3 and
+# internal/fsutil; the e2e test TestManagedPlugin checks the rootfs has them).
+RELOCVOL_BASE_PACKAGES=${RELOCVOL_BASE_PACKAGES:-util-linux,mount,e2fsprogs,xfsprogs,lvm2,sg3-utils,multipath-tools,ca-certificates}
+# The label of a BASE_IMAGE made here: the hash of its recipe.
+RELOCVOL_BASE_LABEL=io.relocvol.base-recipe
 # Host folders the plugin's config.json bind-mounts: Docker refuses to start
-# a plugin whose mount source is missing.
-RELOCVOL_HOST_DIRS=${RELOCVOL_HOST_DIRS:-/var/lib/relocvol /var/lib/relocvol/san}
+# a plugin whose mount source is missing. The LVM ones are shared with the
+# host's LVM (README, Production: "The LVM folders are the host's"); lvm2
+# makes them where it is installed (udev makes /run/udev), and the plugin
+# needs them even with the loop backend.
+RELOCVOL_HOST_DIRS=${RELOCVOL_HOST_DIRS:-/var/lib/relocvol /var/lib/relocvol/san /etc/lvm /run/lvm /run/lock/lvm /run/udev}
 # Written into images imported here, so that they can be told from real ones.
 RELOCVOL_IMPORT_MESSAGE="relocvol offline import"
 : "${HOME:=/root}"
@@ -348,6 +357,23 @@ import_tree() {
 		docker import --message "$RELOCVOL_IMPORT_MESSAGE" "${args[@]}" - "$image" >/dev/null
 }
 
+# imported_here IMAGE: whether IMAGE was made by import_tree (or the Go
+# image's import), not pulled from a registry.
+imported_here() {
+	[[ $(docker image inspect -f '{{.Comment}}' "$1" 2>/dev/null) == "$RELOCVOL_IMPORT_MESSAGE" ]]
+}
+
+# image_label IMAGE LABEL: the value of LABEL on IMAGE (empty if none).
+image_label() {
+	docker image inspect -f "{{index .Config.Labels \"$2\"}}" "$1" 2>/dev/null || true
+}
+
+# recipe_hash LINE...: a short hash of what an image is made from, for its
+# label: the image is made again when it changes.
+recipe_hash() {
+	printf '%s\n' "$@" | sha256sum | cut -c1-16
+}
+
 image_env() {
 	docker image inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$1" 2>/dev/null | sed -n "s/^$2=//p"
 }
@@ -355,20 +381,34 @@ image_env() {
 # ensure_base_images: the two images the Dockerfile builds FROM. Existing
 # images are reused; else pulled; else made offline from a debootstrap tree
 # (the Go builder gets the Go toolchain of ensure_go at /usr/local/go).
+# A BASE_IMAGE made here is labelled with the hash of its recipe
+# (RELOCVOL_BASE_PACKAGES, the import's changes) and made again when that
+# changes, so that a machine set up before a package was added gets it; a
+# pulled image is left as it is (the Dockerfile installs what it lacks).
 ensure_base_images() {
-	local tree want v goroot
-	if ! image_exists "$BASE_IMAGE" && ! try_pull "$BASE_IMAGE"; then
+	local tree want v goroot hash stale=""
+	local changes=('ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' 'CMD ["bash"]')
+	hash=$(recipe_hash "$RELOCVOL_BASE_PACKAGES" "${changes[@]}")
+	if image_exists "$BASE_IMAGE" && imported_here "$BASE_IMAGE" &&
+		[[ $(image_label "$BASE_IMAGE" "$RELOCVOL_BASE_LABEL") != "$hash" ]]; then
+		log "$BASE_IMAGE was made here from another recipe: making it again with $RELOCVOL_BASE_PACKAGES"
+		stale=$(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")
+	fi
+	if [[ -n $stale ]] || { ! image_exists "$BASE_IMAGE" && ! try_pull "$BASE_IMAGE"; }; then
 		tree=$(debootstrap_tree bookworm-base "$RELOCVOL_BASE_PACKAGES")
 		trust_host_ca "$tree"
-		import_tree "$tree" "$BASE_IMAGE" \
-			'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' 'CMD ["bash"]'
+		import_tree "$tree" "$BASE_IMAGE" "${changes[@]}" "LABEL $RELOCVOL_BASE_LABEL=$hash"
+		[[ $(image_label "$BASE_IMAGE" "$RELOCVOL_BASE_LABEL") == "$hash" ]] ||
+			die "docker import did not label $BASE_IMAGE with $RELOCVOL_BASE_LABEL=$hash"
+		# The replaced image, unless images built from it still need it.
+		[[ -z $stale ]] || docker rmi "$stale" >/dev/null 2>&1 || true
+		log "made $BASE_IMAGE (recipe $hash)"
 	fi
 
 	want=$(go_mod_version)
 	if image_exists "$GO_IMAGE"; then
 		v=$(image_env "$GO_IMAGE" GOLANG_VERSION)
-		if [[ -n $v ]] && ! version_ge "$v" "$want" &&
-			[[ $(docker image inspect -f '{{.Comment}}' "$GO_IMAGE") == "$RELOCVOL_IMPORT_MESSAGE" ]]; then
+		if [[ -n $v ]] && ! version_ge "$v" "$want" && imported_here "$GO_IMAGE"; then
 			log "$GO_IMAGE has Go $v, go.mod wants $want: rebuilding it"
 			docker rmi "$GO_IMAGE" >/dev/null
 		else
@@ -410,37 +450,70 @@ RELOCVOL_NODE_LABEL=io.relocvol.node-recipe
 # labelled with a hash of its recipe (packages, entrypoint, import changes)
 # and made again only when that hash changes.
 ensure_node_image() {
-	local entry="$RELOCVOL_REPO/scripts/node/entrypoint.sh" changes hash cur tree
+	local entry="$RELOCVOL_REPO/scripts/node/entrypoint.sh" changes hash tree
 	[[ -f $entry ]] || die "missing $entry"
 	changes=(
 		'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 		'ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/sbin/relocvol-node-init"]'
 	)
-	hash=$({
-		printf '%s\n' "$RELOCVOL_NODE_PACKAGES" "${changes[@]}"
-		cat "$entry"
-	} | sha256sum | cut -c1-16)
-	cur=$(docker image inspect -f "{{index .Config.Labels \"$RELOCVOL_NODE_LABEL\"}}" "$RELOCVOL_NODE_IMAGE" 2>/dev/null || true)
-	if [[ $cur == "$hash" ]]; then
+	hash=$(recipe_hash "$RELOCVOL_NODE_PACKAGES" "${changes[@]}" "$(cat "$entry")")
+	if [[ $(image_label "$RELOCVOL_NODE_IMAGE" "$RELOCVOL_NODE_LABEL") == "$hash" ]]; then
 		log "using image $RELOCVOL_NODE_IMAGE (recipe $hash)"
 		return 0
 	fi
 	tree=$(debootstrap_tree bookworm-node "$RELOCVOL_NODE_PACKAGES")
 	install -D -m 0755 "$entry" "$tree/usr/local/sbin/relocvol-node-init"
 	import_tree "$tree" "$RELOCVOL_NODE_IMAGE" "${changes[@]}" "LABEL $RELOCVOL_NODE_LABEL=$hash"
-	[[ $(docker image inspect -f "{{index .Config.Labels \"$RELOCVOL_NODE_LABEL\"}}" "$RELOCVOL_NODE_IMAGE") == "$hash" ]] ||
+	[[ $(image_label "$RELOCVOL_NODE_IMAGE" "$RELOCVOL_NODE_LABEL") == "$hash" ]] ||
 		die "docker import did not label $RELOCVOL_NODE_IMAGE with $RELOCVOL_NODE_LABEL=$hash"
 	# The image it replaced, if no container uses it any more.
 	docker image prune -f --filter "label=$RELOCVOL_NODE_LABEL" >/dev/null 2>&1 || true
 	log "made $RELOCVOL_NODE_IMAGE (recipe $hash)"
 }
 
-# ensure_host_dirs: the bind-mount sources of config.json.
+# run_dir_mode DIR: the mode the owner of a folder under /run gives it:
+# lvm2's tmpfiles make its folders 0700; udev's is readable by all (udev
+# queries of non-root users read it).
+run_dir_mode() {
+	case $1 in
+	/run/udev) echo 0755 ;;
+	*) echo 0700 ;;
+	esac
+}
+
+# ensure_host_dirs: the bind-mount sources of config.json. Those under /run
+# are made with their owners' modes (run_dir_mode).
 ensure_host_dirs() {
 	local d
 	for d in $RELOCVOL_HOST_DIRS; do
-		mkdir -p "$d"
+		[[ -d $d ]] && continue
+		mkdir -p "$(dirname "$d")"
+		case $d in
+		/run/*) mkdir -m "$(run_dir_mode "$d")" "$d" ;;
+		*) mkdir "$d" ;;
+		esac
 	done
+}
+
+RELOCVOL_TMPFILES=${RELOCVOL_TMPFILES:-/etc/tmpfiles.d/relocvol.conf}
+
+# ensure_boot_dirs: a systemd-tmpfiles file that makes the bind-mount sources
+# under /run again at every boot (/run is a tmpfs: empty after a reboot, and
+# Docker then refuses to start the plugin). Where lvm2 is installed its own
+# tmpfiles make the LVM ones too; the duplicate line is harmless.
+ensure_boot_dirs() {
+	local d
+	mkdir -p "$(dirname "$RELOCVOL_TMPFILES")"
+	{
+		echo "# Written by relocvol's scripts/setup.sh: the relocvol plugin's bind-mount"
+		echo "# sources under /run (config.json), made again at every boot."
+		for d in $RELOCVOL_HOST_DIRS; do
+			if [[ $d == /run/* ]]; then
+				echo "d $d $(run_dir_mode "$d") root root -"
+			fi
+		done
+	} >"$RELOCVOL_TMPFILES"
+	log "wrote $RELOCVOL_TMPFILES (the plugin's mount sources under /run, at boot)"
 }
 
 # ensure_all: everything setup.sh and test.sh need before building.

@@ -20,7 +20,7 @@
 # KEY=VALUE arguments, the same as `docker plugin set`; the bind-mount
 # sources must exist, as install enables the plugin):
 #
-#   mkdir -p /var/lib/relocvol/san
+#   mkdir -p /var/lib/relocvol/san /etc/lvm /run/lvm /run/lock/lvm
 #   docker plugin install --grant-all-permissions --alias relocvol REF \
 #       RELOCVOL_HOST=$(hostname) RELOCVOL_ETCD_ENDPOINTS=http://10.0.0.1:2379
 #
@@ -169,7 +169,7 @@ cat <<DONE
 Plugin $ref is in the registry. Install it on each Docker host (that host's
 settings as KEY=VALUE; the engine must trust $registry, see $0 --help):
 
-  mkdir -p /var/lib/relocvol/san
+  mkdir -p /var/lib/relocvol/san /etc/lvm /run/lvm /run/lock/lvm
   docker plugin install --grant-all-permissions --alias relocvol $ref \\
       RELOCVOL_HOST=\$(hostname) RELOCVOL_ETCD_ENDPOINTS=http://ETCD:2379
 

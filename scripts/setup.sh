@@ -3,7 +3,9 @@
 # checkout: everything it needs (packages, Go, Docker, the build's base
 # images, made offline when no registry answers), then builds the managed
 # plugin and enables it, and installs the relocvol CLI in /usr/local/bin.
-# Run it again to rebuild and re-enable.
+# The plugin's bind-mount sources are made, and those under /run made again
+# at every boot (/etc/tmpfiles.d/relocvol.conf). Run it again to rebuild and
+# re-enable.
 #
 #   scripts/setup.sh          (as root)
 #
@@ -18,6 +20,7 @@ export PLUGIN_NAME
 start=$SECONDS
 
 ensure_all
+ensure_boot_dirs
 bash "$RELOCVOL_REPO/scripts/build-plugin.sh"
 log "enabling plugin $PLUGIN_NAME"
 if ! docker plugin enable "$PLUGIN_NAME" >/dev/null; then

@@ -27,6 +27,10 @@ import (
 	"github.com/relocvol/relocvol/internal/fsutil"
 )
 
+// Tools are the commands this package runs itself (its filesystems need
+// fsutil.Tools too). Debian ships losetup in mount, not util-linux.
+var Tools = []execx.Tool{{Name: "losetup", Package: "mount"}}
+
 // Loop keeps each volume in <dir>/<name>.img.
 type Loop struct {
 	dir string

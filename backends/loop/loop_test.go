@@ -17,6 +17,7 @@ import (
 
 	"github.com/relocvol/relocvol/backends"
 	"github.com/relocvol/relocvol/internal/execx"
+	"github.com/relocvol/relocvol/internal/fsutil"
 )
 
 var listArgv = []string{"losetup", "--list", "--json", "--output", "NAME,BACK-INO,BACK-MAJ:MIN"}
@@ -444,4 +445,10 @@ func TestNewCreatesDir(t *testing.T) {
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		t.Errorf("dir not created: %v", err)
 	}
+}
+
+// TestMain fails the run if a test had the backend run a command that
+// neither Tools nor fsutil.Tools declares.
+func TestMain(m *testing.M) {
+	os.Exit(execx.FakesDeclared(m.Run(), "loop.Tools or fsutil.Tools", Tools, fsutil.Tools))
 }

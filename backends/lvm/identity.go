@@ -15,7 +15,7 @@ func (l *LVM) Storage() string { return "volume group " + l.vg }
 
 // vgTags reads the VG's tags.
 func (l *LVM) vgTags(ctx context.Context) ([]string, error) {
-	out, err := l.run.Run(ctx, "vgs", "--reportformat", "json", "-o", "vg_tags", l.vg)
+	out, err := l.lvm(ctx, "vgs", "--reportformat", "json", "-o", "vg_tags", l.vg)
 	if err != nil {
 		return nil, fmt.Errorf("read the tags of VG %s: %w", l.vg, l.classify(err))
 	}

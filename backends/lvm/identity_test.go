@@ -8,7 +8,7 @@ import (
 	"github.com/relocvol/relocvol/internal/execx"
 )
 
-var vgsTagsArgv = []string{"vgs", "--reportformat", "json", "-o", "vg_tags", "san"}
+var vgsTagsArgv = []string{"vgs", "--config", "devices/hints=none", "--reportformat", "json", "-o", "vg_tags", "san"}
 
 func TestClusterMark(t *testing.T) {
 	l, _, _ := newLVM(t,
@@ -26,7 +26,7 @@ func TestClusterMark(t *testing.T) {
 func TestMarkCluster(t *testing.T) {
 	t.Run("first mark", func(t *testing.T) {
 		l, _, lk := newLVM(t,
-			execx.Call{Argv: []string{"vgchange", "--addtag", "relocvol-cluster-c1", "san"}},
+			execx.Call{Argv: []string{"vgchange", "--config", "devices/hints=none", "--addtag", "relocvol-cluster-c1", "san"}},
 			execx.Call{Argv: vgsTagsArgv, Stdout: `{"report":[{"vg":[{"vg_tags":"relocvol-cluster-c1"}]}]}`},
 		)
 		if id, err := l.MarkCluster(context.Background(), "c1"); err != nil || id != "c1" {
@@ -38,9 +38,9 @@ func TestMarkCluster(t *testing.T) {
 	})
 	t.Run("another cluster marked it meanwhile", func(t *testing.T) {
 		l, _, _ := newLVM(t,
-			execx.Call{Argv: []string{"vgchange", "--addtag", "relocvol-cluster-c2", "san"}},
+			execx.Call{Argv: []string{"vgchange", "--config", "devices/hints=none", "--addtag", "relocvol-cluster-c2", "san"}},
 			execx.Call{Argv: vgsTagsArgv, Stdout: `{"report":[{"vg":[{"vg_tags":"relocvol-cluster-c1,relocvol-cluster-c2"}]}]}`},
-			execx.Call{Argv: []string{"vgchange", "--deltag", "relocvol-cluster-c2", "san"}},
+			execx.Call{Argv: []string{"vgchange", "--config", "devices/hints=none", "--deltag", "relocvol-cluster-c2", "san"}},
 		)
 		if id, err := l.MarkCluster(context.Background(), "c2"); err != nil || id != "c1" {
 			t.Fatalf("MarkCluster = %q, %v; want the other cluster's c1 and this mark taken back", id, err)

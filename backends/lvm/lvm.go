@@ -14,6 +14,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strconv"
 	"strings"
 
@@ -31,11 +33,28 @@ const Prefix = "rv-"
 // Tag marks relocvol's LVs.
 const Tag = "relocvol"
 
+// Tools are the commands this package runs itself (its filesystems need
+// fsutil.Tools too): every one is a link to lvm2's lvm binary.
+var Tools = []execx.Tool{
+	{Name: "lvs", Package: "lvm2"},
+	{Name: "lvcreate", Package: "lvm2"},
+	{Name: "lvchange", Package: "lvm2"},
+	{Name: "lvremove", Package: "lvm2"},
+	{Name: "vgs", Package: "lvm2"},
+	{Name: "vgchange", Package: "lvm2"},
+	{Name: "pvs", Package: "lvm2"},
+}
+
 // Locker runs fn under a cluster-wide lock, having proven just before fn
 // that the lock is still held (store.Store).
 type Locker interface {
 	WithLock(ctx context.Context, key string, fn func(ctx context.Context) error) error
 }
+
+// ConfigFile is LVM's configuration. Inside the managed plugin /etc/lvm is
+// the host's (a bind mount), so that the plugin and the host's own LVM
+// commands share one filter, devices file and metadata backups.
+const ConfigFile = "/etc/lvm/lvm.conf"
 
 // LVM is the backend for one volume group.
 type LVM struct {
@@ -44,6 +63,7 @@ type LVM struct {
 	fs   fsutil.FS
 	lock Locker
 	log  logrus.FieldLogger
+	conf string // ConfigFile; tests point it elsewhere
 }
 
 var _ backends.Backend = (*LVM)(nil)
@@ -60,7 +80,7 @@ func New(vg string, run execx.Runner, lock Locker, opts ...Option) (*LVM, error)
 	if err := validVGName(vg); err != nil {
 		return nil, err
 	}
-	l := &LVM{vg: vg, run: run, fs: fsutil.FS{Run: run}, lock: lock, log: logrus.StandardLogger()}
+	l := &LVM{vg: vg, run: run, fs: fsutil.FS{Run: run}, lock: lock, log: logrus.StandardLogger(), conf: ConfigFile}
 	for _, o := range opts {
 		o(l)
 	}
@@ -79,6 +99,19 @@ func (*LVM) Name() string { return "lvm" }
 
 // VG returns the volume group's name.
 func (l *LVM) VG() string { return l.vg }
+
+// noHints is given to every LVM command the plugin runs. LVM's hints
+// (/run/lvm/hints, shared with the host) are a per-host cache of which
+// devices hold PVs: another host's pvcreate or vgextend on the shared VG
+// never updates this host's, so a PV added there stays "[unknown]" here
+// (seen in the VM lab: fencing could not resolve the new LUN) until
+// someone runs pvscan --cache. The plugin scans the devices instead.
+var noHints = []string{"--config", "devices/hints=none"}
+
+// lvm runs the LVM command cmd with args, without LVM's device hints.
+func (l *LVM) lvm(ctx context.Context, cmd string, args ...string) ([]byte, error) {
+	return l.run.Run(ctx, cmd, append(append([]string{}, noHints...), args...)...)
+}
 
 // lvName maps a volume name to its LV name.
 func lvName(name string) (string, error) {
@@ -156,7 +189,7 @@ func parseLVs(out []byte) ([]lv, error) {
 // list returns every LV of the VG.
 func (l *LVM) list(ctx context.Context) ([]lv, error) {
 	argv := l.lvsArgs()
-	out, err := l.run.Run(ctx, argv[0], argv[1:]...)
+	out, err := l.lvm(ctx, argv[0], argv[1:]...)
 	if err != nil {
 		return nil, l.classify(fmt.Errorf("list LVs of %s: %w", l.vg, err))
 	}
@@ -205,14 +238,53 @@ func (l *LVM) classify(err error) error {
 	return err
 }
 
-// Check verifies that the VG exists and is visible from this host.
+// Check verifies, at start-up, that the VG exists and is visible from this
+// host; if not, the error names the VG, quotes LVM and says what to check.
+// It first warns when there is no lvm.conf: inside the plugin that means
+// the host's /etc/lvm, shared with it, is empty, so lvm2 is probably not
+// installed on the host, and the host then lacks what the plugin cannot
+// bring: the udev rules that acknowledge device-mapper changes and make the
+// /dev/VG/LV links, and the tmpfiles that make /run/lvm at boot.
 func (l *LVM) Check(ctx context.Context) error {
-	_, _, err := l.find(ctx, "")
-	if err != nil {
-		return fmt.Errorf("volume group %s is not usable on this host (check the LUN, multipath and the LVM filter): %w", l.vg, err)
+	if _, err := os.Stat(l.conf); errors.Is(err, fs.ErrNotExist) {
+		l.log.WithField("file", l.conf).Warn("no LVM configuration: the host's /etc/lvm (shared with the plugin) seems empty. " +
+			"Install lvm2 on the host: its udev rules make the /dev/VG/LV links and acknowledge device-mapper changes " +
+			"(without them LVM commands wait for udev), and its tmpfiles make /run/lvm at boot")
+	}
+	if _, err := l.list(ctx); err != nil {
+		return &notVisibleError{vg: l.vg, err: err}
 	}
 	return nil
 }
+
+// notVisibleError is Check's failure: what LVM said about the VG, and what
+// to check on the host.
+type notVisibleError struct {
+	vg  string
+	err error
+}
+
+func (e *notVisibleError) Error() string {
+	said := e.err.Error()
+	var ee *execx.ExecError
+	if errors.As(e.err, &ee) && strings.TrimSpace(ee.Stderr) != "" {
+		var lines []string
+		for _, line := range strings.Split(ee.Stderr, "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				lines = append(lines, line)
+			}
+		}
+		said = fmt.Sprintf("%s (lvs exit %d)", strings.Join(lines, "; "), ee.ExitCode)
+	}
+	return fmt.Sprintf("volume group %s is not visible on this host: LVM says: %s. Check that the SAN LUN(s) of %s are attached "+
+		"and visible here (lsblk; with several paths, multipath -ll shows their maps); that the host's LVM filter or devices "+
+		"file accepts them (global_filter in /etc/lvm/lvm.conf, or lvmdevices --adddev DEVICE for /etc/lvm/devices/system.devices: "+
+		"the plugin uses the host's /etc/lvm); and that `vgs %s` on the host lists it. No such VG yet: create it once, on one "+
+		"host, with pvcreate DEVICE && vgcreate --setautoactivation n %s DEVICE",
+		e.vg, said, e.vg, e.vg, e.vg)
+}
+
+func (e *notVisibleError) Unwrap() error { return e.err }
 
 // metadata runs one command that changes the VG's metadata under the
 // cluster-wide VG lock, proven held just before the command: only the
@@ -220,7 +292,7 @@ func (l *LVM) Check(ctx context.Context) error {
 // a series of them after its lock expired.
 func (l *LVM) metadata(ctx context.Context, argv ...string) error {
 	err := l.lock.WithLock(ctx, "vg/"+l.vg, func(ctx context.Context) error {
-		_, err := l.run.Run(ctx, argv[0], argv[1:]...)
+		_, err := l.lvm(ctx, argv[0], argv[1:]...)
 		return err
 	})
 	var ee *execx.ExecError
@@ -259,10 +331,10 @@ func (l *LVM) Create(ctx context.Context, v backends.Volume) (err error) {
 	}()
 	dev := "/dev/" + l.ref(name)
 	if err := l.fs.Mkfs(ctx, v.FS, dev); err != nil {
-		_, _ = l.run.Run(context.WithoutCancel(ctx), "lvchange", "--activate", "n", l.ref(name))
+		_, _ = l.lvm(context.WithoutCancel(ctx), "lvchange", "--activate", "n", l.ref(name))
 		return fmt.Errorf("format %s: %w", dev, err)
 	}
-	if _, err := l.run.Run(ctx, "lvchange", "--activate", "n", l.ref(name)); err != nil {
+	if _, err := l.lvm(ctx, "lvchange", "--activate", "n", l.ref(name)); err != nil {
 		return fmt.Errorf("deactivate new LV %s: %w", l.ref(name), l.classify(err))
 	}
 	l.log.WithFields(logrus.Fields{"volume": v.Name, "lv": l.ref(name), "size": v.Size, "fs": v.FS}).Info("LV created")
@@ -305,7 +377,7 @@ func (l *LVM) Activate(ctx context.Context, volName string) (string, error) {
 	if v.active {
 		return v.Path, nil
 	}
-	if _, err := l.run.Run(ctx, "lvchange", "--activate", "y", l.ref(name)); err != nil {
+	if _, err := l.lvm(ctx, "lvchange", "--activate", "y", l.ref(name)); err != nil {
 		return "", fmt.Errorf("activate LV %s: %w", l.ref(name), l.classify(err))
 	}
 	l.log.WithFields(logrus.Fields{"volume": volName, "dev": v.Path}).Info("LV activated")
@@ -318,7 +390,7 @@ func (l *LVM) Deactivate(ctx context.Context, volName string) error {
 	if err != nil || !ok || !v.active {
 		return err
 	}
-	if _, err := l.run.Run(ctx, "lvchange", "--activate", "n", l.ref(name)); err != nil {
+	if _, err := l.lvm(ctx, "lvchange", "--activate", "n", l.ref(name)); err != nil {
 		return fmt.Errorf("deactivate LV %s: %w", l.ref(name), l.classify(err))
 	}
 	l.log.WithFields(logrus.Fields{"volume": volName, "dev": v.Path}).Info("LV deactivated")
@@ -353,7 +425,7 @@ func (l *LVM) Active(ctx context.Context) ([]string, error) {
 // PVs returns the physical volumes of the VG: the LUNs (or multipath maps)
 // that fencing must cover.
 func (l *LVM) PVs(ctx context.Context) ([]string, error) {
-	out, err := l.run.Run(ctx, "pvs", "--reportformat", "json", "-o", "pv_name,vg_name")
+	out, err := l.lvm(ctx, "pvs", "--reportformat", "json", "-o", "pv_name,vg_name")
 	if err != nil {
 		return nil, fmt.Errorf("list PVs: %w", err)
 	}
@@ -370,9 +442,16 @@ func parsePVs(out []byte, vg string) ([]string, error) {
 	}
 	var pvs []string
 	for _, p := range rows {
-		if p.VG == vg {
-			pvs = append(pvs, p.Name)
+		if p.VG != vg {
+			continue
 		}
+		// LVM names a PV of the VG's metadata that it finds on no device
+		// "[unknown]": a LUN this host does not see cannot be fenced.
+		if p.Name == "[unknown]" {
+			return nil, fmt.Errorf("volume group %s has a physical volume this host does not see (LVM reports it [unknown]): "+
+				"attach the LUN here too (iscsiadm -m session --rescan, multipath -ll) and check that the host's LVM filter or devices file accepts it", vg)
+		}
+		pvs = append(pvs, p.Name)
 	}
 	if len(pvs) == 0 {
 		return nil, fmt.Errorf("volume group %s has no physical volume visible on this host: check the LUN, multipath and the LVM filter", vg)

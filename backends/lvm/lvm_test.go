@@ -11,9 +11,11 @@ import (
 	"testing"
 
 	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/relocvol/relocvol/backends"
 	"github.com/relocvol/relocvol/internal/execx"
+	"github.com/relocvol/relocvol/internal/fsutil"
 	"github.com/relocvol/relocvol/internal/store"
 )
 
@@ -49,7 +51,7 @@ func (l *fakeLock) WithLock(ctx context.Context, key string, fn func(context.Con
 	return err
 }
 
-var lvsArgv = []string{"lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,vg_name,lv_attr,lv_size,lv_path,lv_tags", "san"}
+var lvsArgv = []string{"lvs", "--config", "devices/hints=none", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,vg_name,lv_attr,lv_size,lv_path,lv_tags", "san"}
 
 func newLVM(t *testing.T, calls ...execx.Call) (*LVM, *execx.Fake, *fakeLock) {
 	t.Helper()
@@ -96,6 +98,10 @@ func TestParsePVs(t *testing.T) {
 	if err != nil || strings.Join(pvs, ",") != "/dev/sdb,/dev/mapper/mpathb" {
 		t.Fatalf("pvs %v %v", pvs, err)
 	}
+	missing := `{"report":[{"pv":[{"pv_name":"/dev/sda","vg_name":"san"},{"pv_name":"[unknown]","vg_name":"san"}]}]}`
+	if _, err := parsePVs([]byte(missing), "san"); err == nil || !strings.Contains(err.Error(), "volume group san has a physical volume this host does not see") {
+		t.Errorf("a PV LVM reports [unknown]: err %v", err)
+	}
 	if _, err := parsePVs([]byte(fixture(t, "handwritten-pvs.json")), "nope"); err == nil || !strings.Contains(err.Error(), "volume group nope has no physical volume visible") {
 		t.Fatalf("err = %v", err)
 	}
@@ -104,9 +110,9 @@ func TestParsePVs(t *testing.T) {
 func TestCreate(t *testing.T) {
 	l, _, lk := newLVM(t,
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
-		execx.Call{Argv: []string{"lvcreate", "--yes", "--wipesignatures", "y", "--zero", "y", "--addtag", "relocvol", "--activate", "y", "--name", "rv-new", "--size", "134217728b", "san"}},
+		execx.Call{Argv: []string{"lvcreate", "--config", "devices/hints=none", "--yes", "--wipesignatures", "y", "--zero", "y", "--addtag", "relocvol", "--activate", "y", "--name", "rv-new", "--size", "134217728b", "san"}},
 		execx.Call{Argv: []string{"mkfs.ext4", "-q", "-F", "/dev/san/rv-new"}},
-		execx.Call{Argv: []string{"lvchange", "--activate", "n", "san/rv-new"}},
+		execx.Call{Argv: []string{"lvchange", "--config", "devices/hints=none", "--activate", "n", "san/rv-new"}},
 	)
 	if err := l.Create(context.Background(), backends.Volume{Name: "new", Size: 128 << 20, FS: "ext4"}); err != nil {
 		t.Fatal(err)
@@ -127,10 +133,10 @@ func TestCreateExisting(t *testing.T) {
 func TestCreateRollsBackOnMkfsFailure(t *testing.T) {
 	l, _, lk := newLVM(t,
 		execx.Call{Argv: lvsArgv, Stdout: `{"report":[{"lv":[]}]}`},
-		execx.Call{Argv: []string{"lvcreate", "--yes", "--wipesignatures", "y", "--zero", "y", "--addtag", "relocvol", "--activate", "y", "--name", "rv-new", "--size", "67108864b", "san"}},
+		execx.Call{Argv: []string{"lvcreate", "--config", "devices/hints=none", "--yes", "--wipesignatures", "y", "--zero", "y", "--addtag", "relocvol", "--activate", "y", "--name", "rv-new", "--size", "67108864b", "san"}},
 		execx.Call{Argv: []string{"mkfs.xfs", "-q", "-f", "/dev/san/rv-new"}, Err: &execx.ExecError{ExitCode: 1, Stderr: "agsize too small"}},
-		execx.Call{Argv: []string{"lvchange", "--activate", "n", "san/rv-new"}},
-		execx.Call{Argv: []string{"lvremove", "--yes", "san/rv-new"}},
+		execx.Call{Argv: []string{"lvchange", "--config", "devices/hints=none", "--activate", "n", "san/rv-new"}},
+		execx.Call{Argv: []string{"lvremove", "--config", "devices/hints=none", "--yes", "san/rv-new"}},
 	)
 	err := l.Create(context.Background(), backends.Volume{Name: "new", Size: 64 << 20, FS: "xfs"})
 	if err == nil || !strings.Contains(err.Error(), "agsize too small") {
@@ -159,7 +165,7 @@ func TestCreateWithoutLock(t *testing.T) {
 func TestCreateRacingAnotherHost(t *testing.T) {
 	l, _, _ := newLVM(t,
 		execx.Call{Argv: lvsArgv, Stdout: `{"report":[{"lv":[]}]}`},
-		execx.Call{Argv: []string{"lvcreate", "--yes", "--wipesignatures", "y", "--zero", "y", "--addtag", "relocvol", "--activate", "y", "--name", "rv-new", "--size", "67108864b", "san"},
+		execx.Call{Argv: []string{"lvcreate", "--config", "devices/hints=none", "--yes", "--wipesignatures", "y", "--zero", "y", "--addtag", "relocvol", "--activate", "y", "--name", "rv-new", "--size", "67108864b", "san"},
 			Err: &execx.ExecError{ExitCode: 5, Stderr: `  Logical Volume "rv-new" already exists in volume group "san"`}},
 	)
 	err := l.Create(context.Background(), backends.Volume{Name: "new", Size: 64 << 20, FS: "ext4"})
@@ -172,7 +178,7 @@ func TestActivate(t *testing.T) {
 	l, _, _ := newLVM(t,
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
-		execx.Call{Argv: []string{"lvchange", "--activate", "y", "san/rv-logs"}},
+		execx.Call{Argv: []string{"lvchange", "--config", "devices/hints=none", "--activate", "y", "san/rv-logs"}},
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
 	)
 	ctx := context.Background()
@@ -191,10 +197,10 @@ func TestDeactivate(t *testing.T) {
 	busy := &execx.ExecError{ExitCode: 5, Stderr: "  Logical volume san/rv-db in use."}
 	l, _, _ := newLVM(t,
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
-		execx.Call{Argv: []string{"lvchange", "--activate", "n", "san/rv-db"}, Err: busy},
+		execx.Call{Argv: []string{"lvchange", "--config", "devices/hints=none", "--activate", "n", "san/rv-db"}, Err: busy},
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
-		execx.Call{Argv: []string{"lvchange", "--activate", "n", "san/rv-db"}},
+		execx.Call{Argv: []string{"lvchange", "--config", "devices/hints=none", "--activate", "n", "san/rv-db"}},
 	)
 	ctx := context.Background()
 	if err := l.Deactivate(ctx, "db"); !errors.Is(err, backends.ErrInUse) || !strings.Contains(err.Error(), "in use") {
@@ -212,7 +218,7 @@ func TestRemove(t *testing.T) {
 	l, _, lk := newLVM(t,
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
-		execx.Call{Argv: []string{"lvremove", "--yes", "san/rv-logs"}},
+		execx.Call{Argv: []string{"lvremove", "--config", "devices/hints=none", "--yes", "san/rv-logs"}},
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
 	)
 	ctx := context.Background()
@@ -253,10 +259,96 @@ func TestActiveAndDevice(t *testing.T) {
 	}
 }
 
+// Check names the VG, quotes LVM and says what to check; it warns when the
+// host's /etc/lvm (shared with the plugin) has no lvm.conf.
+func TestCheck(t *testing.T) {
+	notFound := &execx.ExecError{Cmd: lvsArgv, ExitCode: 5, Stderr: "  Volume group \"san\" not found\n  Cannot process volume group san\n"}
+	for _, tc := range []struct {
+		name     string
+		call     execx.Call
+		conf     bool
+		wantErr  []string
+		wantWarn bool
+	}{
+		{name: "visible", call: execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")}, conf: true},
+		{name: "visible, no LVs yet", call: execx.Call{Argv: lvsArgv, Stdout: `{"report":[{"lv":[]}]}`}, conf: true},
+		{name: "visible, host's /etc/lvm empty: warned", call: execx.Call{Argv: lvsArgv, Stdout: `{"report":[{"lv":[]}]}`}, wantWarn: true},
+		{
+			name: "not found", call: execx.Call{Argv: lvsArgv, Err: notFound}, conf: true,
+			wantErr: []string{
+				`volume group san is not visible on this host: LVM says: Volume group "san" not found; Cannot process volume group san (lvs exit 5).`,
+				"SAN LUN(s) of san are attached", "multipath -ll", "global_filter in /etc/lvm/lvm.conf",
+				"/etc/lvm/devices/system.devices", "the plugin uses the host's /etc/lvm", "`vgs san` on the host",
+				"vgcreate --setautoactivation n san DEVICE",
+			},
+		},
+		{
+			name: "not found, host's /etc/lvm empty", call: execx.Call{Argv: lvsArgv, Err: notFound},
+			wantErr: []string{`LVM says: Volume group "san" not found`}, wantWarn: true,
+		},
+		{
+			name: "no stderr: the error itself", call: execx.Call{Argv: lvsArgv, Err: &execx.ExecError{Cmd: lvsArgv, ExitCode: -1, Err: errors.New("signal: killed")}}, conf: true,
+			wantErr: []string{"LVM says: list LVs of san: lvs", "signal: killed"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, _, _ := newLVM(t, tc.call)
+			log, hook := test.NewNullLogger()
+			l.log = log
+			l.conf = filepath.Join(t.TempDir(), "lvm.conf")
+			if tc.conf {
+				if err := os.WriteFile(l.conf, []byte("config {}\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := l.Check(context.Background())
+			if len(tc.wantErr) == 0 && err != nil {
+				t.Fatalf("err = %v", err)
+			}
+			for _, w := range tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v\nwant it to say %q", err, w)
+				}
+			}
+			var ee *execx.ExecError
+			if len(tc.wantErr) > 0 && !errors.As(err, &ee) {
+				t.Errorf("err %v does not unwrap to LVM's *execx.ExecError", err)
+			}
+			warned := false
+			for _, e := range hook.AllEntries() {
+				warned = warned || (e.Level == logrus.WarnLevel && strings.Contains(e.Message, "Install lvm2 on the host") && e.Data["file"] == l.conf)
+			}
+			if warned != tc.wantWarn {
+				t.Errorf("warned about the missing lvm.conf: %v, want %v (log: %v)", warned, tc.wantWarn, hook.AllEntries())
+			}
+		})
+	}
+}
+
+func TestPVs(t *testing.T) {
+	argv := []string{"pvs", "--config", "devices/hints=none", "--reportformat", "json", "-o", "pv_name,vg_name"}
+	l, _, _ := newLVM(t,
+		execx.Call{Argv: argv, Stdout: fixture(t, "handwritten-pvs.json")},
+		execx.Call{Argv: argv, Err: &execx.ExecError{ExitCode: 5, Stderr: "  Devices file sys_wwid t10.LIO not found"}},
+	)
+	if pvs, err := l.PVs(context.Background()); err != nil || strings.Join(pvs, ",") != "/dev/sdb,/dev/mapper/mpathb" {
+		t.Fatalf("PVs = %v, %v", pvs, err)
+	}
+	if _, err := l.PVs(context.Background()); err == nil || !strings.Contains(err.Error(), "list PVs: ") || !strings.Contains(err.Error(), "Devices file") {
+		t.Fatalf("a failing pvs: %v", err)
+	}
+}
+
 func TestNewRejectsBadVG(t *testing.T) {
 	for _, vg := range []string{"", "-x", "a/b", ".."} {
 		if _, err := New(vg, &execx.Fake{}, &fakeLock{}); err == nil {
 			t.Errorf("VG %q accepted", vg)
 		}
 	}
+}
+
+// TestMain fails the run if a test had the backend run a command that
+// neither Tools nor fsutil.Tools declares.
+func TestMain(m *testing.M) {
+	os.Exit(execx.FakesDeclared(m.Run(), "lvm.Tools or fsutil.Tools", Tools, fsutil.Tools))
 }

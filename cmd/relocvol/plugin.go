@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -62,7 +63,13 @@ API, Prometheus metrics (/metrics) and a status page (/) on --api-addr.
 
 Every flag can also be set with its RELOCVOL_* environment variable (the
 flag wins), e.g. --etcd-endpoints = RELOCVOL_ETCD_ENDPOINTS; in the managed
-plugin: docker plugin set relocvol RELOCVOL_ETCD_ENDPOINTS=http://etcd1:2379`,
+plugin: docker plugin set relocvol RELOCVOL_ETCD_ENDPOINTS=http://etcd1:2379
+
+It runs mount, umount, mkfs.ext4 and mkfs.xfs, and losetup (--backend loop)
+or the LVM commands, sg_persist and, for multipath maps, mpathpersist
+(--backend lvm), and checks at start that they are on PATH. The managed
+plugin carries them all; outside it, install them with
+apt-get install lvm2 sg3-utils multipath-tools xfsprogs e2fsprogs`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := config.ApplyEnv(cmd.Flags()); err != nil {
@@ -195,10 +202,17 @@ func runPlugin(ctx context.Context, cfg config.Config) error {
 	return err
 }
 
-// storage builds the configured backend and its fencing method.
+// storage builds the configured backend and its fencing method. The
+// commands they run are checked first, all at once, so that a missing one
+// is named with its package at start-up rather than met as an exec error
+// in the middle of a Mount.
 func storage(ctx context.Context, cfg config.Config, run execx.Runner, st *store.Store, log *logrus.Logger) (backends.Backend, plugin.Fencer, error) {
 	switch cfg.Backend {
 	case "lvm":
+		// mpathpersist is checked once the PVs say whether it is needed.
+		if err := execx.CheckTools(exec.LookPath, lvm.Tools, fsutil.Tools, []execx.Tool{scsi3.SGPersist}); err != nil {
+			return nil, nil, fmt.Errorf("lvm backend: %w", err)
+		}
 		lv, err := lvm.New(cfg.LVMVG, run, st, lvm.WithLogger(log))
 		if err != nil {
 			return nil, nil, err
@@ -210,8 +224,15 @@ func storage(ctx context.Context, cfg config.Config, run execx.Runner, st *store
 		if cfg.PRPreempt == "plain" {
 			opts = append(opts, scsi3.WithPlainPreempt())
 		}
-		return lv, scsi3.New(run, cfg.Host, lv.PVs, opts...), nil
+		fencer := scsi3.New(run, cfg.Host, lv.PVs, opts...)
+		if err := fencer.CheckTools(ctx, exec.LookPath); err != nil {
+			return nil, nil, fmt.Errorf("scsi3 fencing: %w", err)
+		}
+		return lv, fencer, nil
 	default:
+		if err := execx.CheckTools(exec.LookPath, loop.Tools, fsutil.Tools); err != nil {
+			return nil, nil, fmt.Errorf("loop backend: %w", err)
+		}
 		lp, err := loop.New(cfg.SANDir, run, loop.WithLogger(log))
 		if err != nil {
 			return nil, nil, err

@@ -82,7 +82,8 @@ type Options struct {
 	PluginDir string
 	// PluginEnv are KEY=VALUE settings for `docker plugin set`, after
 	// RELOCVOL_HOST=<node> san.source=/san state.source=/var/lib/relocvol
-	// (so they may override those).
+	// (so they may override those). The LVM mounts keep their defaults,
+	// which the node's init makes (scripts/node/entrypoint.sh).
 	PluginEnv []string
 	// EtcdPort, when set, points every node's plugin at an etcd on the host:
 	// RELOCVOL_ETCD_ENDPOINTS=http://<gateway>:<EtcdPort> (PluginEnv may

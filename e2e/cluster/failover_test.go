@@ -24,13 +24,9 @@ const (
 	appName  = "writer"
 )
 
-// The writer appends "NODE N" lines to its volume, one per 50 ms, each
-// fsync'd, numbering on from the lines already there. NODE is the name of
-// the node it runs on: /node is a bind mount of the node's /etc/hostname,
-// recorded in the app's spec like any bind mount, so a copy started on
-// another node tags its lines with that node's name.
-const writerScript = `trap 'exit 0' TERM; n=$(wc -l < /data/log 2>/dev/null || echo 0); me=$(cat /node)
-while :; do n=$((n+1)); echo "$me $n" >> /data/log; sync /data/log; sleep 0.05; done`
+// writerScript is the app of these tests: fsync'd numbered lines tagged
+// with the node's name (testenv.WriterScript).
+const writerScript = testenv.WriterScript
 
 // TestFailover runs the controller on three docker-in-docker hosts that
 // share one etcd and one loop "SAN": (a) a planned move, (b) a host's power
@@ -384,27 +380,15 @@ func waitLines(t *testing.T, n *Node, host string, min int) {
 	})
 }
 
-// checkLog checks the whole log: every line intact and numbered one more
-// than the previous (nothing lost, nothing doubled), and the writers' hosts
-// in the order given, each in one block: after the first line of a writer,
-// no line of an earlier one (no two writers at once).
+// checkLog checks the whole log on n with testenv.CheckWriterLog: every
+// line intact, the writers in order, never two at once.
 func checkLog(t *testing.T, n *Node, order []string) {
 	t.Helper()
 	data := readLog(t, n)
-	var blocks []string
-	for i, line := range strings.Split(strings.TrimSuffix(data, "\n"), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 2 || f[1] != strconv.Itoa(i+1) {
-			t.Fatalf("log line %d is %q, want \"HOST %d\"", i+1, line, i+1)
-		}
-		if len(blocks) == 0 || blocks[len(blocks)-1] != f[0] {
-			blocks = append(blocks, f[0])
-		}
+	if _, err := testenv.CheckWriterLog(data, order); err != nil {
+		t.Fatal(err)
 	}
-	if strings.Join(blocks, ",") != strings.Join(order, ",") {
-		t.Fatalf("writers in the log: %v, want %v (one block each: never two writers at once)", blocks, order)
-	}
-	t.Logf("log on %s: %d lines intact, writers %v", n.Name, strings.Count(data, "\n"), blocks)
+	t.Logf("log on %s: %d lines intact, writers %v", n.Name, strings.Count(data, "\n"), order)
 }
 
 // containerTime reads a timestamp of the writer container on n.

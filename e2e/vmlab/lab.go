@@ -64,8 +64,9 @@ type Lab struct {
 type Option func(*config)
 
 type config struct {
-	hosts []string
-	mem   int
+	hosts  []string
+	mem    int
+	docker bool
 }
 
 // WithHosts names the host VMs (default hostA, hostB).
@@ -73,6 +74,11 @@ func WithHosts(names ...string) Option { return func(c *config) { c.hosts = name
 
 // WithMemory gives each VM mib MiB of RAM (default: lab.sh's, 640).
 func WithMemory(mib int) Option { return func(c *config) { c.mem = mib } }
+
+// WithDocker has every host VM start Docker (Debian's docker.io) at boot,
+// once it sees the LUN, as a host's docker.service would; the lab is ready
+// when dockerd answers. Without it the VMs have docker.io but never start it.
+func WithDocker() Option { return func(c *config) { c.docker = true } }
 
 // Start boots a lab of its own (fresh disks, free ports, in a temporary
 // folder) and stops it when t ends; it fails t if the lab does not come up.
@@ -110,6 +116,9 @@ func Start(t testing.TB, opts ...Option) *Lab {
 	l.env = []string{"RELOCVOL_VMLAB_RUN=" + dir, "RELOCVOL_VMLAB_HOSTS=" + strings.Join(c.hosts, " ")}
 	if c.mem > 0 {
 		l.env = append(l.env, "RELOCVOL_VMLAB_MEM="+strconv.Itoa(c.mem))
+	}
+	if c.docker {
+		l.env = append(l.env, "RELOCVOL_VMLAB_DOCKER=on")
 	}
 	keep := os.Getenv("RELOCVOL_VMLAB_KEEP") == "1"
 	if !keep {
@@ -364,11 +373,27 @@ func (l *Lab) Kill(vm string) error {
 }
 
 // Boot starts vm again on its disk and waits until it is ready (a host has
-// logged into the target again and sees the LUN).
+// logged into the target again and sees the LUN; in a lab WithDocker, its
+// dockerd answers).
 func (l *Lab) Boot(vm string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), BootTimeout)
 	defer cancel()
 	return l.labsh(ctx, "boot", vm)
+}
+
+// BootHoldingDocker is Boot, except that host vm does not start Docker:
+// StartDocker does, when the test has looked at the host without it.
+func (l *Lab) BootHoldingDocker(vm string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), BootTimeout)
+	defer cancel()
+	return l.labsh(ctx, "boot", "--hold-docker", vm)
+}
+
+// StartDocker starts Docker on host vm, as the boot does in a lab
+// WithDocker, and waits until dockerd answers (its plugins enabled).
+func (l *Lab) StartDocker(t testing.TB, vm string) {
+	t.Helper()
+	l.MustRun(t, vm, "relocvol-docker start")
 }
 
 // CopyTo copies the local file to remote on vm (scp, modes kept).

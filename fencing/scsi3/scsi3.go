@@ -43,6 +43,18 @@ var (
 	ErrNotRegistered error = notRegistered{}
 )
 
+// The commands this package runs: sg_persist on SCSI disks, mpathpersist on
+// multipath maps (it registers on every path of the map, and tells
+// multipathd the key so that paths added later are registered too).
+var (
+	SGPersist    = execx.Tool{Name: "sg_persist", Package: "sg3-utils"}
+	MPathPersist = execx.Tool{Name: "mpathpersist", Package: "multipath-tools"}
+)
+
+// Tools are every command this package may run: the managed plugin's rootfs
+// carries them all; CheckTools says which this host needs.
+var Tools = []execx.Tool{SGPersist, MPathPersist}
+
 // sg3_utils exit codes (sg_lib.h) that need handling.
 const (
 	exitNotReady       = 2
@@ -137,11 +149,11 @@ type path struct {
 	multipath bool
 }
 
-func (p path) tool() string {
+func (p path) tool() execx.Tool {
 	if p.multipath {
-		return "mpathpersist"
+		return MPathPersist
 	}
-	return "sg_persist"
+	return SGPersist
 }
 
 // paths resolves the PVs to the devices that take PR commands.
@@ -195,12 +207,40 @@ func resolve(sysfs, pv string) (path, error) {
 	return path{dev: real}, nil
 }
 
+// CheckTools verifies, at start-up, that the commands fencing the VG's PVs
+// as they are now need are on PATH (lookPath: exec.LookPath): sg_persist
+// always, mpathpersist only when a PV is a multipath map. Requiring
+// mpathpersist everywhere would make every host install multipath-tools,
+// including hosts without dm-multipath that run the bare binary (the VM
+// lab's); the managed plugin carries both anyway. A multipath PV added
+// later without mpathpersist fails its first PR command, which names it.
+func (f *Fencer) CheckTools(ctx context.Context, lookPath func(string) (string, error)) error {
+	paths, err := f.paths(ctx)
+	if err != nil {
+		return err
+	}
+	need := []execx.Tool{SGPersist}
+	var devs []string
+	for _, p := range paths {
+		need = append(need, p.tool())
+		if p.multipath {
+			devs = append(devs, p.dev+" (a multipath map)")
+		} else {
+			devs = append(devs, p.dev)
+		}
+	}
+	if err := execx.CheckTools(lookPath, need); err != nil {
+		return fmt.Errorf("fencing the PVs %s: %w", strings.Join(devs, ", "), err)
+	}
+	return nil
+}
+
 // pr runs one PR command, retrying what a target says after a reset, a
 // re-login or a preemption (unit attention), or while busy.
 func (f *Fencer) pr(ctx context.Context, p path, args ...string) ([]byte, error) {
 	args = append(args, p.dev)
 	for attempt := 0; ; attempt++ {
-		out, err := f.run.Run(ctx, p.tool(), args...)
+		out, err := f.run.Run(ctx, p.tool().Name, args...)
 		code := execx.ExitCode(err)
 		switch {
 		case err == nil:

@@ -549,9 +549,92 @@ func TestResolve(t *testing.T) {
 	}
 }
 
-func TestMultipathUsesMpathpersist(t *testing.T) {
-	if (path{dev: "/dev/dm-0", multipath: true}).tool() != "mpathpersist" || (path{dev: "/dev/sdb"}).tool() != "sg_persist" {
-		t.Fatal("wrong tool")
+// multipathPV makes a PV that resolves to a multipath map: a device file
+// dm-0 and a fake sysfs whose dm/uuid says mpath-.
+func multipathPV(t *testing.T) (pv, sysfs string) {
+	t.Helper()
+	dev, sysfs := t.TempDir(), t.TempDir()
+	if err := os.MkdirAll(filepath.Join(sysfs, "class/block/dm-0/dm"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sysfs, "class/block/dm-0/dm/uuid"), []byte("mpath-36001405abcdef\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pv = filepath.Join(dev, "dm-0")
+	if err := os.WriteFile(pv, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return pv, sysfs
+}
+
+// A PV that is a multipath map takes its PR commands through mpathpersist,
+// with the same arguments as sg_persist, on the map itself.
+func TestJoinOnMultipathMap(t *testing.T) {
+	pv, sysfs := multipathPV(t)
+	f := &execx.Fake{}
+	log := logrus.New()
+	log.SetOutput(nopWriter{})
+	fn := New(f, "node-b", func(context.Context) ([]string, error) { return []string{pv}, nil },
+		WithSysfs(sysfs), WithRetry(3, time.Millisecond), WithLogger(log))
+	mp := func(c execx.Call) execx.Call {
+		c.Argv = append([]string{"mpathpersist"}, c.Argv[1:]...)
+		return c
+	}
+	var calls []execx.Call
+	for _, c := range script(readKeys(pv), readRes(t, pv, none), register(t, pv), reserve(pv, nil), readKeys(pv, keyB), readRes(t, pv, held)) {
+		calls = append(calls, mp(c))
+	}
+	f.Script = calls
+	runAll(t, f, fn.Join(context.Background()))
+}
+
+// CheckTools asks for mpathpersist only where a PV is a multipath map, and
+// names the PVs that need what is missing.
+func TestCheckTools(t *testing.T) {
+	mpPV, mpSysfs := multipathPV(t)
+	diskPV := filepath.Join(t.TempDir(), "sdb")
+	if err := os.WriteFile(diskPV, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	look := func(found ...string) func(string) (string, error) {
+		return func(name string) (string, error) {
+			for _, f := range found {
+				if f == name {
+					return "/usr/sbin/" + name, nil
+				}
+			}
+			return "", errors.New("not found")
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		pvs     []string
+		found   []string
+		wantErr []string
+	}{
+		{name: "plain disk: sg_persist, no multipath-tools needed", pvs: []string{diskPV}, found: []string{"sg_persist"}},
+		{name: "plain disk, sg_persist missing", pvs: []string{diskPV}, wantErr: []string{"fencing the PVs " + diskPV + ":", "sg_persist (package sg3-utils)"}},
+		{name: "multipath map, both there", pvs: []string{mpPV}, found: []string{"sg_persist", "mpathpersist"}},
+		{
+			name: "multipath map, mpathpersist missing", pvs: []string{diskPV, mpPV}, found: []string{"sg_persist"},
+			wantErr: []string{mpPV + " (a multipath map)", "mpathpersist (package multipath-tools)", "apt-get install multipath-tools"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fn := New(&execx.Fake{}, "node-b", func(context.Context) ([]string, error) { return tc.pvs, nil }, WithSysfs(mpSysfs))
+			err := fn.CheckTools(context.Background(), look(tc.found...))
+			if len(tc.wantErr) == 0 {
+				if err != nil {
+					t.Fatalf("err = %v", err)
+				}
+				return
+			}
+			for _, w := range tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, want it to say %q", err, w)
+				}
+			}
+		})
 	}
 }
 
@@ -582,4 +665,10 @@ func TestEnsureJoined(t *testing.T) {
 		register(t, d1), readKeys(d1, keyA, keyB), readRes(t, d1, held))
 	runAll(t, f, fn.EnsureJoined(ctx))
 	runAll(t, f, fn.EnsureJoined(ctx))
+}
+
+// TestMain fails the run if a test had the fencer run a command Tools does
+// not declare.
+func TestMain(m *testing.M) {
+	os.Exit(execx.FakesDeclared(m.Run(), "scsi3.Tools", Tools))
 }

@@ -25,6 +25,10 @@ func TestManifestEnvMatchesFlags(t *testing.T) {
 		}
 		Linux   struct{ Capabilities []string }
 		IPCHost bool
+		Mounts  []struct {
+			Name, Source, Destination, Type string
+			Settable, Options               []string
+		}
 	}
 	if err := json.Unmarshal(raw, &manifest); err != nil {
 		t.Fatalf("config.json: %v", err)
@@ -62,5 +66,35 @@ func TestManifestEnvMatchesFlags(t *testing.T) {
 	}
 	if strings.Join(manifest.Entrypoint, " ") != "/usr/bin/relocvol plugin" {
 		t.Errorf("entrypoint %v", manifest.Entrypoint)
+	}
+	// The plugin's LVM shares the host's configuration (filters, devices
+	// file, backups), file locks and hints, at the paths LVM uses, each
+	// settable for hosts that keep them elsewhere.
+	lvmDirs := map[string]string{"lvm-etc": "/etc/lvm", "lvm-run": "/run/lvm", "lvm-lock": "/run/lock/lvm"}
+	for _, m := range manifest.Mounts {
+		dest, ok := lvmDirs[m.Name]
+		if !ok {
+			continue
+		}
+		delete(lvmDirs, m.Name)
+		if m.Source != dest || m.Destination != dest || m.Type != "bind" ||
+			strings.Join(m.Options, ",") != "rbind,rw" || strings.Join(m.Settable, ",") != "source" {
+			t.Errorf("config.json mount %s = %+v, want a settable rbind,rw bind of the host's %s at %s", m.Name, m, dest, dest)
+		}
+	}
+	for name, dest := range lvmDirs {
+		t.Errorf("config.json has no mount %s (the host's %s)", name, dest)
+	}
+	// LVM waits for the host's udev only if it sees udev running, by
+	// /run/udev/control; otherwise it leaves /dev nodes to udev without
+	// waiting, and lvcreate fails ("device not cleared", seen in the VM lab).
+	udev := false
+	for _, m := range manifest.Mounts {
+		if m.Name == "udev" {
+			udev = m.Source == "/run/udev" && m.Destination == "/run/udev" && m.Type == "bind" && strings.Join(m.Options, ",") == "rbind,ro"
+		}
+	}
+	if !udev {
+		t.Error("config.json must bind-mount the host's /run/udev at /run/udev (rbind,ro), or LVM in the plugin does not wait for udev's /dev nodes")
 	}
 }

@@ -1,8 +1,9 @@
 // Package execx runs every external command relocvol needs (losetup, mkfs,
-// mount, later lvm and sg_persist) through one Runner, so that the argv is
+// mount, lvm and sg_persist) through one Runner, so that the argv is
 // logged in one place, the locale is fixed for parseable output, a prefix such
 // as nsenter can be added from inside the plugin, and tests can swap in a
-// scripted fake that asserts the exact argv.
+// scripted fake that asserts the exact argv. It also checks, at start-up,
+// that the commands the packages declare (Tool) are on PATH.
 package execx
 
 import (

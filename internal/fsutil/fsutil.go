@@ -21,6 +21,15 @@ import (
 	"github.com/relocvol/relocvol/internal/execx"
 )
 
+// Tools are the commands this package runs, with their Debian packages:
+// both mkfs commands, as any volume may ask for either filesystem.
+var Tools = []execx.Tool{
+	{Name: "mkfs.ext4", Package: "e2fsprogs"},
+	{Name: "mkfs.xfs", Package: "xfsprogs"},
+	{Name: "mount", Package: "mount"},
+	{Name: "umount", Package: "mount"},
+}
+
 // ErrUnsupportedFS is returned for a filesystem type relocvol cannot make.
 var ErrUnsupportedFS = errors.New("unsupported filesystem")
 

@@ -247,3 +247,9 @@ func TestMountsNoneUnderTempDir(t *testing.T) {
 		t.Errorf("Mounts(fresh dir) = %v, want none", got)
 	}
 }
+
+// TestMain fails the run if a test had FS run a command Tools does not
+// declare.
+func TestMain(m *testing.M) {
+	os.Exit(execx.FakesDeclared(m.Run(), "fsutil.Tools", Tools))
+}

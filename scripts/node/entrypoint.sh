@@ -29,9 +29,11 @@ fi
 # must reach the containers that use its volumes.
 mount --make-rshared /
 
-# The plugin's "state" mount source (config.json); Docker refuses to start a
-# plugin whose mount source is missing.
-mkdir -p /var/lib/relocvol /var/log
+# The plugin's mount sources (config.json) that the tests leave at their
+# defaults: "state", the LVM folders and /run/udev. Docker refuses to start a plugin
+# whose mount source is missing; those under /run are made at every boot,
+# as lvm2's tmpfiles (or setup.sh's) do on a real host.
+mkdir -p /var/lib/relocvol /var/log /etc/lvm /run/lvm /run/lock/lvm /run/udev
 
 log "starting dockerd (log: /var/log/dockerd.log)"
 echo "---- boot $(date -u +%Y-%m-%dT%H:%M:%SZ) ----" >>/var/log/dockerd.log

@@ -119,6 +119,17 @@ depmod -b "$stage" "$kver"
 install -m 0755 "$VMLAB_DIR/guest/init" "$stage/usr/local/sbin/relocvol-init"
 install -m 0755 "$VMLAB_DIR/guest/san.sh" "$stage/usr/local/sbin/relocvol-san"
 install -m 0755 "$VMLAB_DIR/guest/host.sh" "$stage/usr/local/sbin/relocvol-host"
+install -m 0755 "$VMLAB_DIR/guest/docker.sh" "$stage/usr/local/sbin/relocvol-docker"
+# Docker as on a host of the lab's network: no iptables (nothing to NAT),
+# the registry on the physical machine (10.0.2.2) over plain HTTP; and the
+# host folders the relocvol plugin's mounts need.
+install -d "$stage/etc/docker" "$stage/var/lib/relocvol/san"
+cat >"$stage/etc/docker/daemon.json" <<'JSON'
+{
+  "iptables": false,
+  "insecure-registries": ["10.0.2.2/32"]
+}
+JSON
 ln -sf /usr/local/sbin/relocvol-init "$stage/sbin/init"
 cat >"$stage/etc/relocvol-vmlab.conf" <<EOF
 # Written by scripts/vmlab/build.sh; read by the guest scripts.

@@ -17,6 +17,8 @@
 #   RELOCVOL_VMLAB_LUN_SIZE   size of the shared LUN (2G)
 #   RELOCVOL_VMLAB_EXTRA_PACKAGES  more Debian packages for the VM image (comma-separated)
 #   RELOCVOL_VMLAB_BOOT_TIMEOUT    seconds a VM has to answer on ssh (and see the LUN) (240)
+#   RELOCVOL_VMLAB_DOCKER  on: host VMs start dockerd at boot, after the LUN
+#                          (off; the image has docker.io either way)
 
 # The settings below are for the scripts that source this file.
 # shellcheck disable=SC2034
@@ -32,9 +34,11 @@ VMLAB_MEM=${RELOCVOL_VMLAB_MEM:-640}
 VMLAB_ACCEL=${RELOCVOL_VMLAB_ACCEL:-tcg}
 VMLAB_LUN_SIZE=${RELOCVOL_VMLAB_LUN_SIZE:-2G}
 VMLAB_BOOT_TIMEOUT=${RELOCVOL_VMLAB_BOOT_TIMEOUT:-240}
+VMLAB_DOCKER=${RELOCVOL_VMLAB_DOCKER:-off}
 
-# What the VMs run. udev gives /dev/disk/by-id and LVM its usual setup.
-VMLAB_PACKAGES="open-iscsi,lvm2,sg3-utils,e2fsprogs,xfsprogs,openssh-server,kmod,iproute2,util-linux,procps,udev,iputils-ping"
+# What the VMs run. udev gives /dev/disk/by-id and LVM its usual setup;
+# docker.io (Debian's Docker 20.10) runs the managed plugin on host VMs.
+VMLAB_PACKAGES="open-iscsi,lvm2,sg3-utils,e2fsprogs,xfsprogs,openssh-server,kmod,iproute2,util-linux,procps,udev,iputils-ping,docker.io"
 if [[ -n ${RELOCVOL_VMLAB_EXTRA_PACKAGES:-} ]]; then
 	VMLAB_PACKAGES+=",$RELOCVOL_VMLAB_EXTRA_PACKAGES"
 fi

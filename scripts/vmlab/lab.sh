@@ -12,7 +12,9 @@
 #   lab.sh ssh NAME [CMD...]     run CMD (or a shell) on VM NAME as root
 #   lab.sh copy NAME LOCAL REMOTE  copy a file into VM NAME (scp)
 #   lab.sh kill NAME      power loss: SIGKILL its qemu (its disk stays)
-#   lab.sh boot NAME      start VM NAME again on its disk and wait until ready
+#   lab.sh boot [--hold-docker] NAME   start VM NAME again on its disk and
+#                         wait until ready; --hold-docker: a host VM does not
+#                         start Docker (relocvol-docker start in it does)
 #   lab.sh wait NAME      wait until VM NAME is ready
 #   lab.sh log NAME       its serial console (every boot, appended)
 #   lab.sh env            the lab's settings (ports, key) as shell variables
@@ -51,6 +53,7 @@ load_env() {
 	. "$ENVFILE"
 	VMLAB_HOSTS=$LAB_HOSTS
 	VMLAB_MEM=${LAB_MEM:-$VMLAB_MEM}
+	VMLAB_DOCKER=${LAB_DOCKER:-off}
 }
 
 # vm_index NAME: 1 for the san VM, 10+i for host number i (1-based).
@@ -113,9 +116,11 @@ pick_port_base() {
 	die "no free range of 100 ports on 127.0.0.1: set RELOCVOL_VMLAB_PORT_BASE"
 }
 
-# start_vm NAME: starts VM NAME's qemu in the background on its disk.
+# start_vm NAME [DOCKER]: starts VM NAME's qemu in the background on its
+# disk; a host VM starts Docker at boot as DOCKER says (on, off, hold;
+# default the lab's).
 start_vm() {
-	local name=$1 idx role link netdevs=() i=0 h disks=() append
+	local name=$1 docker=${2:-$VMLAB_DOCKER} idx role link netdevs=() i=0 h disks=() append
 	running "$name" && die "$name is already running (pid $(pid_of "$name"))"
 	idx=$(vm_index "$name")
 	local mac_idx
@@ -137,7 +142,7 @@ start_vm() {
 			-device "virtio-net-pci,netdev=link$i,mac=52:54:00:ab:$link:$mac_idx")
 	fi
 	append="console=ttyS0 root=/dev/vda rw panic=1 net.ifnames=0 quiet loglevel=4"
-	append+=" relocvol.role=$role relocvol.name=$name relocvol.hosts=$(tr ' ' , <<<"$VMLAB_HOSTS")"
+	append+=" relocvol.role=$role relocvol.name=$name relocvol.hosts=$(tr ' ' , <<<"$VMLAB_HOSTS") relocvol.docker=$docker"
 	printf '\n===== %s: boot of %s =====\n' "$(date '+%F %T')" "$name" >>"$VMLAB_RUN/$name.log"
 	if ! qemu-system-x86_64 -name "relocvol-vmlab-$name" -accel "$VMLAB_ACCEL" -smp 1 -m "$VMLAB_MEM" \
 		-display none -no-reboot -monitor none \
@@ -251,6 +256,7 @@ cmd_start() {
 		echo "LAB_PORT_BASE=$LAB_PORT_BASE"
 		echo "LAB_HOSTS='$LAB_HOSTS'"
 		echo "LAB_MEM=$VMLAB_MEM"
+		echo "LAB_DOCKER=$VMLAB_DOCKER"
 		echo "LAB_KEY=$VMLAB_KEY"
 		for vm in $(all_vms); do echo "SSH_PORT_$vm=$(ssh_port "$vm")"; done
 	} >"$ENVFILE"
@@ -314,10 +320,15 @@ kill)
 	kill_vm "$1"
 	;;
 boot)
+	docker=""
+	if [[ ${1:-} == --hold-docker ]]; then
+		docker=hold
+		shift
+	fi
 	(($# == 1)) || usage
 	load_env
 	[[ -f $VMLAB_RUN/$1.qcow2 ]] || die "no disk for $1 in $VMLAB_RUN"
-	start_vm "$1"
+	start_vm "$1" "$docker"
 	wait_vm "$1"
 	;;
 wait)

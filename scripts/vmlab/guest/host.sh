@@ -1,7 +1,9 @@
 #!/bin/bash
 # Role script of a host VM (installed as /usr/local/sbin/relocvol-host): logs
 # into the san VM's iSCSI target with open-iscsi, at every boot, and writes
-# the LUN's device path to /run/relocvol/lun once the disk shows up.
+# the LUN's device path to /run/relocvol/lun once the disk shows up; then,
+# with relocvol.docker=on, starts Docker (after the SAN, as a host's
+# docker.service is ordered after iSCSI), which enables its plugins.
 set -euo pipefail
 # shellcheck source=/dev/null
 . /etc/relocvol-vmlab.conf
@@ -47,4 +49,8 @@ done
 dev=$(readlink -f "$link")
 echo "$dev" >/run/relocvol/lun
 log "LUN is $dev"
+case ${DOCKER:-off} in
+on) relocvol-docker start ;;
+hold) log "Docker held: start it with relocvol-docker start" ;;
+esac
 touch /run/relocvol/ready
