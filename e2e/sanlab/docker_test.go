@@ -238,8 +238,7 @@ func TestDockerOnSAN(t *testing.T) {
 		d.waitLines(t, b, last+5)
 		// A works again, with a new volume.
 		d.mustDocker(t, a, "volume create -d "+driver+" -o size=16M v2")
-		d.mustDocker(t, a, "run --rm -v v2:/data "+appImage+" sh -c 'echo back > /data/f && sync /data/f'")
-		if got := d.mustDocker(t, a, "run --rm -v v2:/data "+appImage+" cat /data/f"); got != "back" {
+		if got := d.mustDocker(t, a, "run --rm -v v2:/data "+appImage+" sh -c 'echo back > /data/f && sync /data/f && cat /data/f'"); got != "back" {
 			t.Fatalf("A reads %q from its new volume", got)
 		}
 	})
@@ -261,11 +260,11 @@ func TestDockerOnSAN(t *testing.T) {
 		}
 	})
 
-	step("40 volumes created at once from both hosts", func(t *testing.T) {
+	step("20 volumes created at once from both hosts", func(t *testing.T) {
 		errs := make(chan error, len(d.lab.Hosts))
 		for _, h := range d.lab.Hosts {
 			go func() {
-				_, err := d.lab.Run(t, h, fmt.Sprintf(`set -e; for i in $(seq 1 20); do docker volume create -d %s -o size=8M %s-$i >/dev/null; done`, driver, strings.ToLower(h)))
+				_, err := d.lab.Run(t, h, fmt.Sprintf(`set -e; for i in $(seq 1 %d); do docker volume create -d %s -o size=8M %s-$i >/dev/null; done`, perHost, driver, strings.ToLower(h)))
 				errs <- err
 			}()
 		}
@@ -281,7 +280,7 @@ func TestDockerOnSAN(t *testing.T) {
 			lvs := strings.Fields(d.lab.MustRun(t, h, "pvscan --cache >/dev/null; lvs --noheadings -o lv_name "+dockerVG))
 			ls := strings.Fields(d.mustDocker(t, h, "volume ls -q"))
 			for _, p := range []string{"hosta", "hostb"} {
-				for i := 1; i <= 20; i++ {
+				for i := 1; i <= perHost; i++ {
 					v := fmt.Sprintf("%s-%d", p, i)
 					if !slices.Contains(lvs, "rv-"+v) {
 						t.Errorf("%s does not see LV rv-%s", h, v)
@@ -295,12 +294,18 @@ func TestDockerOnSAN(t *testing.T) {
 		}
 	})
 
-	// Exclusivity under contention: each of 20 volumes requested with
+	// Exclusivity under contention: each of the 20 volumes requested with
 	// `docker run` from both hosts at the same moment, all 20 contests at
 	// once (one after the other, each takes half a minute under TCG).
-	step("exclusive under contention: 20 volumes requested from both hosts at once", func(t *testing.T) {
+	step("exclusive under contention: the 20 volumes requested from both hosts at once", func(t *testing.T) {
 		wins := map[string]int{}
-		for _, winner := range race(t, d, "hosta", 20) {
+		var vols []string
+		for _, p := range []string{"hosta", "hostb"} {
+			for i := 1; i <= perHost; i++ {
+				vols = append(vols, fmt.Sprintf("%s-%d", p, i))
+			}
+		}
+		for _, winner := range race(t, d, vols) {
 			wins[winner]++
 		}
 		t.Logf("20 volumes, each requested from both hosts at the same moment: won by %v; every loser refused naming the winner", wins)
@@ -325,20 +330,20 @@ func TestDockerOnSAN(t *testing.T) {
 	})
 }
 
-// race requests volumes PREFIX-1 … PREFIX-n from every host at the same
-// moment: each host is connected and waiting, then released at once, and
-// starts n containers at once (docker run -d, one per volume). For each
+// race requests vols from every host at the same moment: each host is
+// connected and waiting, then released at once, and starts one container
+// per volume, all at once (docker run -d). For each
 // volume exactly one host must win and the other be refused naming the
 // winner. The containers are removed afterwards; it returns each volume's
 // winner.
-func race(t *testing.T, d *dockerLab, prefix string, n int) map[string]string {
+func race(t *testing.T, d *dockerLab, vols []string) map[string]string {
 	t.Helper()
 	script := fmt.Sprintf(`echo ready; read go
-for i in $(seq 1 %[1]d); do
-	(docker run -d --name race-$i -v %[2]s-$i:/data %[3]s sleep 600 >/tmp/race-$i.out 2>&1; echo $? >/tmp/race-$i.rc) &
+for v in %[1]s; do
+	(docker run -d --name race-$v -v $v:/data %[2]s sleep 600 >/tmp/race-$v.out 2>&1; echo $? >/tmp/race-$v.rc) &
 done
 wait
-for i in $(seq 1 %[1]d); do echo "%[2]s-$i $(cat /tmp/race-$i.rc) $(tr '\n' ' ' </tmp/race-$i.out)"; done`, n, prefix, appImage)
+for v in %[1]s; do echo "$v $(cat /tmp/race-$v.rc) $(tr '\n' ' ' </tmp/race-$v.out)"; done`, strings.Join(vols, " "), appImage)
 	type result struct {
 		host string
 		out  string
@@ -408,8 +413,7 @@ for i in $(seq 1 %[1]d); do echo "%[2]s-$i $(cat /tmp/race-$i.rc) $(tr '\n' ' ' 
 		}
 	}
 	winners := map[string]string{}
-	for i := 1; i <= n; i++ {
-		vol := fmt.Sprintf("%s-%d", prefix, i)
+	for _, vol := range vols {
 		var won, lost []string
 		for _, h := range d.lab.Hosts {
 			if got[vol][h].rc == "0" {

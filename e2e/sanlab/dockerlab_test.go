@@ -39,6 +39,7 @@ const (
 	volSize   = "64M"
 	pluginRef = "relocvol:lab" // repository:tag in the test's registry
 	ttl       = 6              // seconds of lease: TCG VMs are slow, a tighter lease would flap
+	perHost   = 10             // volumes each host creates at once, later contended
 )
 
 // dockerLab is the VM lab with Docker on each host VM and the managed
