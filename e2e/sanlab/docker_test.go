@@ -295,20 +295,24 @@ func TestDockerOnSAN(t *testing.T) {
 	})
 
 	// Exclusivity under contention: each of the 20 volumes requested with
-	// `docker run` from both hosts at the same moment, all 20 contests at
-	// once (one after the other, each takes half a minute under TCG).
+	// `docker run` from both hosts at the same moment, two volumes a round
+	// (one after the other, each round takes half a minute under TCG; all
+	// 20 at once starved the 1-vCPU emulated hosts so that neither renewed
+	// its lease in time, and both refused every Mount: safe, but no test).
 	step("exclusive under contention: the 20 volumes requested from both hosts at once", func(t *testing.T) {
-		wins := map[string]int{}
 		var vols []string
 		for _, p := range []string{"hosta", "hostb"} {
 			for i := 1; i <= perHost; i++ {
 				vols = append(vols, fmt.Sprintf("%s-%d", p, i))
 			}
 		}
-		for _, winner := range race(t, d, vols) {
-			wins[winner]++
+		wins := map[string]int{}
+		for round := range slices.Chunk(vols, 2) {
+			for _, winner := range race(t, d, round) {
+				wins[winner]++
+			}
 		}
-		t.Logf("20 volumes, each requested from both hosts at the same moment: won by %v; every loser refused naming the winner", wins)
+		t.Logf("20 volumes, each requested from both hosts at the same moment (two a round): won by %v; every loser refused naming the winner", wins)
 	})
 
 	// The backend conformance suite on real LVM, in a host VM, beside the
@@ -423,13 +427,12 @@ for v in %[1]s; do echo "$v $(cat /tmp/race-$v.rc) $(tr '\n' ' ' </tmp/race-$v.o
 			}
 		}
 		if len(won) != 1 {
-			t.Errorf("%s: want exactly one winner, got %v (%+v)", vol, won, got[vol])
-			continue
+			t.Fatalf("%s: want exactly one winner, got %v (%+v)", vol, won, got[vol])
 		}
 		winners[vol] = won[0]
 		for _, h := range lost {
 			if want := fmt.Sprintf("volume %q is in use on host %s", vol, won[0]); !strings.Contains(got[vol][h].out, want) {
-				t.Errorf("%s: %s won; %s was refused with %q, want it to say %q", vol, won[0], h, got[vol][h].out, want)
+				t.Fatalf("%s: %s won; %s was refused with %q, want it to say %q", vol, won[0], h, got[vol][h].out, want)
 			}
 		}
 	}
