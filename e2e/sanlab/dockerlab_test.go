@@ -118,12 +118,15 @@ func (d *dockerLab) install(t *testing.T, vm, ref, etcdPort, image string) error
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	r, err := d.lab.Exec(ctx, vm, fmt.Sprintf(`set -e
-docker plugin install --grant-all-permissions --alias %s %s \
+docker plugin install --disable --grant-all-permissions --alias %s %s \
 	RELOCVOL_HOST=%s RELOCVOL_BACKEND=lvm RELOCVOL_LVM_VG=%s RELOCVOL_FENCING=scsi3 \
 	RELOCVOL_ETCD_ENDPOINTS=http://%s:%s RELOCVOL_LEASE_TTL=%ds RELOCVOL_LOG_LEVEL=debug
+# Docker waits 30 s by default for the plugin's socket; its start-up checks
+# (tools, the VG, the LUNs' registrations) take longer on emulated CPUs.
+docker plugin enable --timeout 300 %s
 cp "/var/lib/docker/plugins/$(docker plugin inspect -f '{{.Id}}' %s)/rootfs/usr/bin/relocvol" /usr/local/bin/relocvol
 docker import /root/app-image.tar %s >/dev/null
-sync`, driver, ref, vm, dockerVG, vmlab.HostGateway, etcdPort, ttl, driver, appImage))
+sync`, driver, ref, vm, dockerVG, vmlab.HostGateway, etcdPort, ttl, driver, driver, appImage))
 	t.Logf("%s: docker plugin install …\n%s[exit %d]", vm, r.Combined(), r.ExitCode)
 	if err == nil && r.ExitCode != 0 {
 		err = fmt.Errorf("exit %d", r.ExitCode)
