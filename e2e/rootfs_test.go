@@ -18,8 +18,9 @@ const pluginPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 // checkRootfsTools checks the root filesystem of the plugin Docker holds as
 // ref: every command relocvol runs (the Tools lists its start-up check
-// uses) is found there, and lvm, sg_persist and mpathpersist run, so their
-// shared libraries are there too. It chroots into the rootfs, as root.
+// uses) is found there, and each of them runs, so that their shared
+// libraries are there too (the rootfs holds only what
+// scripts/plugin-rootfs.sh copied). It chroots into the rootfs, as root.
 func checkRootfsTools(t *testing.T, ref string) {
 	t.Helper()
 	id := mustDocker(t, "plugin", "inspect", "-f", "{{.Id}}", ref)
@@ -42,7 +43,7 @@ func checkRootfsTools(t *testing.T, ref string) {
 		}
 	}
 	if len(missing) > 0 {
-		t.Fatalf("the plugin's rootfs %s lacks commands relocvol runs: %s. Add their packages to RELOCVOL_BASE_PACKAGES (scripts/lib.sh) and to the Dockerfile's install",
+		t.Fatalf("the plugin's rootfs %s lacks commands relocvol runs: %s. Add their packages to RELOCVOL_BASE_PACKAGES (scripts/lib.sh) and to the Dockerfile's install, and the commands to the Dockerfile's scripts/plugin-rootfs.sh line",
 			rootfs, strings.Join(missing, ", "))
 	}
 	for _, run := range []struct {
@@ -52,13 +53,18 @@ func checkRootfsTools(t *testing.T, ref string) {
 		{[]string{"lvm", "version"}, "LVM version:"},
 		{[]string{"sg_persist", "--version"}, "version:"},
 		{[]string{"mpathpersist", "-h"}, "multipath-tools v"},
+		{[]string{"mkfs.ext4", "-V"}, "mke2fs "},
+		{[]string{"mkfs.xfs", "-V"}, "mkfs.xfs version"},
+		{[]string{"mount", "-V"}, "mount from util-linux"},
+		{[]string{"umount", "-V"}, "umount from util-linux"},
+		{[]string{"losetup", "-V"}, "losetup from util-linux"},
 	} {
 		out, err := inRootfs(rootfs, run.argv...)
 		if err != nil || !strings.Contains(out, run.want) {
 			t.Errorf("%s in the plugin's rootfs: %v, output:\n%s\nwant it to run and print %q", strings.Join(run.argv, " "), err, out, run.want)
 		}
 	}
-	t.Logf("the plugin's rootfs has the %d commands relocvol runs; lvm, sg_persist and mpathpersist run there", len(names))
+	t.Logf("the plugin's rootfs has the %d commands relocvol runs, and they run there", len(names))
 }
 
 // inRootfs runs argv chrooted into rootfs with the plugin's PATH, and
