@@ -29,13 +29,14 @@ func TestCrashInMount(t *testing.T) {
 	testenv.RequireDocker(t)
 	root := testenv.RepoRoot(t)
 	dirs := hostDirs(t)
-	dir, state, san := dirs.dir, dirs.state, dirs.san
+	state, san := dirs.state, dirs.san
 	start := time.Now()
-	// The plugin as scripts/build-plugin.sh makes it, its binary rebuilt
-	// with the failpoints tag.
-	pluginDir := filepath.Join(dir, "plugin")
+	// The plugin as scripts/build-plugin.sh makes it, its binary built with
+	// the failpoints tag; its own image tags, so that the release build's
+	// cached layers stay.
 	build := exec.Command("bash", filepath.Join(root, "scripts", "build-plugin.sh"))
-	build.Env = append(os.Environ(), "PLUGIN_NAME="+crashRef, "RELOCVOL_REPO="+root, "PLUGIN_DIR="+pluginDir)
+	build.Env = append(os.Environ(), "PLUGIN_NAME="+crashRef, "RELOCVOL_REPO="+root, "RELOCVOL_GO_TAGS=failpoints",
+		"RELOCVOL_IMAGE=relocvol-rootfs:crash", "RELOCVOL_BUILD_IMAGE=relocvol-build:crash")
 	build.Stdout, build.Stderr = testenv.LogWriter{T: t, Prefix: "build: "}, testenv.LogWriter{T: t, Prefix: "build: "}
 	t.Cleanup(func() {
 		_, _ = docker(t, "rm", "-f", "crash-c")
@@ -44,15 +45,8 @@ func TestCrashInMount(t *testing.T) {
 		_, _ = docker(t, "plugin", "rm", "-f", crashRef)
 	})
 	if err := build.Run(); err != nil {
-		t.Fatalf("scripts/build-plugin.sh: %v", err)
+		t.Fatalf("RELOCVOL_GO_TAGS=failpoints scripts/build-plugin.sh: %v", err)
 	}
-	gobuild := exec.Command("go", "build", "-tags", "failpoints", "-trimpath", "-o", filepath.Join(pluginDir, "rootfs", "usr", "bin", "relocvol"), "./cmd/relocvol")
-	gobuild.Dir, gobuild.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := gobuild.CombinedOutput(); err != nil {
-		t.Fatalf("go build -tags failpoints: %v\n%s", err, out)
-	}
-	mustDocker(t, "plugin", "rm", "-f", crashRef)
-	mustDocker(t, "plugin", "create", crashRef, pluginDir)
 	t.Logf("failpoint build made in %s", time.Since(start).Round(time.Second))
 	mustDocker(t, append(append([]string{"plugin", "set", crashRef}, dirs.sources()...),
 		"RELOCVOL_HOST=crash-host", fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", freePorts(t)),

@@ -10,6 +10,9 @@
 #   RELOCVOL_BUILD_IMAGE  tag of the build stage (default relocvol-build:dev)
 #   PLUGIN_DIR       keep the plugin folder (config.json + rootfs/) here
 #                    instead of a temporary one removed at exit
+#   RELOCVOL_GO_TAGS Go build tags of the plugin's binary (default none;
+#                    `failpoints` makes the crash-test build, never for
+#                    production)
 #   GO_IMAGE, BASE_IMAGE, GOPROXY, GOFLAGS, GOSUMDB  passed to docker build
 #
 # Needs a running engine and the Dockerfile's base images (setup.sh or
@@ -80,9 +83,10 @@ if docker plugin inspect "$full" >/dev/null 2>&1; then
 fi
 
 start=$SECONDS
-log "building image $RELOCVOL_IMAGE from $RELOCVOL_REPO"
+tags=${RELOCVOL_GO_TAGS:-}
+log "building image $RELOCVOL_IMAGE from $RELOCVOL_REPO${tags:+ (Go build tags: $tags)}"
 old_image=$(docker image inspect -f '{{.Id}}' "$RELOCVOL_IMAGE" 2>/dev/null || true)
-build_args=(--build-arg "GO_IMAGE=$GO_IMAGE" --build-arg "BASE_IMAGE=$BASE_IMAGE")
+build_args=(--build-arg "GO_IMAGE=$GO_IMAGE" --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "GO_TAGS=$tags")
 for v in GOPROXY GOFLAGS GOSUMDB; do
 	if [[ -n ${!v:-} ]]; then
 		build_args+=(--build-arg "$v=${!v}")
