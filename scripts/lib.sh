@@ -517,12 +517,19 @@ ensure_boot_dirs() {
 }
 
 # ensure_all: everything setup.sh and test.sh need before building.
+# setup_packages: the Debian packages ensure_all needs, one per line (test.sh
+# installs them in the same apt run as the VM lab's).
+setup_packages() {
+	printf '%s\n' ca-certificates curl unzip debootstrap util-linux mount e2fsprogs xfsprogs
+	if ! have docker || ! docker_ok; then
+		echo docker.io
+	fi
+}
+
 ensure_all() {
 	require_root
-	local pkgs=(ca-certificates curl unzip debootstrap util-linux mount e2fsprogs xfsprogs)
-	if ! have docker || ! docker_ok; then
-		pkgs+=(docker.io)
-	fi
+	local pkgs
+	mapfile -t pkgs < <(setup_packages)
 	ensure_packages "${pkgs[@]}"
 	ensure_go
 	ensure_docker

@@ -21,8 +21,7 @@ mkdir -p "$VMLAB_CACHE"
 # Labs of several test packages may build at once: one at a time.
 exec 9>"$VMLAB_CACHE/.build.lock"
 flock 9
-ensure_packages qemu-system-x86 qemu-utils debootstrap busybox-static cpio openssh-client \
-	e2fsprogs kmod ca-certificates gzip
+ensure_packages "${VMLAB_BUILD_PACKAGES[@]}"
 
 # kernel_version: the ABI version linux-image-amd64 depends on (6.1.0-N-amd64).
 kernel_version() {

@@ -43,6 +43,10 @@ if [[ -n ${RELOCVOL_VMLAB_EXTRA_PACKAGES:-} ]]; then
 	VMLAB_PACKAGES+=",$RELOCVOL_VMLAB_EXTRA_PACKAGES"
 fi
 
+# What build.sh needs on this machine (test.sh installs them up front).
+VMLAB_BUILD_PACKAGES=(qemu-system-x86 qemu-utils debootstrap busybox-static cpio openssh-client
+	e2fsprogs kmod ca-certificates gzip)
+
 # The iSCSI names: one target on the san VM, one initiator per host VM.
 VMLAB_TARGET_IQN=iqn.2024-01.io.relocvol:san.lun0
 VMLAB_INITIATOR_PREFIX=iqn.2024-01.io.relocvol:
