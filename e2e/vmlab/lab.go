@@ -157,7 +157,9 @@ func (l *Lab) stop(keep bool) {
 	_ = os.RemoveAll(l.Dir)
 }
 
-// logConsoles sends the end of each VM's serial console to t.Logf.
+// logConsoles sends the end of each VM's serial console to t.Logf: enough
+// to tell how a boot went, short enough that the test's own failure, logged
+// before these, stays near the end of its output.
 func (l *Lab) logConsoles() {
 	for _, vm := range l.VMs() {
 		b, err := os.ReadFile(filepath.Join(l.Dir, vm+".log"))
@@ -165,8 +167,8 @@ func (l *Lab) logConsoles() {
 			continue
 		}
 		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-		if len(lines) > 80 {
-			lines = lines[len(lines)-80:]
+		if len(lines) > 30 {
+			lines = lines[len(lines)-30:]
 		}
 		l.t.Logf("---- console of %s (last %d lines of %s) ----\n%s", vm, len(lines), filepath.Join(l.Dir, vm+".log"), strings.Join(lines, "\n"))
 	}
