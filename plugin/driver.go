@@ -533,7 +533,9 @@ func (d *Driver) List() (*volume.ListResponse, error) {
 }
 
 // Capabilities implements volume.Driver: volumes are cluster-wide.
-func (d *Driver) Capabilities() *volume.CapabilitiesResponse {
+func (d *Driver) Capabilities() *volume.CapabilitiesResponse { return capabilities() }
+
+func capabilities() *volume.CapabilitiesResponse {
 	return &volume.CapabilitiesResponse{Capabilities: volume.Capability{Scope: "global"}}
 }
 

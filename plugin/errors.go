@@ -19,6 +19,8 @@ var (
 	ErrNotAlive = errors.New("host not alive")
 	ErrConflict = errors.New("volume exists with other options")
 	ErrFence    = errors.New("fencing failed")
+	// ErrStarting: the host's plugin has not finished starting (Starting).
+	ErrStarting = errors.New("plugin still starting")
 )
 
 // Error is a failure whose message is written for the operator: it names the

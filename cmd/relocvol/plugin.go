@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -99,9 +100,14 @@ func newLogger(level string) *logrus.Logger {
 	return log
 }
 
-// runPlugin assembles the daemon: etcd (embedded unless endpoints are set),
-// the store, the backend, fencing, the host's liveness, then recovery of the
-// previous state before the socket is served.
+// startRetry is how long the plugin waits after a failed start-up attempt
+// (etcd or the storage not answering, the host's name alive elsewhere)
+// before the next.
+const startRetry = 10 * time.Second
+
+// runPlugin serves the VolumeDriver socket at once (plugin.Starting: Docker
+// disables a plugin whose socket is not there within about 12 s), then
+// starts the host, again every startRetry until it works or ctx ends.
 func runPlugin(ctx context.Context, cfg config.Config) error {
 	log := newLogger(cfg.LogLevel)
 	if failpoint.Enabled {
@@ -113,45 +119,87 @@ func runPlugin(ctx context.Context, cfg config.Config) error {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
+	gate := plugin.NewStarting(cfg.Host, plugin.StartWait)
+	served := make(chan error, 1)
+	go func() { served <- plugin.Serve(ctx, cfg.Socket, gate) }()
+	log.WithField("socket", cfg.Socket).Info("relocvol plugin starting: the socket answers, requests wait until the host is ready")
+	for attempt := 1; ; attempt++ {
+		err := runHost(ctx, cfg, log, gate, served)
+		var se *startError
+		if !errors.As(err, &se) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
+		gate.Failed(se.err, startRetry)
+		log.WithError(se.err).WithField("attempt", attempt).Errorf("relocvol cannot start; trying again in %s", startRetry)
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-served:
+			return err
+		case <-time.After(startRetry):
+		}
+	}
+}
+
+// startError is a failure before the host was ready: runPlugin tries again.
+type startError struct{ err error }
+
+func (e *startError) Error() string { return e.err.Error() }
+func (e *startError) Unwrap() error { return e.err }
+
+// runHost assembles the daemon: etcd (embedded unless endpoints are set),
+// the store, the backend, fencing, the host's liveness and recovery of the
+// previous state; then it hands gate's requests to the driver and runs until
+// ctx ends or the socket or the API fail. What fails before that is a
+// *startError.
+func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *plugin.Starting, served <-chan error) error {
+	failed := func(err error) error { return &startError{err: err} }
 	endpoints := cfg.EtcdEndpoints
 	if len(endpoints) == 0 {
 		dir := filepath.Join(cfg.StateDir, "etcd")
+		gate.Step("starting the embedded etcd in " + dir)
 		srv, err := etcdembed.Start(dir, cfg.EmbeddedEtcd, etcdembed.Options{})
 		if err != nil {
-			return err
+			return failed(err)
 		}
 		defer srv.Close()
 		endpoints = srv.Endpoints()
 		log.WithFields(logrus.Fields{"endpoints": endpoints, "dir": dir}).Info("started embedded etcd")
 	}
+	gate.Step("connecting to etcd at " + strings.Join(endpoints, ","))
 	cli, err := store.Dial(ctx, endpoints, store.TLSFiles{CA: cfg.EtcdCA, Cert: cfg.EtcdCert, Key: cfg.EtcdKey})
 	if err != nil {
-		return err
+		return failed(err)
 	}
 	defer func(cli *clientv3.Client) { _ = cli.Close() }(cli) // before the embedded server closes
 	st := store.New(cli, cfg.EtcdPrefix)
 
 	run := &execx.OS{Log: log}
+	gate.Step("checking the " + cfg.Backend + " backend's commands and storage")
 	be, fencer, err := storage(ctx, cfg, run, st, log)
 	if err != nil {
-		return err
+		return failed(err)
 	}
 	// One cluster per storage: refuse a SAN folder or VG another relocvol
 	// cluster (another etcd, or another prefix) uses.
+	gate.Step("checking that the storage is this cluster's")
 	cl, err := st.Cluster(ctx, cfg.Host)
 	if err != nil {
-		return err
+		return failed(err)
 	}
 	etcdName := strings.Join(endpoints, ",") + " prefix " + cfg.EtcdPrefix
 	if err := plugin.CheckCluster(ctx, be, cl, etcdName); err != nil {
-		return err
+		return failed(err)
 	}
 	hb := controller.NewHeartbeat(st, cfg.Host, cfg.LeaseTTL, cfg.StateDir, version, log)
 	var docker controller.Docker
 	if cfg.DockerHost != "" {
 		dc, err := client.NewClientWithOpts(client.WithHost(cfg.DockerHost), client.WithAPIVersionNegotiation())
 		if err != nil {
-			return fmt.Errorf("docker client for %s: %w", cfg.DockerHost, err)
+			return failed(fmt.Errorf("docker client for %s: %w", cfg.DockerHost, err))
 		}
 		defer func() { _ = dc.Close() }()
 		docker = dc
@@ -171,13 +219,17 @@ func runPlugin(ctx context.Context, cfg config.Config) error {
 	hb.Member = drv
 	var ln net.Listener
 	if cfg.APIAddr != "" {
-		// Before anything else runs: a taken port is a configuration error.
+		// Before the host joins: a taken port is a configuration error.
 		if ln, err = api.Listen(cfg.APIAddr); err != nil {
-			return err
+			return failed(err)
 		}
 	}
+	gate.Step("joining the cluster as host " + cfg.Host + " (its lease in etcd, then its registration on the storage)")
 	if err := hb.Start(ctx); err != nil {
-		return err
+		if ln != nil {
+			_ = ln.Close()
+		}
+		return failed(err)
 	}
 	ctl.Run(ctx)
 	errc := make(chan error, 2)
@@ -185,11 +237,12 @@ func runPlugin(ctx context.Context, cfg config.Config) error {
 		h := api.Handler(ctl, api.Options{Token: cfg.APIToken, Metrics: ctl.Metrics(), Log: log})
 		go func() { errc <- api.Serve(ctx, ln, h) }()
 	}
+	go func() { errc <- <-served }()
+	gate.Ready(drv)
 	log.WithFields(logrus.Fields{
 		"socket": cfg.Socket, "backend": be.Name(), "fencing": fencer.Name(), "etcd": endpoints, "version": version,
 		"api": cfg.APIAddr, "docker": cfg.DockerHost,
 	}).Info("relocvol plugin ready")
-	go func() { errc <- plugin.Serve(ctx, cfg.Socket, drv) }()
 	err = <-errc
 	if ctx.Err() != nil && cfg.StopMaintenance > 0 {
 		// A clean stop (docker plugin disable -f, upgrade): the containers

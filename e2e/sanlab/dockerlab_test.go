@@ -117,16 +117,17 @@ func (d *dockerLab) install(t *testing.T, vm, ref, etcdPort, image string) error
 	// The pull and unpacking of the plugin's layers takes minutes under TCG.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	// Installed and enabled in one command, as the README tells operators:
+	// the plugin's start-up (the tools, the VG, the LUN's registration)
+	// takes longer than the 12 s Docker waits for a plugin's socket on these
+	// emulated hosts, so the plugin answers it at once (plugin.Starting).
 	r, err := d.lab.Exec(ctx, vm, fmt.Sprintf(`set -e
-docker plugin install --disable --grant-all-permissions --alias %s %s \
+docker plugin install --grant-all-permissions --alias %s %s \
 	RELOCVOL_HOST=%s RELOCVOL_BACKEND=lvm RELOCVOL_LVM_VG=%s RELOCVOL_FENCING=scsi3 \
 	RELOCVOL_ETCD_ENDPOINTS=http://%s:%s RELOCVOL_LEASE_TTL=%ds RELOCVOL_LOG_LEVEL=debug
-# Docker waits 30 s by default for the plugin's socket; its start-up checks
-# (tools, the VG, the LUNs' registrations) take longer on emulated CPUs.
-docker plugin enable --timeout 300 %s
 cp "/var/lib/docker/plugins/$(docker plugin inspect -f '{{.Id}}' %s)/rootfs/usr/bin/relocvol" /usr/local/bin/relocvol
 docker import /root/app-image.tar %s >/dev/null
-sync`, driver, ref, vm, dockerVG, vmlab.HostGateway, etcdPort, ttl, driver, driver, appImage))
+sync`, driver, ref, vm, dockerVG, vmlab.HostGateway, etcdPort, ttl, driver, appImage))
 	t.Logf("%s: docker plugin install …\n%s[exit %d]", vm, r.Combined(), r.ExitCode)
 	if err == nil && r.ExitCode != 0 {
 		err = fmt.Errorf("exit %d", r.ExitCode)
@@ -134,7 +135,18 @@ sync`, driver, ref, vm, dockerVG, vmlab.HostGateway, etcdPort, ttl, driver, driv
 	if err != nil {
 		return fmt.Errorf("install the plugin on %s: %w\n%s", vm, err, d.pluginLog(t, vm, 40))
 	}
-	t.Logf("%s: plugin installed from %s and enabled in %s", vm, ref, time.Since(start).Round(100*time.Millisecond))
+	installed := time.Since(start)
+	// Ready: joined, its API (which starts with the host) answering.
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(time.Second) {
+		out, err := d.quiet(vm, "relocvol local --json")
+		if err == nil && strings.Contains(out, `"alive":true`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the plugin on %s is not ready 3 minutes after its install: %v %s\n%s", vm, err, out, d.pluginLog(t, vm, 40))
+		}
+	}
+	t.Logf("%s: plugin installed from %s and enabled in %s, ready in %s", vm, ref, installed.Round(100*time.Millisecond), time.Since(start).Round(100*time.Millisecond))
 	return nil
 }
 
@@ -207,18 +219,29 @@ func (d *dockerLab) mustDocker(t *testing.T, vm, args string) string {
 	return out
 }
 
+// quiet runs the shell command cmd on vm within a minute, without logging
+// it (for what the test polls), and returns its stdout; a command that
+// fails is an error with its output.
+func (d *dockerLab) quiet(vm, cmd string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r, err := d.lab.Exec(ctx, vm, cmd)
+	if err == nil && r.ExitCode != 0 {
+		err = fmt.Errorf("on %s: %q: exit %d: %s", vm, cmd, r.ExitCode, strings.TrimSpace(r.Combined()))
+	}
+	return r.Stdout, err
+}
+
 // apps asks vm's relocvol API (the CLI in the VM) for the apps.
 func (d *dockerLab) apps(t *testing.T, vm string) ([]api.App, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	r, err := d.lab.Exec(ctx, vm, "relocvol apps --json")
-	if err != nil || r.ExitCode != 0 {
-		return nil, fmt.Errorf("relocvol apps on %s: %v %s", vm, err, r.Combined())
+	out, err := d.quiet(vm, "relocvol apps --json")
+	if err != nil {
+		return nil, err
 	}
 	var apps []api.App
-	if err := json.Unmarshal([]byte(r.Stdout), &apps); err != nil {
-		return nil, fmt.Errorf("relocvol apps --json on %s: %w: %q", vm, err, r.Stdout)
+	if err := json.Unmarshal([]byte(out), &apps); err != nil {
+		return nil, fmt.Errorf("relocvol apps --json on %s: %w: %q", vm, err, out)
 	}
 	return apps, nil
 }
@@ -243,26 +266,22 @@ func (d *dockerLab) waitApp(t *testing.T, vm, app, host string, timeout time.Dur
 // readLog is the writer's log, read in the running writer on vm.
 func (d *dockerLab) readLog(t *testing.T, vm string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	r, err := d.lab.Exec(ctx, vm, "docker exec "+appName+" cat /data/log")
-	if err != nil || r.ExitCode != 0 {
-		t.Fatalf("read the log on %s: %v %s", vm, err, r.Stderr)
+	out, err := d.quiet(vm, "docker exec "+appName+" cat /data/log")
+	if err != nil {
+		t.Fatalf("read the log: %v", err)
 	}
-	return r.Stdout
+	return out
 }
 
 // lastLine is the number and writer of the log's last line on vm.
 func (d *dockerLab) lastLine(t *testing.T, vm string) (string, int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	r, err := d.lab.Exec(ctx, vm, "docker exec "+appName+" tail -n 1 /data/log")
-	if err != nil || r.ExitCode != 0 {
-		return "", 0, fmt.Errorf("tail the log on %s: %v %s", vm, err, r.Combined())
+	out, err := d.quiet(vm, "docker exec "+appName+" tail -n 1 /data/log")
+	if err != nil {
+		return "", 0, fmt.Errorf("tail the log: %w", err)
 	}
-	f := strings.Fields(r.Stdout)
+	f := strings.Fields(out)
 	if len(f) != 2 {
-		return "", 0, fmt.Errorf("last line %q", r.Stdout)
+		return "", 0, fmt.Errorf("last line %q", out)
 	}
 	n, err := strconv.Atoi(f[1])
 	return f[0], n, err
@@ -301,10 +320,8 @@ func (d *dockerLab) checkLog(t *testing.T, vm string, order ...string) []int {
 
 // pluginLog is the end of the plugin's log on vm (dockerd logs it).
 func (d *dockerLab) pluginLog(t *testing.T, vm string, lines int) string {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	r, _ := d.lab.Exec(ctx, vm, fmt.Sprintf("grep -a 'plugin=' /var/log/dockerd.log | tail -n %d | cut -c1-400", lines))
-	return r.Stdout
+	out, _ := d.quiet(vm, fmt.Sprintf("grep -a 'plugin=' /var/log/dockerd.log | tail -n %d | cut -c1-400", lines))
+	return out
 }
 
 // clockOffset estimates how far vm's clock is ahead of this machine's: the
