@@ -34,19 +34,13 @@ func TestCrashInMount(t *testing.T) {
 	// The plugin as scripts/build-plugin.sh makes it, its binary built with
 	// the failpoints tag; its own image tags, so that the release build's
 	// cached layers stay.
-	build := exec.Command("bash", filepath.Join(root, "scripts", "build-plugin.sh"))
-	build.Env = append(os.Environ(), "PLUGIN_NAME="+crashRef, "RELOCVOL_REPO="+root, "RELOCVOL_GO_TAGS=failpoints",
-		"RELOCVOL_IMAGE=relocvol-rootfs:crash", "RELOCVOL_BUILD_IMAGE=relocvol-build:crash")
-	build.Stdout, build.Stderr = testenv.LogWriter{T: t, Prefix: "build: "}, testenv.LogWriter{T: t, Prefix: "build: "}
 	t.Cleanup(func() {
 		_, _ = docker(t, "rm", "-f", "crash-c")
 		_, _ = docker(t, "volume", "rm", "-f", crashVol)
 		_, _ = docker(t, "plugin", "disable", "-f", crashRef)
 		_, _ = docker(t, "plugin", "rm", "-f", crashRef)
 	})
-	if err := build.Run(); err != nil {
-		t.Fatalf("RELOCVOL_GO_TAGS=failpoints scripts/build-plugin.sh: %v", err)
-	}
+	buildPlugin(t, root, crashRef, "RELOCVOL_GO_TAGS=failpoints", "RELOCVOL_IMAGE=relocvol-rootfs:crash", "RELOCVOL_BUILD_IMAGE=relocvol-build:crash")
 	t.Logf("failpoint build made in %s", time.Since(start).Round(time.Second))
 	mustDocker(t, append(append([]string{"plugin", "set", crashRef}, dirs.sources()...),
 		"RELOCVOL_HOST=crash-host", fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", freePorts(t)),

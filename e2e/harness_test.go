@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/relocvol/relocvol/internal/testenv"
 )
 
 // docker runs the docker CLI and returns its combined output.
@@ -34,6 +36,32 @@ func mustDocker(t *testing.T, args ...string) string {
 		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return out
+}
+
+// buildPlugin makes plugin ref with scripts/build-plugin.sh, with env added
+// to its environment (RELOCVOL_GO_TAGS, image tags, …); its output goes to
+// t.Logf.
+func buildPlugin(t *testing.T, root, ref string, env ...string) {
+	t.Helper()
+	build := exec.Command("bash", filepath.Join(root, "scripts", "build-plugin.sh"))
+	build.Env = append(append(os.Environ(), "PLUGIN_NAME="+ref, "RELOCVOL_REPO="+root), env...)
+	w := testenv.LogWriter{T: t, Prefix: "build: "}
+	build.Stdout, build.Stderr = w, w
+	if err := build.Run(); err != nil {
+		t.Fatalf("%s scripts/build-plugin.sh: %v", strings.Join(env, " "), err)
+	}
+}
+
+// logDockerdOnFailure sends the end of dockerd's log (the plugin logs into
+// it) to t.Logf when t failed.
+func logDockerdOnFailure(t *testing.T, lines int) {
+	if !t.Failed() {
+		return
+	}
+	if raw, err := os.ReadFile(dockerdLog); err == nil {
+		all := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
+		t.Logf("dockerd log (last lines):\n%s", strings.Join(all[max(0, len(all)-lines):], "\n"))
+	}
 }
 
 // freePorts returns a free TCP port p on 127.0.0.1 whose p+1 is free too

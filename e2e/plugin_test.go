@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -44,13 +43,8 @@ func TestManagedPlugin(t *testing.T) {
 	apiPort := freePorts(t)
 
 	buildStart := time.Now()
-	build := exec.Command("bash", filepath.Join(root, "scripts", "build-plugin.sh"))
-	build.Env = append(os.Environ(), "PLUGIN_NAME="+pluginRef, "RELOCVOL_REPO="+root)
-	build.Stdout, build.Stderr = testenv.LogWriter{T: t, Prefix: "build: "}, testenv.LogWriter{T: t, Prefix: "build: "}
 	t.Cleanup(func() { removePlugin(t) })
-	if err := build.Run(); err != nil {
-		t.Fatalf("scripts/build-plugin.sh: %v", err)
-	}
+	buildPlugin(t, root, pluginRef)
 	t.Logf("plugin built and created in %s", time.Since(buildStart).Round(time.Second))
 	checkRootfsTools(t, pluginRef)
 	mustDocker(t, append(append([]string{"plugin", "set", pluginRef}, dirs.sources()...),
@@ -408,8 +402,9 @@ func startHostB(t *testing.T, root, san string, etcdPort int) hostB {
 }
 
 // refusedOnOtherCluster runs relocvol with its own embedded etcd on the SAN
-// folder the managed plugin's cluster uses: it must refuse to start and say
-// how to fix it.
+// folder the managed plugin's cluster uses: it must refuse the folder,
+// saying how to fix it, to every request on its socket (it keeps trying to
+// start, as it would after any failed start-up), and write nothing there.
 func refusedOnOtherCluster(t *testing.T, bin, san string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -419,36 +414,63 @@ func refusedOnOtherCluster(t *testing.T, bin, san string) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	_ = ln.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "plugin")
+	before := folderState(t, san)
+	sock := filepath.Join(dir, "c.sock")
+	cmd := exec.Command(bin, "plugin")
 	cmd.Env = append(os.Environ(),
 		"RELOCVOL_HOST=e2e-host-c", "RELOCVOL_ETCD_ENDPOINTS=",
 		fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", port),
 		"RELOCVOL_SAN_DIR="+san, "RELOCVOL_STATE_DIR="+filepath.Join(dir, "state"),
-		"RELOCVOL_MOUNT_ROOT="+filepath.Join(dir, "mnt"), "RELOCVOL_SOCKET="+filepath.Join(dir, "c.sock"),
+		"RELOCVOL_MOUNT_ROOT="+filepath.Join(dir, "mnt"), "RELOCVOL_SOCKET="+sock,
 		"RELOCVOL_API_ADDR=", "RELOCVOL_DOCKER_HOST=",
 	)
-	out, err := cmd.CombinedOutput()
-	t.Logf("host C (its own etcd, the same SAN folder): %v\n%s", err, out)
-	if err == nil || ctx.Err() != nil || !strings.Contains(string(out), "the SAN folder "+san+" belongs to relocvol cluster") ||
-		!strings.Contains(string(out), "point RELOCVOL_ETCD_ENDPOINTS") {
-		t.Fatalf("a relocvol on another etcd started on the same SAN folder (or did not say why it refused): %v", err)
+	cmd.Stdout, cmd.Stderr = testenv.LogWriter{T: t, Prefix: "host-c: "}, testenv.LogWriter{T: t, Prefix: "host-c: "}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	c := hostB{bin: bin, socket: sock}
+	testenv.Eventually(t, time.Minute, "host C (its own etcd) refusing the SAN folder, saying why", func() error {
+		err := c.call("Create", map[string]any{"Name": "e2e-host-c-vol"}, nil)
+		if err == nil {
+			t.Fatalf("a relocvol on another etcd created a volume on the same SAN folder %s", san)
+		}
+		if !strings.Contains(err.Error(), "the SAN folder "+san+" belongs to relocvol cluster") || !strings.Contains(err.Error(), "point RELOCVOL_ETCD_ENDPOINTS") {
+			return fmt.Errorf("not refused for the folder yet: %v", err)
+		}
+		t.Logf("host C refuses: %v", err)
+		return nil
+	})
+	if after := folderState(t, san); after != before {
+		t.Fatalf("host C changed the SAN folder it refused:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+// folderState lists dir's files with their sizes and times.
+func folderState(t *testing.T, dir string) string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "%s %d %s; ", e.Name(), info.Size(), info.ModTime().Format(time.RFC3339Nano))
+	}
+	return b.String()
 }
 
 // removePlugin removes everything the test put in the engine, whatever
 // state the test stopped in, and prints the plugin's log on failure.
 func removePlugin(t *testing.T) {
-	if t.Failed() {
-		if raw, err := os.ReadFile(dockerdLog); err == nil {
-			lines := strings.Split(string(raw), "\n")
-			if len(lines) > 150 {
-				lines = lines[len(lines)-150:]
-			}
-			t.Logf("dockerd log (last lines):\n%s", strings.Join(lines, "\n"))
-		}
-	}
+	logDockerdOnFailure(t, 150)
 	_, _ = docker(t, "rm", "-f", "e2e-writer", "e2e-idle")
 	_, _ = docker(t, "volume", "rm", "-f", vol)
 	_, _ = docker(t, "plugin", "disable", "-f", pluginRef)

@@ -3,8 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -35,17 +33,9 @@ func TestEnableBeforeEtcd(t *testing.T) {
 	dirs := hostDirs(t)
 	etcdPort, apiPort := freePorts(t), freePorts(t)
 
-	build := exec.Command("bash", filepath.Join(root, "scripts", "build-plugin.sh"))
-	build.Env = append(os.Environ(), "PLUGIN_NAME="+startRef, "RELOCVOL_REPO="+root)
-	build.Stdout, build.Stderr = testenv.LogWriter{T: t, Prefix: "build: "}, testenv.LogWriter{T: t, Prefix: "build: "}
 	var srv *etcdembed.Server
 	t.Cleanup(func() {
-		if t.Failed() {
-			if raw, err := os.ReadFile(dockerdLog); err == nil {
-				lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
-				t.Logf("dockerd log (last lines):\n%s", strings.Join(lines[max(0, len(lines)-60):], "\n"))
-			}
-		}
+		logDockerdOnFailure(t, 60)
 		_, _ = docker(t, "volume", "rm", "-f", startVol)
 		_, _ = docker(t, "plugin", "disable", "-f", startRef)
 		_, _ = docker(t, "plugin", "rm", "-f", startRef)
@@ -53,9 +43,7 @@ func TestEnableBeforeEtcd(t *testing.T) {
 			srv.Close() // once the plugin, its client, is gone
 		}
 	})
-	if err := build.Run(); err != nil {
-		t.Fatalf("scripts/build-plugin.sh: %v", err)
-	}
+	buildPlugin(t, root, startRef)
 	endpoint := fmt.Sprintf("http://127.0.0.1:%d", etcdPort)
 	mustDocker(t, append(append([]string{"plugin", "set", startRef}, dirs.sources()...),
 		"RELOCVOL_HOST=start-host", "RELOCVOL_ETCD_ENDPOINTS="+endpoint,
