@@ -35,12 +35,15 @@ COPY --from=deps /deps.txt /deps.txt
 # Same flags as the real build, so that it hits this cache.
 RUN if [ -s /deps.txt ]; then xargs go build -trimpath </deps.txt; fi
 COPY . .
-# Build tags of the binary (none in a release; the crash tests build with
-# `failpoints`): declared here, so that only this step depends on them and
-# the compiled dependencies above stay cached.
+# The binary's version (relocvol --version) and build tags (none in a
+# release; the crash tests build with `failpoints`): declared here, so that
+# only this step depends on them and the compiled dependencies above stay
+# cached.
+ARG VERSION=dev
 ARG GO_TAGS=
 RUN mkdir -p /out \
-    && go build -trimpath -buildvcs=false -tags "${GO_TAGS}" -ldflags='-s -w' -o /out/relocvol ./cmd/relocvol
+    && go build -trimpath -buildvcs=false -tags "${GO_TAGS}" -ldflags="-s -w -X main.version=${VERSION}" \
+        -o /out/relocvol ./cmd/relocvol
 
 # The tools, installed on Debian, from which the plugin's rootfs is cut.
 FROM ${BASE_IMAGE} AS tools

@@ -10,6 +10,8 @@
 #   RELOCVOL_BUILD_IMAGE  tag of the build stage (default relocvol-build:dev)
 #   PLUGIN_DIR       keep the plugin folder (config.json + rootfs/) here
 #                    instead of a temporary one removed at exit
+#   RELOCVOL_VERSION the binary's version, as `relocvol version` and the
+#                    API show it (default dev)
 #   RELOCVOL_GO_TAGS Go build tags of the plugin's binary (default none;
 #                    `failpoints` makes the crash-test build, never for
 #                    production)
@@ -84,9 +86,11 @@ fi
 
 start=$SECONDS
 tags=${RELOCVOL_GO_TAGS:-}
-log "building image $RELOCVOL_IMAGE from $RELOCVOL_REPO${tags:+ (Go build tags: $tags)}"
+version=${RELOCVOL_VERSION:-dev}
+[[ $version =~ ^[A-Za-z0-9][A-Za-z0-9._+-]*$ ]] || die "RELOCVOL_VERSION=$version: use letters, digits and . _ + - (e.g. 1.2.0)"
+log "building image $RELOCVOL_IMAGE (version $version${tags:+, Go build tags: $tags}) from $RELOCVOL_REPO"
 old_image=$(docker image inspect -f '{{.Id}}' "$RELOCVOL_IMAGE" 2>/dev/null || true)
-build_args=(--build-arg "GO_IMAGE=$GO_IMAGE" --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "GO_TAGS=$tags")
+build_args=(--build-arg "GO_IMAGE=$GO_IMAGE" --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "GO_TAGS=$tags" --build-arg "VERSION=$version")
 for v in GOPROXY GOFLAGS GOSUMDB; do
 	if [[ -n ${!v:-} ]]; then
 		build_args+=(--build-arg "$v=${!v}")

@@ -29,7 +29,7 @@ func TestMaintenance(t *testing.T) {
 	root := testenv.RepoRoot(t)
 	pluginDir := buildPlugin(t, root)
 	cliBin := buildCLI(t, root)
-	newDir := upgradeBuild(t, root, pluginDir)
+	newDir := upgradeBuild(t, root)
 	testenv.EnsureRegistry(t, root)
 	c := apiCluster(t, pluginDir, testenv.EtcdOn(t, "0.0.0.0"), []string{"n1", "n2"})
 	ctx := context.Background()
@@ -147,19 +147,24 @@ func TestMaintenance(t *testing.T) {
 	checkLog(t, n2, []string{"n1", "n2"})
 }
 
-// upgradeBuild is the plugin folder with its binary rebuilt as version
-// upgradeVersion: the "new build" the test upgrades to.
-func upgradeBuild(t *testing.T, root, pluginDir string) string {
+// upgradeBuild is the plugin folder of a build of version upgradeVersion,
+// made by scripts/build-plugin.sh as a release is (under image tags of its
+// own, so that the release build's cached layers stay): the "new build"
+// the test upgrades to.
+func upgradeBuild(t *testing.T, root string) string {
 	t.Helper()
-	dir := t.TempDir()
-	if out, err := exec.Command("cp", "-a", pluginDir+"/.", dir).CombinedOutput(); err != nil {
-		t.Fatalf("copy the plugin folder: %v\n%s", err, out)
+	dir := filepath.Join(t.TempDir(), "plugin")
+	const name = "relocvol-upgrade:" + upgradeVersion
+	cmd := exec.Command("bash", filepath.Join(root, "scripts", "build-plugin.sh"))
+	cmd.Env = append(os.Environ(), "RELOCVOL_REPO="+root, "PLUGIN_NAME="+name, "PLUGIN_DIR="+dir,
+		"RELOCVOL_VERSION="+upgradeVersion, "RELOCVOL_IMAGE=relocvol-rootfs:upgrade", "RELOCVOL_BUILD_IMAGE=relocvol-build:upgrade")
+	cmd.Stdout, cmd.Stderr = testenv.LogWriter{T: t, Prefix: "upgrade build: "}, testenv.LogWriter{T: t, Prefix: "upgrade build: "}
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("RELOCVOL_VERSION=%s scripts/build-plugin.sh: %v", upgradeVersion, err)
 	}
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+upgradeVersion,
-		"-o", filepath.Join(dir, "rootfs", "usr", "bin", "relocvol"), "./cmd/relocvol")
-	cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build the upgrade: %v\n%s", err, out)
+	// Only the folder is wanted; the nodes get it from a registry.
+	if out, err := exec.Command("docker", "plugin", "rm", "-f", name).CombinedOutput(); err != nil {
+		t.Logf("docker plugin rm %s: %v %s", name, err, out)
 	}
 	return dir
 }
