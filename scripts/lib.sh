@@ -77,6 +77,7 @@ run_logged() {
 ensure_packages() {
 	local missing=() p
 	for p in "$@"; do
+		[[ " ${missing[*]} " == *" $p "* ]] && continue
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 	done
 	((${#missing[@]} > 0)) || return 0
