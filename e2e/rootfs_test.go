@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"fmt"
+	"io/fs"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -64,7 +66,29 @@ func checkRootfsTools(t *testing.T, ref string) {
 			t.Errorf("%s in the plugin's rootfs: %v, output:\n%s\nwant it to run and print %q", strings.Join(run.argv, " "), err, out, run.want)
 		}
 	}
-	t.Logf("the plugin's rootfs has the %d commands relocvol runs, and they run there", len(names))
+	t.Logf("the plugin's rootfs has the %d commands relocvol runs, and they run there; BENCHMARK plugin rootfs: %s", len(names), treeSize(t, rootfs))
+}
+
+// treeSize is how much the regular files under dir hold, and how many.
+func treeSize(t *testing.T, dir string) string {
+	t.Helper()
+	var files, bytes int64
+	err := filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
+		if err != nil || !e.Type().IsRegular() {
+			return err
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		files++
+		bytes += info.Size()
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("size of %s: %v", dir, err)
+	}
+	return fmt.Sprintf("%.1f MB in %d files", float64(bytes)/1e6, files)
 }
 
 // inRootfs runs argv chrooted into rootfs with the plugin's PATH, and
