@@ -139,7 +139,8 @@ sync`, driver, ref, vm, dockerVG, vmlab.HostGateway, etcdPort, ttl, driver, appI
 	// Ready: joined, its API (which starts with the host) answering.
 	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(time.Second) {
 		out, err := d.quiet(vm, "relocvol local --json")
-		if err == nil && strings.Contains(out, `"alive":true`) {
+		var l api.Local
+		if err == nil && json.Unmarshal([]byte(out), &l) == nil && l.Alive {
 			break
 		}
 		if time.Now().After(deadline) {
