@@ -42,7 +42,8 @@ type Docker interface {
 // runs the apps etcd places on this host, removes its copies of apps placed
 // elsewhere, and stops every relocatable container, and every container
 // using a relocvol volume mounted here, as soon as the host cannot prove its
-// lease is current.
+// lease is current. Swarm tasks are Swarm's (swarm.go): stopped by
+// self-fencing like the others, never adopted or started again.
 type Agent struct {
 	st     *store.Store
 	docker Docker
@@ -63,8 +64,9 @@ type Agent struct {
 	mu sync.Mutex
 	// sf is the state of the current (or last) self-fencing episode.
 	sf api.SelfFencing
-	// selfStopped are containers this agent stopped when it lost its lease:
-	// restarted if etcd still places them here, removed otherwise.
+	// selfStopped are containers this agent stopped when it lost its lease
+	// (Swarm tasks left out): restarted if etcd still places them here,
+	// removed otherwise.
 	selfStopped map[string]bool
 	// busy are apps with a start, stop or removal in progress here, which
 	// Docker events about them must not be mistaken for the user's doing.
@@ -380,6 +382,12 @@ func (a *Agent) markRunning(ctx context.Context, name string, running map[string
 func (a *Agent) adopt(ctx context.Context, c container.Summary) {
 	name := containerName(c.Names)
 	log := a.log.WithField("app", name)
+	if ok, why := adoption(c.Labels); !ok {
+		if why != "" {
+			a.report(name, "not adopted", func() { log.Warn(why) })
+		}
+		return
+	}
 	ins, err := a.docker.ContainerInspect(ctx, c.ID)
 	if err != nil {
 		log.WithError(err).Warn("cannot inspect container")

@@ -184,7 +184,9 @@ func (a *Agent) selfFencePass(ctx context.Context) bool {
 	for _, c := range stop {
 		name := containerName(c.Names)
 		a.mu.Lock()
-		a.selfStopped[name] = true
+		if restartAfterSelfFencing(c.Labels) {
+			a.selfStopped[name] = true
+		}
 		a.busy[name] = true
 		a.mu.Unlock()
 		wg.Add(1)

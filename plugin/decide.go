@@ -1,6 +1,11 @@
 package plugin
 
-import "github.com/relocvol/relocvol/internal/store"
+import (
+	"fmt"
+	"time"
+
+	"github.com/relocvol/relocvol/internal/store"
+)
 
 // mountAction is what a Mount must do about a volume's claim.
 type mountAction int
@@ -38,4 +43,19 @@ func decideMount(claim store.Claim, self string, owner store.HostState) mountAct
 	default:
 		return actTakeover
 	}
+}
+
+// takeoverHint tells whoever is refused a volume that a live host holds
+// when a Mount could take it over should that host be down (a Swarm task
+// retried after a node failure, an operator deciding whether to wait): its
+// lease runs out within expiresIn (as etcd reports it, rounded down to
+// whole seconds, so up to a second more; negative: unknown), then peers
+// wait the grace.
+func takeoverHint(host string, expiresIn, grace time.Duration) string {
+	if expiresIn < 0 {
+		return fmt.Sprintf("takeover possible once its lease runs out and peers have waited the %s grace, if %s is down", grace.Round(time.Second), host)
+	}
+	lease := expiresIn.Truncate(time.Second) + time.Second
+	return fmt.Sprintf("takeover possible in about %s if %s is down (its lease runs out within %s, then peers wait the %s grace)",
+		(lease + grace).Round(time.Second), host, lease, grace.Round(time.Second))
 }

@@ -62,3 +62,27 @@ func TestDockerError(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+func TestTakeoverHint(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		expiresIn time.Duration
+		grace     time.Duration
+		want      string
+	}{
+		{"just renewed", 4 * time.Second, 5 * time.Second,
+			"takeover possible in about 10s if node-2 is down (its lease runs out within 5s, then peers wait the 5s grace)"},
+		{"etcd says 0s left: up to a second", 0, 5 * time.Second,
+			"takeover possible in about 6s if node-2 is down (its lease runs out within 1s, then peers wait the 5s grace)"},
+		{"etcd did not say", -1, 5 * time.Second,
+			"takeover possible once its lease runs out and peers have waited the 5s grace, if node-2 is down"},
+		{"a long TTL", 57 * time.Second, 20 * time.Second,
+			"takeover possible in about 1m18s if node-2 is down (its lease runs out within 58s, then peers wait the 20s grace)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := takeoverHint("node-2", tc.expiresIn, tc.grace); got != tc.want {
+				t.Fatalf("takeoverHint =\n%q, want\n%q", got, tc.want)
+			}
+		})
+	}
+}

@@ -175,7 +175,7 @@ func (d *Driver) inUseErr(ctx context.Context, op string, c store.Claim) error {
 	case st.Alive:
 		what := "stop the containers that use it there first"
 		if op == "mount" {
-			what = "stop the container using it there, or move it with relocvol"
+			what = "stop the container using it there, or move it with relocvol; " + takeoverHint(c.Host, st.ExpiresIn, d.opt.Grace)
 		}
 		return newErr(ErrInUse, "volume %q is in use on host %s (alive, last renewed %s ago, %s): %s",
 			c.Volume, c.Host, st.LastRenewed.Round(100*time.Millisecond), mounts, what)

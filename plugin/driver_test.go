@@ -118,6 +118,9 @@ func TestClaimsAndCounting(t *testing.T) {
 	// A live owner: b is refused, and so is removal anywhere.
 	_, err := b.drv.Mount(&volume.MountRequest{Name: "db", ID: "b1"})
 	wantErr(t, err, plugin.ErrInUse, `volume "db" is in use on host node-a (alive, last renewed`)
+	// When the holder is down, Swarm's next attempt should know when it
+	// can succeed.
+	wantErr(t, err, plugin.ErrInUse, `takeover possible in about`)
 	wantErr(t, b.drv.Remove(&volume.RemoveRequest{Name: "db"}), plugin.ErrInUse, `volume "db" is in use on host node-a`)
 	wantErr(t, a.drv.Remove(&volume.RemoveRequest{Name: "db"}), plugin.ErrInUse, "node-a (this host, 2 mounts)")
 	got, err := b.drv.Get(&volume.GetRequest{Name: "db"})

@@ -33,7 +33,11 @@ type HostState struct {
 	// LastRenewed is how long ago the lease was last renewed (alive hosts;
 	// whole seconds, as etcd reports the time left).
 	LastRenewed time.Duration
-	Info        Host
+	// ExpiresIn is how long the lease lasts if the host renews it no more
+	// (alive hosts; whole seconds rounded down, as etcd reports it;
+	// negative when etcd did not say).
+	ExpiresIn time.Duration
+	Info      Host
 	// Maintenance, for a host that is not alive: its announced
 	// maintenance, during which nobody takes it over (nil: none).
 	Maintenance *Maintenance
@@ -78,10 +82,12 @@ func (s *Store) HostState(ctx context.Context, host string) (HostState, error) {
 	switch {
 	case err != nil:
 		// The key was there a moment ago: alive, renewal time unknown.
+		st.ExpiresIn = -1
 	case LeaseExpired(ttl.TTL):
 		st.Alive = false // expired between the two reads
 	default:
 		st.LastRenewed = time.Duration(ttl.GrantedTTL-ttl.TTL) * time.Second
+		st.ExpiresIn = time.Duration(ttl.TTL) * time.Second
 	}
 	return st, nil
 }
