@@ -270,6 +270,9 @@ func (n *Node) create(images string) error {
 		"--label", labelCluster + "=" + c.id, "--label", labelPID + "=" + strconv.Itoa(os.Getpid()),
 		"--network", c.network, "--ip", n.ip.String(), "--network-alias", n.Name,
 		"--add-host", HostAlias + ":" + c.gateway.String(),
+		// Swarm tasks use the images loaded into the node, with no pull
+		// (no registry here), as moby's own Swarm tests do.
+		"-e", "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1",
 		// Everything but --privileged (refused here: no CAP_SYS_RESOURCE).
 		"--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
 		"--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
