@@ -74,8 +74,7 @@ type swarm struct {
 	c       *Cluster
 	mgr     *Node
 	workers []*Node
-	order   []string        // the writers' nodes so far, in order
-	seen    map[string]bool // failed tasks already looked at
+	order   []string // the writers' nodes so far, in order
 }
 
 // swarmTask is a line of `docker service ps --format '{{json .}}'`.
@@ -91,7 +90,7 @@ func startSwarm(t *testing.T, c *Cluster) *swarm {
 	t.Helper()
 	start := time.Now()
 	nodes := c.Nodes()
-	s := &swarm{c: c, mgr: nodes[0], workers: nodes[1:], seen: map[string]bool{}}
+	s := &swarm{c: c, mgr: nodes[0], workers: nodes[1:]}
 	s.mgr.MustDocker(t, "swarm", "init", "--advertise-addr", s.mgr.IP())
 	token := s.mgr.MustDocker(t, "swarm", "join-token", "-q", "worker")
 	for _, w := range s.workers {
@@ -142,34 +141,50 @@ func (s *swarm) tasks() ([]swarmTask, error) {
 	return ts, nil
 }
 
+// mustTasks is tasks that fails the test on error.
+func (s *swarm) mustTasks(t *testing.T) []swarmTask {
+	t.Helper()
+	ts, err := s.tasks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
+// running is the service's one running task, with its container there;
+// an error when there is not exactly one or it runs on notOn ("": any).
+func (s *swarm) running(notOn string) (swarmTask, error) {
+	ts, err := s.tasks()
+	if err != nil {
+		return swarmTask{}, err
+	}
+	var running []swarmTask
+	for _, tk := range ts {
+		if tk.DesiredState == "Running" && strings.HasPrefix(tk.CurrentState, "Running") {
+			running = append(running, tk)
+		}
+	}
+	if len(running) != 1 || running[0].Node == notOn {
+		return swarmTask{}, fmt.Errorf("running tasks %+v", running)
+	}
+	tk := running[0]
+	id, err := s.c.Node(tk.Node).Docker("ps", "-q", "--no-trunc", "--filter", "label=com.docker.swarm.task.id="+tk.ID)
+	if err != nil || id == "" || strings.Contains(id, "\n") {
+		return swarmTask{}, fmt.Errorf("container of task %s on %s: %q %v", tk.ID, tk.Node, id, err)
+	}
+	tk.Container = id
+	return tk, nil
+}
+
 // waitRunning waits until the service's one running task is on a worker
 // other than notOn (any with ""), its container running there, and returns
 // it.
 func (s *swarm) waitRunning(t *testing.T, notOn string, timeout time.Duration) swarmTask {
 	t.Helper()
 	var got swarmTask
-	testenv.Eventually(t, timeout, "a running task of "+swarmService+" on a node other than "+notOn, func() error {
-		ts, err := s.tasks()
-		if err != nil {
-			return err
-		}
-		var running []swarmTask
-		for _, tk := range ts {
-			if tk.DesiredState == "Running" && strings.HasPrefix(tk.CurrentState, "Running") {
-				running = append(running, tk)
-			}
-		}
-		if len(running) != 1 || running[0].Node == notOn {
-			return fmt.Errorf("running tasks %+v", running)
-		}
-		tk := running[0]
-		id, err := s.c.Node(tk.Node).Docker("ps", "-q", "--no-trunc", "--filter", "label=com.docker.swarm.task.id="+tk.ID)
-		if err != nil || id == "" || strings.Contains(id, "\n") {
-			return fmt.Errorf("container of task %s on %s: %q %v", tk.ID, tk.Node, id, err)
-		}
-		tk.Container = id
-		got = tk
-		return nil
+	testenv.Eventually(t, timeout, "a running task of "+swarmService+" on a node other than "+notOn, func() (err error) {
+		got, err = s.running(notOn)
+		return err
 	})
 	return got
 }
@@ -327,7 +342,7 @@ func (s *swarm) partition(t *testing.T, old swarmTask) swarmTask {
 func (s *swarm) drain(t *testing.T, old swarmTask) swarmTask {
 	t.Helper()
 	lines := s.waitLines(t, old, 1)
-	s.markSeen(t)
+	seen := s.taskIDs(t)
 	start := time.Now()
 	s.mgr.MustDocker(t, "node", "update", "--availability", "drain", old.Node)
 	tk := s.waitRunning(t, old.Node, time.Minute)
@@ -335,7 +350,7 @@ func (s *swarm) drain(t *testing.T, old swarmTask) swarmTask {
 	t.Logf("BENCHMARK swarm drain: task running on %s %s after draining %s",
 		tk.Node, s.containerTime(t, tk, "StartedAt").Sub(start).Round(100*time.Millisecond), old.Node)
 	s.waitLines(t, tk, lines+20)
-	s.noNewFailures(t, "drain of "+old.Node)
+	s.noNewFailures(t, seen, "drain of "+old.Node)
 	s.mgr.MustDocker(t, "node", "update", "--availability", "active", old.Node)
 	return tk
 }
@@ -345,53 +360,39 @@ func (s *swarm) drain(t *testing.T, old swarmTask) swarmTask {
 func (s *swarm) forceUpdate(t *testing.T, old swarmTask, order string) swarmTask {
 	t.Helper()
 	lines := s.waitLines(t, old, 1)
-	s.markSeen(t)
+	seen := s.taskIDs(t)
 	start := time.Now()
 	s.mgr.MustDocker(t, "service", "update", "--detach", "--force", "--update-order", order, swarmService)
 	var tk swarmTask
-	testenv.Eventually(t, 2*time.Minute, "a new task after update --force ("+order+")", func() error {
-		ts, err := s.tasks()
-		if err != nil {
-			return err
+	testenv.Eventually(t, 2*time.Minute, "a new task after update --force ("+order+")", func() (err error) {
+		if tk, err = s.running(""); err == nil && tk.ID == old.ID {
+			err = fmt.Errorf("still the old task %s", old.ID)
 		}
-		for _, x := range ts {
-			t.Logf("  task %s on %s: desired %s, %s %s", x.Name, x.Node, x.DesiredState, x.CurrentState, x.Error)
-		}
-		now := s.waitRunning(t, "", time.Minute)
-		if now.ID == old.ID {
-			return fmt.Errorf("still the old task %s", old.ID)
-		}
-		tk = now
-		return nil
+		return err
 	})
 	s.moved(tk.Node)
 	t.Logf("BENCHMARK swarm update --force (%s): task %s running on %s %s after the update (old on %s)",
 		order, tk.Name, tk.Node, s.containerTime(t, tk, "StartedAt").Sub(start).Round(100*time.Millisecond), old.Node)
 	s.waitLines(t, tk, lines+20)
+	s.noNewFailures(t, seen, "update --force ("+order+")")
 	return tk
 }
 
-// markSeen notes the failed tasks so far, for noNewFailures.
-func (s *swarm) markSeen(t *testing.T) {
+// taskIDs are the service's tasks so far, for noNewFailures.
+func (s *swarm) taskIDs(t *testing.T) map[string]bool {
 	t.Helper()
-	ts, err := s.tasks()
-	if err != nil {
-		t.Fatal(err)
+	ids := map[string]bool{}
+	for _, tk := range s.mustTasks(t) {
+		ids[tk.ID] = true
 	}
-	for _, tk := range ts {
-		s.seen[tk.ID] = true
-	}
+	return ids
 }
 
-// noNewFailures checks that no task failed since markSeen.
-func (s *swarm) noNewFailures(t *testing.T, what string) {
+// noNewFailures checks that no task but those seen has failed.
+func (s *swarm) noNewFailures(t *testing.T, seen map[string]bool, what string) {
 	t.Helper()
-	ts, err := s.tasks()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tk := range ts {
-		if !s.seen[tk.ID] && tk.Error != "" {
+	for _, tk := range s.mustTasks(t) {
+		if !seen[tk.ID] && tk.Error != "" {
 			t.Errorf("%s: task %s on %s failed: %s (%s)", what, tk.Name, tk.Node, tk.Error, tk.CurrentState)
 		}
 	}
@@ -402,11 +403,7 @@ func (s *swarm) noNewFailures(t *testing.T, what string) {
 // when a takeover becomes possible.
 func (s *swarm) checkErrors(t *testing.T) {
 	t.Helper()
-	ts, err := s.tasks()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tk := range ts {
+	for _, tk := range s.mustTasks(t) {
 		if tk.Error == "" {
 			continue
 		}
