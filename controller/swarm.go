@@ -1,12 +1,9 @@
 package controller
 
-import "fmt"
+import (
+	"fmt"
 
-// Labels Docker puts on the container of a Swarm task
-// (daemon/cluster/executor/container in moby).
-const (
-	labelSwarmTask    = "com.docker.swarm.task.id"
-	labelSwarmService = "com.docker.swarm.service.name"
+	"github.com/relocvol/relocvol/internal/swarm"
 )
 
 // swarmTask reports whether a container is a Swarm task. Swarm, not the
@@ -15,8 +12,7 @@ const (
 // Mount is what keeps that safe. Were the agent to relocate or restart the
 // container too, two orchestrators would start copies of one service.
 func swarmTask(labels map[string]string) bool {
-	_, ok := labels[labelSwarmTask]
-	return ok
+	return swarm.Task(labels)
 }
 
 // adoption decides whether a container found on this host becomes an app
@@ -29,7 +25,7 @@ func adoption(labels map[string]string) (adopt bool, why string) {
 	case swarmTask(labels):
 		return false, fmt.Sprintf("container is a task of Swarm service %q and labelled %s=true: Swarm reschedules its tasks itself "+
 			"(relocvol's fenced takeover in Mount keeps that safe), so relocvol does not relocate it; remove the label from the service",
-			labels[labelSwarmService], LabelRelocate)
+			swarm.Service(labels), LabelRelocate)
 	default:
 		return true, ""
 	}

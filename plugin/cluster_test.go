@@ -73,9 +73,10 @@ func (c *cluster) host(name, root, state string) *host {
 
 // hostOpts change a test host; zero values keep the defaults.
 type hostOpts struct {
-	fencer  plugin.Fencer    // default: fencing none
-	grace   time.Duration    // the grace its takeovers wait
-	backend backends.Backend // default: the cluster's loop backend
+	fencer  plugin.Fencer     // default: fencing none
+	grace   time.Duration     // the grace its takeovers wait
+	backend backends.Backend  // default: the cluster's loop backend
+	docker  plugin.Containers // default: no engine to ask
 }
 
 // hostWith is host with options.
@@ -102,7 +103,7 @@ func (c *cluster) hostWith(name, root, state string, o hostOpts) *host {
 	}
 	drv := plugin.New(st, o.backend, c.fs, o.fencer, hb, plugin.Options{
 		Host: name, MountRoot: root, Defaults: spec.Defaults{Size: 64 << 20, FS: "ext4"}, Timeout: 20 * time.Second, Log: log,
-		Grace: o.grace,
+		Grace: o.grace, Docker: o.docker, DockerName: "unix:///test/docker.sock",
 	})
 	hb.Member = drv
 	ctx, cancel := context.WithCancel(context.Background())

@@ -53,9 +53,9 @@ func decideMount(claim store.Claim, self string, owner store.HostState) mountAct
 // wait the grace.
 func takeoverHint(host string, expiresIn, grace time.Duration) string {
 	if expiresIn < 0 {
-		return fmt.Sprintf("takeover possible once its lease runs out and peers have waited the %s grace, if %s is down", grace.Round(time.Second), host)
+		return fmt.Sprintf("takeover possible once its lease runs out and peers have waited the %s grace, if %s is down", grace.Round(100*time.Millisecond), host)
 	}
 	lease := expiresIn.Truncate(time.Second) + time.Second
 	return fmt.Sprintf("takeover possible in about %s if %s is down (its lease runs out within %s, then peers wait the %s grace)",
-		(lease + grace).Round(time.Second), host, lease, grace.Round(time.Second))
+		(lease + grace).Round(time.Second), host, lease, grace.Round(100*time.Millisecond))
 }

@@ -76,6 +76,8 @@ func TestTakeoverHint(t *testing.T) {
 			"takeover possible in about 6s if node-2 is down (its lease runs out within 1s, then peers wait the 5s grace)"},
 		{"etcd did not say", -1, 5 * time.Second,
 			"takeover possible once its lease runs out and peers have waited the 5s grace, if node-2 is down"},
+		{"a grace of a fraction of a second (1 s heartbeats)", 1500 * time.Millisecond, 1250 * time.Millisecond,
+			"takeover possible in about 3s if node-2 is down (its lease runs out within 2s, then peers wait the 1.3s grace)"},
 		{"a long TTL", 57 * time.Second, 20 * time.Second,
 			"takeover possible in about 1m18s if node-2 is down (its lease runs out within 58s, then peers wait the 20s grace)"},
 	} {

@@ -108,6 +108,11 @@ type Options struct {
 	// the same grace the leader waits (liveness.Timings.Grace). Default:
 	// the grace of the default lease TTL.
 	Grace time.Duration
+	// Docker, when set, is the local engine, asked before a Mount joins a
+	// volume mounted here already whether a Swarm task would share it
+	// (checkSwarmJoin); DockerName names it in messages.
+	Docker     Containers
+	DockerName string
 }
 
 // Driver implements volume.Driver.
@@ -217,6 +222,9 @@ func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
 	}
 	if vol.Backend != d.backend.Name() {
 		return "", newErr(ErrConflict, "volume %q is on backend %s but this host uses %s: configure the same backend on every host", name, vol.Backend, d.backend.Name())
+	}
+	if err := d.checkSwarmJoin(ctx, name, id); err != nil {
+		return "", err
 	}
 	start := time.Now()
 	if err := d.claim(ctx, vol, vrev, id); err != nil {

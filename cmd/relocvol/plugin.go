@@ -196,13 +196,14 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	}
 	hb := controller.NewHeartbeat(st, cfg.Host, cfg.LeaseTTL, cfg.StateDir, version, log)
 	var docker controller.Docker
+	var engine plugin.Containers
 	if cfg.DockerHost != "" {
 		dc, err := client.NewClientWithOpts(client.WithHost(cfg.DockerHost), client.WithAPIVersionNegotiation())
 		if err != nil {
 			return failed(fmt.Errorf("docker client for %s: %w", cfg.DockerHost, err))
 		}
 		defer func() { _ = dc.Close() }()
-		docker = dc
+		docker, engine = dc, dc
 	}
 	// The driver tells the controller each mount step (a relocation's
 	// timeline); the controller counts and drops the driver's mounts.
@@ -211,6 +212,7 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 		Host: cfg.Host, MountRoot: cfg.MountRoot, Defaults: cfg.SpecDefaults(), Log: log,
 		Observe: func(volume, phase string, took time.Duration) { ctl.Observe(volume, phase, took) },
 		Grace:   hb.Timings().Grace, Cluster: cl, Etcd: etcdName,
+		Docker: engine, DockerName: cfg.DockerHost,
 	})
 	ctl = controller.New(controller.Options{
 		Host: cfg.Host, Version: version, Store: st, Docker: docker, Beat: hb, Fencer: fencer, Log: log,

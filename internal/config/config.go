@@ -102,7 +102,7 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DefaultSize, "default-size", c.DefaultSize, "size of a volume created without -o size")
 	fs.StringVar(&c.DefaultFS, "default-fs", c.DefaultFS, "filesystem of a volume created without -o fs: ext4 or xfs")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
-	fs.StringVar(&c.DockerHost, "docker-host", c.DockerHost, "the local Docker engine the controller records and starts relocatable containers with; empty: no agent on this host")
+	fs.StringVar(&c.DockerHost, "docker-host", c.DockerHost, "the local Docker engine the controller records and starts relocatable containers with, and the plugin asks whether a second Swarm task would share a volume; empty: no agent on this host")
 	fs.StringVar(&c.APIAddr, "api-addr", c.APIAddr, "address (host:port) of the REST API, metrics and status page; empty: none. Any address but loopback needs --api-token")
 	fs.StringVar(&c.APIToken, "api-token", c.APIToken, "bearer token the REST API requires (Authorization: Bearer TOKEN)")
 	fs.DurationVar(&c.StopMaintenance, "stop-maintenance", c.StopMaintenance, "maintenance announced when the plugin stops cleanly with volumes mounted (disable, set, enable; upgrade): peers do not fail the host over before it ends; 0: none")
