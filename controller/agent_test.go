@@ -16,7 +16,9 @@ import (
 	"github.com/docker/docker/api/types/network"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/relocvol/relocvol/heartbeat"
 	"github.com/relocvol/relocvol/internal/store"
+	"github.com/relocvol/relocvol/internal/testenv"
 )
 
 // fakeDocker is an engine in memory for the agent's unit tests; the agent
@@ -210,9 +212,9 @@ func (f *fakeDocker) userDid(name string, action events.Action, running bool) {
 var relocate = map[string]string{LabelRelocate: "true"}
 
 // agentEnv is one host's agent on a real etcd with a fake engine.
-func agentEnv(t *testing.T) (*store.Store, *Heartbeat, *fakeDocker, *Agent, context.Context) {
-	st, ctx := testStore(t)
-	hb, _ := newHeartbeat(t, st, "a")
+func agentEnv(t *testing.T) (*store.Store, *heartbeat.Heartbeat, *fakeDocker, *Agent, context.Context) {
+	st, ctx := testenv.Store(t, "/test")
+	hb := newHeartbeat(t, st, "a")
 	if err := hb.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +235,7 @@ func TestAgentRecordsApps(t *testing.T) {
 	d.add("web", true, relocate, "not-ours")
 	d.add("plain", true, nil, "db")
 	go a.Run(ctx)
-	waitFor(t, "pg recorded and running", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "pg recorded and running", 10*time.Second, func() bool {
 		r, _ := st.ListRunning(ctx)
 		return r["pg"] == "a"
 	})
@@ -263,13 +265,13 @@ func TestAgentSelfFences(t *testing.T) {
 			// must stop too, and comes back where it was.
 			d.add("job", true, nil, "db2")
 			go a.Run(ctx)
-			waitFor(t, "pg recorded", 10*time.Second, func() bool { _, _, err := st.GetApp(ctx, "pg"); return err == nil })
+			testenv.WaitFor(t, "pg recorded", 10*time.Second, func() bool { _, _, err := st.GetApp(ctx, "pg"); return err == nil })
 
 			// The lease is gone (as after a partition longer than the TTL).
 			if _, err := st.Client().Revoke(ctx, hb.Lease()); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "pg and job stopped", 10*time.Second, func() bool { return d.state("pg") == "exited" && d.state("job") == "exited" })
+			testenv.WaitFor(t, "pg and job stopped", 10*time.Second, func() bool { return d.state("pg") == "exited" && d.state("job") == "exited" })
 			if tc.movedTo != "" {
 				app, rev, _ := st.GetApp(ctx, "pg")
 				app.Host = tc.movedTo
@@ -277,9 +279,9 @@ func TestAgentSelfFences(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			waitFor(t, "heartbeat rejoined", 10*time.Second, hb.Alive)
-			waitFor(t, "pg "+tc.wantState, 10*time.Second, func() bool { return d.state("pg") == tc.wantState })
-			waitFor(t, "job running again", 10*time.Second, func() bool { return d.state("job") == "running" })
+			testenv.WaitFor(t, "heartbeat rejoined", 10*time.Second, hb.Alive)
+			testenv.WaitFor(t, "pg "+tc.wantState, 10*time.Second, func() bool { return d.state("pg") == tc.wantState })
+			testenv.WaitFor(t, "job running again", 10*time.Second, func() bool { return d.state("job") == "running" })
 			time.Sleep(2500 * time.Millisecond) // a full reconcile period: nothing changes any more
 			if got := d.state("pg"); got != tc.wantState {
 				t.Fatalf("pg %s after settling, want %s; docker calls %v", got, tc.wantState, d.log())
@@ -303,7 +305,7 @@ func TestAgentStartsRelocatedApp(t *testing.T) {
 		t.Fatal(err)
 	}
 	// b still holds the volume and is alive: the agent waits.
-	hbB, _ := newHeartbeat(t, st, "b")
+	hbB := newHeartbeat(t, st, "b")
 	bctx, stopB := context.WithCancel(ctx)
 	if err := hbB.Start(bctx); err != nil {
 		t.Fatal(err)
@@ -323,12 +325,12 @@ func TestAgentStartsRelocatedApp(t *testing.T) {
 		t.Fatal(err)
 	}
 	stopB()
-	waitFor(t, "pg running", 10*time.Second, func() bool { return d.state("pg") == "running" })
-	waitFor(t, "relocation finished", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "pg running", 10*time.Second, func() bool { return d.state("pg") == "running" })
+	testenv.WaitFor(t, "relocation finished", 10*time.Second, func() bool {
 		app, _, _ := st.GetApp(ctx, "pg")
 		return app.Relocation == nil
 	})
-	waitFor(t, "timeline done", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "timeline done", 10*time.Second, func() bool {
 		ev, _ := st.ListEvents(ctx, 20)
 		return len(ev) > 0 && ev[len(ev)-1].Phase == "done" && ev[len(ev)-1].Relocation == "pg-1"
 	})
@@ -343,13 +345,13 @@ func TestAgentFollowsTheUser(t *testing.T) {
 	st, _, d, a, ctx := agentEnv(t)
 	d.add("pg", true, relocate, "db")
 	go a.Run(ctx)
-	waitFor(t, "pg recorded", 10*time.Second, func() bool { _, _, err := st.GetApp(ctx, "pg"); return err == nil })
+	testenv.WaitFor(t, "pg recorded", 10*time.Second, func() bool { _, _, err := st.GetApp(ctx, "pg"); return err == nil })
 	d.userDid("pg", events.ActionStop, false)
-	waitFor(t, "pg recorded as stopped", 10*time.Second, func() bool { app, _, _ := st.GetApp(ctx, "pg"); return app.Stopped })
+	testenv.WaitFor(t, "pg recorded as stopped", 10*time.Second, func() bool { app, _, _ := st.GetApp(ctx, "pg"); return app.Stopped })
 	d.userDid("pg", events.ActionStart, true)
-	waitFor(t, "pg recorded as started", 10*time.Second, func() bool { app, _, _ := st.GetApp(ctx, "pg"); return !app.Stopped })
+	testenv.WaitFor(t, "pg recorded as started", 10*time.Second, func() bool { app, _, _ := st.GetApp(ctx, "pg"); return !app.Stopped })
 	d.userDid("pg", events.ActionDestroy, false)
-	waitFor(t, "pg forgotten", 10*time.Second, func() bool { _, _, err := st.GetApp(ctx, "pg"); return err != nil })
+	testenv.WaitFor(t, "pg forgotten", 10*time.Second, func() bool { _, _, err := st.GetApp(ctx, "pg"); return err != nil })
 	if calls := d.log(); len(calls) != 0 {
 		t.Errorf("the agent acted on the user's container: %v", calls)
 	}
@@ -377,7 +379,7 @@ func TestAgentPullsMissingImage(t *testing.T) {
 				want = "failed"
 			}
 			var last store.Event
-			waitFor(t, "timeline "+want, 10*time.Second, func() bool {
+			testenv.WaitFor(t, "timeline "+want, 10*time.Second, func() bool {
 				ev, _ := st.ListEvents(ctx, 20)
 				if len(ev) == 0 {
 					return false

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -13,7 +14,7 @@ import (
 // mount or a container start never waits for the timeline, and an etcd
 // hiccup only delays it.
 type Recorder struct {
-	st   *store.Store
+	st   EventStore
 	host string
 	log  logrus.FieldLogger
 	m    *Metrics
@@ -21,7 +22,7 @@ type Recorder struct {
 }
 
 // NewRecorder returns a recorder for events that happen on host.
-func NewRecorder(st *store.Store, host string, m *Metrics, log logrus.FieldLogger) *Recorder {
+func NewRecorder(st EventStore, host string, m *Metrics, log logrus.FieldLogger) *Recorder {
 	return &Recorder{st: st, host: host, m: m, log: log, ch: make(chan store.Event, 256)}
 }
 
@@ -88,5 +89,16 @@ func (r *Recorder) Run(ctx context.Context) {
 				}
 			}
 		}
+	}
+}
+
+// newRelocation begins a relocation of app from one host to another ("":
+// not placed yet). Its ID is the app and the moment it began (ms, base
+// 36): every step of a failover carries the same ID, and so does a new
+// leader's for the same death, since both date it by the host's death.
+func newRelocation(kind, app, from, to string, at time.Time) *store.Relocation {
+	return &store.Relocation{
+		ID:   app + "-" + strconv.FormatInt(at.UnixMilli(), 36),
+		Kind: kind, From: from, To: to, Started: at.UTC(),
 	}
 }

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/relocvol/relocvol/fencing"
+	"github.com/relocvol/relocvol/heartbeat"
 	"github.com/relocvol/relocvol/internal/store"
 )
 
@@ -22,9 +22,9 @@ const eventsKept = 2000
 // fences it, releases its claims and places its apps on live hosts. Every
 // write is guarded by the leadership, so a deposed leader changes nothing.
 type Leader struct {
-	st     *store.Store
+	st     LeaderStore
 	host   string
-	hb     *Heartbeat
+	hb     *heartbeat.Heartbeat
 	fencer fencing.Method
 	grace  time.Duration
 	rec    *Recorder
@@ -46,7 +46,7 @@ type Leader struct {
 // NewLeader returns a leader candidate for host. grace is how long a host's
 // lease must have been gone before it is fenced: the lease TTL already ran
 // out since its last renewal, so grace is the margin on top of it.
-func NewLeader(st *store.Store, hb *Heartbeat, fencer fencing.Method, grace time.Duration, rec *Recorder, m *Metrics, host string, log logrus.FieldLogger) *Leader {
+func NewLeader(st LeaderStore, hb *heartbeat.Heartbeat, fencer fencing.Method, grace time.Duration, rec *Recorder, m *Metrics, host string, log logrus.FieldLogger) *Leader {
 	return &Leader{st: st, host: host, hb: hb, fencer: fencer, grace: grace, rec: rec, m: m, log: log.WithField("host", host)}
 }
 
@@ -137,28 +137,14 @@ func (l *Leader) lead(ctx context.Context, lead *store.Leadership) {
 	}
 }
 
-// snapshot reads the cluster and tracks since when each host is down.
+// snapshot reads the cluster (at one revision) and tracks since when each
+// host is down.
 func (l *Leader) snapshot(ctx context.Context, now time.Time) (Snapshot, map[string]store.Versioned[store.App], error) {
-	hosts, err := l.st.ListHosts(ctx)
+	snap, err := l.st.Snapshot(ctx)
 	if err != nil {
 		return Snapshot{}, nil, err
 	}
-	fences, err := l.st.ListFences(ctx)
-	if err != nil {
-		return Snapshot{}, nil, err
-	}
-	apps, err := l.st.ListApps(ctx)
-	if err != nil {
-		return Snapshot{}, nil, err
-	}
-	claims, err := l.st.ListClaims(ctx)
-	if err != nil {
-		return Snapshot{}, nil, err
-	}
-	maint, err := l.st.ListMaintenance(ctx)
-	if err != nil {
-		return Snapshot{}, nil, err
-	}
+	hosts, fences, apps, claims, maint := snap.Hosts, snap.Fences, snap.Apps, snap.Claims, snap.Maintenance
 	s := Snapshot{Hosts: map[string]HostView{}, Apps: map[string]AppView{}, Claims: map[string]string{}}
 	known := map[string]bool{}
 	for name, a := range apps {
@@ -216,15 +202,6 @@ func (l *Leader) step(ctx context.Context, lead *store.Leadership, now time.Time
 	return nil
 }
 
-// relocationOf names the failover of app caused by host's death, the same
-// on every step (and for a new leader that saw the death at the same time).
-func relocationOf(app, from string, down time.Time, to string) *store.Relocation {
-	return &store.Relocation{
-		ID:   app + "-" + strconv.FormatInt(down.UnixMilli(), 36),
-		Kind: store.KindFailover, From: from, To: to, Started: down.UTC(),
-	}
-}
-
 // appsOn lists the apps placed on host.
 func appsOn(apps map[string]store.Versioned[store.App], host string) []store.App {
 	var out []store.App
@@ -241,7 +218,7 @@ func appsOn(apps map[string]store.Versioned[store.App], host string) []store.App
 func (l *Leader) announce(host string, s Snapshot, apps map[string]store.Versioned[store.App]) {
 	down := s.Hosts[host].DownSince
 	for _, a := range appsOn(apps, host) {
-		a.Relocation = relocationOf(a.Name, host, down, "")
+		a.Relocation = newRelocation(store.KindFailover, a.Name, host, "", down)
 		l.mu.Lock()
 		seen := l.announced[a.Relocation.ID]
 		l.announced[a.Relocation.ID] = true
@@ -279,7 +256,7 @@ func (l *Leader) perform(ctx context.Context, lead *store.Leadership, act Action
 			l.m.fencings.WithLabelValues(result).Inc()
 		}
 		for _, a := range appsOn(apps, act.Host) {
-			a.Relocation = relocationOf(a.Name, act.Host, down, "")
+			a.Relocation = newRelocation(store.KindFailover, a.Name, act.Host, "", down)
 			l.rec.Step(a, "fenced", time.Since(start), "method "+l.fencer.Name(), err)
 		}
 		if err != nil {
@@ -308,7 +285,7 @@ func (l *Leader) perform(ctx context.Context, lead *store.Leadership, act Action
 			return nil
 		}
 		a.Host = act.To
-		a.Relocation = relocationOf(a.Name, act.Host, down, act.To)
+		a.Relocation = newRelocation(store.KindFailover, a.Name, act.Host, act.To, down)
 		start := time.Now()
 		if _, err := l.st.PutApp(ctx, a, rev, lead); err != nil {
 			return fmt.Errorf("place app %s on %s: %w", act.App, act.To, err)
@@ -323,7 +300,7 @@ func (l *Leader) perform(ctx context.Context, lead *store.Leadership, act Action
 		l.mu.Unlock()
 		if !seen {
 			a := apps[act.App].Value
-			a.Relocation = relocationOf(a.Name, act.Host, down, "")
+			a.Relocation = newRelocation(store.KindFailover, a.Name, act.Host, "", down)
 			l.rec.Step(a, "stuck", 0, "", errors.New(act.Reason))
 			log.WithField("app", act.App).Error("app cannot be relocated: " + act.Reason)
 		}

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"net/http"
 	"sort"
 	"time"
 
@@ -52,32 +51,32 @@ func (c *Controller) Local(context.Context) (api.Local, error) {
 // the operator vouches for it.
 func (c *Controller) ForgetMounts(ctx context.Context, name string) error {
 	if err := spec.ValidateName(name); err != nil {
-		return api.Errorf(http.StatusBadRequest, "%v", err)
+		return api.Errorf(api.ErrInvalid, "%v", err)
 	}
 	if c.opt.Volumes == nil {
-		return api.Errorf(http.StatusNotImplemented, "host %s serves no volumes: ask the API of the host that holds %q", c.opt.Host, name)
+		return api.Errorf(api.ErrUnsupported, "host %s serves no volumes: ask the API of the host that holds %q", c.opt.Host, name)
 	}
 	if _, ok := c.opt.Volumes.Mounts()[name]; !ok {
-		return api.Errorf(http.StatusNotFound, "host %s counts no mount of volume %q: nothing to forget (ask the API of the host that holds it: relocvol volumes shows the owner)", c.opt.Host, name)
+		return api.Errorf(api.ErrNotFound, "host %s counts no mount of volume %q: nothing to forget (ask the API of the host that holds it: relocvol volumes shows the owner)", c.opt.Host, name)
 	}
 	listed := time.Now()
 	if c.opt.Docker != nil {
 		list, err := c.opt.Docker.ContainerList(ctx, container.ListOptions{})
 		if err != nil {
-			return api.Errorf(http.StatusServiceUnavailable, "cannot check the containers of host %s before forgetting the mounts of %q: %v", c.opt.Host, name, err)
+			return api.Errorf(api.ErrUnavailable, "cannot check the containers of host %s before forgetting the mounts of %q: %v", c.opt.Host, name, err)
 		}
 		for _, ct := range list {
 			if usesAny(ct.Mounts, map[string]time.Time{name: {}}) {
-				return api.Errorf(http.StatusConflict, "volume %q is used by the running container %s on host %s: its mounts are not orphans; stop the container instead", name, containerName(ct.Names), c.opt.Host)
+				return api.Errorf(api.ErrConflict, "volume %q is used by the running container %s on host %s: its mounts are not orphans; stop the container instead", name, containerName(ct.Names), c.opt.Host)
 			}
 		}
 	}
 	dropped, err := c.opt.Volumes.Drop(ctx, name, "an operator asked (relocvol forget-mounts)", listed)
 	switch {
 	case err != nil:
-		return api.Errorf(http.StatusConflict, "forgot the mount IDs of volume %q on host %s, but it is not released yet: %v (something on this host still uses it; relocvol retries by itself)", name, c.opt.Host, err)
+		return api.Errorf(api.ErrConflict, "forgot the mount IDs of volume %q on host %s, but it is not released yet: %v (something on this host still uses it; relocvol retries by itself)", name, c.opt.Host, err)
 	case !dropped:
-		return api.Errorf(http.StatusConflict, "volume %q was mounted again on host %s just now: its mounts are in use; nothing forgotten", name, c.opt.Host)
+		return api.Errorf(api.ErrConflict, "volume %q was mounted again on host %s just now: its mounts are in use; nothing forgotten", name, c.opt.Host)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"net/http"
 	"regexp"
 	"time"
 
@@ -20,17 +19,17 @@ var hostName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
 // disabled, reconfigured or upgraded while its containers keep running.
 func (c *Controller) SetMaintenance(ctx context.Context, host string, d time.Duration, reason string) (api.Maintenance, error) {
 	if !hostName.MatchString(host) {
-		return api.Maintenance{}, api.Errorf(http.StatusBadRequest, "invalid host name %q: name a host as relocvol hosts lists it", host)
+		return api.Maintenance{}, api.Errorf(api.ErrInvalid, "invalid host name %q: name a host as relocvol hosts lists it", host)
 	}
 	if err := store.ValidateMaintenance(d); err != nil {
-		return api.Maintenance{}, api.Errorf(http.StatusBadRequest, "%v", err)
+		return api.Maintenance{}, api.Errorf(api.ErrInvalid, "%v", err)
 	}
 	hs, err := c.st.HostState(ctx, host)
 	if err != nil {
 		return api.Maintenance{}, err
 	}
 	if !hs.Alive && hs.Maintenance == nil {
-		return api.Maintenance{}, api.Errorf(http.StatusConflict, "host %q is not alive: maintenance is announced before the work, while the host is up (a dead host is being failed over)", host)
+		return api.Maintenance{}, api.Errorf(api.ErrConflict, "host %q is not alive: maintenance is announced before the work, while the host is up (a dead host is being failed over)", host)
 	}
 	m, err := c.st.SetMaintenance(ctx, host, d, "operator", reason)
 	if err != nil {
@@ -48,7 +47,7 @@ func (c *Controller) EndMaintenance(ctx context.Context, host string) error {
 		return err
 	}
 	if !ended {
-		return api.Errorf(http.StatusNotFound, "host %q is not in maintenance: nothing to end (relocvol hosts shows which are)", host)
+		return api.Errorf(api.ErrNotFound, "host %q is not in maintenance: nothing to end (relocvol hosts shows which are)", host)
 	}
 	c.log.WithField("maintenance_host", host).Warn("maintenance ended by an operator")
 	return nil

@@ -12,14 +12,16 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 
+	"github.com/relocvol/relocvol/heartbeat"
 	"github.com/relocvol/relocvol/internal/store"
+	"github.com/relocvol/relocvol/internal/testenv"
 )
 
 // cuttableEnv is agentEnv with a heartbeat that cut stops for good, as a
 // partition from etcd does: no renewal, no rejoin.
-func cuttableEnv(t *testing.T) (*store.Store, *Heartbeat, *fakeDocker, context.Context, func()) {
-	st, ctx := testStore(t)
-	hb, _ := newHeartbeat(t, st, "a")
+func cuttableEnv(t *testing.T) (*store.Store, *heartbeat.Heartbeat, *fakeDocker, context.Context, func()) {
+	st, ctx := testenv.Store(t, "/test")
+	hb := newHeartbeat(t, st, "a")
 	hctx, cut := context.WithCancel(ctx)
 	if err := hb.Start(hctx); err != nil {
 		t.Fatal(err)
@@ -193,10 +195,10 @@ func TestSelfFencingRepeatsUntilNothingIsLeft(t *testing.T) {
 	fd.add("pg", true, relocate, "db")
 	fd.add("job", true, nil, "logs")
 	go a.Run(ctx)
-	waitFor(t, "pg recorded", 10*time.Second, func() bool { _, _, err := st.GetApp(ctx, "pg"); return err == nil })
+	testenv.WaitFor(t, "pg recorded", 10*time.Second, func() bool { _, _, err := st.GetApp(ctx, "pg"); return err == nil })
 
 	cut() // no more renewals: the host passes its cut-off
-	waitFor(t, "nothing relocvol left on the host", 10*time.Second, func() bool { return len(vols.left()) == 0 })
+	testenv.WaitFor(t, "nothing relocvol left on the host", 10*time.Second, func() bool { return len(vols.left()) == 0 })
 	if fd.state("pg") != "exited" || fd.state("job") != "exited" {
 		t.Fatalf("pg %s, job %s: want both stopped", fd.state("pg"), fd.state("job"))
 	}
@@ -216,9 +218,9 @@ func TestSelfFencingReportsWhatIsLeft(t *testing.T) {
 	a := NewAgent(st, d, hb, NewRecorder(st, "a", nil, quietLog()), NewMetrics(nil), "a", &fakeVolumes{d: fd}, quietLog())
 	fd.add("pg", true, relocate, "db")
 	go a.Run(ctx)
-	waitFor(t, "pg recorded", 10*time.Second, func() bool { _, _, err := st.GetApp(ctx, "pg"); return err == nil })
+	testenv.WaitFor(t, "pg recorded", 10*time.Second, func() bool { _, _, err := st.GetApp(ctx, "pg"); return err == nil })
 	cut()
-	waitFor(t, "the stuck container reported", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "the stuck container reported", 10*time.Second, func() bool {
 		sf := a.SelfFencing()
 		return sf.Active && slices.Equal(sf.Left, []string{"db"}) && strings.Contains(sf.Error, "pg")
 	})
@@ -238,7 +240,7 @@ func TestAgentCollectsOrphanMounts(t *testing.T) {
 	a.orphanEvery = 200 * time.Millisecond
 	fd.add("pg", true, nil, "db")
 	go a.Run(ctx)
-	waitFor(t, "orphans dropped", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "orphans dropped", 10*time.Second, func() bool {
 		vols.mu.Lock()
 		defer vols.mu.Unlock()
 		return len(vols.dropped) == 2

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/relocvol/relocvol/internal/store"
+	"github.com/relocvol/relocvol/internal/testenv"
 )
 
 // swarmLabels are the labels Docker puts on a Swarm task's container
@@ -82,7 +83,7 @@ func TestAgentLeavesSwarmTasksToSwarm(t *testing.T) {
 	d.add("web.1.tweb", true, swarmLabels("web", nil), "db3")
 	d.add("job", true, nil, "db4")
 	go a.Run(ctx)
-	waitFor(t, "pg recorded", 10*time.Second, func() bool { _, _, err := st.GetApp(ctx, "pg"); return err == nil })
+	testenv.WaitFor(t, "pg recorded", 10*time.Second, func() bool { _, _, err := st.GetApp(ctx, "pg"); return err == nil })
 	time.Sleep(1200 * time.Millisecond) // a reconcile pass after pg's
 	if apps, _ := st.ListApps(ctx); len(apps) != 1 {
 		t.Fatalf("apps %v: want pg only, no Swarm task", slices.Collect(maps.Keys(apps)))
@@ -91,11 +92,11 @@ func TestAgentLeavesSwarmTasksToSwarm(t *testing.T) {
 	if _, err := st.Client().Revoke(ctx, hb.Lease()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "everything using relocvol stopped", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "everything using relocvol stopped", 10*time.Second, func() bool {
 		return d.state("db.1.tdb") == "exited" && d.state("web.1.tweb") == "exited" && d.state("job") == "exited"
 	})
-	waitFor(t, "heartbeat rejoined", 10*time.Second, hb.Alive)
-	waitFor(t, "job and pg running again", 10*time.Second, func() bool { return d.state("job") == "running" && d.state("pg") == "running" })
+	testenv.WaitFor(t, "heartbeat rejoined", 10*time.Second, hb.Alive)
+	testenv.WaitFor(t, "job and pg running again", 10*time.Second, func() bool { return d.state("job") == "running" && d.state("pg") == "running" })
 	time.Sleep(2500 * time.Millisecond) // a full reconcile period: nothing changes any more
 	for _, name := range []string{"db.1.tdb", "web.1.tweb"} {
 		if got := d.state(name); got != "exited" {

@@ -34,38 +34,55 @@ func (d *Driver) ownLease() store.Guard {
 // by the previous holder's host key being absent: a decision taken on a
 // read that is no longer true never lands.
 func (d *Driver) claim(ctx context.Context, vol store.Volume, vrev int64, id string) error {
-	log := d.log.WithField("volume", vol.Name)
-	for attempt := 0; ; attempt++ {
+	const attempts = 6
+	var next store.Claim
+	var act mountAction
+	reread := false     // the last attempt lost its claim write: read the volume again
+	fenceAlive := false // the last attempt found the holder alive again while fencing it
+	err := store.Retry(attempts, func(int) error {
+		if reread {
+			v, nrev, err := d.getVolume(ctx, vol.Name)
+			if err != nil {
+				return store.Final(err)
+			}
+			if v.State != store.StateReady {
+				return newErr(ErrBusy, "volume %q is %s: try again in a moment", vol.Name, v.State)
+			}
+			vrev = nrev
+		}
+		// Only a lost claim write and a holder that came back are tried
+		// again (store.Retry); every other failure ends the Mount as it is.
 		c, crev, err := d.store.GetClaim(ctx, vol.Name)
 		if err != nil {
-			return err
+			return store.Final(err)
 		}
 		var owner store.HostState
 		if c.Held() && c.Host != d.opt.Host {
 			if owner, err = d.store.HostState(ctx, c.Host); err != nil {
-				return err
+				return store.Final(err)
 			}
 			d.sawOwner(c.Host, owner.Alive)
 		}
 		now := time.Now().UTC()
-		next := c
+		next = c
 		guards := []store.Guard{d.ownLease()}
-		act := decideMount(c, d.opt.Host, owner)
+		act = decideMount(c, d.opt.Host, owner)
 		switch act {
 		case actRefuse:
-			return d.inUseErr(ctx, "mount", c)
+			return store.Final(d.inUseErr(ctx, "mount", c))
 		case actJoin: // keep the IDs already counted
 		case actAcquire, actTakeover:
 			if act == actTakeover {
 				if err := d.awaitGrace(ctx, c.Host, c.Volume); err != nil {
-					return err
+					return store.Final(err)
 				}
 				err := d.fence(ctx, c.Host, c.Volume, fmt.Sprintf("volume %q", c.Volume))
-				if errors.Is(err, store.ErrHostAlive) && attempt < 5 {
-					continue // the holder came back: decide again
+				if errors.Is(err, store.ErrHostAlive) {
+					fenceAlive, reread = true, false
+					return err // the holder came back: decide again
 				}
 				if err != nil {
-					return err
+					return store.Final(err)
 				}
 				next.TakenFrom = c.Host
 				guards = append(guards, d.store.HostGone(c.Host))
@@ -78,29 +95,24 @@ func (d *Driver) claim(ctx context.Context, vol store.Volume, vrev int64, id str
 		}
 		next = withMount(next, id, now)
 		_, err = d.store.PutClaim(ctx, next, crev, vrev, guards...)
-		switch {
-		case errors.Is(err, store.ErrLeaseLost):
-			return d.notAliveErr(ctx, vol.Name)
-		case (errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrHostAlive)) && attempt < 5:
-			// Someone changed the claim (or the volume) since we read it,
-			// or the holder rejoined: decide again on fresh state.
-			v, nrev, verr := d.getVolume(ctx, vol.Name)
-			if verr != nil {
-				return verr
-			}
-			if v.State != store.StateReady {
-				return newErr(ErrBusy, "volume %q is %s: try again in a moment", vol.Name, v.State)
-			}
-			vrev = nrev
-			continue
-		case errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrHostAlive):
-			return newErr(ErrBusy, "volume %q: its claim kept changing while host %s tried to take it (%d attempts; last: %v): another host is mounting it at the same time; try again", vol.Name, d.opt.Host, attempt+1, err)
-		case err != nil:
-			return err
+		if errors.Is(err, store.ErrLeaseLost) {
+			return store.Final(d.notAliveErr(ctx, vol.Name))
 		}
-		log.WithFields(logrus.Fields{"epoch": next.Epoch, "action": act.String(), "mounts": len(next.Mounts)}).Info("claimed volume")
-		return nil
+		// Someone changed the claim (or the volume) since it was read, or
+		// the holder rejoined: decide again on fresh state.
+		fenceAlive, reread = false, err != nil
+		return err
+	}, store.ErrHostAlive)
+	switch {
+	case fenceAlive && errors.Is(err, store.ErrHostAlive):
+		return err // the holder came back at the last attempt
+	case errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrHostAlive):
+		return newErr(ErrBusy, "volume %q: its claim kept changing while host %s tried to take it (%d attempts; last: %v): another host is mounting it at the same time; try again", vol.Name, d.opt.Host, attempts, err)
+	case err != nil:
+		return err
 	}
+	d.log.WithFields(logrus.Fields{"volume": vol.Name, "epoch": next.Epoch, "action": act.String(), "mounts": len(next.Mounts)}).Info("claimed volume")
+	return nil
 }
 
 // sawOwner tracks since when this host has seen each claim holder dead.
@@ -176,4 +188,29 @@ func maintenanceErr(volume string, m store.Maintenance) error {
 	}
 	return newErr(ErrInUse, "volume %q is held by host %s, which is in maintenance until %s (set by %s%s): its containers may still run, so it is not taken over before then; to take it over now, end the maintenance: relocvol maintenance off %s",
 		volume, m.Host, m.Until.Format(time.RFC3339), m.By, why, m.Host)
+}
+
+// inUseErr words the refusal of an operation on a volume another host (or
+// this one) holds, with what the operator can do about it.
+func (d *Driver) inUseErr(ctx context.Context, op string, c store.Claim) error {
+	mounts := fmt.Sprintf("%d mounts", len(c.Mounts))
+	if c.Host == d.opt.Host {
+		return newErr(ErrInUse, "volume %q is in use on host %s (this host, %s): stop the containers that use it first", c.Volume, c.Host, mounts)
+	}
+	st, err := d.store.HostState(ctx, c.Host)
+	switch {
+	case err != nil:
+		return newErr(ErrInUse, "volume %q is in use on host %s (%s; its liveness is unknown: %v)", c.Volume, c.Host, mounts, err)
+	case !st.Alive && st.Maintenance != nil:
+		return maintenanceErr(c.Volume, *st.Maintenance)
+	case st.Alive:
+		what := "stop the containers that use it there first"
+		if op == "mount" {
+			what = "stop the container using it there, or move it with relocvol; " + takeoverHint(c.Host, st.ExpiresIn, d.opt.Grace)
+		}
+		return newErr(ErrInUse, "volume %q is in use on host %s (alive, last renewed %s ago, %s): %s",
+			c.Volume, c.Host, st.LastRenewed.Round(100*time.Millisecond), mounts, what)
+	default:
+		return newErr(ErrInUse, "volume %q is claimed by host %s, which is not alive: mount it on a live host to take it over (with fencing), then stop that container and remove it", c.Volume, c.Host)
+	}
 }

@@ -17,8 +17,8 @@ import (
 
 	"github.com/relocvol/relocvol/backends"
 	"github.com/relocvol/relocvol/backends/loop"
-	"github.com/relocvol/relocvol/controller"
 	"github.com/relocvol/relocvol/fencing"
+	"github.com/relocvol/relocvol/heartbeat"
 	"github.com/relocvol/relocvol/internal/execx"
 	"github.com/relocvol/relocvol/internal/fsutil"
 	"github.com/relocvol/relocvol/internal/spec"
@@ -40,7 +40,7 @@ type cluster struct {
 type host struct {
 	name  string
 	drv   *plugin.Driver
-	hb    *controller.Heartbeat
+	hb    *heartbeat.Heartbeat
 	cli   *clientv3.Client
 	st    *store.Store
 	root  string
@@ -94,7 +94,7 @@ func (c *cluster) hostWith(name, root, state string, o hostOpts) *host {
 	log := logrus.New()
 	log.SetOutput(testenv.LogWriter{T: t})
 	log.SetLevel(logrus.DebugLevel)
-	hb := controller.NewHeartbeat(st, name, 3*time.Second, state, "test", log)
+	hb := heartbeat.New(st, name, 3*time.Second, state, "test", log)
 	if o.fencer == nil {
 		o.fencer = fencing.None{Log: log}
 	}
@@ -228,11 +228,11 @@ func wantErr(t *testing.T, err error, kind error, contains ...string) {
 	}
 }
 
-func newHeartbeatOnly(t *testing.T, c *cluster, name string) *controller.Heartbeat {
+func newHeartbeatOnly(t *testing.T, c *cluster, name string) *heartbeat.Heartbeat {
 	cli := testenv.EtcdClient(t, c.endpoints)
 	log := logrus.New()
 	log.SetOutput(testenv.LogWriter{T: t})
-	return controller.NewHeartbeat(store.New(cli, "/relocvol"), name, 3*time.Second, t.TempDir(), "test", log)
+	return heartbeat.New(store.New(cli, "/relocvol"), name, 3*time.Second, t.TempDir(), "test", log)
 }
 
 func run(name string, args ...string) error {

@@ -154,32 +154,40 @@ func (d *Driver) lostCreate(ctx context.Context, rec store.Volume) error {
 // made: mkfs, LVM metadata), takes the record, and only then replaces the
 // half-made storage.
 func (d *Driver) awaitCreation(ctx context.Context, cur store.Volume, s spec.Spec) error {
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	var result error
+	err := d.store.Await(ctx, []store.Family{store.Volumes, store.Hosts}, 0, func(ctx context.Context) (bool, error) {
 		v, vrev, err := d.store.GetVolume(ctx, cur.Name)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			return nil // the creator failed and rolled back: the caller retries
+			return true, nil // the creator failed and rolled back: the caller retries
 		case err != nil:
-			return err
+			return false, err
 		case v.State == store.StateReady:
-			return d.checkSame(v, s)
+			result = d.checkSame(v, s)
+			return true, nil
 		case v.State != store.StateCreating:
-			return nil
+			return true, nil
 		}
-		if d.creatorGone(ctx, v) {
-			if err := d.takeCreateOver(ctx, v, vrev); !errors.Is(err, errAgain) {
-				return err
-			}
-			continue
+		gone, err := d.creatorGone(ctx, v)
+		if err != nil {
+			return false, fmt.Errorf("%w: %w", store.ErrTryAgain, err) // as if alive: look again
 		}
-		select {
-		case <-ctx.Done():
-			return newErr(ErrBusy, "volume %q is still being created by host %s: try again in a moment", cur.Name, cur.CreatedBy)
-		case <-tick.C:
+		if !gone {
+			return false, nil
 		}
+		if err := d.takeCreateOver(ctx, v, vrev); !errors.Is(err, errAgain) {
+			result = err
+			return true, nil
+		}
+		return false, store.ErrTryAgain // it changed under the takeover: read it again
+	})
+	switch {
+	case err == nil:
+		return result
+	case ctx.Err() != nil:
+		return newErr(ErrBusy, "volume %q is still being created by host %s: try again in a moment", cur.Name, cur.CreatedBy)
 	}
+	return err
 }
 
 // errAgain: the state changed under a takeover; read it again.
@@ -223,16 +231,16 @@ func (d *Driver) takeCreateOver(ctx context.Context, v store.Volume, vrev int64)
 // creatorGone reports whether the host that started creating v can no
 // longer finish: it is not alive, or it is this host's previous incarnation
 // (this process holds the volume's lock, so its own create is not running).
-func (d *Driver) creatorGone(ctx context.Context, v store.Volume) bool {
+func (d *Driver) creatorGone(ctx context.Context, v store.Volume) (bool, error) {
 	if v.CreatedBy == d.opt.Host {
-		return true
+		return true, nil
 	}
 	st, err := d.store.HostState(ctx, v.CreatedBy)
 	if err != nil {
-		return false
+		return false, err
 	}
 	d.sawOwner(v.CreatedBy, st.Alive)
-	return !st.Alive
+	return !st.Alive, nil
 }
 
 // ---- Remove ----

@@ -47,7 +47,7 @@ func (d *Driver) readyToWrite(ctx context.Context) error {
 	return nil
 }
 
-// Join implements controller.Member: it registers this host with the
+// Join implements heartbeat.Member: it registers this host with the
 // storage, once its host key is in etcd, and then marks the storage as
 // this cluster's if it is not yet (a write, so only once registered).
 func (d *Driver) Join(ctx context.Context) error {
@@ -57,7 +57,7 @@ func (d *Driver) Join(ctx context.Context) error {
 	return d.markCluster(ctx)
 }
 
-// Check implements controller.Member: it verifies, while the host is
+// Check implements heartbeat.Member: it verifies, while the host is
 // alive, that it is still registered with the storage.
 func (d *Driver) Check(ctx context.Context) error {
 	if rc, ok := d.fencer.(RegistrationChecker); ok {
@@ -66,7 +66,7 @@ func (d *Driver) Check(ctx context.Context) error {
 	return nil
 }
 
-// Prepare implements controller.Member: it rebuilds this host's mount counts from the mount table, the
+// Prepare implements heartbeat.Member: it rebuilds this host's mount counts from the mount table, the
 // backend and etcd, and cleans up, before the host registers: at start-up
 // and at every rejoin after a lost lease. It returns the revision of the
 // fencing mark it cleaned up after (0: none), which the registration clears

@@ -220,22 +220,51 @@ func (l *LVM) find(ctx context.Context, lvName string) (lv, bool, error) {
 	return lv{}, false, nil
 }
 
-// classify maps LVM's failures to the backend sentinels; stderr is kept.
+// classify maps LVM's failures to the backend sentinels (failureKind);
+// the command, its exit code and stderr are kept.
 func (l *LVM) classify(err error) error {
 	var ee *execx.ExecError
 	if !errors.As(err, &ee) {
 		return err
 	}
-	s := ee.Stderr
-	switch {
-	case strings.Contains(s, "already exists"):
-		return fmt.Errorf("%w: %w", backends.ErrExists, err)
-	case strings.Contains(s, "in use") || strings.Contains(s, "is open") || strings.Contains(s, "Can't remove open logical volume"):
-		return fmt.Errorf("%w: %w", backends.ErrInUse, err)
-	case strings.Contains(s, "not found") || strings.Contains(s, "Failed to find logical volume"):
-		return fmt.Errorf("%w: %w", backends.ErrNotFound, err)
+	if kind := failureKind(ee.ExitCode, ee.Stderr); kind != nil {
+		return fmt.Errorf("%w: %w", kind, err)
 	}
 	return err
+}
+
+// exitFailed is LVM's exit code for a command that ran and failed
+// (ECMD_FAILED); 3 is a command line relocvol built wrong, 4 LVM failing to
+// initialise, -1 a command that did not start or was killed.
+const exitFailed = 5
+
+// failures are the messages that make a failed LVM command one of the
+// backend's sentinels, in the order they are tried: an LV that is open is
+// "in use" even where the message also says "not found" of something else.
+var failures = []struct {
+	kind     error
+	messages []string
+}{
+	{backends.ErrExists, []string{"already exists"}},
+	{backends.ErrInUse, []string{"in use", "is open", "Can't remove open logical volume"}},
+	{backends.ErrNotFound, []string{"Failed to find logical volume", "not found"}},
+}
+
+// failureKind is the sentinel of an LVM failure (nil: none): only a command
+// that ran and failed (exit 5) says in its message what was wrong; another
+// exit code with the same words (a bad option "not found") is no such case.
+func failureKind(exitCode int, stderr string) error {
+	if exitCode != exitFailed {
+		return nil
+	}
+	for _, f := range failures {
+		for _, m := range f.messages {
+			if strings.Contains(stderr, m) {
+				return f.kind
+			}
+		}
+	}
+	return nil
 }
 
 // Check verifies, at start-up, that the VG exists and is visible from this

@@ -352,3 +352,29 @@ func TestNewRejectsBadVG(t *testing.T) {
 func TestMain(m *testing.M) {
 	os.Exit(execx.FakesDeclared(m.Run(), "lvm.Tools or fsutil.Tools", Tools, fsutil.Tools))
 }
+
+func TestFailureKind(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		code   int
+		stderr string
+		want   error
+	}{
+		{"lvcreate of an LV there", 5, `  Logical Volume "rv-new" already exists in volume group "san"`, backends.ErrExists},
+		{"lvremove of an open LV", 5, "  Logical volume san/rv-db in use.", backends.ErrInUse},
+		{"lvremove of an open LV, older LVM", 5, `  Can't remove open logical volume "rv-db"`, backends.ErrInUse},
+		{"lvchange -an of an open LV", 5, "  Logical volume san/rv-db is open.", backends.ErrInUse},
+		{"an LV that is not there", 5, `  Failed to find logical volume "san/rv-x"`, backends.ErrNotFound},
+		{"a VG that is not there", 5, `  Volume group "san" not found`, backends.ErrNotFound},
+		{"a bad command line says not found too", 3, `  Option --bogus not found`, nil},
+		{"LVM could not start", 4, "  Failed to find logical volume", nil},
+		{"killed", -1, "", nil},
+		{"another failure", 5, "  Insufficient free space: 256 extents needed, but only 10 available", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := failureKind(tc.code, tc.stderr); got != tc.want {
+				t.Errorf("failureKind(%d, %q) = %v, want %v", tc.code, tc.stderr, got, tc.want)
+			}
+		})
+	}
+}

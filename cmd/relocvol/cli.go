@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,27 +12,29 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/relocvol/relocvol/controller/api"
-	"github.com/relocvol/relocvol/internal/store"
+	"github.com/relocvol/relocvol/internal/config"
 )
 
-// clientFlags are the flags every API command shares.
+// clientFlags are the flags every API command shares: the API and its
+// token (config.Client, read as the plugin reads its settings) and --json.
 type clientFlags struct {
-	addr  string
-	token string
-	json  bool
+	config.Client
+	json bool
 }
 
 func (f *clientFlags) bind(cmd *cobra.Command) {
-	addr := os.Getenv("RELOCVOL_API")
-	if addr == "" {
-		addr = "http://127.0.0.1:7480"
-	}
-	cmd.PersistentFlags().StringVar(&f.addr, "api", addr, "URL of a host's relocvol API (env RELOCVOL_API)")
-	cmd.PersistentFlags().StringVar(&f.token, "token", os.Getenv("RELOCVOL_API_TOKEN"), "bearer token of the API (env RELOCVOL_API_TOKEN)")
+	f.Client = config.ClientDefaults()
+	f.Client.Bind(cmd.PersistentFlags())
 	cmd.PersistentFlags().BoolVar(&f.json, "json", false, "print the API's JSON instead of a table")
+	cmd.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := config.ApplyEnv(cmd.Flags(), "api", "token"); err != nil {
+			return err
+		}
+		return f.Client.Complete()
+	}
 }
 
-func (f *clientFlags) client() *api.Client { return api.NewClient(f.addr, f.token) }
+func (f *clientFlags) client() *api.Client { return api.NewClient(f.API, f.Token) }
 
 // apiCmds are the commands that talk to the REST API.
 func apiCmds() []*cobra.Command {
@@ -150,7 +151,7 @@ container. Each step is printed as it happens, then the total time.`,
 }
 
 // follow prints a relocation's events as they arrive, until it is done.
-func follow(ctx context.Context, c *api.Client, rel store.Relocation, timeout time.Duration, out io.Writer, asJSON bool) error {
+func follow(ctx context.Context, c *api.Client, rel api.Relocation, timeout time.Duration, out io.Writer, asJSON bool) error {
 	deadline := time.Now().Add(timeout)
 	// Events are written by several hosts, each in the background: one may
 	// land after a later one, so what was printed is tracked by identity.
@@ -193,7 +194,7 @@ func follow(ctx context.Context, c *api.Client, rel store.Relocation, timeout ti
 func ms(v int64) string { return (time.Duration(v) * time.Millisecond).String() }
 
 // stepLine is one timeline step for humans.
-func stepLine(e store.Event) string {
+func stepLine(e api.Event) string {
 	s := fmt.Sprintf("%s  %-9s on %-10s took %-8s at +%s", e.At.Local().Format("15:04:05.000"), e.Phase, e.Host, ms(e.TookMS), ms(e.SinceStartMS))
 	if e.Detail != "" {
 		s += "  " + e.Detail
@@ -382,7 +383,7 @@ func printApps(w io.Writer, apps []api.App) {
 	table(w, "APP\tIMAGE\tVOLUMES\tPLACED ON\tRUNNING ON\tALLOWED\tRELOCATION", rows)
 }
 
-func printEvents(w io.Writer, ev []store.Event) {
+func printEvents(w io.Writer, ev []api.Event) {
 	var rows [][]string
 	for _, e := range ev {
 		detail := e.Detail

@@ -18,7 +18,7 @@ import (
 type moveService struct {
 	mu    sync.Mutex
 	calls int
-	steps []store.Event
+	steps []api.Event
 }
 
 func (*moveService) Local(context.Context) (api.Local, error)   { return api.Local{}, nil }
@@ -34,16 +34,16 @@ func (m *moveService) Hosts(context.Context) ([]api.Host, error) {
 }
 func (m *moveService) Volumes(context.Context) ([]api.Volume, error) { return nil, nil }
 func (m *moveService) Apps(context.Context) ([]api.App, error)       { return nil, nil }
-func (m *moveService) Move(_ context.Context, app, to string) (store.Relocation, error) {
-	return store.Relocation{ID: app + "-1", Kind: store.KindMove, From: "n1", To: to}, nil
+func (m *moveService) Move(_ context.Context, app, to string) (api.Relocation, error) {
+	return api.Relocation{ID: app + "-1", Kind: store.KindMove, From: "n1", To: to}, nil
 }
-func (m *moveService) Events(_ context.Context, f api.EventFilter) ([]store.Event, error) {
+func (m *moveService) Events(_ context.Context, f api.EventFilter) ([]api.Event, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls++
 	t0 := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	all := []store.Event{
+	all := []api.Event{
 		{At: at(0), Phase: "requested", Host: "n1"},
 		{At: at(300), Phase: "stopped", Host: "n1", TookMS: 290},
 		{At: at(400), Phase: "released", Host: "n1"},
@@ -51,10 +51,10 @@ func (m *moveService) Events(_ context.Context, f api.EventFilter) ([]store.Even
 		{At: at(700), Phase: "started", Host: "n2"},
 		{At: at(710), Phase: "done", Host: "n2", TookMS: 710, App: "db"},
 	}
-	var out []store.Event
+	var out []api.Event
 	switch {
 	case m.calls == 1:
-		out = []store.Event{all[0], all[3]} // "stopped" and "released" not written yet
+		out = []api.Event{all[0], all[3]} // "stopped" and "released" not written yet
 	case m.calls == 2:
 		out = all[:4]
 	default:
@@ -128,5 +128,34 @@ func TestHostsTable(t *testing.T) {
 	cmd.SetOut(&bytes.Buffer{})
 	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "missing or wrong bearer token") {
 		t.Fatalf("without the token: %v", err)
+	}
+}
+
+// TestClientEnvironment: the API commands read RELOCVOL_API and the
+// plugin's RELOCVOL_API_TOKEN as the plugin reads its settings (flags
+// win), and nothing else of the environment.
+func TestClientEnvironment(t *testing.T) {
+	srv := httptest.NewServer(api.Handler(&moveService{}, api.Options{Token: "tok"}))
+	defer srv.Close()
+	run := func(args ...string) (string, error) {
+		cmd := apiCmds()[1] // hosts
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetArgs(args)
+		err := cmd.Execute()
+		return out.String(), err
+	}
+	t.Setenv("RELOCVOL_API", srv.URL)
+	t.Setenv("RELOCVOL_API_TOKEN", "tok")
+	t.Setenv("RELOCVOL_JSON", "true") // not a setting of the CLI
+	if out, err := run(); err != nil || !strings.Contains(out, "n2    fenced by n1") {
+		t.Fatalf("from the environment: %v\n%s", err, out)
+	}
+	if _, err := run("--token", "wrong"); err == nil || !strings.Contains(err.Error(), "missing or wrong bearer token") {
+		t.Fatalf("a flag must win over RELOCVOL_API_TOKEN: %v", err)
+	}
+	t.Setenv("RELOCVOL_API", "10.0.0.1:7480")
+	if _, err := run(); err == nil || !strings.Contains(err.Error(), `--api (RELOCVOL_API) "10.0.0.1:7480" is not a URL of an API: use one such as http://10.0.0.1:7480`) {
+		t.Fatalf("a bad RELOCVOL_API: %v", err)
 	}
 }

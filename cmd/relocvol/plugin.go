@@ -26,6 +26,7 @@ import (
 	"github.com/relocvol/relocvol/controller/api"
 	"github.com/relocvol/relocvol/fencing"
 	"github.com/relocvol/relocvol/fencing/scsi3"
+	"github.com/relocvol/relocvol/heartbeat"
 	"github.com/relocvol/relocvol/internal/config"
 	"github.com/relocvol/relocvol/internal/etcdembed"
 	"github.com/relocvol/relocvol/internal/execx"
@@ -40,7 +41,7 @@ import (
 // and the leader fence with, with the optional abilities the plugin uses;
 // the backends keep the cluster's mark (and lvm lists what is active).
 var (
-	_ controller.Member          = (*plugin.Driver)(nil)
+	_ heartbeat.Member           = (*plugin.Driver)(nil)
 	_ plugin.Fencer              = (*scsi3.Fencer)(nil)
 	_ plugin.Fencer              = fencing.None{}
 	_ plugin.FenceChecker        = (*scsi3.Fencer)(nil)
@@ -194,7 +195,7 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	if err := plugin.CheckCluster(ctx, be, cl, etcdName); err != nil {
 		return failed(err)
 	}
-	hb := controller.NewHeartbeat(st, cfg.Host, cfg.LeaseTTL, cfg.StateDir, version, log)
+	hb := heartbeat.New(st, cfg.Host, cfg.LeaseTTL, cfg.StateDir, version, log)
 	var docker controller.Docker
 	var engine plugin.Containers
 	if cfg.DockerHost != "" {

@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/relocvol/relocvol/internal/store"
 )
 
 // Client talks to a host's API.
@@ -58,9 +56,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if resp.StatusCode >= 300 {
 		var e ErrorBody
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return &Error{Code: resp.StatusCode, Msg: e.Error}
+			return received(resp.StatusCode, e.Error)
 		}
-		return &Error{Code: resp.StatusCode, Msg: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
+		return received(resp.StatusCode, fmt.Sprintf("%s %s: %s", method, path, resp.Status))
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -102,7 +100,7 @@ func (c *Client) Apps(ctx context.Context) ([]App, error) {
 }
 
 // Events returns the timeline, oldest first.
-func (c *Client) Events(ctx context.Context, f EventFilter) ([]store.Event, error) {
+func (c *Client) Events(ctx context.Context, f EventFilter) ([]Event, error) {
 	q := url.Values{}
 	if f.App != "" {
 		q.Set("app", f.App)
@@ -113,13 +111,13 @@ func (c *Client) Events(ctx context.Context, f EventFilter) ([]store.Event, erro
 	if f.Limit > 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))
 	}
-	var ev []store.Event
+	var ev []Event
 	return ev, c.do(ctx, http.MethodGet, "/v1/events?"+q.Encode(), nil, &ev)
 }
 
 // Move asks for a planned move of app to host.
-func (c *Client) Move(ctx context.Context, app, to string) (store.Relocation, error) {
-	var r store.Relocation
+func (c *Client) Move(ctx context.Context, app, to string) (Relocation, error) {
+	var r Relocation
 	return r, c.do(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/move", MoveRequest{To: to}, &r)
 }
 

@@ -45,10 +45,10 @@ func Handler(svc Service, opt Options) http.Handler {
 		r.Use(bearer(opt.Token))
 	}
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
-		writeError(w, Errorf(http.StatusNotFound, "no such endpoint %s %s: see GET /v1/status, /v1/hosts, /v1/volumes, /v1/apps, /v1/events, /v1/local, POST /v1/apps/{name}/move, /v1/local/volumes/{name}/forget, PUT and DELETE /v1/hosts/{name}/maintenance", req.Method, req.URL.Path))
+		writeError(w, Errorf(ErrNotFound, "no such endpoint %s %s: see GET /v1/status, /v1/hosts, /v1/volumes, /v1/apps, /v1/events, /v1/local, POST /v1/apps/{name}/move, /v1/local/volumes/{name}/forget, PUT and DELETE /v1/hosts/{name}/maintenance", req.Method, req.URL.Path))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
-		writeError(w, Errorf(http.StatusMethodNotAllowed, "method %s not allowed on %s", req.Method, req.URL.Path))
+		writeError(w, Errorf(ErrMethod, "method %s not allowed on %s", req.Method, req.URL.Path))
 	})
 	r.Get("/", statusPage(svc))
 	if opt.Metrics != nil {
@@ -65,12 +65,12 @@ func Handler(svc Service, opt Options) http.Handler {
 			dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 1<<16))
 			dec.DisallowUnknownFields()
 			if err := dec.Decode(&body); err != nil {
-				writeError(w, Errorf(http.StatusBadRequest, `invalid maintenance request: %v; send {"for": "10m", "reason": "..."}`, err))
+				writeError(w, Errorf(ErrInvalid, `invalid maintenance request: %v; send {"for": "10m", "reason": "..."}`, err))
 				return
 			}
 			d, err := time.ParseDuration(body.For)
 			if err != nil {
-				writeError(w, Errorf(http.StatusBadRequest, `invalid maintenance request: "for" is %q: give a duration such as 10m or 1h30m`, body.For))
+				writeError(w, Errorf(ErrInvalid, `invalid maintenance request: "for" is %q: give a duration such as 10m or 1h30m`, body.For))
 				return
 			}
 			m, err := svc.SetMaintenance(req.Context(), chi.URLParam(req, "name"), d, body.Reason)
@@ -107,7 +107,7 @@ func Handler(svc Service, opt Options) http.Handler {
 					return
 				}
 			}
-			writeError(w, Errorf(http.StatusNotFound, "no app %q: relocvol knows containers labelled relocvol.relocate=true that use relocvol volumes (see GET /v1/apps)", name))
+			writeError(w, Errorf(ErrNotFound, "no app %q: relocvol knows containers labelled relocvol.relocate=true that use relocvol volumes (see GET /v1/apps)", name))
 		})
 		r.Get("/events", func(w http.ResponseWriter, req *http.Request) {
 			q := req.URL.Query()
@@ -115,7 +115,7 @@ func Handler(svc Service, opt Options) http.Handler {
 			if s := q.Get("limit"); s != "" {
 				n, err := strconv.Atoi(s)
 				if err != nil || n < 1 || n > 10000 {
-					writeError(w, Errorf(http.StatusBadRequest, "invalid limit %q: use a number from 1 to 10000", s))
+					writeError(w, Errorf(ErrInvalid, "invalid limit %q: use a number from 1 to 10000", s))
 					return
 				}
 				f.Limit = n
@@ -132,11 +132,11 @@ func Handler(svc Service, opt Options) http.Handler {
 			dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 1<<16))
 			dec.DisallowUnknownFields()
 			if err := dec.Decode(&body); err != nil {
-				writeError(w, Errorf(http.StatusBadRequest, `invalid move request: %v; send {"to": "HOST"}`, err))
+				writeError(w, Errorf(ErrInvalid, `invalid move request: %v; send {"to": "HOST"}`, err))
 				return
 			}
 			if body.To == "" {
-				writeError(w, Errorf(http.StatusBadRequest, `invalid move request: "to" is empty; send {"to": "HOST"}`))
+				writeError(w, Errorf(ErrInvalid, `invalid move request: "to" is empty; send {"to": "HOST"}`))
 				return
 			}
 			rel, err := svc.Move(req.Context(), chi.URLParam(req, "name"), body.To)
@@ -167,7 +167,7 @@ func bearer(token string) func(http.Handler) http.Handler {
 			got, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
 			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="relocvol"`)
-				writeError(w, Errorf(http.StatusUnauthorized, "missing or wrong bearer token: send Authorization: Bearer <the host's --api-token> (relocvol CLI: --token or RELOCVOL_API_TOKEN)"))
+				writeError(w, Errorf(ErrUnauthorized, "missing or wrong bearer token: send Authorization: Bearer <the host's --api-token> (relocvol CLI: --token or RELOCVOL_API_TOKEN)"))
 				return
 			}
 			next.ServeHTTP(w, req)

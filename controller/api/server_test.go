@@ -3,14 +3,13 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/relocvol/relocvol/internal/store"
 )
 
 // fakeService is a fixed cluster for the handler tests.
@@ -20,7 +19,7 @@ type fakeService struct {
 
 func (f *fakeService) Local(context.Context) (Local, error) { return Local{Host: "a"}, nil }
 func (f *fakeService) ForgetMounts(_ context.Context, v string) error {
-	return Errorf(http.StatusNotFound, "host a counts no mount of volume %q", v)
+	return Errorf(ErrNotFound, "host a counts no mount of volume %q", v)
 }
 
 func (f *fakeService) SetMaintenance(_ context.Context, h string, d time.Duration, r string) (Maintenance, error) {
@@ -40,18 +39,18 @@ func (f *fakeService) Volumes(context.Context) ([]Volume, error) {
 func (f *fakeService) Apps(context.Context) ([]App, error) {
 	return []App{{Name: "db", Image: "postgres", Volumes: []string{"db"}, DesiredHost: "a", ActualHost: "a"}}, nil
 }
-func (f *fakeService) Events(_ context.Context, ef EventFilter) ([]store.Event, error) {
-	return []store.Event{{App: "db", Phase: "done", Relocation: ef.Relocation, TookMS: int64(ef.Limit)}}, nil
+func (f *fakeService) Events(_ context.Context, ef EventFilter) ([]Event, error) {
+	return []Event{{App: "db", Phase: "done", Relocation: ef.Relocation, TookMS: int64(ef.Limit)}}, nil
 }
-func (f *fakeService) Move(_ context.Context, app, to string) (store.Relocation, error) {
+func (f *fakeService) Move(_ context.Context, app, to string) (Relocation, error) {
 	if app != "db" {
-		return store.Relocation{}, Errorf(http.StatusNotFound, "no app %q", app)
+		return Relocation{}, Errorf(ErrNotFound, "no app %q", app)
 	}
 	if to == "dead" {
-		return store.Relocation{}, Errorf(http.StatusBadRequest, "host %q is not alive", to)
+		return Relocation{}, Errorf(ErrInvalid, "host %q is not alive", to)
 	}
 	f.moved = append(f.moved, [2]string{app, to})
-	return store.Relocation{ID: "db-1", Kind: store.KindMove, From: "a", To: to, Started: time.Unix(0, 0)}, nil
+	return Relocation{ID: "db-1", Kind: "move", From: "a", To: to, Started: time.Unix(0, 0)}, nil
 }
 
 func do(t *testing.T, h http.Handler, method, path, token, body string) (int, string) {
@@ -140,7 +139,7 @@ func TestClientAgainstHandler(t *testing.T) {
 		t.Fatalf("move %+v %v", r, err)
 	}
 	_, err := c.Move(ctx, "db", "dead")
-	if e, ok := err.(*Error); !ok || e.Code != 400 || e.Msg != `host "dead" is not alive` {
+	if e, ok := err.(*Error); !ok || e.Code != 400 || !errors.Is(err, ErrInvalid) || e.Msg != `host "dead" is not alive` {
 		t.Fatalf("move to a dead host: %#v", err)
 	}
 	if _, err := NewClient(srv.URL, "").Hosts(ctx); err == nil || !strings.Contains(err.Error(), "bearer token") {

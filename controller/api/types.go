@@ -7,12 +7,7 @@ package api
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"net/http"
 	"time"
-
-	"github.com/relocvol/relocvol/internal/store"
 )
 
 // Status is the cluster at a glance, seen from the answering host.
@@ -111,11 +106,39 @@ type App struct {
 	Volumes []string `json:"volumes"`
 	// DesiredHost is where etcd places the app; ActualHost where it runs
 	// now ("" when it runs nowhere).
-	DesiredHost string            `json:"desiredHost"`
-	ActualHost  string            `json:"actualHost"`
-	Allowed     []string          `json:"allowed,omitempty"`
-	Stopped     bool              `json:"stopped,omitempty"`
-	Relocation  *store.Relocation `json:"relocation,omitempty"`
+	DesiredHost string      `json:"desiredHost"`
+	ActualHost  string      `json:"actualHost"`
+	Allowed     []string    `json:"allowed,omitempty"`
+	Stopped     bool        `json:"stopped,omitempty"`
+	Relocation  *Relocation `json:"relocation,omitempty"`
+}
+
+// Relocation is an app's move or failover, from its start until it is
+// done.
+type Relocation struct {
+	ID      string    `json:"id"`
+	Kind    string    `json:"kind"` // move or failover
+	From    string    `json:"from"`
+	To      string    `json:"to"` // "" until the leader placed it
+	Started time.Time `json:"started"`
+}
+
+// Event is one step of a relocation's timeline.
+type Event struct {
+	At         time.Time `json:"at"`
+	Relocation string    `json:"relocation"`
+	Kind       string    `json:"kind"`
+	App        string    `json:"app"`
+	Phase      string    `json:"phase"`
+	Host       string    `json:"host"` // where the step ran
+	From       string    `json:"from,omitempty"`
+	To         string    `json:"to,omitempty"`
+	// TookMS is how long the step itself took; SinceStartMS how long after
+	// the relocation began it ended.
+	TookMS       int64  `json:"tookMs"`
+	SinceStartMS int64  `json:"sinceStartMs"`
+	Detail       string `json:"detail,omitempty"`
+	Error        string `json:"error,omitempty"`
 }
 
 // MoveRequest asks for a planned move.
@@ -141,8 +164,8 @@ type Service interface {
 	Hosts(ctx context.Context) ([]Host, error)
 	Volumes(ctx context.Context) ([]Volume, error)
 	Apps(ctx context.Context) ([]App, error)
-	Events(ctx context.Context, f EventFilter) ([]store.Event, error)
-	Move(ctx context.Context, app, to string) (store.Relocation, error)
+	Events(ctx context.Context, f EventFilter) ([]Event, error)
+	Move(ctx context.Context, app, to string) (Relocation, error)
 	// Local is the answering host as it sees itself (no etcd needed).
 	Local(ctx context.Context) (Local, error)
 	// ForgetMounts drops the answering host's mount IDs of a volume that
@@ -167,34 +190,4 @@ type Maintenance struct {
 type MaintenanceRequest struct {
 	For    string `json:"for"` // a Go duration, e.g. "10m"
 	Reason string `json:"reason,omitempty"`
-}
-
-// Error is an error with the HTTP status it maps to.
-type Error struct {
-	Code int
-	Msg  string
-}
-
-func (e *Error) Error() string { return e.Msg }
-
-// Errorf returns an *Error with code.
-func Errorf(code int, format string, a ...any) error {
-	return &Error{Code: code, Msg: fmt.Sprintf(format, a...)}
-}
-
-// statusOf maps an error to its HTTP status.
-func statusOf(err error) int {
-	var e *Error
-	switch {
-	case errors.As(err, &e):
-		return e.Code
-	case errors.Is(err, store.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, store.ErrConflict):
-		return http.StatusConflict
-	case errors.Is(err, context.DeadlineExceeded):
-		return http.StatusGatewayTimeout
-	default:
-		return http.StatusInternalServerError
-	}
 }

@@ -314,9 +314,9 @@ func rejoin(t *testing.T, anyAPI func(func(*api.Client) error) error, n *Node, h
 }
 
 // timeline returns the phases of the newest relocation of kind from host.
-func timeline(t *testing.T, anyAPI func(func(*api.Client) error) error, kind, from string) map[string]store.Event {
+func timeline(t *testing.T, anyAPI func(func(*api.Client) error) error, kind, from string) map[string]api.Event {
 	t.Helper()
-	phases := map[string]store.Event{}
+	phases := map[string]api.Event{}
 	testenv.Eventually(t, 30*time.Second, "the "+kind+" timeline is complete", func() error {
 		return anyAPI(func(cl *api.Client) error {
 			ev, err := cl.Events(context.Background(), api.EventFilter{App: appName, Limit: 200})

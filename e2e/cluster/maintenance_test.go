@@ -18,7 +18,7 @@ import (
 const upgradeVersion = "e2e-upgrade"
 
 // TestMaintenance changes a host's plugin while a relocatable container
-// writes on it, the way the README says: (a) a setting with docker plugin
+// writes on it, the way docs/configuration.md says: (a) a setting with docker plugin
 // disable -f, set, enable; (b) docker plugin upgrade to a new build. Each
 // time the plugin is down for longer than the lease and the grace, and no
 // peer fails the host over: the plugin announced maintenance when it

@@ -69,9 +69,6 @@ type config struct {
 	docker bool
 }
 
-// WithHosts names the host VMs (default hostA, hostB).
-func WithHosts(names ...string) Option { return func(c *config) { c.hosts = names } }
-
 // WithMemory gives each VM mib MiB of RAM (default: lab.sh's, 640).
 func WithMemory(mib int) Option { return func(c *config) { c.mem = mib } }
 
@@ -231,9 +228,6 @@ func (l *Lab) loadEnv() error {
 
 // VMs are the lab's VMs: the san, then the hosts.
 func (l *Lab) VMs() []string { return append([]string{San}, l.Hosts...) }
-
-// SSHPort is the 127.0.0.1 port forwarded to vm's sshd.
-func (l *Lab) SSHPort(vm string) int { return l.ports[vm] }
 
 // SSHArgs are the arguments of ssh (after "ssh") that log into vm as root,
 // for commands a test builds itself.
@@ -403,11 +397,6 @@ func (l *Lab) CopyTo(vm, local, remote string) error {
 	return l.scp(vm, local, "root@127.0.0.1:"+remote)
 }
 
-// CopyFrom copies remote on vm to the local file.
-func (l *Lab) CopyFrom(vm, remote, local string) error {
-	return l.scp(vm, "root@127.0.0.1:"+remote, local)
-}
-
 func (l *Lab) scp(vm, from, to string) error {
 	if l.ports[vm] == 0 {
 		return fmt.Errorf("no VM %q in the lab", vm)
@@ -420,10 +409,4 @@ func (l *Lab) scp(vm, from, to string) error {
 		return fmt.Errorf("scp %s %s (%s): %w: %s", from, to, vm, err, bytes.TrimSpace(out))
 	}
 	return nil
-}
-
-// Console is vm's serial console so far (every boot).
-func (l *Lab) Console(vm string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(l.Dir, vm+".log"))
-	return string(b), err
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -76,19 +77,30 @@ func Defaults() Config {
 	}
 }
 
-// EnvName is the environment variable that backs a flag.
+// EnvName is the environment variable that backs a flag of that name.
 func EnvName(flag string) string {
 	return "RELOCVOL_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
+// envAnnotation names, on a flag, a variable other than EnvName's.
+const envAnnotation = "relocvol-env"
+
+// FlagEnv is the environment variable that backs f.
+func FlagEnv(f *pflag.Flag) string {
+	if a := f.Annotations[envAnnotation]; len(a) == 1 {
+		return a[0]
+	}
+	return EnvName(f.Name)
+}
+
 // Bind registers every setting as a flag on fs. Call ApplyEnv after parsing.
 func (c *Config) Bind(fs *pflag.FlagSet) {
-	fs.StringVar(&c.Host, "host", c.Host, "this host's name in the cluster, unique among its hosts")
+	fs.StringVar(&c.Host, "host", c.Host, "this host's name in the cluster, unique among its hosts (default: the machine's hostname)")
 	fs.StringSliceVar(&c.EtcdEndpoints, "etcd-endpoints", c.EtcdEndpoints, "etcd client URLs, comma-separated; empty starts an embedded single-member etcd under --state-dir")
 	fs.StringVar(&c.EtcdCA, "etcd-ca", c.EtcdCA, "CA file to verify the etcd servers (TLS)")
 	fs.StringVar(&c.EtcdCert, "etcd-cert", c.EtcdCert, "client certificate file for etcd (TLS)")
 	fs.StringVar(&c.EtcdKey, "etcd-key", c.EtcdKey, "client key file for etcd (TLS)")
-	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", c.EtcdPrefix, "prefix of every relocvol key in etcd")
+	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", c.EtcdPrefix, "prefix of every relocvol key in etcd, so that one etcd can serve several clusters")
 	fs.StringVar(&c.EmbeddedEtcd, "embedded-etcd", c.EmbeddedEtcd, "client address (host:port) of the embedded etcd, used when --etcd-endpoints is empty")
 	fs.StringVar(&c.Backend, "backend", c.Backend, "storage backend: loop (image files in a shared folder) or lvm (LVs in a shared volume group)")
 	fs.StringVar(&c.SANDir, "san-dir", c.SANDir, "loop backend: shared folder that holds one image file per volume")
@@ -98,7 +110,7 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Socket, "socket", c.Socket, "path of the VolumeDriver unix socket")
 	fs.StringVar(&c.Fencing, "fencing", c.Fencing, "fencing method: none (loop backend) or scsi3 (SCSI-3 persistent reservations, lvm backend)")
 	fs.StringVar(&c.PRPreempt, "pr-preempt", c.PRPreempt, "scsi3: how a dead host's key is removed: abort (PREEMPT AND ABORT) or plain (PREEMPT, for targets that mishandle the abort)")
-	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "host liveness lease TTL (whole seconds, 2s to 120s)")
+	fs.DurationVar(&c.LeaseTTL, "lease-ttl", c.LeaseTTL, "host liveness lease TTL (whole seconds, 2s to 120s); every other liveness timing derives from it (docs/safety.md)")
 	fs.StringVar(&c.DefaultSize, "default-size", c.DefaultSize, "size of a volume created without -o size")
 	fs.StringVar(&c.DefaultFS, "default-fs", c.DefaultFS, "filesystem of a volume created without -o fs: ext4 or xfs")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
@@ -109,11 +121,15 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 }
 
 // ApplyEnv sets every flag not given on the command line from its
-// RELOCVOL_* variable, so flags win over the environment.
-func ApplyEnv(fs *pflag.FlagSet) error {
+// RELOCVOL_* variable, so flags win over the environment; with only, just
+// the flags of those names.
+func ApplyEnv(fs *pflag.FlagSet, only ...string) error {
 	var errs []error
 	fs.VisitAll(func(f *pflag.Flag) {
-		v, ok := os.LookupEnv(EnvName(f.Name))
+		if len(only) > 0 && !slices.Contains(only, f.Name) {
+			return
+		}
+		v, ok := os.LookupEnv(FlagEnv(f))
 		if !ok || f.Changed {
 			return
 		}
@@ -126,12 +142,12 @@ func ApplyEnv(fs *pflag.FlagSet) error {
 				}
 			}
 			if err := sv.Replace(items); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err))
+				errs = append(errs, fmt.Errorf("%s=%q: %w", FlagEnv(f), v, err))
 			}
 			return
 		}
 		if err := f.Value.Set(v); err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, err))
+			errs = append(errs, fmt.Errorf("%s=%q: %w", FlagEnv(f), v, err))
 		}
 	})
 	return errors.Join(errs...)

@@ -47,7 +47,7 @@ func TestManifestEnvMatchesFlags(t *testing.T) {
 	fs := pflag.NewFlagSet("plugin", pflag.ContinueOnError)
 	c.Bind(fs)
 	var fromFlags []string
-	fs.VisitAll(func(f *pflag.Flag) { fromFlags = append(fromFlags, EnvName(f.Name)) })
+	fs.VisitAll(func(f *pflag.Flag) { fromFlags = append(fromFlags, FlagEnv(f)) })
 	sort.Strings(inManifest)
 	sort.Strings(fromFlags)
 	if strings.Join(inManifest, " ") != strings.Join(fromFlags, " ") {

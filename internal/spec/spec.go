@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	units "github.com/docker/go-units"
 )
 
 // MaxNameLen bounds a volume name so that it fits a file name, an LVM LV name
@@ -116,34 +118,23 @@ func fsNames() []string {
 	return names
 }
 
-var sizePattern = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(?:i?[bB])?$`)
-
-// ParseSize reads a size such as 512M, 10G, 1.5T or 10GiB (binary units) and
-// rounds it up to a whole MiB, the granularity every backend can honour.
+// ParseSize reads a size as Docker's own local driver reads its size
+// option (go-units' RAMInBytes: binary units, case-insensitive, an optional
+// B or iB: 512M, 10G, 1.5T, 10GiB), within relocvol's limits, and rounds it
+// up to a whole MiB, the granularity every backend can honour.
 func ParseSize(s string) (int64, error) {
 	const hint = "use a positive number with K, M, G or T, e.g. 512M or 10G"
-	m := sizePattern.FindStringSubmatch(strings.TrimSpace(s))
-	if m == nil {
+	b, err := units.RAMInBytes(strings.TrimSpace(s))
+	switch {
+	case err != nil:
 		return 0, fmt.Errorf("invalid size %q: %s", Shorten(s), hint)
-	}
-	f, err := strconv.ParseFloat(m[1], 64)
-	if err != nil {
-		return 0, fmt.Errorf("invalid size %q: %s", Shorten(s), hint)
-	}
-	mult := map[string]float64{"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[strings.ToLower(m[2])]
-	b := f * mult
-	if b <= 0 {
+	case b == 0:
 		return 0, fmt.Errorf("invalid size %q: the size must be greater than zero; %s", Shorten(s), hint)
-	}
-	if b > MaxSize {
+	case b < 0 || b > MaxSize: // negative: beyond int64, which RAMInBytes wraps
 		return 0, fmt.Errorf("invalid size %q: larger than the %s limit; %s", Shorten(s), FormatSize(MaxSize), hint)
 	}
 	const mib = 1 << 20
-	n := int64(b)
-	if float64(n) < b {
-		n++
-	}
-	return (n + mib - 1) / mib * mib, nil
+	return (b + mib - 1) / mib * mib, nil
 }
 
 // FormatSize prints bytes in the largest binary unit that divides them.

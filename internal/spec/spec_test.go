@@ -65,7 +65,13 @@ func TestParseSize(t *testing.T) {
 		{name: "empty", in: "", wantErr: `invalid size ""`},
 		{name: "words", in: "big", wantErr: `invalid size "big"`},
 		{name: "two dots", in: "1.5.5G", wantErr: `invalid size "1.5.5G"`},
-		{name: "exponent", in: "1e3G", wantErr: `invalid size "1e3G"`},
+		{name: "an exponent, as Docker's local driver reads it", in: "1e3G", want: 1000 << 30},
+		{name: "a space before the unit, as the local driver allows", in: "64 M", want: 64 << 20},
+		{name: "MB is binary, as for the local driver", in: "1MB", want: 1 << 20},
+		{name: "petabytes are past the limit", in: "1P", wantErr: "larger than the 64T limit"},
+		{name: "beyond int64", in: "1e30T", wantErr: "larger than the 64T limit"},
+		{name: "a suffix too long", in: "10GiBs", wantErr: `invalid size "10GiBs"`},
+		{name: "not a number", in: "NaN", wantErr: `invalid size "NaN"`},
 		{name: "too large", in: "100T", wantErr: "larger than the 64T limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,11 +2,12 @@ package store
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"path"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -115,90 +116,6 @@ func (s *Store) DeleteApp(ctx context.Context, name string, rev int64, guards ..
 	return err
 }
 
-// ReleaseClaim gives up the claim read at rev on behalf of its fenced
-// holder; the epoch stays, so the next holder's is higher, and TakenFrom
-// names the fenced holder until the next holder releases it in turn. The
-// holder's host key must still be absent when the release lands
-// (ErrHostAlive otherwise): a holder that rejoined keeps its claim.
-func (s *Store) ReleaseClaim(ctx context.Context, c Claim, rev int64, guards ...Guard) error {
-	key := s.key("claims", c.Volume)
-	guards = append(guards, s.HostGone(c.Host))
-	_, err := s.guardedTxn(ctx, "release "+key, guards,
-		[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}, clientv3.OpPut(key, mustJSON(c.Released(c.Host))))
-	return err
-}
-
-// Event is one step of a relocation's timeline.
-type Event struct {
-	At         time.Time `json:"at"`
-	Relocation string    `json:"relocation"`
-	Kind       string    `json:"kind"`
-	App        string    `json:"app"`
-	Phase      string    `json:"phase"`
-	Host       string    `json:"host"` // where the step ran
-	From       string    `json:"from,omitempty"`
-	To         string    `json:"to,omitempty"`
-	// TookMS is how long the step itself took; SinceStartMS how long after
-	// the relocation began it ended.
-	TookMS       int64  `json:"tookMs"`
-	SinceStartMS int64  `json:"sinceStartMs"`
-	Detail       string `json:"detail,omitempty"`
-	Error        string `json:"error,omitempty"`
-}
-
-// AddEvent appends e to the timeline. Keys sort by time, then by host.
-func (s *Store) AddEvent(ctx context.Context, e Event) error {
-	if e.At.IsZero() {
-		e.At = time.Now().UTC()
-	}
-	key := s.key("events", fmt.Sprintf("%020d-%s-%s", e.At.UnixNano(), e.Host, e.Phase))
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	if _, err := s.cli.Put(ctx, key, mustJSON(e)); err != nil {
-		return s.etcdErr("record event", err)
-	}
-	return nil
-}
-
-// ListEvents returns the newest limit events, oldest first.
-func (s *Store) ListEvents(ctx context.Context, limit int64) ([]Event, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.cli.Get(ctx, s.dir("events"), clientv3.WithPrefix(),
-		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(limit))
-	if err != nil {
-		return nil, s.etcdErr("list events", err)
-	}
-	out := make([]Event, len(resp.Kvs))
-	for i, kv := range resp.Kvs {
-		if err := json.Unmarshal(kv.Value, &out[len(out)-1-i]); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
-		}
-	}
-	return out, nil
-}
-
-// PruneEvents deletes all but the newest keep events.
-func (s *Store) PruneEvents(ctx context.Context, keep int64) (int64, error) {
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.cli.Get(ctx, s.dir("events"), clientv3.WithPrefix(), clientv3.WithKeysOnly(),
-		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(keep+1))
-	if err != nil {
-		return 0, s.etcdErr("list events", err)
-	}
-	if int64(len(resp.Kvs)) <= keep {
-		return 0, nil
-	}
-	// Everything up to and including the (keep+1)-th newest key goes.
-	last := string(resp.Kvs[keep].Key)
-	del, err := s.cli.Delete(ctx, s.dir("events"), clientv3.WithRange(last+"\x00"))
-	if err != nil {
-		return 0, s.etcdErr("prune events", err)
-	}
-	return del.Deleted, nil
-}
-
 // SetRunning records that app runs on host, bound to the host's lease so
 // the record goes with the host.
 func (s *Store) SetRunning(ctx context.Context, app, host string, lease clientv3.LeaseID) error {
@@ -213,13 +130,11 @@ func (s *Store) SetRunning(ctx context.Context, app, host string, lease clientv3
 // ClearRunning removes app's running record if host wrote it.
 func (s *Store) ClearRunning(ctx context.Context, app, host string) error {
 	key := s.key("running", app)
-	ctx, cancel := s.ctx(ctx)
-	defer cancel()
-	_, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(key), "=", host)).Then(clientv3.OpDelete(key)).Commit()
-	if err != nil {
-		return s.etcdErr("clear "+key, err)
+	_, err := s.guardedTxn(ctx, "clear "+key, nil, []clientv3.Cmp{clientv3.Compare(clientv3.Value(key), "=", host)}, clientv3.OpDelete(key))
+	if errors.Is(err, ErrConflict) {
+		return nil // another host runs it now (or nobody): its record stays
 	}
-	return nil
+	return err
 }
 
 // ListRunning maps each app to the live host that runs it.
@@ -230,14 +145,19 @@ func (s *Store) ListRunning(ctx context.Context) (map[string]string, error) {
 	if err != nil {
 		return nil, s.etcdErr("list running apps", err)
 	}
-	out := make(map[string]string, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		out[path.Base(string(kv.Key))] = string(kv.Value)
-	}
-	return out, nil
+	return runningOf(resp.Kvs), nil
 }
 
 // WatchApps reports every change of an app (placements, relocations).
 func (s *Store) WatchApps(ctx context.Context) clientv3.WatchChan {
 	return s.cli.Watch(clientv3.WithRequireLeader(ctx), s.dir("apps"), clientv3.WithPrefix())
+}
+
+// runningOf maps the apps of a read of running/ to their hosts.
+func runningOf(kvs []*mvccpb.KeyValue) map[string]string {
+	out := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		out[path.Base(string(kv.Key))] = string(kv.Value)
+	}
+	return out
 }

@@ -2,13 +2,10 @@ package store
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/google/uuid"
-	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Cluster is a relocvol cluster's identity: made once, by the first host
@@ -29,24 +26,11 @@ type Cluster struct {
 func (s *Store) Cluster(ctx context.Context, host string) (Cluster, error) {
 	key := s.key("cluster", "")
 	c := Cluster{ID: uuid.NewString(), CreatedBy: host, CreatedAt: time.Now().UTC()}
-	tctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.cli.Txn(tctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, mustJSON(c))).
-		Else(clientv3.OpGet(key)).Commit()
+	proposed := c
+	_, _, etcdID, err := s.createOrGet(ctx, "read the cluster identity "+key, key, proposed, &c)
 	if err != nil {
-		return Cluster{}, s.etcdErr("read the cluster identity "+key, err)
+		return Cluster{}, err
 	}
-	if !resp.Succeeded {
-		kvs := resp.Responses[0].GetResponseRange().Kvs
-		if len(kvs) == 0 {
-			return Cluster{}, fmt.Errorf("cluster identity %s: %w", key, ErrConflict)
-		}
-		if err := json.Unmarshal(kvs[0].Value, &c); err != nil {
-			return Cluster{}, fmt.Errorf("decode %s: %w", key, err)
-		}
-	}
-	c.EtcdClusterID = strconv.FormatUint(resp.Header.ClusterId, 16)
+	c.EtcdClusterID = strconv.FormatUint(etcdID, 16)
 	return c, nil
 }

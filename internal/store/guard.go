@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -106,4 +107,32 @@ func (s *Store) guardedTxn(ctx context.Context, what string, guards []Guard, cmp
 		}
 	}
 	return 0, fmt.Errorf("%s: %w", what, ErrConflict)
+}
+
+// createOrGet writes value at key unless the key exists, in one
+// transaction that otherwise reads what is there: created, or the current
+// record decoded into cur with its revision. The revision is the one
+// written, or the existing record's. It also returns etcd's cluster ID, for
+// the cluster identity.
+func (s *Store) createOrGet(ctx context.Context, what, key string, value, cur any) (created bool, rev int64, clusterID uint64, err error) {
+	tctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(tctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, mustJSON(value))).
+		Else(clientv3.OpGet(key)).Commit()
+	if err != nil {
+		return false, 0, 0, s.etcdErr(what, err)
+	}
+	if resp.Succeeded {
+		return true, resp.Header.Revision, resp.Header.ClusterId, nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 { // deleted between compare and get: cannot happen in one txn
+		return false, 0, 0, fmt.Errorf("%s: %w", what, ErrConflict)
+	}
+	if err := json.Unmarshal(kvs[0].Value, cur); err != nil {
+		return false, 0, 0, fmt.Errorf("%s: decode %s: %w", what, key, err)
+	}
+	return false, kvs[0].ModRevision, resp.Header.ClusterId, nil
 }

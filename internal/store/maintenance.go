@@ -82,16 +82,11 @@ func (s *Store) EndMaintenance(ctx context.Context, host, by string) (bool, erro
 		return false, err
 	}
 	key := s.key("maintenance", host)
-	tctx, cancel := s.ctx(ctx)
-	defer cancel()
-	resp, err := s.cli.Txn(tctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).Then(clientv3.OpDelete(key)).Commit()
-	if err != nil {
-		return false, s.etcdErr("delete "+key, err)
+	if _, err := s.guardedTxn(ctx, "end the maintenance of "+host, nil,
+		[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}, clientv3.OpDelete(key)); err != nil {
+		return false, err
 	}
-	if !resp.Succeeded {
-		return false, fmt.Errorf("end the maintenance of %s: %w", host, ErrConflict)
-	}
-	_, _ = s.cli.Revoke(tctx, clientv3.LeaseID(m.Lease))
+	s.revokeQuietly(ctx, m.Lease)
 	return true, nil
 }
 

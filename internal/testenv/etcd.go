@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/relocvol/relocvol/internal/etcdembed"
+	"github.com/relocvol/relocvol/internal/store"
 )
 
 // Etcd starts a real single-member etcd for t (embedded, in a temporary
@@ -65,4 +66,14 @@ func EtcdClient(t testing.TB, endpoints []string) *clientv3.Client {
 		t.Fatalf("etcd at %v does not answer: %v", endpoints, err)
 	}
 	return cli
+}
+
+// Store is a store under prefix on a real etcd of t's own, and a context
+// that ends with t.
+func Store(t testing.TB, prefix string) (*store.Store, context.Context) {
+	t.Helper()
+	cli := EtcdClient(t, Etcd(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return store.New(cli, prefix), ctx
 }

@@ -80,3 +80,16 @@ func EnsureRegistry(t testing.TB, root string) {
 		t.Fatalf("installing docker-registry (lib.sh ensure_registry): %v", err)
 	}
 }
+
+// WaitFor waits until cond holds, checking every 50 ms, and fails t after
+// timeout: for conditions that are cheap to check and change quickly.
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

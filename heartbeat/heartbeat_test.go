@@ -1,4 +1,4 @@
-package controller
+package heartbeat
 
 import (
 	"context"
@@ -17,26 +17,6 @@ import (
 	"github.com/relocvol/relocvol/internal/store"
 	"github.com/relocvol/relocvol/internal/testenv"
 )
-
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// testStore is a store on a real etcd of t's own, and a context that ends
-// with t.
-func testStore(t *testing.T) (*store.Store, context.Context) {
-	cli := testenv.EtcdClient(t, testenv.Etcd(t))
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	return store.New(cli, "/test"), ctx
-}
 
 // member is a Member whose answers a test sets.
 type member struct {
@@ -72,7 +52,7 @@ func (m *member) Check(ctx context.Context) error {
 func newHeartbeat(t *testing.T, st *store.Store, host string) (*Heartbeat, *member) {
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
-	hb := NewHeartbeat(st, host, 3*time.Second, t.TempDir(), "test", log)
+	hb := New(st, host, 3*time.Second, t.TempDir(), "test", log)
 	m := &member{}
 	hb.Member = m
 	hb.Info = func(h *store.Host) { h.Agent = true } // as on a host with an engine
@@ -80,7 +60,7 @@ func newHeartbeat(t *testing.T, st *store.Store, host string) (*Heartbeat, *memb
 }
 
 func TestHeartbeatRejoinsAfterLosingItsLease(t *testing.T) {
-	st, ctx := testStore(t)
+	st, ctx := testenv.Store(t, "/test")
 	hb, m := newHeartbeat(t, st, "node-a")
 	if err := hb.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -102,7 +82,7 @@ func TestHeartbeatRejoinsAfterLosingItsLease(t *testing.T) {
 	if _, err := st.Client().Revoke(ctx, clientv3.LeaseID(hs.Info.Lease)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "rejoin with a new lease", 15*time.Second, func() bool {
+	testenv.WaitFor(t, "rejoin with a new lease", 15*time.Second, func() bool {
 		hs2, err := st.HostState(ctx, "node-a")
 		return err == nil && hs2.Alive && hs2.Info.Lease != hs.Info.Lease && hb.Alive()
 	})
@@ -127,7 +107,7 @@ func TestHeartbeatNotAliveWithoutEtcd(t *testing.T) {
 	srv.Close() // waits for open streams, during which etcd may still answer
 	lost := time.Now()
 	t.Logf("etcd took %s to close", lost.Sub(closing).Round(time.Millisecond))
-	waitFor(t, "not alive once etcd is gone", 10*time.Second, func() bool { return !hb.Alive() })
+	testenv.WaitFor(t, "not alive once etcd is gone", 10*time.Second, func() bool { return !hb.Alive() })
 	// It must give up before etcd could expire the lease (TTL 3s).
 	if d := time.Since(lost); d >= 3*time.Second {
 		t.Fatalf("still alive %s after etcd went away, past the 3s TTL", d)
@@ -135,7 +115,7 @@ func TestHeartbeatNotAliveWithoutEtcd(t *testing.T) {
 }
 
 func TestHeartbeatStartFailsWhenCleanupFails(t *testing.T) {
-	st, _ := testStore(t)
+	st, _ := testenv.Store(t, "/test")
 	hb, m := newHeartbeat(t, st, "node-a")
 	m.prepare = func(context.Context) (int64, error) { return 0, errors.New("volume db still mounted") }
 	err := hb.Start(context.Background())
@@ -151,7 +131,7 @@ func TestHeartbeatStartFailsWhenCleanupFails(t *testing.T) {
 // one its Prepare cleaned up after; it joins the storage only once its host
 // key is in etcd, so that no peer can mark it meanwhile.
 func TestHeartbeatRegistersOnlyUnmarked(t *testing.T) {
-	st, ctx := testStore(t)
+	st, ctx := testenv.Store(t, "/test")
 	hb, m := newHeartbeat(t, st, "node-a")
 	rev, err := st.MarkFence(ctx, store.Fence{Host: "node-a", By: "node-b", Method: "none"})
 	if err != nil {
@@ -185,7 +165,7 @@ func TestHeartbeatRegistersOnlyUnmarked(t *testing.T) {
 // A host whose storage check says it was cut off gives its lease up at
 // once and rejoins through Prepare, which cleans up first.
 func TestHeartbeatGivesUpWhenCutOff(t *testing.T) {
-	st, ctx := testStore(t)
+	st, ctx := testenv.Store(t, "/test")
 	hb, m := newHeartbeat(t, st, "node-a")
 	hb.checkEvery = 100 * time.Millisecond
 	var cut atomic.Bool
@@ -207,11 +187,11 @@ func TestHeartbeatGivesUpWhenCutOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := hb.Lease()
-	waitFor(t, "the lease given up", 5*time.Second, func() bool {
+	testenv.WaitFor(t, "the lease given up", 5*time.Second, func() bool {
 		ttl, err := st.Client().TimeToLive(ctx, first)
 		return err == nil && ttl.TTL == -1
 	})
-	waitFor(t, "rejoined through Prepare", 10*time.Second, func() bool {
+	testenv.WaitFor(t, "rejoined through Prepare", 10*time.Second, func() bool {
 		return m.prepares.Load() >= 2 && hb.Alive() && hb.Lease() != first
 	})
 }
@@ -220,7 +200,7 @@ func TestHeartbeatGivesUpWhenCutOff(t *testing.T) {
 // and an LVM write on a slow SAN): the lease is renewed meanwhile, and the
 // host is not alive before the join is done.
 func TestHeartbeatRenewsWhileJoining(t *testing.T) {
-	st, ctx := testStore(t)
+	st, ctx := testenv.Store(t, "/test")
 	hb, m := newHeartbeat(t, st, "node-a")
 	m.join = func(context.Context) error {
 		if hb.Alive() {

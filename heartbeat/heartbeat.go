@@ -1,16 +1,14 @@
-// Package controller is relocvol's per-host controller: the heartbeat that
-// keeps the host's liveness key alive in etcd, the agent that records the
-// host's relocatable containers and runs what etcd places on it (and stops
-// everything when the host loses its lease), the leader that fences dead
-// hosts and places their apps elsewhere, planned moves, the relocation
-// timeline and the read-only views the REST API serves.
+// Package heartbeat keeps a host alive in etcd: the key <prefix>/hosts/<host>
+// bound to the host's lease, renewed as internal/liveness times it, given up
+// and registered again (through the storage side, Member) when the lease is
+// lost or the host was fenced. The plugin's Mount and the controller both
+// ask it whether the host may hold volumes.
 //
-// Liveness is a key /relocvol/hosts/<host> bound to an etcd lease. A peer may
-// take over this host's volumes only once that key is gone, so this host
-// must stop claiming to be alive as soon as it cannot prove its lease is
-// current: Alive turns false at the self-fencing point of its timings
-// (internal/liveness), well before etcd itself can expire the lease.
-package controller
+// A peer may take over this host's volumes only once that key is gone, so
+// this host must stop claiming to be alive as soon as it cannot prove its
+// lease is current: Alive turns false at the self-fencing point of its
+// timings (internal/liveness), well before etcd itself can expire the lease.
+package heartbeat
 
 import (
 	"context"
@@ -80,9 +78,9 @@ type Heartbeat struct {
 	maxGap time.Duration
 }
 
-// NewHeartbeat prepares a heartbeat; stateDir keeps the lease ID so that a
+// New prepares a heartbeat; stateDir keeps the lease ID so that a
 // restarted process can replace its own previous, not yet expired, lease.
-func NewHeartbeat(st *store.Store, host string, ttl time.Duration, stateDir, version string, log logrus.FieldLogger) *Heartbeat {
+func New(st *store.Store, host string, ttl time.Duration, stateDir, version string, log logrus.FieldLogger) *Heartbeat {
 	return &Heartbeat{
 		st: st, host: host, tm: liveness.For(ttl), version: version, log: log.WithField("host", host),
 		leaseFile: filepath.Join(stateDir, "lease-"+host), checkEvery: checkEvery,

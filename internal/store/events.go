@@ -1,0 +1,81 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Event is one step of a relocation's timeline.
+type Event struct {
+	At         time.Time `json:"at"`
+	Relocation string    `json:"relocation"`
+	Kind       string    `json:"kind"`
+	App        string    `json:"app"`
+	Phase      string    `json:"phase"`
+	Host       string    `json:"host"` // where the step ran
+	From       string    `json:"from,omitempty"`
+	To         string    `json:"to,omitempty"`
+	// TookMS is how long the step itself took; SinceStartMS how long after
+	// the relocation began it ended.
+	TookMS       int64  `json:"tookMs"`
+	SinceStartMS int64  `json:"sinceStartMs"`
+	Detail       string `json:"detail,omitempty"`
+	Error        string `json:"error,omitempty"`
+}
+
+// AddEvent appends e to the timeline. Keys sort by time, then by host.
+func (s *Store) AddEvent(ctx context.Context, e Event) error {
+	if e.At.IsZero() {
+		e.At = time.Now().UTC()
+	}
+	key := s.key("events", fmt.Sprintf("%020d-%s-%s", e.At.UnixNano(), e.Host, e.Phase))
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	if _, err := s.cli.Put(ctx, key, mustJSON(e)); err != nil {
+		return s.etcdErr("record event", err)
+	}
+	return nil
+}
+
+// ListEvents returns the newest limit events, oldest first.
+func (s *Store) ListEvents(ctx context.Context, limit int64) ([]Event, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.dir("events"), clientv3.WithPrefix(),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(limit))
+	if err != nil {
+		return nil, s.etcdErr("list events", err)
+	}
+	out := make([]Event, len(resp.Kvs))
+	for i, kv := range resp.Kvs {
+		if err := json.Unmarshal(kv.Value, &out[len(out)-1-i]); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+	}
+	return out, nil
+}
+
+// PruneEvents deletes all but the newest keep events.
+func (s *Store) PruneEvents(ctx context.Context, keep int64) (int64, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.dir("events"), clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(keep+1))
+	if err != nil {
+		return 0, s.etcdErr("list events", err)
+	}
+	if int64(len(resp.Kvs)) <= keep {
+		return 0, nil
+	}
+	// Everything up to and including the (keep+1)-th newest key goes.
+	last := string(resp.Kvs[keep].Key)
+	del, err := s.cli.Delete(ctx, s.dir("events"), clientv3.WithRange(last+"\x00"))
+	if err != nil {
+		return 0, s.etcdErr("prune events", err)
+	}
+	return del.Deleted, nil
+}
