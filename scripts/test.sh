@@ -2,10 +2,10 @@
 # scripts/test.sh: the project's test command (CI runs it through .ci/run).
 # As root: makes sure of everything setup.sh needs (packages, Go, Docker, the
 # base images) and everything the VM labs need (qemu, the kernel, the VM
-# image: scripts/vmlab/build.sh, cached), then go vet and every test. The
-# e2e tests build and install the plugin themselves with
-# scripts/build-plugin.sh. Nothing is skipped on a machine set up by this
-# script alone.
+# image: scripts/vmlab/build.sh, cached), then go vet, shellcheck of every
+# script and every test. The e2e tests build and install the plugin
+# themselves with scripts/build-plugin.sh. Nothing is skipped on a machine
+# set up by this script alone.
 #
 #   scripts/test.sh [go test flags, e.g. -run TestX]   (as root)
 set -euo pipefail
@@ -21,7 +21,7 @@ require_root
 # images (another debootstrap): on a new machine that saves a minute. The
 # packages of both go in first, in one apt run: apt installs one at a time.
 mapfile -t pkgs < <(setup_packages)
-ensure_packages "${pkgs[@]}" "${VMLAB_BUILD_PACKAGES[@]}"
+ensure_packages "${pkgs[@]}" "${VMLAB_BUILD_PACKAGES[@]}" shellcheck
 log "VM lab images (scripts/vmlab/build.sh, in the background)"
 bash "$RELOCVOL_REPO/scripts/vmlab/build.sh" &
 vmlab_build=$!
@@ -39,6 +39,11 @@ cd "$RELOCVOL_REPO"
 
 log "go vet ./..."
 go vet ./...
+# Every shell script (by name or by its #! line), sourced files followed as
+# they are sourced.
+mapfile -t scripts < <({ find scripts -name '*.sh'; grep -rlE '^#!/bin/(ba)?sh|^#!/usr/bin/env bash' scripts .ci; } | sort -u)
+log "shellcheck (${#scripts[@]} scripts)"
+shellcheck -x -P SCRIPTDIR "${scripts[@]}"
 
 # The e2e packages run verbose, so their skips and daemon logs show, and one
 # at a time (-p 1): the Docker tests and the VM labs each need both cores.
