@@ -14,7 +14,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/relocvol/relocvol/controller/api"
-	"github.com/relocvol/relocvol/heartbeat"
 	"github.com/relocvol/relocvol/internal/store"
 )
 
@@ -42,7 +41,7 @@ type Agent struct {
 	st     AgentStore
 	docker Docker
 	host   string
-	hb     *heartbeat.Heartbeat
+	hb     Liveness
 	rec    *Recorder
 	m      *Metrics
 	log    logrus.FieldLogger
@@ -75,7 +74,7 @@ type Agent struct {
 // NewAgent returns an agent for host; vols are the plugin's counts of the
 // volumes mounted here (nil: only labelled containers are stopped when the
 // lease is lost, and no mount ID is collected).
-func NewAgent(st AgentStore, d Docker, hb *heartbeat.Heartbeat, rec *Recorder, m *Metrics, host string, vols LocalVolumes, log logrus.FieldLogger) *Agent {
+func NewAgent(st AgentStore, d Docker, hb Liveness, rec *Recorder, m *Metrics, host string, vols LocalVolumes, log logrus.FieldLogger) *Agent {
 	return &Agent{
 		st: st, docker: d, host: host, hb: hb, rec: rec, m: m, log: log.WithField("host", host), vols: vols,
 		orphanEvery: orphanEvery,

@@ -19,7 +19,6 @@ import (
 
 	"github.com/relocvol/relocvol/controller/api"
 	"github.com/relocvol/relocvol/fencing"
-	"github.com/relocvol/relocvol/heartbeat"
 	"github.com/relocvol/relocvol/internal/store"
 )
 
@@ -29,7 +28,7 @@ type Options struct {
 	Version string
 	Store   Store
 	Docker  Docker // nil: no agent (a host that only serves volumes)
-	Beat    *heartbeat.Heartbeat
+	Beat    Liveness
 	Fencer  fencing.Method
 	// Grace is how long after a host's lease is gone the leader fences it
 	// (default: the heartbeat's liveness timings, the grace a Mount's
@@ -72,8 +71,6 @@ func New(opt Options) *Controller {
 	rec := NewRecorder(opt.Store, opt.Host, m, opt.Log)
 	c := &Controller{opt: opt, st: opt.Store, rec: rec, m: m, log: log}
 	if opt.Docker != nil {
-		// Peers place apps only on hosts that can start them.
-		opt.Beat.Info = func(h *store.Host) { h.Agent = true }
 		c.agent = NewAgent(opt.Store, opt.Docker, opt.Beat, rec, m, opt.Host, opt.Volumes, opt.Log)
 	}
 	c.leader = NewLeader(opt.Store, opt.Beat, opt.Fencer, opt.Grace, rec, m, opt.Host, opt.Log)

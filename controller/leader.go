@@ -10,7 +10,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/relocvol/relocvol/fencing"
-	"github.com/relocvol/relocvol/heartbeat"
 	"github.com/relocvol/relocvol/internal/store"
 )
 
@@ -24,7 +23,7 @@ const eventsKept = 2000
 type Leader struct {
 	st     LeaderStore
 	host   string
-	hb     *heartbeat.Heartbeat
+	hb     Liveness
 	fencer fencing.Method
 	grace  time.Duration
 	rec    *Recorder
@@ -46,7 +45,7 @@ type Leader struct {
 // NewLeader returns a leader candidate for host. grace is how long a host's
 // lease must have been gone before it is fenced: the lease TTL already ran
 // out since its last renewal, so grace is the margin on top of it.
-func NewLeader(st LeaderStore, hb *heartbeat.Heartbeat, fencer fencing.Method, grace time.Duration, rec *Recorder, m *Metrics, host string, log logrus.FieldLogger) *Leader {
+func NewLeader(st LeaderStore, hb Liveness, fencer fencing.Method, grace time.Duration, rec *Recorder, m *Metrics, host string, log logrus.FieldLogger) *Leader {
 	return &Leader{st: st, host: host, hb: hb, fencer: fencer, grace: grace, rec: rec, m: m, log: log.WithField("host", host)}
 }
 

@@ -6,8 +6,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/relocvol/relocvol/heartbeat"
 )
 
 // Metrics are the controller's Prometheus metrics, in a registry of their
@@ -68,7 +66,7 @@ func NewMetrics(mounted func() int) *Metrics {
 }
 
 // watchSlack exports how close the host came to its cut-off.
-func (m *Metrics) watchSlack(hb *heartbeat.Heartbeat) {
+func (m *Metrics) watchSlack(hb Liveness) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "relocvol_lease_slack_min_seconds",
 		Help: "The smallest slack this host kept since it started: its Mount cut-off minus the longest time between a lease renewal and the answer to the next (at or below 0 it self-fenced)."},
 		func() float64 { return (hb.Timings().Cutoff() - hb.MaxRenewalGap()).Seconds() }))

@@ -7,12 +7,14 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/relocvol/relocvol/fencing"
+	"github.com/relocvol/relocvol/internal/liveness"
 	"github.com/relocvol/relocvol/internal/store"
 )
 
 // The parts of the controller each name the store's methods they use, so
 // that what each depends on is visible and a test can stand in for it.
-// *store.Store implements them all (Store).
+// *store.Store implements them all (Store); heartbeat.Heartbeat implements
+// Liveness.
 
 // AgentStore is what the agent reads and writes: apps placed here, who
 // runs them, the claims it waits on.
@@ -73,3 +75,14 @@ type Store interface {
 }
 
 var _ Store = (*store.Store)(nil)
+
+// Liveness is what the controller asks of this host's heartbeat
+// (heartbeat.Heartbeat): whether it may act, its lease and its timings.
+type Liveness interface {
+	Alive() bool
+	Joined() (joined bool, sinceRenewal time.Duration)
+	Lease() clientv3.LeaseID
+	TTL() time.Duration
+	Timings() liveness.Timings
+	MaxRenewalGap() time.Duration
+}

@@ -196,6 +196,10 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 		return failed(err)
 	}
 	hb := heartbeat.New(st, cfg.Host, cfg.LeaseTTL, cfg.StateDir, version, log)
+	if cfg.DockerHost != "" {
+		// Peers place apps only on hosts whose agent can start them.
+		hb.Info = func(h *store.Host) { h.Agent = true }
+	}
 	var docker controller.Docker
 	var engine plugin.Containers
 	if cfg.DockerHost != "" {
