@@ -280,12 +280,7 @@ func (s *swarm) powerLoss(t *testing.T, old swarmTask, timing string, wantRefuse
 	took := s.containerTime(t, tk, "StartedAt").Sub(killed)
 	s.moved(tk.Node)
 	s.waitLines(t, tk, lines+20)
-	refused := 0
-	for _, f := range s.mustTasks(t) {
-		if !seen[f.ID] && strings.Contains(f.Error, "takeover possible in about") {
-			refused++
-		}
-	}
+	refused := len(s.failedSince(t, seen, "takeover possible in about"))
 	t.Logf("BENCHMARK swarm failover after power loss (%s, lease TTL %s): task running on %s %s after docker kill %s, %d attempts refused before",
 		timing, leaseTTL, tk.Node, took.Round(100*time.Millisecond), old.Node, refused)
 	if wantRefused && refused == 0 {
@@ -427,13 +422,7 @@ func (s *swarm) startFirst(t *testing.T, old swarmTask) swarmTask {
 		"--constraint-add", "node.hostname=="+old.Node, swarmService)
 	var refused []swarmTask
 	testenv.Eventually(t, time.Minute, "two refused attempts of the start-first task on "+old.Node, func() error {
-		refused = refused[:0]
-		for _, tk := range s.mustTasks(t) {
-			if !seen[tk.ID] && strings.Contains(tk.Error, "has a relocvol volume to itself") {
-				refused = append(refused, tk)
-			}
-		}
-		if len(refused) < 2 {
+		if refused = s.failedSince(t, seen, "has a relocvol volume to itself"); len(refused) < 2 {
 			return fmt.Errorf("%d refused", len(refused))
 		}
 		return nil
@@ -481,11 +470,22 @@ func (s *swarm) taskIDs(t *testing.T) map[string]bool {
 // noNewFailures checks that no task but those seen has failed.
 func (s *swarm) noNewFailures(t *testing.T, seen map[string]bool, what string) {
 	t.Helper()
+	for _, tk := range s.failedSince(t, seen, "") {
+		t.Errorf("%s: task %s on %s failed: %s (%s)", what, tk.Name, tk.Node, tk.Error, tk.CurrentState)
+	}
+}
+
+// failedSince are the tasks but those seen that failed with an error
+// saying says (any error with "").
+func (s *swarm) failedSince(t *testing.T, seen map[string]bool, says string) []swarmTask {
+	t.Helper()
+	var out []swarmTask
 	for _, tk := range s.mustTasks(t) {
-		if !seen[tk.ID] && tk.Error != "" {
-			t.Errorf("%s: task %s on %s failed: %s (%s)", what, tk.Name, tk.Node, tk.Error, tk.CurrentState)
+		if !seen[tk.ID] && tk.Error != "" && strings.Contains(tk.Error, says) {
+			out = append(out, tk)
 		}
 	}
+	return out
 }
 
 // checkErrors logs every failed task's error as `docker service ps

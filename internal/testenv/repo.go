@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -51,6 +52,13 @@ func RequireDocker(t testing.TB) {
 // what and f's last error if that does not happen within timeout.
 func Eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
+	poll(t, timeout, 200*time.Millisecond, what, f)
+}
+
+// poll runs f every period until it returns nil, and fails t with f's
+// last error after timeout.
+func poll(t testing.TB, timeout, period time.Duration, what string, f func() error) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		err := f()
@@ -61,7 +69,7 @@ func Eventually(t testing.TB, timeout time.Duration, what string, f func() error
 			t.Fatalf("%s: not within %s: %v", what, timeout, err)
 			return
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(period)
 	}
 }
 
@@ -85,11 +93,12 @@ func EnsureRegistry(t testing.TB, root string) {
 // timeout: for conditions that are cheap to check and change quickly.
 func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
+	poll(t, timeout, 50*time.Millisecond, what, func() error {
+		if !cond() {
+			return errNotYet
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
+
+var errNotYet = errors.New("the condition does not hold")
