@@ -142,8 +142,15 @@ func (h *Heartbeat) run(ctx context.Context, id clientv3.LeaseID) {
 		if h.Member != nil {
 			go h.checkLoop(kctx, id, cancel)
 		}
-		h.keepAlive(kctx, id)
+		lost := h.keepAlive(kctx, id)
 		cancel()
+		if !lost && ctx.Err() != nil {
+			// A clean stop: nothing renews the lease any more, but it is
+			// current in etcd until it runs out, and Alive says so up to
+			// the cut-off, so that the stop can still announce maintenance
+			// (controller.MaintainOnStop) before peers see the host dead.
+			return
+		}
 		h.mu.Lock()
 		h.joined = false
 		h.mu.Unlock()
@@ -158,17 +165,18 @@ func (h *Heartbeat) run(ctx context.Context, id clientv3.LeaseID) {
 }
 
 // keepAlive renews the lease every Renew until it is lost (not found, or
-// not renewed for a whole TTL) or kctx ends (the host found itself cut off
-// the storage, or stops). Each renewal is one request with its own timeout,
-// so that a renewal is never waited for longer than the next one is due.
-func (h *Heartbeat) keepAlive(kctx context.Context, id clientv3.LeaseID) {
+// not renewed for a whole TTL: true) or kctx ends (the host found itself
+// cut off the storage, or stops: false). Each renewal is one request with
+// its own timeout, so that a renewal is never waited for longer than the
+// next one is due.
+func (h *Heartbeat) keepAlive(kctx context.Context, id clientv3.LeaseID) bool {
 	cli := h.st.Client()
 	tick := time.NewTicker(h.tm.Renew)
 	defer tick.Stop()
 	for {
 		select {
 		case <-kctx.Done():
-			return
+			return false
 		case <-tick.C:
 		}
 		sent := time.Now()
@@ -188,12 +196,12 @@ func (h *Heartbeat) keepAlive(kctx context.Context, id clientv3.LeaseID) {
 			h.mu.Unlock()
 		case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && resp.TTL <= 0):
 			h.log.WithField("lease", fmt.Sprintf("%x", int64(id))).Warn("etcd says the lease is gone")
-			return
+			return true
 		default:
 			_, since := h.Joined()
 			h.log.WithError(err).WithField("since_renewal", since.Round(time.Millisecond).String()).Debug("lease renewal failed; retrying")
 			if since > h.tm.TTL {
-				return // expired by now, whatever etcd says later
+				return true // expired by now, whatever etcd says later
 			}
 		}
 	}

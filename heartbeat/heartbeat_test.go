@@ -219,3 +219,37 @@ func TestHeartbeatRenewsWhileJoining(t *testing.T) {
 		t.Fatalf("host key after a join longer than the TTL: %+v %v", hs, err)
 	}
 }
+
+// A clean stop (the plugin's context ends: docker plugin disable -f, an
+// upgrade) leaves the lease to run out in etcd, so the host is still alive
+// for its peers until then, and Alive must say so up to the cut-off: the
+// stop announces maintenance only while it is (controller.MaintainOnStop),
+// and a host that reported itself dead the moment its context ended would
+// be failed over with its containers still running.
+func TestHeartbeatAliveAfterCleanStopUntilCutoff(t *testing.T) {
+	st, _ := testenv.Store(t, "/test")
+	hb, _ := newHeartbeat(t, st, "node-a")
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := hb.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	stopped := time.Now()
+	// The keep-alive ends within milliseconds of the cancel; well before
+	// the cut-off (TTL 3s) the host must still count as alive.
+	for time.Since(stopped) < 500*time.Millisecond {
+		if !hb.Alive() {
+			t.Fatalf("not alive %s after a clean stop, although its lease runs for %s", time.Since(stopped).Round(time.Millisecond), hb.TTL())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	hs, err := st.HostState(context.Background(), "node-a")
+	if err != nil || !hs.Alive {
+		t.Fatalf("host key after a clean stop: %+v %v", hs, err)
+	}
+	// And never past the cut-off: nothing renews the lease any more.
+	testenv.WaitFor(t, "not alive at the cut-off", 5*time.Second, func() bool { return !hb.Alive() })
+	if d, cut := time.Since(stopped), hb.Timings().Cutoff(); d > cut+500*time.Millisecond {
+		t.Fatalf("alive %s after a clean stop, past its cut-off %s", d, cut)
+	}
+}
