@@ -62,6 +62,7 @@ type ViewStore interface {
 	PutApp(ctx context.Context, a store.App, rev int64, guards ...store.Guard) (int64, error)
 	GetFence(ctx context.Context, host string) (store.Fence, int64, error)
 	ListEvents(ctx context.Context, limit int64) ([]store.Event, error)
+	FollowEvents(ctx context.Context, limit int64, listed func([]store.Event) error, fn func(store.Event) error) error
 	SetMaintenance(ctx context.Context, host string, d time.Duration, by, reason string) (store.Maintenance, error)
 	EndMaintenance(ctx context.Context, host, by string) (bool, error)
 }

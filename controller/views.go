@@ -145,24 +145,60 @@ func (c *Controller) Apps(ctx context.Context) ([]api.App, error) {
 // Events implements api.Service: the newest events matching f, oldest
 // first.
 func (c *Controller) Events(ctx context.Context, f api.EventFilter) ([]api.Event, error) {
-	scan := int64(f.Limit)
-	if f.App != "" || f.Relocation != "" {
-		scan = eventsKept
-	}
-	all, err := c.st.ListEvents(ctx, scan)
+	all, err := c.st.ListEvents(ctx, eventScan(f))
 	if err != nil {
 		return nil, err
 	}
+	return pickEvents(all, f), nil
+}
+
+// FollowEvents implements api.Service: fn gets what Events returns, one
+// event at a time, then each new event matching f as it is written, until
+// ctx ends or fn fails. Nothing polls: the store watches etcd from the
+// list's revision.
+func (c *Controller) FollowEvents(ctx context.Context, f api.EventFilter, fn func(api.Event) error) error {
+	return c.st.FollowEvents(ctx, eventScan(f),
+		func(past []store.Event) error {
+			for _, e := range pickEvents(past, f) {
+				if err := fn(e); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		func(e store.Event) error {
+			if !eventMatches(e, f) {
+				return nil
+			}
+			return fn(api.Event(e))
+		})
+}
+
+// eventScan is how many of the newest events to read for f: a filtered
+// list looks through all that are kept.
+func eventScan(f api.EventFilter) int64 {
+	if f.App != "" || f.Relocation != "" {
+		return eventsKept
+	}
+	return int64(f.Limit)
+}
+
+// pickEvents is the newest f.Limit of all (oldest first) that match f.
+func pickEvents(all []store.Event, f api.EventFilter) []api.Event {
 	out := make([]api.Event, 0, len(all))
 	for _, e := range all {
-		if (f.App == "" || e.App == f.App) && (f.Relocation == "" || e.Relocation == f.Relocation) {
+		if eventMatches(e, f) {
 			out = append(out, api.Event(e)) // the same fields: a change to one breaks this build
 		}
 	}
 	if f.Limit > 0 && len(out) > f.Limit {
 		out = out[len(out)-f.Limit:]
 	}
-	return out, nil
+	return out
+}
+
+func eventMatches(e store.Event, f api.EventFilter) bool {
+	return (f.App == "" || e.App == f.App) && (f.Relocation == "" || e.Relocation == f.Relocation)
 }
 
 // apiRelocation is a relocation as the API shows it.

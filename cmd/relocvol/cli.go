@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -150,44 +151,36 @@ container. Each step is printed as it happens, then the total time.`,
 	return cmd
 }
 
-// follow prints a relocation's events as they arrive, until it is done.
+// follow prints a relocation's events as they arrive, until it is done:
+// the API streams them as they are written (GET /v1/events?follow=true).
 func follow(ctx context.Context, c *api.Client, rel api.Relocation, timeout time.Duration, out io.Writer, asJSON bool) error {
-	deadline := time.Now().Add(timeout)
-	// Events are written by several hosts, each in the background: one may
-	// land after a later one, so what was printed is tracked by identity.
-	seen := map[string]bool{}
-	for {
-		ev, err := c.Events(ctx, api.EventFilter{Relocation: rel.ID, Limit: 1000})
-		if err != nil {
-			return err
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	errDone := errors.New("done")
+	err := c.FollowEvents(ctx, api.EventFilter{Relocation: rel.ID, Limit: 1000}, func(e api.Event) error {
+		if asJSON {
+			b, _ := json.Marshal(e)
+			fmt.Fprintln(out, string(b))
+		} else {
+			fmt.Fprintln(out, "  "+stepLine(e))
 		}
-		for _, e := range ev {
-			id := fmt.Sprint(e.At.UnixNano(), e.Host, e.Phase)
-			if seen[id] {
-				continue
-			}
-			seen[id] = true
-			if asJSON {
-				b, _ := json.Marshal(e)
-				fmt.Fprintln(out, string(b))
-			} else {
-				fmt.Fprintln(out, "  "+stepLine(e))
-			}
-			if e.Phase == "done" {
-				if !asJSON {
-					fmt.Fprintf(out, "moved %s from %s to %s in %s\n", e.App, rel.From, rel.To, ms(e.TookMS))
-				}
-				return nil
-			}
+		if e.Phase != "done" {
+			return nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the move of relocation %s has not finished after %s; it goes on: follow it with relocvol events --relocation %s", rel.ID, timeout, rel.ID)
+		if !asJSON {
+			fmt.Fprintf(out, "moved %s from %s to %s in %s\n", e.App, rel.From, rel.To, ms(e.TookMS))
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+		return errDone
+	})
+	switch {
+	case errors.Is(err, errDone):
+		return nil
+	case err != nil:
+		return err
+	case ctx.Err() == context.DeadlineExceeded:
+		return fmt.Errorf("the move of relocation %s has not finished after %s; it goes on: follow it with relocvol events --relocation %s", rel.ID, timeout, rel.ID)
+	default:
+		return ctx.Err()
 	}
 }
 

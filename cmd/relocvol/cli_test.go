@@ -5,7 +5,7 @@ import (
 	"context"
 	"net/http/httptest"
 	"strings"
-	"sync"
+
 	"testing"
 	"time"
 
@@ -13,13 +13,9 @@ import (
 	"github.com/relocvol/relocvol/internal/store"
 )
 
-// moveService answers a move and then reveals its timeline a step per
-// Events call, one step arriving late (written after a newer one).
-type moveService struct {
-	mu    sync.Mutex
-	calls int
-	steps []api.Event
-}
+// moveService answers a move and then streams its timeline as it is
+// written, one step arriving late (written after a newer one).
+type moveService struct{}
 
 func (*moveService) Local(context.Context) (api.Local, error)   { return api.Local{}, nil }
 func (*moveService) ForgetMounts(context.Context, string) error { return nil }
@@ -37,33 +33,43 @@ func (m *moveService) Apps(context.Context) ([]api.App, error)       { return ni
 func (m *moveService) Move(_ context.Context, app, to string) (api.Relocation, error) {
 	return api.Relocation{ID: app + "-1", Kind: store.KindMove, From: "n1", To: to}, nil
 }
-func (m *moveService) Events(_ context.Context, f api.EventFilter) ([]api.Event, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.calls++
+
+// timeline is the move's steps in the order they are written: "claimed"
+// (n2) before n1's "stopped" and "released", which land late.
+func timeline(rel string) []api.Event {
 	t0 := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	all := []api.Event{
+	ev := []api.Event{
 		{At: at(0), Phase: "requested", Host: "n1"},
+		{At: at(500), Phase: "claimed", Host: "n2"},
 		{At: at(300), Phase: "stopped", Host: "n1", TookMS: 290},
 		{At: at(400), Phase: "released", Host: "n1"},
-		{At: at(500), Phase: "claimed", Host: "n2"},
 		{At: at(700), Phase: "started", Host: "n2"},
 		{At: at(710), Phase: "done", Host: "n2", TookMS: 710, App: "db"},
 	}
-	var out []api.Event
-	switch {
-	case m.calls == 1:
-		out = []api.Event{all[0], all[3]} // "stopped" and "released" not written yet
-	case m.calls == 2:
-		out = all[:4]
-	default:
-		out = all
+	for i := range ev {
+		ev[i].Relocation = rel
 	}
-	for i := range out {
-		out[i].Relocation = f.Relocation
+	return ev
+}
+
+func (m *moveService) Events(_ context.Context, f api.EventFilter) ([]api.Event, error) {
+	return timeline(f.Relocation), nil
+}
+
+// FollowEvents lists the first step, then sends the others a few
+// milliseconds apart, as the hosts write them, and then waits.
+func (m *moveService) FollowEvents(ctx context.Context, f api.EventFilter, fn func(api.Event) error) error {
+	for i, e := range timeline(f.Relocation) {
+		if i > 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
 	}
-	return out, nil
+	<-ctx.Done()
+	return nil
 }
 
 func TestMoveFollowsTheTimeline(t *testing.T) {

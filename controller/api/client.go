@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -101,18 +100,8 @@ func (c *Client) Apps(ctx context.Context) ([]App, error) {
 
 // Events returns the timeline, oldest first.
 func (c *Client) Events(ctx context.Context, f EventFilter) ([]Event, error) {
-	q := url.Values{}
-	if f.App != "" {
-		q.Set("app", f.App)
-	}
-	if f.Relocation != "" {
-		q.Set("relocation", f.Relocation)
-	}
-	if f.Limit > 0 {
-		q.Set("limit", strconv.Itoa(f.Limit))
-	}
 	var ev []Event
-	return ev, c.do(ctx, http.MethodGet, "/v1/events?"+q.Encode(), nil, &ev)
+	return ev, c.do(ctx, http.MethodGet, "/v1/events?"+eventQuery(f).Encode(), nil, &ev)
 }
 
 // Move asks for a planned move of app to host.

@@ -120,6 +120,17 @@ func Handler(svc Service, opt Options) http.Handler {
 				}
 				f.Limit = n
 			}
+			if s := q.Get("follow"); s != "" {
+				follow, err := strconv.ParseBool(s)
+				if err != nil {
+					writeError(w, Errorf(ErrInvalid, "invalid follow %q: use true to stream the events as they are written, or false", s))
+					return
+				}
+				if follow {
+					streamEvents(w, req, svc, f)
+					return
+				}
+			}
 			ev, err := svc.Events(req.Context(), f)
 			if err != nil {
 				writeError(w, err)

@@ -15,6 +15,10 @@ import (
 // fakeService is a fixed cluster for the handler tests.
 type fakeService struct {
 	moved [][2]string
+	// follow feeds FollowEvents; failFirst fails it before any event,
+	// failLater once follow is closed.
+	follow               chan Event
+	failFirst, failLater error
 }
 
 func (f *fakeService) Local(context.Context) (Local, error) { return Local{Host: "a"}, nil }
@@ -42,6 +46,33 @@ func (f *fakeService) Apps(context.Context) ([]App, error) {
 func (f *fakeService) Events(_ context.Context, ef EventFilter) ([]Event, error) {
 	return []Event{{App: "db", Phase: "done", Relocation: ef.Relocation, TookMS: int64(ef.Limit)}}, nil
 }
+// FollowEvents sends the listed event, then those a test feeds into
+// follow (a nil channel: none), then what fail says, if anything.
+func (f *fakeService) FollowEvents(ctx context.Context, ef EventFilter, fn func(Event) error) error {
+	if f.failFirst != nil {
+		return f.failFirst
+	}
+	ev, _ := f.Events(ctx, ef)
+	for _, e := range ev {
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-f.follow:
+			if !ok {
+				return f.failLater
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+	}
+}
+
 func (f *fakeService) Move(_ context.Context, app, to string) (Relocation, error) {
 	if app != "db" {
 		return Relocation{}, Errorf(ErrNotFound, "no app %q", app)
@@ -155,5 +186,72 @@ func TestIsLoopback(t *testing.T) {
 		if IsLoopback(addr) != want {
 			t.Errorf("IsLoopback(%q) = %v", addr, !want)
 		}
+	}
+}
+
+// GET /v1/events?follow=true streams: the listed events at once, each new
+// one as the service sends it, over one request; errors before the first
+// event are ordinary error answers, later ones end the stream with one.
+func TestFollowEvents(t *testing.T) {
+	svc := &fakeService{follow: make(chan Event)}
+	srv := httptest.NewServer(Handler(svc, Options{}))
+	defer srv.Close()
+	c := NewClient(srv.URL, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan Event)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- c.FollowEvents(ctx, EventFilter{Relocation: "db-1"}, func(e Event) error {
+			got <- e
+			return nil
+		})
+	}()
+	next := func() Event {
+		t.Helper()
+		select {
+		case e := <-got:
+			return e
+		case err := <-errc:
+			t.Fatalf("the stream ended: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("no event streamed in 10s")
+		}
+		return Event{}
+	}
+	if e := next(); e.Phase != "done" || e.Relocation != "db-1" {
+		t.Fatalf("first (listed) event %+v", e)
+	}
+	for _, phase := range []string{"claimed", "started"} {
+		svc.follow <- Event{Phase: phase, Relocation: "db-1", Error: "step " + phase}
+		if e := next(); e.Phase != phase || e.Error != "step "+phase {
+			t.Fatalf("streamed %+v, want phase %s with its step error", e, phase)
+		}
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("a follower that stops: %v", err)
+	}
+
+	// An error later in the stream is its last line.
+	svc = &fakeService{follow: make(chan Event), failLater: errors.New("etcd: compacted")}
+	srv2 := httptest.NewServer(Handler(svc, Options{}))
+	defer srv2.Close()
+	close(svc.follow)
+	err := NewClient(srv2.URL, "").FollowEvents(context.Background(), EventFilter{}, func(Event) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "the event stream of "+srv2.URL+" failed: etcd: compacted") {
+		t.Fatalf("a stream that fails: %v", err)
+	}
+
+	// Before the first event: the error's own status and kind.
+	svc = &fakeService{failFirst: Errorf(ErrUnavailable, "etcd is unreachable")}
+	srv3 := httptest.NewServer(Handler(svc, Options{}))
+	defer srv3.Close()
+	err = NewClient(srv3.URL, "").FollowEvents(context.Background(), EventFilter{}, func(Event) error { return nil })
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "etcd is unreachable") {
+		t.Fatalf("a stream that cannot start: %v", err)
+	}
+	if code, body := do(t, Handler(svc, Options{}), "GET", "/v1/events?follow=maybe", "", ""); code != http.StatusBadRequest || !strings.Contains(body, `invalid follow \"maybe\"`) {
+		t.Fatalf("follow=maybe: %d %s", code, body)
 	}
 }

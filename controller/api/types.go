@@ -165,6 +165,9 @@ type Service interface {
 	Volumes(ctx context.Context) ([]Volume, error)
 	Apps(ctx context.Context) ([]App, error)
 	Events(ctx context.Context, f EventFilter) ([]Event, error)
+	// FollowEvents calls fn with what Events returns, then with each new
+	// event matching f as it is written, until ctx ends (nil) or fn fails.
+	FollowEvents(ctx context.Context, f EventFilter, fn func(Event) error) error
 	Move(ctx context.Context, app, to string) (Relocation, error)
 	// Local is the answering host as it sees itself (no etcd needed).
 	Local(ctx context.Context) (Local, error)

@@ -32,17 +32,13 @@ func (c *Cluster) cleanup() {
 			t.Logf("---- node %s: plugin output (tail) ----\n%s", n.Name, tail(n.PluginLogs(), 80))
 		}
 	}
-	var names []string
 	for _, n := range c.nodes {
-		names = append(names, n.container)
-	}
-	if len(names) > 0 {
-		if out, err := host(append([]string{"rm", "-f", "-v"}, names...)...); err != nil && !strings.Contains(out, "No such container") {
+		if err := removeContainer(n.container); err != nil {
 			t.Errorf("cluster cleanup: %v", err)
 		}
 	}
 	if c.network != "" {
-		if out, err := host("network", "rm", c.network); err != nil && !strings.Contains(out, "not found") {
+		if err := removeNetwork(c.network); err != nil {
 			t.Errorf("cluster cleanup: %v", err)
 		}
 	}
@@ -137,23 +133,26 @@ func detachLoops(t testing.TB, san string) {
 // reapStale removes the nodes and networks of clusters whose test process
 // is gone (a test killed by its timeout runs no cleanup): networks are few.
 func reapStale(t testing.TB) {
-	format := `{{.ID}} {{.Label "` + labelPID + `"}}`
-	for _, kind := range []struct{ ls, rm []string }{
-		{[]string{"ps", "-a"}, []string{"rm", "-f", "-v"}}, // nodes first: a network in use stays
-		{[]string{"network", "ls"}, []string{"network", "rm"}},
+	containers, networks, err := labelled(labelPID)
+	if err != nil {
+		t.Logf("cluster: %v", err)
+		return
+	}
+	for _, kind := range []struct {
+		what   string
+		ids    map[string]map[string]string
+		remove func(string) error
+	}{
+		{"container", containers, removeContainer}, // nodes first: a network in use stays
+		{"network", networks, removeNetwork},
 	} {
-		out, err := host(append(kind.ls, "--filter", "label="+labelPID, "--format", format)...)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(out, "\n") {
-			id, p, _ := strings.Cut(line, " ")
-			pid, err := strconv.Atoi(p)
+		for id, labels := range kind.ids {
+			pid, err := strconv.Atoi(labels[labelPID])
 			if err != nil || pid <= 0 || alive(pid) {
 				continue
 			}
-			if _, err := host(append(kind.rm, id)...); err == nil {
-				t.Logf("cluster: removed %s (%s) left by test process %d, which is gone", id, kind.ls[0], pid)
+			if err := kind.remove(id); err == nil {
+				t.Logf("cluster: removed %s %s left by test process %d, which is gone", kind.what, id, pid)
 			}
 		}
 	}

@@ -15,7 +15,9 @@
 // `docker kill` of a node is a power loss (Node.Kill, then Node.Boot), and
 // `docker network disconnect` a partition (Node.Disconnect, Node.Connect).
 // Everything is removed when the test ends; when it failed, each node's
-// dockerd log and plugin output are logged first.
+// dockerd log and plugin output are logged first. The harness talks to the
+// host's engine through the Docker Go SDK (engine.go); a test drives each
+// node's own Docker with its docker CLI (Node.Docker), as an operator does.
 package cluster
 
 import (
@@ -34,6 +36,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
 
 	"github.com/relocvol/relocvol/internal/testenv"
 )
@@ -155,7 +160,7 @@ func Start(t testing.TB, opt Options) *Cluster {
 	var images string
 	if len(opt.Images) > 0 {
 		images = filepath.Join(c.dir, "images.tar")
-		if _, err := host(append([]string{"save", "-o", images}, opt.Images...)...); err != nil {
+		if err := saveImages(images, opt.Images); err != nil {
 			t.Fatalf("cluster: %v", err)
 		}
 	}
@@ -183,38 +188,39 @@ func Start(t testing.TB, opt Options) *Cluster {
 // subnet given, because only then does Docker take fixed node addresses
 // (--ip), which keep each node's address across restarts and reconnects.
 func (c *Cluster) createNetwork() error {
-	labels := []string{"--label", labelCluster + "=" + c.id, "--label", labelPID + "=" + strconv.Itoa(os.Getpid())}
-	var err error
-	for attempt := 0; attempt < 5; attempt++ {
-		if _, err = host(append(append([]string{"network", "create", "--driver", "bridge"}, labels...), c.network)...); err != nil {
-			return err
-		}
-		out, ierr := host("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", c.network)
-		if _, err := host("network", "rm", c.network); err != nil {
-			return err
-		}
-		if ierr != nil {
-			return ierr
-		}
-		c.subnet = netip.Prefix{}
-		for _, f := range strings.Fields(out) {
-			if p, err := netip.ParsePrefix(f); err == nil && p.Addr().Is4() {
-				c.subnet = p.Masked()
-				break
+	labels := map[string]string{labelCluster: c.id, labelPID: strconv.Itoa(os.Getpid())}
+	return engineDo("create network "+c.network, func(ctx context.Context, cli *client.Client) error {
+		for attempt := 1; ; attempt++ {
+			made, err := cli.NetworkCreate(ctx, c.network, network.CreateOptions{Driver: "bridge", Labels: labels})
+			if err != nil {
+				return err
 			}
+			info, ierr := cli.NetworkInspect(ctx, made.ID, network.InspectOptions{})
+			if err := cli.NetworkRemove(ctx, made.ID); err != nil {
+				return err
+			}
+			if ierr != nil {
+				return ierr
+			}
+			c.subnet = netip.Prefix{}
+			for _, cfg := range info.IPAM.Config {
+				if p, err := netip.ParsePrefix(cfg.Subnet); err == nil && p.Addr().Is4() {
+					c.subnet = p.Masked()
+					break
+				}
+			}
+			if !c.subnet.IsValid() {
+				return fmt.Errorf("got no IPv4 subnet (%+v)", info.IPAM.Config)
+			}
+			c.gateway = c.subnet.Addr().Next()
+			ipam := &network.IPAM{Config: []network.IPAMConfig{{Subnet: c.subnet.String(), Gateway: c.gateway.String()}}}
+			_, err = cli.NetworkCreate(ctx, c.network, network.CreateOptions{Driver: "bridge", Labels: labels, IPAM: ipam})
+			if err == nil || attempt == 5 || !strings.Contains(err.Error(), "overlap") {
+				return err
+			}
+			// Another network took that subnet in between: again.
 		}
-		if !c.subnet.IsValid() {
-			return fmt.Errorf("network %s got no IPv4 subnet (%q)", c.network, out)
-		}
-		c.gateway = c.subnet.Addr().Next()
-		_, err = host(append(append([]string{"network", "create", "--driver", "bridge",
-			"--subnet", c.subnet.String(), "--gateway", c.gateway.String()}, labels...), c.network)...)
-		if err == nil || !strings.Contains(err.Error(), "overlap") {
-			return err
-		}
-		// Another network took that subnet in between: again.
-	}
-	return err
+	})
 }
 
 // Gateway is the network's gateway address: the host as the nodes see it.
@@ -261,9 +267,6 @@ func ensureImage(t testing.TB, repo, image string) {
 		t.Fatalf("cluster: %s ensure_node_image: %v", lib, err)
 	}
 }
-
-// host runs the host's docker CLI.
-func host(args ...string) (string, error) { return run(nil, "docker", args...) }
 
 // run runs a command with a timeout and returns its combined output,
 // trimmed; an error names the command.

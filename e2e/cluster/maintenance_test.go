@@ -163,8 +163,8 @@ func upgradeBuild(t *testing.T, root string) string {
 		t.Fatalf("RELOCVOL_VERSION=%s scripts/build-plugin.sh: %v", upgradeVersion, err)
 	}
 	// Only the folder is wanted; the nodes get it from a registry.
-	if out, err := exec.Command("docker", "plugin", "rm", "-f", name).CombinedOutput(); err != nil {
-		t.Logf("docker plugin rm %s: %v %s", name, err, out)
+	if err := removePlugin(name); err != nil {
+		t.Log(err)
 	}
 	return dir
 }
@@ -186,8 +186,8 @@ func pushToNodeRegistry(t *testing.T, n *Node, dir string) string {
 		t.Fatal(err)
 	}
 	for _, cp := range [][2]string{{bin, "/usr/local/bin/docker-registry"}, {conf, "/etc/e2e-registry.yml"}, {dir, "/plugin-upgrade"}} {
-		if out, err := host("cp", cp[0], n.Container()+":"+cp[1]); err != nil {
-			t.Fatalf("docker cp %s into %s: %v\n%s", cp[0], n.Name, err, out)
+		if err := copyInto(n.Container(), cp[0], cp[1]); err != nil {
+			t.Fatalf("node %s: %v", n.Name, err)
 		}
 	}
 	n.MustExec(t, "sh", "-c", "setsid docker-registry serve /etc/e2e-registry.yml >/var/log/e2e-registry.log 2>&1 < /dev/null &")

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,6 +12,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
 )
 
 // Node is one docker-in-docker host of a Cluster.
@@ -43,26 +48,37 @@ func (c *Cluster) Node(name string) *Node {
 func (n *Node) create(images string) error {
 	c := n.c
 	start := time.Now()
-	args := []string{"run", "-d", "--name", n.container, "--hostname", n.Name,
-		"--label", labelCluster + "=" + c.id, "--label", labelPID + "=" + strconv.Itoa(os.Getpid()),
-		"--network", c.network, "--ip", n.ip.String(), "--network-alias", n.Name,
-		"--add-host", HostAlias + ":" + c.gateway.String(),
+	cfg := &container.Config{
+		Image: c.image, Hostname: n.Name,
+		Labels: map[string]string{labelCluster: c.id, labelPID: strconv.Itoa(os.Getpid())},
 		// Swarm tasks use the images loaded into the node, with no pull
 		// (no registry here), as moby's own Swarm tests do.
-		"-e", "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1",
-		// Everything but --privileged (refused here: no CAP_SYS_RESOURCE).
-		"--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
-		"--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-		"--device-cgroup-rule", "a *:* rwm",
-		"-v", filepath.Join(n.dir, "docker") + ":/var/lib/docker",
-		"-v", filepath.Join(n.dir, "log") + ":/var/log",
-		"-v", "/dev:/dev",
-		"-v", c.san + ":" + SANDir,
+		Env: []string{"DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1"},
+	}
+	hc := &container.HostConfig{
+		ExtraHosts: []string{HostAlias + ":" + c.gateway.String()},
+		// Everything but privileged (refused here: no CAP_SYS_RESOURCE).
+		CapAdd: []string{"ALL"}, CapDrop: []string{"SYS_RESOURCE"},
+		SecurityOpt: []string{"seccomp=unconfined", "apparmor=unconfined"},
+		Resources:   container.Resources{DeviceCgroupRules: []string{"a *:* rwm"}},
+		Binds: []string{
+			filepath.Join(n.dir, "docker") + ":/var/lib/docker",
+			filepath.Join(n.dir, "log") + ":/var/log",
+			"/dev:/dev",
+			c.san + ":" + SANDir,
+		},
 	}
 	if c.opt.PluginDir != "" {
-		args = append(args, "-v", c.opt.PluginDir+":/plugin:ro")
+		hc.Binds = append(hc.Binds, c.opt.PluginDir+":/plugin:ro")
 	}
-	if _, err := host(append(args, c.image)...); err != nil {
+	nc := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{c.network: n.endpoint()}}
+	err := engineDo("run node "+n.container, func(ctx context.Context, cli *client.Client) error {
+		if _, err := cli.ContainerCreate(ctx, cfg, hc, nc, nil, n.container); err != nil {
+			return err
+		}
+		return cli.ContainerStart(ctx, n.container, container.StartOptions{})
+	})
+	if err != nil {
 		return err
 	}
 	if err := n.waitDockerd(); err != nil {
@@ -74,7 +90,7 @@ func (n *Node) create(images string) error {
 		if err != nil {
 			return err
 		}
-		_, err = run(f, "docker", "exec", "-i", n.container, "docker", "load", "-q")
+		_, err = execIn(n.container, f, "docker", "load", "-q")
 		f.Close()
 		if err != nil {
 			return fmt.Errorf("node %s: %w", n.Name, err)
@@ -136,9 +152,10 @@ func (n *Node) MustDocker(t testing.TB, args ...string) string {
 	return out
 }
 
-// Exec runs a command in the node and returns its combined output, trimmed.
+// Exec runs a command in the node (as `docker exec NODE ARGS...`) and
+// returns its combined output, trimmed.
 func (n *Node) Exec(args ...string) (string, error) {
-	return run(nil, "docker", append([]string{"exec", n.container}, args...)...)
+	return execIn(n.container, nil, args...)
 }
 
 // MustExec is Exec that fails the test on error.
@@ -157,12 +174,15 @@ func (n *Node) MustExec(t testing.TB, args ...string) string {
 // the loop devices it had attached: they belong to the shared kernel.
 func (n *Node) Kill(t testing.TB) {
 	t.Helper()
-	if _, err := host("kill", n.container); err != nil {
+	err := engineDo("kill "+n.container, func(ctx context.Context, cli *client.Client) error {
+		return cli.ContainerKill(ctx, n.container, "KILL")
+	})
+	if err != nil {
 		t.Fatalf("node %s: %v", n.Name, err)
 	}
-	err := poll(30*time.Second, func() error {
-		if running, _ := host("inspect", "-f", "{{.State.Running}}", n.container); running != "false" {
-			return fmt.Errorf("still running")
+	err = poll(30*time.Second, func() error {
+		if up, err := running(n.container); err != nil || up {
+			return fmt.Errorf("still running (%v)", err)
 		}
 		return nil
 	})
@@ -177,7 +197,10 @@ func (n *Node) Kill(t testing.TB) {
 func (n *Node) Boot(t testing.TB) {
 	t.Helper()
 	start := time.Now()
-	if _, err := host("start", n.container); err != nil {
+	err := engineDo("start "+n.container, func(ctx context.Context, cli *client.Client) error {
+		return cli.ContainerStart(ctx, n.container, container.StartOptions{})
+	})
+	if err != nil {
 		t.Fatalf("node %s: %v", n.Name, err)
 	}
 	if err := n.waitDockerd(); err != nil {
@@ -197,7 +220,10 @@ func (n *Node) Boot(t testing.TB) {
 // reaches neither the other nodes nor the host's services on Gateway.
 func (n *Node) Disconnect(t testing.TB) {
 	t.Helper()
-	if _, err := host("network", "disconnect", n.c.network, n.container); err != nil {
+	err := engineDo("disconnect "+n.container, func(ctx context.Context, cli *client.Client) error {
+		return cli.NetworkDisconnect(ctx, n.c.network, n.container, false)
+	})
+	if err != nil {
 		t.Fatalf("node %s: %v", n.Name, err)
 	}
 	t.Logf("node %s: disconnected from %s", n.Name, n.c.network)
@@ -207,10 +233,22 @@ func (n *Node) Disconnect(t testing.TB) {
 // address.
 func (n *Node) Connect(t testing.TB) {
 	t.Helper()
-	if _, err := host("network", "connect", "--ip", n.IP(), "--alias", n.Name, n.c.network, n.container); err != nil {
+	err := engineDo("connect "+n.container, func(ctx context.Context, cli *client.Client) error {
+		return cli.NetworkConnect(ctx, n.c.network, n.container, n.endpoint())
+	})
+	if err != nil {
 		t.Fatalf("node %s: %v", n.Name, err)
 	}
 	t.Logf("node %s: connected to %s again", n.Name, n.c.network)
+}
+
+// endpoint is the node's place on the cluster's network: its fixed
+// address and its name as an alias.
+func (n *Node) endpoint() *network.EndpointSettings {
+	return &network.EndpointSettings{
+		IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: n.ip.String()},
+		Aliases:    []string{n.Name},
+	}
 }
 
 // DockerdLog is the node's /var/log/dockerd.log (kept on the host, so it is
@@ -263,14 +301,14 @@ func pluginMsg(line string) string {
 // the node stops.
 func (n *Node) waitDockerd() error {
 	err := poll(bootTimeout, func() error {
-		if running, err := host("inspect", "-f", "{{.State.Running}}", n.container); err != nil || running != "true" {
-			return stopErr{fmt.Errorf("the node's container is not running (%s %v)", running, err)}
+		if up, err := running(n.container); err != nil || !up {
+			return stopErr{fmt.Errorf("the node's container is not running (%v)", err)}
 		}
 		_, err := n.Docker("info", "--format", "{{.ServerVersion}}")
 		return err
 	})
 	if err != nil {
-		logs, _ := host("logs", "--tail", "20", n.container)
+		logs := containerLogs(n.container, 20)
 		return fmt.Errorf("node %s: dockerd: %w\nentrypoint output:\n%s\ndockerd.log:\n%s", n.Name, err, logs, tail(n.DockerdLog(), 30))
 	}
 	return nil

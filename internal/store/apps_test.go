@@ -140,3 +140,71 @@ func TestEventsListAndPrune(t *testing.T) {
 		t.Fatalf("second prune removed %d (%v)", n, err)
 	}
 }
+
+// FollowEvents lists the newest events, then sends each one written after
+// the list, in the order written, once each: also those written while the
+// list was being handed over, and none of those pruned.
+func TestFollowEvents(t *testing.T) {
+	st, _ := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	add := func(i int) {
+		t.Helper()
+		if err := st.AddEvent(ctx, store.Event{At: base.Add(time.Duration(i) * time.Second), Phase: fmt.Sprintf("p%d", i), Host: "a"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 4; i++ {
+		add(i)
+	}
+	var listed []string
+	got := make(chan string, 100)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- st.FollowEvents(ctx, 2,
+			func(past []store.Event) error {
+				for _, e := range past {
+					listed = append(listed, e.Phase)
+				}
+				// Written between the list and the watch's start: a
+				// follower that watched from "now" would miss it.
+				add(4)
+				return nil
+			},
+			func(e store.Event) error {
+				got <- e.Phase
+				return nil
+			})
+	}()
+	want := []string{"p4", "p5", "p6"}
+	for i, w := range want {
+		if i > 0 {
+			add(i + 4)
+		}
+		select {
+		case p := <-got:
+			if p != w {
+				t.Fatalf("followed %s, want %s", p, w)
+			}
+		case err := <-errc:
+			t.Fatalf("FollowEvents ended: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s not followed within 10s", w)
+		}
+	}
+	if fmt.Sprint(listed) != "[p2 p3]" {
+		t.Fatalf("listed %v, want the newest two, oldest first", listed)
+	}
+	if _, err := st.PruneEvents(ctx, 1); err != nil { // deletions are not events
+		t.Fatal(err)
+	}
+	add(7)
+	if p := <-got; p != "p7" {
+		t.Fatalf("after a prune, followed %s, want p7", p)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("a follow whose context ends: %v", err)
+	}
+}

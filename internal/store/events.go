@@ -79,3 +79,51 @@ func (s *Store) PruneEvents(ctx context.Context, keep int64) (int64, error) {
 	}
 	return del.Deleted, nil
 }
+
+// FollowEvents calls listed with the newest limit events, oldest first,
+// then fn with each event written after them, as it is written: the list
+// and the watch are one Get, then a Watch from that read's revision, so
+// that nothing written in between is missed or sent twice. It returns when
+// ctx ends (nil) or listed or fn returns an error (that error); a watch
+// that etcd ends (compacted past, or cancelled) is an error.
+func (s *Store) FollowEvents(ctx context.Context, limit int64, listed func([]Event) error, fn func(Event) error) error {
+	gctx, cancel := s.ctx(ctx)
+	resp, err := s.cli.Get(gctx, s.dir("events"), clientv3.WithPrefix(),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(limit))
+	cancel()
+	if err != nil {
+		return s.etcdErr("list events", err)
+	}
+	past := make([]Event, len(resp.Kvs))
+	for i, kv := range resp.Kvs {
+		if err := json.Unmarshal(kv.Value, &past[len(past)-1-i]); err != nil {
+			return fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+	}
+	if err := listed(past); err != nil {
+		return err
+	}
+	wctx, stop := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer stop()
+	for wr := range s.cli.Watch(wctx, s.dir("events"), clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1)) {
+		if err := wr.Err(); err != nil {
+			return s.etcdErr("watch events", err)
+		}
+		for _, ev := range wr.Events {
+			if ev.Type != clientv3.EventTypePut {
+				continue // pruned
+			}
+			var e Event
+			if err := json.Unmarshal(ev.Kv.Value, &e); err != nil {
+				return fmt.Errorf("decode %s: %w", ev.Kv.Key, err)
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("watch events: etcd closed the watch")
+}

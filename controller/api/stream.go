@@ -1,0 +1,126 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+)
+
+// GET /v1/events?follow=true streams the timeline instead of listing it:
+// newline-delimited JSON (application/x-ndjson), the events a plain GET
+// would list first, then each new one as it is written, until the client
+// goes away. The server watches etcd for them (Service.FollowEvents), so a
+// follower costs nothing while nothing happens. An error before the first
+// event is an ordinary error answer; after it, the stream's last line is
+// {"error": "..."}.
+
+// streamEvents answers a follow request.
+func streamEvents(w http.ResponseWriter, req *http.Request, svc Service, f EventFilter) {
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	started := false
+	err := svc.FollowEvents(req.Context(), f, func(e Event) error {
+		if !started {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+		if err := enc.Encode(e); err != nil {
+			return err
+		}
+		return rc.Flush()
+	})
+	switch {
+	case req.Context().Err() != nil:
+	case !started && err != nil:
+		writeError(w, err)
+	case err != nil:
+		_ = enc.Encode(ErrorBody{Error: err.Error()})
+	}
+}
+
+// FollowEvents calls fn with the events Events would return, then with
+// each new one as it is written, until ctx ends (nil), fn returns an error
+// (that error) or the stream fails.
+func (c *Client) FollowEvents(ctx context.Context, f EventFilter, fn func(Event) error) error {
+	q := eventQuery(f)
+	q.Set("follow", "true")
+	path := "/v1/events?" + q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+path, nil)
+	if err != nil {
+		return fmt.Errorf("API address %q: %w", c.Base, err)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	// The stream lasts as long as ctx: no overall timeout.
+	hc := *c.HTTP
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("cannot reach the relocvol API at %s: %w (is the plugin enabled on this host? set --api or RELOCVOL_API)", c.Base, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode >= 300 {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var e ErrorBody
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return received(resp.StatusCode, e.Error)
+		}
+		return received(resp.StatusCode, fmt.Sprintf("GET %s: %s", path, resp.Status))
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("the relocvol API at %s ended the event stream", c.Base)
+			}
+			return fmt.Errorf("read the event stream of %s: %w", c.Base, err)
+		}
+		if bytes.HasPrefix(bytes.TrimSpace(raw), []byte("[")) {
+			return fmt.Errorf("the relocvol API at %s lists events but does not stream them: its plugin is older than this CLI; upgrade it", c.Base)
+		}
+		var line struct {
+			Event
+			Failure string `json:"error"`
+		}
+		if err := json.Unmarshal(raw, &line); err != nil {
+			return fmt.Errorf("decode an event from %s: %w", c.Base, err)
+		}
+		if line.Phase == "" && line.Failure != "" {
+			return fmt.Errorf("the event stream of %s failed: %s", c.Base, line.Failure)
+		}
+		line.Event.Error = line.Failure
+		if err := fn(line.Event); err != nil {
+			return err
+		}
+	}
+}
+
+// eventQuery is f as GET /v1/events's query.
+func eventQuery(f EventFilter) url.Values {
+	q := url.Values{}
+	if f.App != "" {
+		q.Set("app", f.App)
+	}
+	if f.Relocation != "" {
+		q.Set("relocation", f.Relocation)
+	}
+	if f.Limit > 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	return q
+}
