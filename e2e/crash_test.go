@@ -20,11 +20,12 @@ const (
 )
 
 // TestCrashInMount kills the plugin (an immediate exit, by a failpoint only
-// a test build has) in the middle of a Mount: after the backend attached the
-// volume, and after it mounted it but before Docker got the answer. Docker
+// a test build has) after each step of a Mount (claim written, storage
+// attached, filesystem mounted, before the reply) and of an Unmount
+// (filesystem unmounted, storage detached, before the reply). Docker
 // restarts the plugin. Nothing may leak: no loop device left attached, no
-// mount ID counted that Docker will never unmount (the volume would show
-// "in use" for ever), and the next docker run works.
+// mount left, no claim or mount ID counted that Docker will never unmount
+// (the volume would show "in use" for ever), and the next docker run works.
 func TestCrashInMount(t *testing.T) {
 	testenv.RequireDocker(t)
 	root := testenv.RepoRoot(t)
@@ -49,15 +50,25 @@ func TestCrashInMount(t *testing.T) {
 	mustDocker(t, "volume", "create", "-d", crashDriver, "-o", "size=32M", crashVol)
 	img := filepath.Join(san, crashVol+".img")
 
-	for _, fp := range []string{failpoint.MountAfterAttach, failpoint.MountBeforeReply} {
+	for _, fp := range failpoint.All {
 		t.Run(fp, func(t *testing.T) {
+			inUnmount := strings.HasPrefix(fp, "unmount-")
+			if inUnmount {
+				// A container holds the volume; the crash comes when it goes.
+				mustDocker(t, "run", "-d", "--name", "crash-c", "-v", crashVol+":/data", image, "sh", "-c", "echo "+fp+" >> /data/log; sleep 600")
+			}
 			from := dockerdLogSize(t)
 			if err := os.WriteFile(failpoint.Path(state), []byte(fp), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			crashed := time.Now()
-			out, err := docker(t, "run", "--rm", "--name", "crash-c", "-v", crashVol+":/data", image, "sh", "-c", "echo "+fp+" >> /data/log")
-			t.Logf("docker run while the plugin is killed in Mount: %v %s", err, out)
+			if inUnmount {
+				out, err := docker(t, "rm", "-f", "crash-c")
+				t.Logf("docker rm -f while the plugin is killed in Unmount: %v %s", err, out)
+			} else {
+				out, err := docker(t, "run", "--rm", "--name", "crash-c", "-v", crashVol+":/data", image, "sh", "-c", "echo "+fp+" >> /data/log")
+				t.Logf("docker run while the plugin is killed in Mount: %v %s", err, out)
+			}
 			if _, err := os.Stat(failpoint.Path(state)); err == nil {
 				t.Fatalf("the failpoint %s was never hit", fp)
 			}
@@ -96,6 +107,7 @@ func TestCrashInMount(t *testing.T) {
 				return nil
 			})
 			t.Logf("%s: clean %s after the crash", fp, time.Since(crashed).Round(100*time.Millisecond))
+			_, _ = docker(t, "rm", "-f", "crash-c") // a Mount crash may leave it created
 			got := mustDocker(t, "run", "--rm", "-v", crashVol+":/data", image, "sh", "-c", "echo next >> /data/log && tail -n 1 /data/log")
 			if got != "next" {
 				t.Fatalf("the next docker run read %q", got)

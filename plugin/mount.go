@@ -52,6 +52,7 @@ func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
 	if err := d.claim(ctx, vol, vrev, id); err != nil {
 		return "", err
 	}
+	failpoint.Hit(failpoint.MountAfterClaim)
 	if d.MountCount(name) == 0 {
 		d.observe(name, "claimed", start)
 	}
@@ -122,6 +123,7 @@ func (d *Driver) activate(ctx context.Context, vol store.Volume) (err error) {
 	}
 	d.observe(vol.Name, "mounted", start)
 	log.WithField("dev", dev).Info("mounted volume")
+	failpoint.Hit(failpoint.MountAfterFilesystem)
 	return nil
 }
 

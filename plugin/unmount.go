@@ -10,6 +10,7 @@ import (
 	"github.com/docker/go-plugins-helpers/volume"
 	"github.com/sirupsen/logrus"
 
+	"github.com/relocvol/relocvol/internal/failpoint"
 	"github.com/relocvol/relocvol/internal/spec"
 	"github.com/relocvol/relocvol/internal/store"
 )
@@ -44,6 +45,7 @@ func (d *Driver) unmount(ctx context.Context, name, id string) error {
 	if err != nil {
 		d.retrySync(name)
 	}
+	failpoint.Hit(failpoint.UnmountBeforeReply)
 	return err
 }
 
@@ -67,9 +69,11 @@ func (d *Driver) deactivate(ctx context.Context, name string) error {
 	if err := d.mounter.Unmount(ctx, d.fsPath(name)); err != nil {
 		return fmt.Errorf("unmount: %w", err)
 	}
+	failpoint.Hit(failpoint.UnmountAfterFilesystem)
 	if err := d.backend.Deactivate(ctx, name); err != nil {
 		return fmt.Errorf("deactivate: %w", err)
 	}
+	failpoint.Hit(failpoint.UnmountAfterDetach)
 	d.log.WithField("volume", name).Info("unmounted volume")
 	return nil
 }

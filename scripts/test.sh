@@ -61,6 +61,22 @@ if ((${#unit[@]} > 0)); then
 	log "go test (${#unit[@]} packages)"
 	go test -count=1 -timeout 20m "$@" "${unit[@]}" || rc=1
 fi
+# Fuzzing: `go test` above ran every fuzz target's seeds (the recorded tool
+# outputs among them) and the inputs a fuzz run found failing, kept under
+# testdata/fuzz as regular cases. Here each target fuzzes for a while:
+# RELOCVOL_FUZZTIME (a go test -fuzztime, default 3s; e.g. 10m on demand).
+# With go test flags given (scripts/test.sh -run TestX) it runs only if
+# RELOCVOL_FUZZTIME is set.
+if (($# == 0)) || [[ -n ${RELOCVOL_FUZZTIME:-} ]]; then
+	fuzztime=${RELOCVOL_FUZZTIME:-3s}
+	for p in "${unit[@]}"; do
+		mapfile -t targets < <(go test -list '^Fuzz' "$p" | grep '^Fuzz' || true)
+		for f in "${targets[@]}"; do
+			log "go test -fuzz $f -fuzztime $fuzztime $p"
+			go test -run '^$' -fuzz "^$f\$" -fuzztime "$fuzztime" "$p" | grep -v '^fuzz: elapsed' || rc=1
+		done
+	done
+fi
 if ((${#e2e[@]} > 0)); then
 	log "go test -v (e2e: ${e2e[*]})"
 	go test -count=1 -p 1 -timeout 40m -v "$@" "${e2e[@]}" || rc=1

@@ -287,6 +287,11 @@ func parseList(out []byte) ([]loopDev, error) {
 		if err := errors.Join(err1, err2); err != nil {
 			return nil, fmt.Errorf("parse losetup --list output: %s back-maj:min %q: %w", d.Name, *d.MajMin, err)
 		}
+		if d.Name == "" {
+			// A device relocvol could not detach by name: the output is not
+			// losetup's.
+			return nil, fmt.Errorf("parse losetup --list output: a device backed by inode %d on %d:%d has no name", n, major, minor)
+		}
 		devs = append(devs, loopDev{Name: d.Name, Ino: n, Major: uint32(major), Minor: uint32(minor)})
 	}
 	return devs, nil

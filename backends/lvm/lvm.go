@@ -177,6 +177,9 @@ func parseLVs(out []byte) ([]lv, error) {
 		v.active = len(v.Attr) >= 5 && v.Attr[4] == 'a'
 		if v.Size != "" {
 			n, err := strconv.ParseInt(v.Size, 10, 64)
+			if err == nil && n < 0 {
+				err = errors.New("a size is never negative")
+			}
 			if err != nil {
 				return nil, fmt.Errorf("parse lvs output: size %q of %s: %w", v.Size, v.Name, err)
 			}

@@ -21,6 +21,7 @@ import (
 type clientFlags struct {
 	config.Client
 	json bool
+	c    *api.Client
 }
 
 func (f *clientFlags) bind(cmd *cobra.Command) {
@@ -28,14 +29,28 @@ func (f *clientFlags) bind(cmd *cobra.Command) {
 	f.Client.Bind(cmd.PersistentFlags())
 	cmd.PersistentFlags().BoolVar(&f.json, "json", false, "print the API's JSON instead of a table")
 	cmd.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
-		if err := config.ApplyEnv(cmd.Flags(), "api", "token"); err != nil {
+		if err := config.ApplyEnv(cmd.Flags(), "api", "token", "api-ca"); err != nil {
 			return err
 		}
-		return f.Client.Complete()
+		if err := f.Client.Complete(); err != nil {
+			return err
+		}
+		f.c = api.NewClient(f.API, f.Token)
+		if f.CA != "" {
+			return f.c.WithCA(f.CA)
+		}
+		return nil
 	}
 }
 
-func (f *clientFlags) client() *api.Client { return api.NewClient(f.API, f.Token) }
+// client is the API client the flags make (PersistentPreRunE); a command
+// run without them (a test) gets one for this host.
+func (f *clientFlags) client() *api.Client {
+	if f.c == nil {
+		f.c = api.NewClient(f.API, f.Token)
+	}
+	return f.c
+}
 
 // apiCmds are the commands that talk to the REST API.
 func apiCmds() []*cobra.Command {
@@ -92,6 +107,9 @@ func eventsCmd(f *clientFlags) *cobra.Command {
 		Short: "Show the relocation timeline: each phase with its time and duration",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if filter.Limit < 1 || filter.Limit > 10000 {
+				return fmt.Errorf("--limit %d: give a number of events from 1 to 10000", filter.Limit)
+			}
 			ev, err := f.client().Events(cmd.Context(), filter)
 			if err != nil {
 				return err
@@ -121,7 +139,7 @@ func moveCmd(f *clientFlags) *cobra.Command {
 The app's host stops and removes its container, which unmounts and releases
 the volumes; then HOST claims, activates and mounts them and starts the
 container. Each step is printed as it happens, then the total time.`,
-		Args: cobra.ExactArgs(1),
+		Args: args(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if to == "" {
 				return fmt.Errorf("--to is required: name the host to move %s to (relocvol hosts lists them)", args[0])
@@ -277,7 +295,7 @@ while the plugin was down). Where the plugin drives the host's Docker engine
 (RELOCVOL_DOCKER_HOST) it does this by itself within a minute; use this
 command on hosts without one. Run it against the API of the host that holds
 the volume (--api); it refuses while a running container there uses it.`,
-		Args: cobra.ExactArgs(1),
+		Args: args(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := f.client().ForgetMounts(cmd.Context(), args[0]); err != nil {
 				return err
@@ -299,7 +317,7 @@ deadline (--for), or with "maintenance off", after which a host that is
 really gone is failed over as usual. A plugin that stops cleanly with
 volumes mounted announces one by itself (RELOCVOL_STOP_MAINTENANCE) and
 ends it when it is back.`,
-		Args: cobra.ExactArgs(2),
+		Args: args(2),
 	}
 	var d time.Duration
 	var reason string

@@ -13,6 +13,15 @@ import (
 var version = "dev"
 
 func main() {
+	if err := rootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "relocvol:", err)
+		os.Exit(1)
+	}
+}
+
+// rootCmd is the whole command line: every subcommand, and errors that
+// point at the help of the command that got bad input.
+func rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "relocvol",
 		Short:         "Docker volumes on shared SAN storage that follow their containers between hosts",
@@ -21,9 +30,19 @@ func main() {
 	}
 	root.AddCommand(pluginCmd(), driverCmd(), versionCmd())
 	root.AddCommand(apiCmds()...)
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "relocvol:", err)
-		os.Exit(1)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return fmt.Errorf("%w: see %s --help", err, cmd.CommandPath())
+	})
+	return root
+}
+
+// args requires n arguments, saying how to call the command when not.
+func args(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, got []string) error {
+		if len(got) != n {
+			return fmt.Errorf("%s takes %d argument(s), got %d: use %s %s", cmd.CommandPath(), n, len(got), cmd.Parent().CommandPath(), cmd.Use)
+		}
+		return nil
 	}
 }
 

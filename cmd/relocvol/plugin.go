@@ -227,8 +227,16 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	var ln net.Listener
 	if cfg.APIAddr != "" {
 		// Before the host joins: a taken port is a configuration error.
-		if ln, err = api.Listen(cfg.APIAddr); err != nil {
+		if cfg.APICert != "" {
+			ln, err = api.ListenTLS(cfg.APIAddr, cfg.APICert, cfg.APIKey)
+		} else {
+			ln, err = api.Listen(cfg.APIAddr)
+		}
+		if err != nil {
 			return failed(err)
+		}
+		if cfg.APIPlainBeyondHost() {
+			log.WithField("api", cfg.APIAddr).Warn("the API answers beyond this host over plain HTTP: its bearer token crosses the network in the clear; set RELOCVOL_API_CERT and RELOCVOL_API_KEY (--api-cert, --api-key) to serve HTTPS")
 		}
 	}
 	gate.Step("joining the cluster as host " + cfg.Host + " (its lease in etcd, then its registration on the storage)")

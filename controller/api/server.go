@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -62,9 +63,7 @@ func Handler(svc Service, opt Options) http.Handler {
 		r.Get("/local", serve(svc.Local))
 		r.Put("/hosts/{name}/maintenance", func(w http.ResponseWriter, req *http.Request) {
 			var body MaintenanceRequest
-			dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 1<<16))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&body); err != nil {
+			if err := decodeBody(w, req, &body); err != nil {
 				writeError(w, Errorf(ErrInvalid, `invalid maintenance request: %v; send {"for": "10m", "reason": "..."}`, err))
 				return
 			}
@@ -140,9 +139,7 @@ func Handler(svc Service, opt Options) http.Handler {
 		})
 		r.Post("/apps/{name}/move", func(w http.ResponseWriter, req *http.Request) {
 			var body MoveRequest
-			dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 1<<16))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&body); err != nil {
+			if err := decodeBody(w, req, &body); err != nil {
 				writeError(w, Errorf(ErrInvalid, `invalid move request: %v; send {"to": "HOST"}`, err))
 				return
 			}
@@ -159,6 +156,30 @@ func Handler(svc Service, opt Options) http.Handler {
 		})
 	})
 	return r
+}
+
+// maxBody bounds a request's body: every one is a small JSON object.
+const maxBody = 64 << 10
+
+// decodeBody reads the request's body as exactly one JSON object of v's
+// fields: no unknown field, nothing after it, at most maxBody bytes.
+func decodeBody(w http.ResponseWriter, req *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, maxBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("data after the JSON object")
+		}
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return fmt.Errorf("the body is larger than %d KiB", maxBody>>10)
+	case errors.Is(err, io.EOF):
+		return errors.New("the body is empty")
+	}
+	return err
 }
 
 func serve[T any](f func(context.Context) (T, error)) http.HandlerFunc {

@@ -15,6 +15,8 @@ import (
 // fakeService is a fixed cluster for the handler tests.
 type fakeService struct {
 	moved [][2]string
+	// changes counts accepted maintenance changes.
+	changes int
 	// follow feeds FollowEvents; failFirst fails it before any event,
 	// failLater once follow is closed.
 	follow               chan Event
@@ -27,9 +29,22 @@ func (f *fakeService) ForgetMounts(_ context.Context, v string) error {
 }
 
 func (f *fakeService) SetMaintenance(_ context.Context, h string, d time.Duration, r string) (Maintenance, error) {
+	if h != "a" && h != "b" {
+		return Maintenance{}, Errorf(ErrNotFound, "no host %q", h)
+	}
+	if d < 10*time.Second || d > 24*time.Hour {
+		return Maintenance{}, Errorf(ErrInvalid, "maintenance of %s: use from 10s to 24h0m0s (e.g. 10m)", d)
+	}
+	f.changes++
 	return Maintenance{Host: h, Until: time.Unix(0, 0).Add(d), By: "operator", Reason: r}, nil
 }
-func (f *fakeService) EndMaintenance(context.Context, string) error { return nil }
+func (f *fakeService) EndMaintenance(_ context.Context, h string) error {
+	if h != "a" && h != "b" {
+		return Errorf(ErrNotFound, "no host %q", h)
+	}
+	f.changes++
+	return nil
+}
 
 func (f *fakeService) Status(context.Context) (Status, error) {
 	return Status{Host: "a", Leader: "a", Hosts: 2, HostsAlive: 1, Volumes: 1, Apps: 1}, nil
@@ -46,6 +61,7 @@ func (f *fakeService) Apps(context.Context) ([]App, error) {
 func (f *fakeService) Events(_ context.Context, ef EventFilter) ([]Event, error) {
 	return []Event{{App: "db", Phase: "done", Relocation: ef.Relocation, TookMS: int64(ef.Limit)}}, nil
 }
+
 // FollowEvents sends the listed event, then those a test feeds into
 // follow (a nil channel: none), then what fail says, if anything.
 func (f *fakeService) FollowEvents(ctx context.Context, ef EventFilter, fn func(Event) error) error {

@@ -16,7 +16,7 @@ var (
 func ParseKeys(out []byte) ([]uint64, error) {
 	text := string(out)
 	if !genRe.MatchString(text) {
-		return nil, fmt.Errorf("unexpected read-keys output: %q", strings.TrimSpace(text))
+		return nil, fmt.Errorf("unexpected read-keys output: %s", excerpt(text))
 	}
 	if strings.Contains(text, "NO registered reservation keys") {
 		return nil, nil
@@ -29,7 +29,7 @@ func ParseKeys(out []byte) ([]uint64, error) {
 		}
 		k, err := strconv.ParseUint(m[1], 16, 64)
 		if err != nil {
-			return nil, fmt.Errorf("key %q: %w", m[1], err)
+			return nil, fmt.Errorf("key %s: %w", excerpt(m[1]), err)
 		}
 		keys = append(keys, k)
 	}
@@ -52,18 +52,18 @@ var (
 func ParseReservation(out []byte) (Reservation, error) {
 	text := string(out)
 	if !genRe.MatchString(text) {
-		return Reservation{}, fmt.Errorf("unexpected read-reservation output: %q", strings.TrimSpace(text))
+		return Reservation{}, fmt.Errorf("unexpected read-reservation output: %s", excerpt(text))
 	}
 	if strings.Contains(text, "NO reservation held") {
 		return Reservation{}, nil
 	}
 	m := resKeyRe.FindStringSubmatch(text)
 	if m == nil {
-		return Reservation{}, fmt.Errorf("read-reservation output names no key: %q", strings.TrimSpace(text))
+		return Reservation{}, fmt.Errorf("read-reservation output names no key: %s", excerpt(text))
 	}
 	k, err := strconv.ParseUint(m[1], 16, 64)
 	if err != nil {
-		return Reservation{}, fmt.Errorf("reservation key %q: %w", m[1], err)
+		return Reservation{}, fmt.Errorf("reservation key %s: %w", excerpt(m[1]), err)
 	}
 	r := Reservation{Held: true, Key: k}
 	for _, line := range strings.Split(text, "\n") {
@@ -81,7 +81,19 @@ var ptplRe = regexp.MustCompile(`Persist Through Power Loss Capable\s*\(PTPL_C\)
 func ParseCapabilities(out []byte) (ptpl bool, err error) {
 	m := ptplRe.FindSubmatch(out)
 	if m == nil {
-		return false, fmt.Errorf("unexpected report-capabilities output: %q", strings.TrimSpace(string(out)))
+		return false, fmt.Errorf("unexpected report-capabilities output: %s", excerpt(string(out)))
 	}
 	return string(m[1]) == "1", nil
+}
+
+// excerpt is a tool's output as an error quotes it: trimmed, quoted (so
+// that control characters and invalid UTF-8 show as escapes) and cut after
+// 300 characters, so that garbage of any size makes a readable error and
+// log line.
+func excerpt(out string) string {
+	q := strconv.Quote(strings.TrimSpace(out))
+	if len(q) <= 300 {
+		return q
+	}
+	return q[:300] + fmt.Sprintf("… (%d bytes in all)", len(out))
 }

@@ -6,6 +6,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -47,6 +48,8 @@ type Config struct {
 	DockerHost    string // the local Docker engine the agent drives
 	APIAddr       string // REST API address (host:port), "" for none
 	APIToken      string // bearer token the API requires
+	APICert       string // TLS: the API's certificate (PEM), with APIKey
+	APIKey        string // TLS: the API's private key (PEM)
 	// StopMaintenance is the maintenance a plugin that stops cleanly with
 	// volumes mounted announces, so that peers do not fail the host over
 	// while its containers keep running without it (0: none).
@@ -117,6 +120,8 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DockerHost, "docker-host", c.DockerHost, "the local Docker engine the controller records and starts relocatable containers with, and the plugin asks whether a second Swarm task would share a volume; empty: no agent on this host")
 	fs.StringVar(&c.APIAddr, "api-addr", c.APIAddr, "address (host:port) of the REST API, metrics and status page; empty: none. Any address but loopback needs --api-token")
 	fs.StringVar(&c.APIToken, "api-token", c.APIToken, "bearer token the REST API requires (Authorization: Bearer TOKEN)")
+	fs.StringVar(&c.APICert, "api-cert", c.APICert, "certificate file (PEM) of the REST API: with --api-key, it serves HTTPS only")
+	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "private key file (PEM) of --api-cert")
 	fs.DurationVar(&c.StopMaintenance, "stop-maintenance", c.StopMaintenance, "maintenance announced when the plugin stops cleanly with volumes mounted (disable, set, enable; upgrade): peers do not fail the host over before it ends; 0: none")
 }
 
@@ -169,12 +174,12 @@ func (c *Config) Validate() error {
 			bad("etcd-endpoints", "%q is not a URL: use http://host:2379 or https://host:2379", ep)
 		}
 	}
-	tls := 0
+	etcdTLS := 0
 	for flag, f := range map[string]string{"etcd-ca": c.EtcdCA, "etcd-cert": c.EtcdCert, "etcd-key": c.EtcdKey} {
 		if f == "" {
 			continue
 		}
-		tls++
+		etcdTLS++
 		if _, err := os.Stat(f); err != nil {
 			bad(flag, "cannot read %s: %v", f, err)
 		}
@@ -182,7 +187,7 @@ func (c *Config) Validate() error {
 	if (c.EtcdCert == "") != (c.EtcdKey == "") {
 		bad("etcd-cert", "--etcd-cert and --etcd-key go together: set both or neither")
 	}
-	if tls > 0 && len(c.EtcdEndpoints) == 0 {
+	if etcdTLS > 0 && len(c.EtcdEndpoints) == 0 {
 		bad("etcd-endpoints", "TLS files are set but no endpoints: TLS applies to an external etcd only")
 	}
 	if !strings.HasPrefix(c.EtcdPrefix, "/") || strings.HasSuffix(c.EtcdPrefix, "/") {
@@ -246,10 +251,31 @@ func (c *Config) Validate() error {
 			bad("api-token", "the API listens on %s, beyond this host: set a token (--api-token) so that only its holders can move apps", c.APIAddr)
 		}
 	}
+	switch {
+	case (c.APICert == "") != (c.APIKey == ""):
+		bad("api-cert", "--api-cert and --api-key go together: set both (HTTPS) or neither (HTTP)")
+	case c.APICert != "" && c.APIAddr == "":
+		bad("api-cert", "TLS files are set but --api-addr is empty (no API): set an address or drop --api-cert and --api-key")
+	case c.APICert != "":
+		if _, err := tls.LoadX509KeyPair(c.APICert, c.APIKey); err != nil {
+			bad("api-cert", "cannot use %s with key %s: %v (give PEM files of one certificate and its key)", c.APICert, c.APIKey, err)
+		}
+	}
 	if _, err := logrus.ParseLevel(c.LogLevel); err != nil {
 		bad("log-level", "%q: use debug, info, warn or error", c.LogLevel)
 	}
 	return errors.Join(errs...)
+}
+
+// APIPlainBeyondHost reports whether the API answers beyond this host
+// without TLS: its bearer token would cross the network in the clear.
+func (c *Config) APIPlainBeyondHost() bool {
+	if c.APIAddr == "" || c.APICert != "" {
+		return false
+	}
+	host, _, err := net.SplitHostPort(c.APIAddr)
+	ip := net.ParseIP(host)
+	return err == nil && host != "localhost" && (ip == nil || !ip.IsLoopback())
 }
 
 // SpecDefaults returns the defaults for volume options. Call after Validate.

@@ -37,6 +37,10 @@ func TestValidate(t *testing.T) {
 		{name: "no API", change: func(c *Config) { c.APIAddr = "" }},
 		{name: "API on all addresses with a token", change: func(c *Config) { c.APIAddr, c.APIToken = "0.0.0.0:7480", "s3cret" }},
 		{name: "API on all addresses without a token", change: func(c *Config) { c.APIAddr = ":7480" }, wantErr: []string{"--api-token (RELOCVOL_API_TOKEN): the API listens on :7480, beyond this host: set a token"}},
+		{name: "API certificate without key", change: func(c *Config) { c.APICert = "/etc/relocvol/cert.pem" }, wantErr: []string{"--api-cert (RELOCVOL_API_CERT): --api-cert and --api-key go together: set both (HTTPS) or neither (HTTP)"}},
+		{name: "API key without certificate", change: func(c *Config) { c.APIKey = "/etc/relocvol/key.pem" }, wantErr: []string{"--api-cert and --api-key go together"}},
+		{name: "API certificate unreadable", change: func(c *Config) { c.APICert, c.APIKey = "/nonexistent/cert.pem", "/nonexistent/key.pem" }, wantErr: []string{"--api-cert (RELOCVOL_API_CERT): cannot use /nonexistent/cert.pem with key /nonexistent/key.pem", "give PEM files"}},
+		{name: "API certificate without an API", change: func(c *Config) { c.APIAddr, c.APICert, c.APIKey = "", "/x/cert.pem", "/x/key.pem" }, wantErr: []string{"TLS files are set but --api-addr is empty"}},
 		{name: "API address", change: func(c *Config) { c.APIAddr = "7480" }, wantErr: []string{`--api-addr (RELOCVOL_API_ADDR): "7480" is not host:port`}},
 		{name: "docker host", change: func(c *Config) { c.DockerHost = "/var/run/docker.sock" }, wantErr: []string{`--docker-host (RELOCVOL_DOCKER_HOST): "/var/run/docker.sock": use unix://`}},
 		{name: "short ttl", change: func(c *Config) { c.LeaseTTL = time.Second }, wantErr: []string{"from 2s"}},
@@ -129,5 +133,27 @@ func TestEnvBadValueNamed(t *testing.T) {
 func TestEnvNames(t *testing.T) {
 	if got := EnvName("etcd-endpoints"); got != "RELOCVOL_ETCD_ENDPOINTS" {
 		t.Fatal(got)
+	}
+}
+
+// A warning is due when the API answers beyond loopback without TLS.
+func TestAPIPlainBeyondHost(t *testing.T) {
+	for _, tc := range []struct {
+		addr, cert string
+		want       bool
+	}{
+		{"127.0.0.1:7480", "", false},
+		{"localhost:7480", "", false},
+		{"[::1]:7480", "", false},
+		{"", "", false},
+		{"0.0.0.0:7480", "", true},
+		{":7480", "", true},
+		{"10.0.0.1:7480", "", true},
+		{"10.0.0.1:7480", "/etc/relocvol/cert.pem", false},
+	} {
+		c := Config{APIAddr: tc.addr, APICert: tc.cert}
+		if got := c.APIPlainBeyondHost(); got != tc.want {
+			t.Errorf("APIAddr %q, APICert %q: plain beyond the host %v, want %v", tc.addr, tc.cert, got, tc.want)
+		}
 	}
 }

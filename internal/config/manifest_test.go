@@ -98,3 +98,73 @@ func TestManifestEnvMatchesFlags(t *testing.T) {
 		t.Error("config.json must bind-mount the host's /run/udev at /run/udev (rbind,ro), or LVM in the plugin does not wait for udev's /dev nodes")
 	}
 }
+
+// TestPrivilegesExplained: every privilege config.json asks for (each
+// capability, the host namespaces, each mount) has its row in the README's
+// table of what the plugin may do, and nothing more is asked for than it
+// lists: a privilege added to the manifest fails this test until the README
+// says why.
+func TestPrivilegesExplained(t *testing.T) {
+	raw, err := os.ReadFile("../../config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Network struct{ Type string }
+		IPCHost bool
+		PIDHost bool
+		Linux   struct {
+			Capabilities    []string
+			AllowAllDevices bool
+		}
+		Mounts []struct{ Name string }
+	}
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("config.json: %v", err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(readme), "### What the plugin may do on the host")
+	if !ok {
+		t.Fatal("README.md has no section \"What the plugin may do on the host\"")
+	}
+	table, _, _ = strings.Cut(table, "\n\nIt asks")
+	var rows []string
+	for _, line := range strings.Split(table, "\n") {
+		if strings.HasPrefix(line, "| `") || strings.HasPrefix(line, "| all devices") || strings.HasPrefix(line, "| host ") {
+			rows = append(rows, strings.SplitN(line, "|", 3)[1])
+		}
+	}
+	explained := func(what string) {
+		t.Helper()
+		for _, r := range rows {
+			if strings.Contains(r, what) {
+				return
+			}
+		}
+		t.Errorf("config.json asks for %s, but the README's table of privileges does not say why", what)
+	}
+	for _, c := range m.Linux.Capabilities {
+		explained("`" + c + "`")
+	}
+	if len(m.Linux.Capabilities) != 2 {
+		t.Errorf("capabilities %v: the README explains CAP_SYS_ADMIN and CAP_SYS_RAWIO only", m.Linux.Capabilities)
+	}
+	if m.Linux.AllowAllDevices {
+		explained("all devices")
+	}
+	if m.Network.Type == "host" {
+		explained("host network")
+	}
+	if m.IPCHost {
+		explained("`ipchost`")
+	}
+	if m.PIDHost {
+		t.Error("config.json asks for the host's PID namespace, which relocvol does not use")
+	}
+	for _, mnt := range m.Mounts {
+		explained("`" + mnt.Name + "`")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	units "github.com/docker/go-units"
 )
@@ -35,12 +36,17 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// Shorten keeps error messages readable when the input is huge.
+// Shorten keeps error messages readable when the input is huge, cutting
+// between characters (a cut inside one would print as byte escapes).
 func Shorten(s string) string {
-	if len(s) > 40 {
-		return s[:37] + "..."
+	if len(s) <= 40 {
+		return s
 	}
-	return s
+	cut := 37
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 // Filesystems relocvol can format, with the smallest size each accepts

@@ -2,16 +2,7 @@ package store_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,15 +11,16 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 
 	"github.com/relocvol/relocvol/internal/store"
+	"github.com/relocvol/relocvol/internal/testenv"
 )
 
 // TestDialTLS runs a real etcd that requires client certificates and
 // checks that Dial connects with the right files and explains the wrong ones.
 func TestDialTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey := newCert(t, dir, "ca", nil, nil)
-	newCert(t, dir, "server", ca, caKey)
-	newCert(t, dir, "client", ca, caKey)
+	ca, caKey := testenv.NewCert(t, dir, "ca", nil, nil)
+	testenv.NewCert(t, dir, "server", ca, caKey)
+	testenv.NewCert(t, dir, "client", ca, caKey)
 
 	cfg := embed.NewConfig()
 	cfg.Dir = filepath.Join(dir, "data")
@@ -76,44 +68,4 @@ func TestDialTLS(t *testing.T) {
 	if _, err := store.Dial(ctx, ep, store.TLSFiles{CA: files.CA, Cert: filepath.Join(dir, "missing.pem"), Key: files.Key}); err == nil || !strings.Contains(err.Error(), "etcd TLS files") {
 		t.Fatalf("missing cert file: %v", err)
 	}
-}
-
-// newCert writes NAME.pem and NAME-key.pem, signed by parent (self-signed CA
-// when parent is nil), valid for 127.0.0.1.
-func newCert(t *testing.T, dir, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	signer, signerKey := tmpl, key
-	if parent == nil {
-		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-		tmpl.KeyUsage |= x509.KeyUsageCertSign
-	} else {
-		signer, signerKey = parent, parentKey
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	write := func(file, typ string, b []byte) {
-		if err := os.WriteFile(filepath.Join(dir, file), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(name+".pem", "CERTIFICATE", der)
-	write(name+"-key.pem", "EC PRIVATE KEY", kb)
-	cert, _ := x509.ParseCertificate(der)
-	return cert, key
 }

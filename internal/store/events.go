@@ -53,7 +53,7 @@ func (s *Store) ListEvents(ctx context.Context, limit int64) ([]Event, error) {
 	out := make([]Event, len(resp.Kvs))
 	for i, kv := range resp.Kvs {
 		if err := json.Unmarshal(kv.Value, &out[len(out)-1-i]); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+			return nil, decodeErr(string(kv.Key), err)
 		}
 	}
 	return out, nil
@@ -97,7 +97,7 @@ func (s *Store) FollowEvents(ctx context.Context, limit int64, listed func([]Eve
 	past := make([]Event, len(resp.Kvs))
 	for i, kv := range resp.Kvs {
 		if err := json.Unmarshal(kv.Value, &past[len(past)-1-i]); err != nil {
-			return fmt.Errorf("decode %s: %w", kv.Key, err)
+			return decodeErr(string(kv.Key), err)
 		}
 	}
 	if err := listed(past); err != nil {
@@ -115,7 +115,7 @@ func (s *Store) FollowEvents(ctx context.Context, limit int64, listed func([]Eve
 			}
 			var e Event
 			if err := json.Unmarshal(ev.Kv.Value, &e); err != nil {
-				return fmt.Errorf("decode %s: %w", ev.Kv.Key, err)
+				return decodeErr(string(ev.Kv.Key), err)
 			}
 			if err := fn(e); err != nil {
 				return err

@@ -132,7 +132,7 @@ func (s *Store) createOrGet(ctx context.Context, what, key string, value, cur an
 		return false, 0, 0, fmt.Errorf("%s: %w", what, ErrConflict)
 	}
 	if err := json.Unmarshal(kvs[0].Value, cur); err != nil {
-		return false, 0, 0, fmt.Errorf("%s: decode %s: %w", what, key, err)
+		return false, 0, 0, fmt.Errorf("%s: %w", what, decodeErr(key, err))
 	}
 	return false, kvs[0].ModRevision, resp.Header.ClusterId, nil
 }

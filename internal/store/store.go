@@ -63,7 +63,7 @@ func (s *Store) get(ctx context.Context, key string, v any) (rev int64, err erro
 		return 0, nil
 	}
 	if err := json.Unmarshal(resp.Kvs[0].Value, v); err != nil {
-		return 0, fmt.Errorf("decode %s: %w", key, err)
+		return 0, decodeErr(key, err)
 	}
 	return resp.Kvs[0].ModRevision, nil
 }
@@ -85,11 +85,17 @@ func decodeAll[T any](kvs []*mvccpb.KeyValue) (map[string]Versioned[T], error) {
 	for _, kv := range kvs {
 		var v T
 		if err := json.Unmarshal(kv.Value, &v); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+			return nil, decodeErr(string(kv.Key), err)
 		}
 		out[path.Base(string(kv.Key))] = Versioned[T]{Value: v, Rev: kv.ModRevision}
 	}
 	return out, nil
+}
+
+// decodeErr says that the record at key is not one relocvol can read:
+// written by another program, or by a relocvol of another version.
+func decodeErr(key string, err error) error {
+	return fmt.Errorf("decode the record %s: %w (not a record this relocvol wrote: check that every host runs the same relocvol version; etcdctl get %s shows it)", key, err, key)
 }
 
 // Versioned is a record with the ModRevision it was read at.
