@@ -50,7 +50,9 @@ func TestCrashInMount(t *testing.T) {
 	mustDocker(t, "volume", "create", "-d", crashDriver, "-o", "size=32M", crashVol)
 	img := filepath.Join(san, crashVol+".img")
 
+	tally := testenv.NewTally(t, "plugin killed at each step of Mount and Unmount (managed plugin, loop)")
 	for _, fp := range failpoint.All {
+		tally.Start()
 		t.Run(fp, func(t *testing.T) {
 			inUnmount := strings.HasPrefix(fp, "unmount-")
 			if inUnmount {
@@ -115,6 +117,7 @@ func TestCrashInMount(t *testing.T) {
 			if st := inspect(t, crashVol); st["owner"] != "" || fmt.Sprint(st["mounts"]) != "0" {
 				t.Fatalf("after the next run: %v, want released", st)
 			}
+			tally.Pass(time.Since(crashed))
 		})
 	}
 }

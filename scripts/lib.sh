@@ -52,6 +52,10 @@ export HOME RELOCVOL_REPO
 # shellcheck source-path=SCRIPTDIR source=lib/images.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/images.sh"
 
+# reliability_rows prints the rows of RELIABILITY.md's table that the fault
+# tests logged in the go test -v output file $1 (testenv.Tally).
+reliability_rows() { sed -n 's/^ *[a-z_]*\.go:[0-9]*: RELIABILITY //p' "$1"; }
+
 log() { printf '[relocvol %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
 	log "ERROR: $*"

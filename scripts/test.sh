@@ -79,7 +79,15 @@ if (($# == 0)) || [[ -n ${RELOCVOL_FUZZTIME:-} ]]; then
 fi
 if ((${#e2e[@]} > 0)); then
 	log "go test -v (e2e: ${e2e[*]})"
-	go test -count=1 -p 1 -timeout 40m -v "$@" "${e2e[@]}" || rc=1
+	e2e_log=$(mktemp)
+	trap 'rm -f "$e2e_log"' EXIT
+	go test -count=1 -p 1 -timeout 40m -v "$@" "${e2e[@]}" | tee "$e2e_log" || rc=1
+	# The fault scenarios' figures (RELIABILITY.md's table, which
+	# scripts/reliability.sh writes), gathered here for the log.
+	if rows=$(reliability_rows "$e2e_log") && [[ -n $rows ]]; then
+		log "reliability figures of this run (scenario | cycles | passed | lines lost | two-writer moments | worst recovery):"
+		echo "$rows"
+	fi
 fi
 if ((rc != 0)); then
 	log "FAILED after $((SECONDS - start))s"

@@ -105,6 +105,8 @@ func TestFailover(t *testing.T) {
 	}
 
 	// ---- (b) power loss of n2, the owner ----
+	powerLoss := testenv.NewTally(t, "power loss of the writer's host (docker-in-docker, loop)")
+	powerLoss.Start()
 	lines := countLines(t, n2)
 	n2.Kill(t)
 	killed := time.Now()
@@ -113,8 +115,10 @@ func TestFailover(t *testing.T) {
 	}).ActualHost
 	owner := c.Node(to)
 	waitLines(t, owner, to, lines+20)
+	powerLoss.Log(readLog(t, owner))
 	checkLog(t, owner, []string{"n1", "n2", to})
 	phases := timeline(t, anyAPI, store.KindFailover, "n2")
+	powerLoss.Pass(phases["started"].At.Sub(killed))
 	for _, p := range []string{"detected", "fenced", "placed", "claimed", "activated", "mounted", "started", "done"} {
 		if _, ok := phases[p]; !ok {
 			t.Errorf("failover timeline has no %q phase: %v", p, phases)
@@ -154,6 +158,8 @@ func TestFailover(t *testing.T) {
 	// volume: it must stop too, and start again once the host is back.
 	owner.MustDocker(t, "volume", "create", "-d", "relocvol", "-o", "size=32M", "side")
 	owner.MustDocker(t, "run", "-d", "--name", "plain", "-v", "side:/data", "debian:bookworm-slim", "sleep", "infinity")
+	partition := testenv.NewTally(t, "partition of the writer's host (docker-in-docker, loop)")
+	partition.Start()
 	before := countLines(t, owner)
 	owner.Disconnect(t)
 	parted := time.Now()
@@ -174,7 +180,9 @@ func TestFailover(t *testing.T) {
 	if !oldStop.Before(newStart) {
 		t.Errorf("the partitioned host stopped its writer at %s, after %s started one at %s", oldStop, next, newStart)
 	}
+	partition.Log(readLog(t, newOwner))
 	checkLog(t, newOwner, []string{"n1", "n2", to, next})
+	partition.Pass(part["started"].At.Sub(parted))
 	if running, _ := owner.Docker("inspect", "-f", "{{.State.Running}}", "plain"); strings.TrimSpace(running) != "false" {
 		t.Errorf("the partitioned host's plain container using a relocvol volume still runs: %q", running)
 	}

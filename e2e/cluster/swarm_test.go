@@ -88,6 +88,8 @@ type swarm struct {
 	mgr     *Node
 	workers []*Node
 	order   []string // the writers' nodes so far, in order
+	// powerLosses tallies the power losses for RELIABILITY.md.
+	powerLosses *testenv.Tally
 }
 
 // swarmTask is a line of `docker service ps --format '{{json .}}'`.
@@ -274,12 +276,18 @@ func (s *swarm) powerLoss(t *testing.T, old swarmTask, timing string, wantRefuse
 	node := s.c.Node(old.Node)
 	lines := s.waitLines(t, old, 1)
 	seen := s.taskIDs(t)
+	if s.powerLosses == nil {
+		s.powerLosses = testenv.NewTally(t, "power loss of the node running a Swarm task (docker-in-docker, loop)")
+	}
+	s.powerLosses.Start()
 	node.Kill(t)
 	killed := time.Now()
 	tk := s.waitRunning(t, old.Node, 2*time.Minute)
 	took := s.containerTime(t, tk, "StartedAt").Sub(killed)
 	s.moved(tk.Node)
 	s.waitLines(t, tk, lines+20)
+	s.powerLosses.Log(s.readLog(t, tk))
+	s.powerLosses.Pass(took)
 	refused := len(s.failedSince(t, seen, "takeover possible in about"))
 	t.Logf("BENCHMARK swarm failover after power loss (%s, lease TTL %s): task running on %s %s after docker kill %s, %d attempts refused before",
 		timing, leaseTTL, tk.Node, took.Round(100*time.Millisecond), old.Node, refused)

@@ -171,6 +171,8 @@ func TestDockerOnSAN(t *testing.T) {
 			t.Fatal(err)
 		}
 		offB := d.clockOffset(t, b)
+		tally := testenv.NewTally(t, "power loss of the writer's host (VM lab: Docker, lvm + scsi3)")
+		tally.Start()
 		killed := time.Now()
 		if err := d.lab.Kill(a); err != nil {
 			t.Fatal(err)
@@ -178,6 +180,7 @@ func TestDockerOnSAN(t *testing.T) {
 		d.waitApp(t, b, appName, b, 3*time.Minute)
 		running := time.Since(killed)
 		d.waitLines(t, b, seen+10)
+		tally.Log(d.readLog(t, b))
 		sizes := d.checkLog(t, b, a, b, a, b)
 		// Every line A had written (each fsync'd before the next) when it
 		// was last seen is there.
@@ -205,6 +208,7 @@ func TestDockerOnSAN(t *testing.T) {
 		}
 		phases := failoverPhases(t, d.st, a)
 		started := phases["started"].At.Add(-offB)
+		tally.Pass(started.Sub(killed))
 		t.Logf("BENCHMARK failover through Docker on the VM lab: writer started on %s %s after A's qemu was killed (lease TTL %ds; B's clock %+v off this machine's, corrected); %s until the test saw it running",
 			b, started.Sub(killed).Round(100*time.Millisecond), ttl, offB.Round(10*time.Millisecond), running.Round(100*time.Millisecond))
 	})

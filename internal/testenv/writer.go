@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -38,4 +39,34 @@ func CheckWriterLog(data string, order []string) ([]int, error) {
 		return nil, fmt.Errorf("writers in the log: %v, want %v (one block each: never two writers at once)", blocks, order)
 	}
 	return sizes, nil
+}
+
+// LogFaults counts what a log of WriterScript shows went wrong, for the
+// reliability figures (CheckWriterLog says what and fails): lost are the
+// numbers missing where a line's number jumps ahead (an acknowledged line
+// gone); twoWriters the places where the numbering goes back or repeats:
+// each writer counts on from the lines it found, so two hosts appending at
+// once write the same numbers.
+func LogFaults(data string) (lost, twoWriters int) {
+	lines := strings.Split(strings.TrimSuffix(data, "\n"), "\n")
+	prev := 0
+	for _, line := range lines {
+		f := strings.Fields(line)
+		n, err := 0, errors.New("torn")
+		if len(f) == 2 {
+			n, err = strconv.Atoi(f[1])
+		}
+		switch {
+		case err != nil:
+			// A torn line: the next whole one's number counts it lost.
+		case n > prev+1:
+			lost += n - prev - 1
+		case n <= prev:
+			twoWriters++
+		}
+		if err == nil {
+			prev = n
+		}
+	}
+	return lost, twoWriters
 }

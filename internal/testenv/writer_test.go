@@ -36,3 +36,20 @@ func TestCheckWriterLog(t *testing.T) {
 		})
 	}
 }
+
+func TestLogFaults(t *testing.T) {
+	for _, tc := range []struct {
+		name, log        string
+		lost, twoWriters int
+	}{
+		{"intact, with a handover", "a 1\na 2\nb 3\nb 4\n", 0, 0},
+		{"two lines lost", "a 1\na 4\n", 2, 0},
+		{"a torn line", "a 1\na\na 3\n", 1, 0},
+		{"two writers at once", "a 1\na 2\nb 3\na 3\nb 4\na 4\n", 0, 2},
+		{"a writer counting from an old length", "a 1\na 2\na 3\nb 2\n", 0, 1},
+	} {
+		if lost, two := LogFaults(tc.log); lost != tc.lost || two != tc.twoWriters {
+			t.Errorf("%s: lost %d, two writers %d; want %d, %d", tc.name, lost, two, tc.lost, tc.twoWriters)
+		}
+	}
+}
