@@ -219,19 +219,6 @@ func writeError(w http.ResponseWriter, err error) {
 	writeJSON(w, statusOf(err), ErrorBody{Error: err.Error()})
 }
 
-// IsLoopback reports whether addr (host:port) only listens on loopback.
-func IsLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // Listen opens the API's address, so that a taken port fails start-up.
 func Listen(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)

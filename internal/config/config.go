@@ -244,10 +244,10 @@ func (c *Config) Validate() error {
 		bad("docker-host", "%q: use unix:///var/run/docker.sock or tcp://HOST:PORT", c.DockerHost)
 	}
 	if c.APIAddr != "" {
-		host, port, err := net.SplitHostPort(c.APIAddr)
+		_, port, err := net.SplitHostPort(c.APIAddr)
 		if err != nil || port == "" {
 			bad("api-addr", "%q is not host:port, e.g. 127.0.0.1:7480", c.APIAddr)
-		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) && c.APIToken == "" {
+		} else if beyondHost(c.APIAddr) && c.APIToken == "" {
 			bad("api-token", "the API listens on %s, beyond this host: set a token (--api-token) so that only its holders can move apps", c.APIAddr)
 		}
 	}
@@ -270,12 +270,19 @@ func (c *Config) Validate() error {
 // APIPlainBeyondHost reports whether the API answers beyond this host
 // without TLS: its bearer token would cross the network in the clear.
 func (c *Config) APIPlainBeyondHost() bool {
-	if c.APIAddr == "" || c.APICert != "" {
+	return c.APICert == "" && beyondHost(c.APIAddr)
+}
+
+// beyondHost reports whether a listen address (host:port) answers beyond
+// this host: anything but localhost and loopback addresses; false for what
+// is not host:port.
+func beyondHost(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "localhost" {
 		return false
 	}
-	host, _, err := net.SplitHostPort(c.APIAddr)
 	ip := net.ParseIP(host)
-	return err == nil && host != "localhost" && (ip == nil || !ip.IsLoopback())
+	return ip == nil || !ip.IsLoopback()
 }
 
 // SpecDefaults returns the defaults for volume options. Call after Validate.

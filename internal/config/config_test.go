@@ -136,6 +136,14 @@ func TestEnvNames(t *testing.T) {
 	}
 }
 
+func TestBeyondHost(t *testing.T) {
+	for addr, want := range map[string]bool{"127.0.0.1:7480": false, "localhost:1": false, "[::1]:2": false, "0.0.0.0:7480": true, ":7480": true, "10.1.2.3:80": true, "api.example.com:80": true, "x": false, "": false} {
+		if beyondHost(addr) != want {
+			t.Errorf("beyondHost(%q) = %v", addr, !want)
+		}
+	}
+}
+
 // A warning is due when the API answers beyond loopback without TLS.
 func TestAPIPlainBeyondHost(t *testing.T) {
 	for _, tc := range []struct {
