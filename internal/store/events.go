@@ -43,20 +43,27 @@ func (s *Store) AddEvent(ctx context.Context, e Event) error {
 
 // ListEvents returns the newest limit events, oldest first.
 func (s *Store) ListEvents(ctx context.Context, limit int64) ([]Event, error) {
+	events, _, err := s.listEvents(ctx, limit)
+	return events, err
+}
+
+// listEvents returns the newest limit events, oldest first, and the
+// revision they were read at.
+func (s *Store) listEvents(ctx context.Context, limit int64) ([]Event, int64, error) {
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	resp, err := s.cli.Get(ctx, s.dir("events"), clientv3.WithPrefix(),
 		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(limit))
 	if err != nil {
-		return nil, s.etcdErr("list events", err)
+		return nil, 0, s.etcdErr("list events", err)
 	}
 	out := make([]Event, len(resp.Kvs))
 	for i, kv := range resp.Kvs {
 		if err := json.Unmarshal(kv.Value, &out[len(out)-1-i]); err != nil {
-			return nil, decodeErr(string(kv.Key), err)
+			return nil, 0, decodeErr(string(kv.Key), err)
 		}
 	}
-	return out, nil
+	return out, resp.Header.Revision, nil
 }
 
 // PruneEvents deletes all but the newest keep events.
@@ -87,25 +94,16 @@ func (s *Store) PruneEvents(ctx context.Context, keep int64) (int64, error) {
 // ctx ends (nil) or listed or fn returns an error (that error); a watch
 // that etcd ends (compacted past, or cancelled) is an error.
 func (s *Store) FollowEvents(ctx context.Context, limit int64, listed func([]Event) error, fn func(Event) error) error {
-	gctx, cancel := s.ctx(ctx)
-	resp, err := s.cli.Get(gctx, s.dir("events"), clientv3.WithPrefix(),
-		clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(limit))
-	cancel()
+	past, rev, err := s.listEvents(ctx, limit)
 	if err != nil {
-		return s.etcdErr("list events", err)
-	}
-	past := make([]Event, len(resp.Kvs))
-	for i, kv := range resp.Kvs {
-		if err := json.Unmarshal(kv.Value, &past[len(past)-1-i]); err != nil {
-			return decodeErr(string(kv.Key), err)
-		}
+		return err
 	}
 	if err := listed(past); err != nil {
 		return err
 	}
 	wctx, stop := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer stop()
-	for wr := range s.cli.Watch(wctx, s.dir("events"), clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1)) {
+	for wr := range s.cli.Watch(wctx, s.dir("events"), clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
 		if err := wr.Err(); err != nil {
 			return s.etcdErr("watch events", err)
 		}
