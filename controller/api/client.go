@@ -25,39 +25,14 @@ func NewClient(base, token string) *Client {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, rd)
+	resp, err := c.send(ctx, c.HTTP, method, path, body)
 	if err != nil {
-		return fmt.Errorf("API address %q: %w", c.Base, err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	resp, err := c.HTTP.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the relocvol API at %s: %w (is the plugin enabled on this host? set --api or RELOCVOL_API)", c.Base, err)
+		return err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
 		return fmt.Errorf("read the API's answer: %w", err)
-	}
-	if resp.StatusCode >= 300 {
-		var e ErrorBody
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return received(resp.StatusCode, e.Error)
-		}
-		return received(resp.StatusCode, fmt.Sprintf("%s %s: %s", method, path, resp.Status))
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
@@ -65,6 +40,47 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		}
 	}
 	return nil
+}
+
+// send makes the request (JSON body, bearer token) with hc and returns a
+// successful answer, its body for the caller to read and close; an error
+// answer comes back as the API's error, with its kind.
+func (c *Client) send(ctx context.Context, hc *http.Client, method, path string, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, rd)
+	if err != nil {
+		return nil, fmt.Errorf("API address %q: %w", c.Base, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the relocvol API at %s: %w (is the plugin enabled on this host? set --api or RELOCVOL_API)", c.Base, err)
+	}
+	if resp.StatusCode < 300 {
+		return resp, nil
+	}
+	defer func() { _ = resp.Body.Close() }()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read the API's answer: %w", err)
+	}
+	var e ErrorBody
+	if json.Unmarshal(data, &e) == nil && e.Error != "" {
+		return nil, received(resp.StatusCode, e.Error)
+	}
+	return nil, received(resp.StatusCode, fmt.Sprintf("%s %s: %s", method, path, resp.Status))
 }
 
 // Raw returns the JSON the API answers to GET path, as is.

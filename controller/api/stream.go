@@ -51,33 +51,17 @@ func streamEvents(w http.ResponseWriter, req *http.Request, svc Service, f Event
 func (c *Client) FollowEvents(ctx context.Context, f EventFilter, fn func(Event) error) error {
 	q := eventQuery(f)
 	q.Set("follow", "true")
-	path := "/v1/events?" + q.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Base+path, nil)
-	if err != nil {
-		return fmt.Errorf("API address %q: %w", c.Base, err)
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
 	// The stream lasts as long as ctx: no overall timeout.
 	hc := *c.HTTP
 	hc.Timeout = 0
-	resp, err := hc.Do(req)
+	resp, err := c.send(ctx, &hc, http.MethodGet, "/v1/events?"+q.Encode(), nil)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return nil // the caller stopped following before any answer
 		}
-		return fmt.Errorf("cannot reach the relocvol API at %s: %w (is the plugin enabled on this host? set --api or RELOCVOL_API)", c.Base, err)
+		return err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode >= 300 {
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		var e ErrorBody
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return received(resp.StatusCode, e.Error)
-		}
-		return received(resp.StatusCode, fmt.Sprintf("GET %s: %s", path, resp.Status))
-	}
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var raw json.RawMessage
