@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -48,25 +47,23 @@ func CheckWriterLog(data string, order []string) ([]int, error) {
 // each writer counts on from the lines it found, so two hosts appending at
 // once write the same numbers.
 func LogFaults(data string) (lost, twoWriters int) {
-	lines := strings.Split(strings.TrimSuffix(data, "\n"), "\n")
 	prev := 0
-	for _, line := range lines {
+	for _, line := range strings.Split(strings.TrimSuffix(data, "\n"), "\n") {
 		f := strings.Fields(line)
-		n, err := 0, errors.New("torn")
-		if len(f) == 2 {
-			n, err = strconv.Atoi(f[1])
+		if len(f) != 2 {
+			continue // a torn line: the next whole one's number counts it lost
+		}
+		n, err := strconv.Atoi(f[1])
+		if err != nil {
+			continue
 		}
 		switch {
-		case err != nil:
-			// A torn line: the next whole one's number counts it lost.
 		case n > prev+1:
 			lost += n - prev - 1
 		case n <= prev:
 			twoWriters++
 		}
-		if err == nil {
-			prev = n
-		}
+		prev = n
 	}
 	return lost, twoWriters
 }
