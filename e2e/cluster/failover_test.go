@@ -28,6 +28,15 @@ const (
 // with the node's name (testenv.WriterScript).
 const writerScript = testenv.WriterScript
 
+// startWriter creates the volume "data" on n and runs the writer app there
+// on it, labelled relocatable.
+func startWriter(t *testing.T, n *Node) {
+	t.Helper()
+	n.MustDocker(t, "volume", "create", "-d", "relocvol", "-o", "size=64M", "data")
+	n.MustDocker(t, "run", "-d", "--name", appName, "--label", "relocvol.relocate=true",
+		"-v", "data:/data", "-v", "/etc/hostname:/node:ro", "debian:bookworm-slim", "sh", "-c", writerScript)
+}
+
 // TestFailover runs the controller on three docker-in-docker hosts that
 // share one etcd and one loop "SAN": (a) a planned move, (b) a host's power
 // loss, (c) a partition of the owner, (d) the killed and the partitioned
@@ -70,9 +79,7 @@ func TestFailover(t *testing.T) {
 		})
 	})
 
-	n1.MustDocker(t, "volume", "create", "-d", "relocvol", "-o", "size=64M", "data")
-	n1.MustDocker(t, "run", "-d", "--name", appName, "--label", "relocvol.relocate=true",
-		"-v", "data:/data", "-v", "/etc/hostname:/node:ro", "debian:bookworm-slim", "sh", "-c", writerScript)
+	startWriter(t, n1)
 	app := waitApp(t, anyAPI, "recorded on n1", func(a api.App) bool { return a.DesiredHost == "n1" && a.ActualHost == "n1" })
 	if len(app.Volumes) != 1 || app.Volumes[0] != "data" || app.Image != "debian:bookworm-slim" {
 		t.Fatalf("app %+v", app)

@@ -58,9 +58,7 @@ func TestMaintenance(t *testing.T) {
 		}
 		return nil
 	})
-	n1.MustDocker(t, "volume", "create", "-d", "relocvol", "-o", "size=64M", "data")
-	n1.MustDocker(t, "run", "-d", "--name", appName, "--label", "relocvol.relocate=true",
-		"-v", "data:/data", "-v", "/etc/hostname:/node:ro", "debian:bookworm-slim", "sh", "-c", writerScript)
+	startWriter(t, n1)
 	waitApp(t, anyAPI, "recorded on n1", func(a api.App) bool { return a.DesiredHost == "n1" && a.ActualHost == "n1" })
 	waitLines(t, n1, "n1", 20)
 

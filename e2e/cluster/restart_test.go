@@ -42,9 +42,7 @@ func TestPluginKilled(t *testing.T) {
 	n1, n2 := c.Node("n1"), c.Node("n2")
 	onN2 := api.NewClient("http://"+n2.IP()+":7480", apiToken)
 	anyAPI := func(f func(*api.Client) error) error { return f(onN2) }
-	n1.MustDocker(t, "volume", "create", "-d", "relocvol", "-o", "size=64M", "data")
-	n1.MustDocker(t, "run", "-d", "--name", appName, "--label", "relocvol.relocate=true",
-		"-v", "data:/data", "-v", "/etc/hostname:/node:ro", "debian:bookworm-slim", "sh", "-c", writerScript)
+	startWriter(t, n1)
 	waitApp(t, anyAPI, "recorded on n1", func(a api.App) bool { return a.DesiredHost == "n1" && a.ActualHost == "n1" })
 	waitLines(t, n1, "n1", 20)
 	started := containerTime(t, n1, "{{.State.StartedAt}}")

@@ -63,9 +63,7 @@ func TestIdleSoak(t *testing.T) {
 	for _, n := range nodes {
 		c.Node(n).MustDocker(t, "volume", "create", "-d", "relocvol", "-o", "size=16M", "soak-"+n)
 	}
-	n1.MustDocker(t, "volume", "create", "-d", "relocvol", "-o", "size=64M", "data")
-	n1.MustDocker(t, "run", "-d", "--name", appName, "--label", "relocvol.relocate=true",
-		"-v", "data:/data", "-v", "/etc/hostname:/node:ro", "debian:bookworm-slim", "sh", "-c", writerScript)
+	startWriter(t, n1)
 	waitLines(t, n1, "n1", 20)
 
 	// fsync pressure on etcd's disk: small synced writes and large flushed
