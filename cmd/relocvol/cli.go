@@ -21,7 +21,9 @@ import (
 type clientFlags struct {
 	config.Client
 	json bool
-	c    *api.Client
+	// c is the API client the flags make (bind's PersistentPreRunE), for
+	// every command apiCmds binds.
+	c *api.Client
 }
 
 func (f *clientFlags) bind(cmd *cobra.Command) {
@@ -41,15 +43,6 @@ func (f *clientFlags) bind(cmd *cobra.Command) {
 		}
 		return nil
 	}
-}
-
-// client is the API client the flags make (PersistentPreRunE); a command
-// run without them (a test) gets one for this host.
-func (f *clientFlags) client() *api.Client {
-	if f.c == nil {
-		f.c = api.NewClient(f.API, f.Token)
-	}
-	return f.c
 }
 
 // apiCmds are the commands that talk to the REST API.
@@ -81,7 +74,7 @@ func listCmd[T any](f *clientFlags, use, short, path string, get func(*api.Clien
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			c := f.client()
+			c := f.c
 			if f.json {
 				raw, err := c.Raw(ctx, path)
 				if err != nil {
@@ -110,7 +103,7 @@ func eventsCmd(f *clientFlags) *cobra.Command {
 			if filter.Limit < 1 || filter.Limit > 10000 {
 				return fmt.Errorf("--limit %d: give a number of events from 1 to 10000", filter.Limit)
 			}
-			ev, err := f.client().Events(cmd.Context(), filter)
+			ev, err := f.c.Events(cmd.Context(), filter)
 			if err != nil {
 				return err
 			}
@@ -144,7 +137,7 @@ container. Each step is printed as it happens, then the total time.`,
 			if to == "" {
 				return fmt.Errorf("--to is required: name the host to move %s to (relocvol hosts lists them)", args[0])
 			}
-			c := f.client()
+			c := f.c
 			rel, err := c.Move(cmd.Context(), args[0], to)
 			if err != nil {
 				return err
@@ -297,7 +290,7 @@ command on hosts without one. Run it against the API of the host that holds
 the volume (--api); it refuses while a running container there uses it.`,
 		Args: args(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.client().ForgetMounts(cmd.Context(), args[0]); err != nil {
+			if err := f.c.ForgetMounts(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			_, err := fmt.Fprintf(cmd.OutOrStdout(), "forgot the mounts of %s: unmounted and released\n", args[0])
@@ -327,7 +320,7 @@ ends it when it is back.`,
 		out := cmd.OutOrStdout()
 		switch args[0] {
 		case "on":
-			m, err := f.client().SetMaintenance(cmd.Context(), args[1], d, reason)
+			m, err := f.c.SetMaintenance(cmd.Context(), args[1], d, reason)
 			if err != nil {
 				return err
 			}
@@ -337,7 +330,7 @@ ends it when it is back.`,
 			_, err = fmt.Fprintf(out, "host %s is in maintenance until %s: it is not failed over before then (end it early with: relocvol maintenance off %s)\n", m.Host, m.Until.Local().Format(time.RFC3339), m.Host)
 			return err
 		case "off":
-			if err := f.client().EndMaintenance(cmd.Context(), args[1]); err != nil {
+			if err := f.c.EndMaintenance(cmd.Context(), args[1]); err != nil {
 				return err
 			}
 			_, err := fmt.Fprintf(out, "host %s is no longer in maintenance: if it is down it is failed over now\n", args[1])
