@@ -44,8 +44,8 @@ func TestCrashInMount(t *testing.T) {
 	buildPlugin(t, root, crashRef, "RELOCVOL_GO_TAGS=failpoints", "RELOCVOL_IMAGE=relocvol-rootfs:crash", "RELOCVOL_BUILD_IMAGE=relocvol-build:crash")
 	t.Logf("failpoint build made in %s", time.Since(start).Round(time.Second))
 	mustDocker(t, append(append([]string{"plugin", "set", crashRef}, dirs.sources()...),
-		"RELOCVOL_HOST=crash-host", fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", freePorts(t)),
-		fmt.Sprintf("RELOCVOL_API_ADDR=127.0.0.1:%d", freePorts(t)), "RELOCVOL_LOG_LEVEL=debug")...)
+		"RELOCVOL_HOST=crash-host", fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", testenv.FreePorts(t, 2)),
+		fmt.Sprintf("RELOCVOL_API_ADDR=127.0.0.1:%d", testenv.FreePorts(t, 2)), "RELOCVOL_LOG_LEVEL=debug")...)
 	mustDocker(t, "plugin", "enable", crashRef)
 	mustDocker(t, "volume", "create", "-d", crashDriver, "-o", "size=32M", crashVol)
 	img := filepath.Join(san, crashVol+".img")

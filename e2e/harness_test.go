@@ -6,9 +6,7 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"maps"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,27 +60,6 @@ func logDockerdOnFailure(t *testing.T, lines int) {
 		all := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
 		t.Logf("dockerd log (last lines):\n%s", strings.Join(all[max(0, len(all)-lines):], "\n"))
 	}
-}
-
-// freePorts returns a free TCP port p on 127.0.0.1 whose p+1 is free too
-// (the embedded etcd's peer port).
-func freePorts(t *testing.T) int {
-	t.Helper()
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l2, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1))
-		l.Close()
-		if err == nil {
-			l2.Close()
-			return p
-		}
-	}
-	t.Fatal("no two consecutive free ports")
-	return 0
 }
 
 // lvmMounts are the plugin's mounts of what LVM shares with the host

@@ -38,13 +38,13 @@ func TestInstallFromRegistry(t *testing.T) {
 	san := dirs.san
 
 	testenv.EnsureRegistry(t, root)
-	regPort := freePorts(t)
+	regPort := testenv.FreePorts(t, 2)
 	registry := testenv.StartRegistry(t, regPort)
 	ref := fmt.Sprintf("%s/%s:e2e", registry, regRepo)
-	etcdPort := freePorts(t) // after the registry listens: never its port
+	etcdPort := testenv.FreePorts(t, 2) // after the registry listens: never its port
 
 	t.Run("publish refuses a registry that does not answer", func(t *testing.T) {
-		dead := fmt.Sprintf("127.0.0.1:%d", freePorts(t))
+		dead := fmt.Sprintf("127.0.0.1:%d", testenv.FreePorts(t, 2))
 		start := time.Now()
 		out, err := publish(t, root, dead+"/"+regRepo+":e2e")
 		if err == nil {
@@ -86,7 +86,7 @@ func TestInstallFromRegistry(t *testing.T) {
 	mustDocker(t, append(append([]string{"plugin", "install", "--grant-all-permissions", "--alias", regAlias, ref}, dirs.sources()...),
 		"RELOCVOL_HOST="+regHost,
 		fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", etcdPort),
-		fmt.Sprintf("RELOCVOL_API_ADDR=127.0.0.1:%d", freePorts(t)))...)
+		fmt.Sprintf("RELOCVOL_API_ADDR=127.0.0.1:%d", testenv.FreePorts(t, 2)))...)
 	t.Logf("installed from the registry in %s", time.Since(start).Round(100*time.Millisecond))
 
 	p := inspectPlugin(t, regAlias)

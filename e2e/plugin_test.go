@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -39,8 +38,8 @@ func TestManagedPlugin(t *testing.T) {
 	root := testenv.RepoRoot(t)
 	dirs := hostDirs(t)
 	san := dirs.san
-	port := freePorts(t)
-	apiPort := freePorts(t)
+	port := testenv.FreePorts(t, 2)
+	apiPort := testenv.FreePorts(t, 2)
 
 	buildStart := time.Now()
 	t.Cleanup(func() { removePlugin(t) })
@@ -408,12 +407,7 @@ func startHostB(t *testing.T, root, san string, etcdPort int) hostB {
 func refusedOnOtherCluster(t *testing.T, bin, san string) {
 	t.Helper()
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
+	port := testenv.FreePorts(t, 2)
 	before := folderState(t, san)
 	sock := filepath.Join(dir, "c.sock")
 	cmd := exec.Command(bin, "plugin")

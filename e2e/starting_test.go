@@ -31,7 +31,7 @@ func TestEnableBeforeEtcd(t *testing.T) {
 	testenv.RequireDocker(t)
 	root := testenv.RepoRoot(t)
 	dirs := hostDirs(t)
-	etcdPort, apiPort := freePorts(t), freePorts(t)
+	etcdPort, apiPort := testenv.FreePorts(t, 2), testenv.FreePorts(t, 2)
 
 	var srv *etcdembed.Server
 	t.Cleanup(func() {

@@ -11,7 +11,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,7 +59,7 @@ func startDockerLab(t *testing.T) *dockerLab {
 	testenv.RequireDocker(t)
 	root := testenv.RepoRoot(t)
 	testenv.EnsureRegistry(t, root)
-	reg := testenv.StartRegistry(t, freePort(t))
+	reg := testenv.StartRegistry(t, testenv.FreePorts(t, 1))
 	regPort := reg[strings.LastIndex(reg, ":")+1:]
 
 	// Building the plugin and booting the VMs each take minutes: at once.
@@ -345,17 +344,6 @@ func (d *dockerLab) clockOffset(t *testing.T, vm string) time.Duration {
 		}
 	}
 	return off
-}
-
-// freePort is a free TCP port on 127.0.0.1.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // shq quotes s for a POSIX shell.

@@ -3,6 +3,7 @@ package testenv
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,5 +94,26 @@ func TestEventually(t *testing.T) {
 	Eventually(r, 300*time.Millisecond, "never", func() error { return errors.New("still no") })
 	if r.failed != "never: not within 300ms: still no" {
 		t.Fatalf("failure %q", r.failed)
+	}
+}
+
+func TestFreePortsBelowTheEphemeralRange(t *testing.T) {
+	for range 20 {
+		p := FreePorts(t, 2)
+		if p < 1024 || p+1 >= ephemeralLow() {
+			t.Fatalf("FreePorts = %d: want both ports in 1024-%d, outside the ephemeral range", p, ephemeralLow()-1)
+		}
+		if !portsFree(p, 2) {
+			t.Fatalf("FreePorts = %d, but %d-%d cannot be listened on", p, p, p+1)
+		}
+	}
+	// A port someone listens on is never handed out.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if portsFree(l.Addr().(*net.TCPAddr).Port, 1) {
+		t.Fatalf("port %d is listened on, yet portsFree says free", l.Addr().(*net.TCPAddr).Port)
 	}
 }
