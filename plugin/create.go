@@ -24,6 +24,7 @@ func (d *Driver) Create(r *volume.CreateRequest) error {
 	if err := d.create(ctx, r.Name, r.Options); err != nil {
 		return d.fail("create", r.Name, err)
 	}
+	d.know(r.Name, true)
 	return nil
 }
 
@@ -253,6 +254,7 @@ func (d *Driver) Remove(r *volume.RemoveRequest) error {
 	if err := d.remove(ctx, r.Name); err != nil {
 		return d.fail("remove", r.Name, err)
 	}
+	d.know(r.Name, false)
 	return nil
 }
 

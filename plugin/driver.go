@@ -111,6 +111,10 @@ type Options struct {
 	// (checkSwarmJoin); DockerName names it in messages.
 	Docker     Containers
 	DockerName string
+	// Known keeps the names of the cluster's volumes this host has seen,
+	// for Get and List while etcd does not answer (OpenKnown); default:
+	// in memory only.
+	Known *Known
 }
 
 // Driver implements volume.Driver.
@@ -145,6 +149,9 @@ func New(st Store, be backends.Backend, m Mounter, f Fencer, live Liveness, opt 
 	}
 	if opt.Grace == 0 {
 		opt.Grace = liveness.For(5 * time.Second).Grace
+	}
+	if opt.Known == nil {
+		opt.Known = memoryKnown()
 	}
 	return &Driver{
 		opt: opt, store: st, backend: be, mounter: m, fencer: f, live: live,

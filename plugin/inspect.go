@@ -22,11 +22,7 @@ func (d *Driver) Path(r *volume.PathRequest) (*volume.PathResponse, error) {
 	if _, _, err := d.getVolume(ctx, r.Name); err != nil {
 		return nil, d.fail("find", r.Name, err)
 	}
-	resp := &volume.PathResponse{}
-	if d.MountCount(r.Name) > 0 {
-		resp.Mountpoint = d.dataPath(r.Name)
-	}
-	return resp, nil
+	return &volume.PathResponse{Mountpoint: d.mountpoint(r.Name)}, nil
 }
 
 // Get implements volume.Driver. Its Status is what `docker volume inspect`
@@ -35,6 +31,12 @@ func (d *Driver) Get(r *volume.GetRequest) (*volume.GetResponse, error) {
 	ctx, cancel := d.reqCtx(1)
 	defer cancel()
 	v, err := d.get(ctx, r.Name)
+	var ee *store.EtcdError
+	if errors.Is(err, store.ErrUnavailable) && errors.As(err, &ee) && d.opt.Known.Has(r.Name) {
+		// Any error would make Docker forget the volume (Known).
+		d.log.WithError(err).WithField("volume", r.Name).Warn("etcd does not answer: Get answers from the volumes this host knows")
+		return &volume.GetResponse{Volume: unknownVolume(r.Name, d.mountpoint(r.Name), ee.Error())}, nil
+	}
 	if err != nil {
 		return nil, d.fail("inspect", r.Name, err)
 	}
@@ -77,9 +79,8 @@ func (d *Driver) get(ctx context.Context, name string) (*volume.Volume, error) {
 			status["ownerAlive"] = d.live.Alive()
 		}
 	}
-	v := &volume.Volume{Name: name, CreatedAt: vol.CreatedAt.Format(time.RFC3339), Status: status}
-	if d.MountCount(name) > 0 {
-		v.Mountpoint = d.dataPath(name)
+	v := &volume.Volume{Name: name, CreatedAt: vol.CreatedAt.Format(time.RFC3339), Status: status, Mountpoint: d.mountpoint(name)}
+	if v.Mountpoint != "" {
 		if dev, err := d.backend.Device(ctx, name); err == nil && dev != "" {
 			status["device"] = dev
 		}
@@ -91,21 +92,28 @@ func (d *Driver) get(ctx context.Context, name string) (*volume.Volume, error) {
 func (d *Driver) List() (*volume.ListResponse, error) {
 	ctx, cancel := d.reqCtx(1)
 	defer cancel()
+	mark := d.opt.Known.Mark()
 	vols, err := d.store.ListVolumes(ctx)
+	if errors.Is(err, store.ErrUnavailable) {
+		d.log.WithError(err).Warn("etcd does not answer: List answers the volumes this host knows")
+		return knownList(d.opt.Known, d.mountpoint), nil
+	}
 	if err != nil {
 		return nil, d.fail("list", "", err)
 	}
 	names := make([]string, 0, len(vols))
+	seen := make(map[string]bool, len(vols))
 	for n := range vols {
 		names = append(names, n)
+		seen[n] = true
+	}
+	if err := d.opt.Known.Sync(mark, seen); err != nil {
+		d.log.WithError(err).Warn("cannot keep the known volumes")
 	}
 	sort.Strings(names)
 	resp := &volume.ListResponse{Volumes: []*volume.Volume{}}
 	for _, n := range names {
-		v := &volume.Volume{Name: n, CreatedAt: vols[n].Value.CreatedAt.Format(time.RFC3339)}
-		if d.MountCount(n) > 0 {
-			v.Mountpoint = d.dataPath(n)
-		}
+		v := &volume.Volume{Name: n, CreatedAt: vols[n].Value.CreatedAt.Format(time.RFC3339), Mountpoint: d.mountpoint(n)}
 		resp.Volumes = append(resp.Volumes, v)
 	}
 	return resp, nil
@@ -120,8 +128,33 @@ func capabilities() *volume.CapabilitiesResponse {
 
 func (d *Driver) getVolume(ctx context.Context, name string) (store.Volume, int64, error) {
 	v, rev, err := d.store.GetVolume(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return v, 0, newErr(ErrNotFound, "volume %q not found: create it with `docker volume create -d relocvol %s`", name, name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		d.know(name, false)
+		err = newErr(ErrNotFound, "volume %q not found: create it with `docker volume create -d relocvol %s`", name, name)
+	case err == nil:
+		d.know(name, true)
 	}
 	return v, rev, err
+}
+
+// know records what etcd said of name: a volume of the cluster or not. A
+// failure to keep it is logged: the set only serves Get while etcd is down.
+func (d *Driver) know(name string, exists bool) {
+	record := d.opt.Known.Forget
+	if exists {
+		record = d.opt.Known.Add
+	}
+	if err := record(name); err != nil {
+		d.log.WithError(err).Warn("cannot keep the known volumes")
+	}
+}
+
+// mountpoint is where containers find name's data when it is mounted on
+// this host, else "".
+func (d *Driver) mountpoint(name string) string {
+	if d.MountCount(name) > 0 {
+		return d.dataPath(name)
+	}
+	return ""
 }

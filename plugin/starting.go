@@ -28,6 +28,7 @@ const StartWait = 15 * time.Second
 type Starting struct {
 	host  string
 	wait  time.Duration
+	known *Known // answers Get and List meanwhile (Known); nil: none
 	since time.Time
 	ready chan struct{}
 
@@ -41,9 +42,10 @@ type Starting struct {
 var _ volume.Driver = (*Starting)(nil)
 
 // NewStarting returns the driver host serves while it starts; requests wait
-// up to wait for Ready.
-func NewStarting(host string, wait time.Duration) *Starting {
-	return &Starting{host: host, wait: wait, since: time.Now(), ready: make(chan struct{}), step: "starting"}
+// up to wait for Ready. Until then, Get and List answer from known, when
+// given: refused, Docker would forget the volumes (Known).
+func NewStarting(host string, wait time.Duration, known *Known) *Starting {
+	return &Starting{host: host, wait: wait, known: known, since: time.Now(), ready: make(chan struct{}), step: "starting"}
 }
 
 // Step records what start-up does now, for the refusals.
@@ -122,6 +124,9 @@ func (s *Starting) Create(r *volume.CreateRequest) error {
 // List implements volume.Driver.
 func (s *Starting) List() (*volume.ListResponse, error) {
 	d, err := s.driver("list volumes", "")
+	if err != nil && s.known != nil {
+		return knownList(s.known, func(string) string { return "" }), nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +136,9 @@ func (s *Starting) List() (*volume.ListResponse, error) {
 // Get implements volume.Driver.
 func (s *Starting) Get(r *volume.GetRequest) (*volume.GetResponse, error) {
 	d, err := s.driver("inspect", r.Name)
+	if err != nil && s.known != nil && s.known.Has(r.Name) {
+		return &volume.GetResponse{Volume: unknownVolume(r.Name, "", err.Error())}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

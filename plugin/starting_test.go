@@ -33,7 +33,7 @@ func (r *readyDriver) List() (*volume.ListResponse, error) {
 // for; a request waiting when Ready comes is served, and every one after.
 func TestStartingAnswersAtOnce(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "relocvol.sock")
-	s := NewStarting("node-a", 200*time.Millisecond)
+	s := NewStarting("node-a", 200*time.Millisecond, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	served := make(chan error, 1)
@@ -118,7 +118,7 @@ func mustJSON(t *testing.T, v any) string {
 // are refused at once with its reason (Docker makes several calls per
 // command, and each would wait), until the driver is ready.
 func TestStartingAfterAFailedAttempt(t *testing.T) {
-	s := NewStarting("node-a", time.Hour)
+	s := NewStarting("node-a", time.Hour, nil)
 	s.Step("connecting to etcd at http://10.0.0.1:2379")
 	s.Failed(errors.New("etcd at [http://10.0.0.1:2379] does not answer: context deadline exceeded"), 10*time.Second)
 	answer := make(chan error, 1)

@@ -21,7 +21,7 @@ if [[ ${1:-} == --from ]]; then
 	out=$2
 	source="the run logged in $(basename "$2")"
 else
-	tests='^(TestPluginKilled|TestCrashInMount|TestFailover|TestSwarm|TestDockerOnSAN|TestIdleSoak)$'
+	tests='^(TestPluginKilled|TestEtcdCluster|TestCrashInMount|TestFailover|TestSwarm|TestDockerOnSAN|TestIdleSoak)$'
 	out=$(mktemp)
 	trap 'rm -f "$out"' EXIT
 	RELOCVOL_FUZZTIME='' bash "$RELOCVOL_REPO/scripts/test.sh" -run "$tests" 2>&1 | tee "$out" || rc=$?

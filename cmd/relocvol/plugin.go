@@ -120,12 +120,18 @@ func runPlugin(ctx context.Context, cfg config.Config) error {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
-	gate := plugin.NewStarting(cfg.Host, plugin.StartWait)
+	// The names of the cluster's volumes this host has seen: Docker's Get
+	// must find them while etcd does not answer (plugin.Known).
+	known, err := plugin.OpenKnown(filepath.Join(cfg.StateDir, "volumes"))
+	if err != nil {
+		return err
+	}
+	gate := plugin.NewStarting(cfg.Host, plugin.StartWait, known)
 	served := make(chan error, 1)
 	go func() { served <- plugin.Serve(ctx, cfg.Socket, gate) }()
 	log.WithField("socket", cfg.Socket).Info("relocvol plugin starting: the socket answers, requests wait until the host is ready")
 	for attempt := 1; ; attempt++ {
-		err := runHost(ctx, cfg, log, gate, served)
+		err := runHost(ctx, cfg, log, gate, known, served)
 		var se *startError
 		if !errors.As(err, &se) {
 			return err
@@ -156,7 +162,7 @@ func (e *startError) Unwrap() error { return e.err }
 // previous state; then it hands gate's requests to the driver and runs until
 // ctx ends or the socket or the API fail. What fails before that is a
 // *startError.
-func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *plugin.Starting, served <-chan error) error {
+func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *plugin.Starting, known *plugin.Known, served <-chan error) error {
 	failed := func(err error) error { return &startError{err: err} }
 	endpoints := cfg.EtcdEndpoints
 	if len(endpoints) == 0 {
@@ -217,7 +223,7 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 		Host: cfg.Host, MountRoot: cfg.MountRoot, Defaults: cfg.SpecDefaults(), Log: log,
 		Observe: func(volume, phase string, took time.Duration) { ctl.Observe(volume, phase, took) },
 		Grace:   hb.Timings().Grace, Cluster: cl, Etcd: etcdName,
-		Docker: engine, DockerName: cfg.DockerHost,
+		Docker: engine, DockerName: cfg.DockerHost, Known: known,
 	})
 	ctl = controller.New(controller.Options{
 		Host: cfg.Host, Version: version, Store: st, Docker: docker, Beat: hb, Fencer: fencer, Log: log,

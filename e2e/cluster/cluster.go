@@ -91,6 +91,10 @@ type Options struct {
 	// Images are host images copied into every node (docker save | docker
 	// load), e.g. debian:bookworm-slim.
 	Images []string
+	// SANFiles are written into the SAN folder (relative path → content)
+	// before the nodes start: files every plugin must find at start, e.g.
+	// etcd TLS certificates at /var/lib/relocvol/san/tls/… in the plugin.
+	SANFiles map[string][]byte
 	// Repo is the repository root (for scripts/lib.sh); default
 	// $RELOCVOL_REPO, else the checkout this package was built from.
 	Repo string
@@ -126,6 +130,15 @@ func Start(t testing.TB, opt Options) *Cluster {
 	c.san = filepath.Join(c.dir, "san")
 	if err := os.MkdirAll(c.san, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	for rel, b := range opt.SANFiles {
+		f := filepath.Join(c.san, rel)
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ensureImage(t, opt.Repo, c.image)
 	reapStale(t)

@@ -36,7 +36,7 @@ type Config struct {
 	Backend       string        // "loop" or "lvm"
 	SANDir        string        // loop backend: the shared folder holding the images
 	LVMVG         string        // lvm backend: the shared volume group
-	StateDir      string        // host-local state (embedded etcd data, lease file)
+	StateDir      string        // host-local state (embedded etcd data, lease file, known volumes)
 	MountRoot     string        // where volumes are mounted (the plugin's propagatedMount)
 	Socket        string        // the VolumeDriver socket
 	Fencing       string        // "none" or "scsi3"
@@ -108,7 +108,7 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Backend, "backend", c.Backend, "storage backend: loop (image files in a shared folder) or lvm (LVs in a shared volume group)")
 	fs.StringVar(&c.SANDir, "san-dir", c.SANDir, "loop backend: shared folder that holds one image file per volume")
 	fs.StringVar(&c.LVMVG, "lvm-vg", c.LVMVG, "lvm backend: the volume group on the SAN LUN(s) that every host sees")
-	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "host-local state folder (embedded etcd data, lease)")
+	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "host-local state folder (embedded etcd data, lease, the names of the volumes this host has seen)")
 	fs.StringVar(&c.MountRoot, "mount-root", c.MountRoot, "folder under which volumes are mounted (the plugin's propagatedMount)")
 	fs.StringVar(&c.Socket, "socket", c.Socket, "path of the VolumeDriver unix socket")
 	fs.StringVar(&c.Fencing, "fencing", c.Fencing, "fencing method: none (loop backend) or scsi3 (SCSI-3 persistent reservations, lvm backend)")

@@ -16,9 +16,10 @@ import (
 )
 
 // NewCert writes dir/NAME.pem and dir/NAME-key.pem, a certificate for
-// 127.0.0.1 (server and client use) signed by parent, or a self-signed CA
-// when parent is nil, and returns it with its key (to sign others).
-func NewCert(t testing.TB, dir, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+// 127.0.0.1 and the extra hosts (IP addresses or DNS names), for server
+// and client use, signed by parent, or a self-signed CA when parent is
+// nil, and returns it with its key (to sign others).
+func NewCert(t testing.TB, dir, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, hosts ...string) (*x509.Certificate, *ecdsa.PrivateKey) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -32,6 +33,13 @@ func NewCert(t testing.TB, dir, name string, parent *x509.Certificate, parentKey
 		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
 	}
 	signer, signerKey := tmpl, key
 	if parent == nil {
