@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"time"
 
@@ -30,6 +31,14 @@ func (d *Driver) Path(r *volume.PathRequest) (*volume.PathResponse, error) {
 func (d *Driver) Get(r *volume.GetRequest) (*volume.GetResponse, error) {
 	ctx, cancel := d.reqCtx(1)
 	defer cancel()
+	if !d.live.Alive() && d.opt.Known.Has(r.Name) {
+		// Past its cut-off the host is self-fencing, and Docker calls Get
+		// before each Unmount of a stopped container: waiting on an etcd
+		// this host may not reach would hold the unmount past the moment
+		// peers may take the volume over.
+		return &volume.GetResponse{Volume: unknownVolume(r.Name, d.mountpoint(r.Name),
+			fmt.Sprintf("host %s has no current etcd lease, so it does not read the cluster's state", d.opt.Host))}, nil
+	}
 	v, err := d.get(ctx, r.Name)
 	var ee *store.EtcdError
 	if errors.Is(err, store.ErrUnavailable) && errors.As(err, &ee) && d.opt.Known.Has(r.Name) {

@@ -62,9 +62,8 @@ func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
 		// activation): its self-fencing may have swept past this volume
 		// already, so Docker must not get it.
 		err = d.notAliveErr(ctx, name)
-		if uerr := d.settle(context.WithoutCancel(ctx), name); uerr != nil {
+		if uerr := d.settleNow(context.WithoutCancel(ctx), name); uerr != nil {
 			d.log.WithError(uerr).WithField("volume", name).Error("cannot undo a mount refused at the cut-off; retrying in the background")
-			d.retrySync(name)
 		}
 		return "", err
 	}

@@ -167,11 +167,7 @@ func (d *Driver) Drop(ctx context.Context, name, why string, since time.Time) (b
 	}
 	sort.Strings(ids)
 	d.log.WithFields(logrus.Fields{"volume": name, "ids": ids}).Warn("dropping mount IDs: " + why)
-	if err := d.settle(ctx, name); err != nil {
-		d.retrySync(name)
-		return true, err
-	}
-	return true, nil
+	return true, d.settleNow(ctx, name)
 }
 
 // withMount returns c with one more mount of id recorded at now.

@@ -211,7 +211,7 @@ func (d *Driver) recoverOwn(ctx context.Context, c store.Claim, mounted bool) er
 			d.recoverMounts(c)
 			log.WithField("mounts", len(c.Mounts)).Info("recovered mounted volume")
 		}
-		return d.settle(ctx, name) // no IDs left: unmount; else claim = local IDs
+		return d.settle(ctx, name, true) // no IDs left: unmount; else claim = local IDs
 	case len(c.Mounts) > 0 && d.inUseHere(ctx, name):
 		// Not in this plugin's mount table, yet the device is held: Docker
 		// lazily unmounted the propagated mount when the plugin stopped,
@@ -230,7 +230,7 @@ func (d *Driver) recoverOwn(ctx context.Context, c store.Claim, mounted bool) er
 	default:
 		log.Info("volume was claimed here but nothing uses it any more (host or plugin restarted): releasing it")
 		d.forgetMounts(name)
-		return d.settle(ctx, name)
+		return d.settle(ctx, name, true)
 	}
 }
 

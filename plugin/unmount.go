@@ -41,26 +41,40 @@ func (d *Driver) unmount(ctx context.Context, name, id string) error {
 		d.log.WithFields(logrus.Fields{"volume": name, "id": shortID(id)}).Warn("unmount of a mount ID this host does not count: nothing to do")
 		return nil
 	}
-	err := d.settle(ctx, name)
-	if err != nil {
-		d.retrySync(name)
-	}
+	err := d.settleNow(ctx, name)
 	failpoint.Hit(failpoint.UnmountBeforeReply)
 	return err
 }
 
-// settle brings this host's storage and the claim in line with the local
-// mount IDs: with none left it unmounts and deactivates, then the claim gets
-// the remaining IDs, or is released once nothing is active here.
-func (d *Driver) settle(ctx context.Context, name string) error {
+// settleNow settles name for a caller that waits (Docker's Unmount,
+// self-fencing's Drop). Past the cut-off the claim is left to retrySync: the
+// host is self-fencing and must be rid of the volume before its lease can
+// expire, and etcd may be out of its reach, so nothing waits on etcd; a
+// release needs no lease, the background writes it once etcd answers.
+func (d *Driver) settleNow(ctx context.Context, name string) error {
+	alive := d.live.Alive()
+	err := d.settle(ctx, name, alive)
+	if err != nil || !alive {
+		d.retrySync(name)
+	}
+	return err
+}
+
+// settle brings this host's storage and (with claim) the claim in line
+// with the local mount IDs: with none left it unmounts and deactivates,
+// then the claim gets the remaining IDs, or is released once nothing is
+// active here.
+func (d *Driver) settle(ctx context.Context, name string, claim bool) error {
 	var errs []error
 	if d.MountCount(name) == 0 {
 		if err := d.deactivate(ctx, name); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	if err := d.syncClaim(ctx, name); err != nil {
-		errs = append(errs, fmt.Errorf("update the claim: %w", err))
+	if claim {
+		if err := d.syncClaim(ctx, name); err != nil {
+			errs = append(errs, fmt.Errorf("update the claim: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -69,6 +83,7 @@ func (d *Driver) deactivate(ctx context.Context, name string) error {
 	if err := d.mounter.Unmount(ctx, d.fsPath(name)); err != nil {
 		return fmt.Errorf("unmount: %w", err)
 	}
+	d.log.WithField("volume", name).Debug("filesystem unmounted")
 	failpoint.Hit(failpoint.UnmountAfterFilesystem)
 	if err := d.backend.Deactivate(ctx, name); err != nil {
 		return fmt.Errorf("deactivate: %w", err)
@@ -142,7 +157,7 @@ func (d *Driver) retrySync(name string) {
 			ctx, cancel := d.reqCtx(1)
 			defer cancel()
 			defer d.locks.lock(name)()
-			return struct{}{}, d.settle(ctx, name)
+			return struct{}{}, d.settle(ctx, name, true)
 		}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, next time.Duration) {
 			d.log.WithError(err).WithFields(logrus.Fields{"volume": name, "retry_in": next.Round(100 * time.Millisecond)}).Warn("volume still not settled; retrying")
 		}))
