@@ -216,6 +216,24 @@ func (n *Node) Boot(t testing.TB) {
 		n.Name, up.Round(100*time.Millisecond), time.Since(start).Round(100*time.Millisecond))
 }
 
+// Restart is a clean restart of the node's dockerd (systemctl restart
+// docker on a host): dockerd gets SIGTERM (tini, the node's init, passes it
+// on), stops its containers and its plugins as it does on a host and exits,
+// which ends the node; then the node boots again (Boot).
+func (n *Node) Restart(t testing.TB) {
+	t.Helper()
+	start := time.Now()
+	timeout := 60
+	err := engineDo("stop "+n.container, func(ctx context.Context, cli *client.Client) error {
+		return cli.ContainerStop(ctx, n.container, container.StopOptions{Signal: "TERM", Timeout: &timeout})
+	})
+	if err != nil {
+		t.Fatalf("node %s: %v", n.Name, err)
+	}
+	t.Logf("node %s: dockerd stopped cleanly in %s", n.Name, time.Since(start).Round(100*time.Millisecond))
+	n.Boot(t)
+}
+
 // Disconnect cuts the node off the cluster's network (a partition): it
 // reaches neither the other nodes nor the host's services on Gateway.
 func (n *Node) Disconnect(t testing.TB) {

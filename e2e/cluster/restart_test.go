@@ -3,29 +3,12 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/relocvol/relocvol/controller/api"
 	"github.com/relocvol/relocvol/internal/testenv"
 )
-
-// pluginKills is how many times TestPluginKilled kills the plugin:
-// RELOCVOL_CYCLES, 5 by default (what scripts/test.sh runs).
-func pluginKills(t *testing.T) int {
-	t.Helper()
-	v := os.Getenv("RELOCVOL_CYCLES")
-	if v == "" {
-		return 5
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		t.Fatalf("RELOCVOL_CYCLES=%q: give a number of cycles, e.g. 50", v)
-	}
-	return n
-}
 
 // TestPluginKilled kills the plugin process on the host that runs the
 // writer (kill -9: an OOM kill, a crash) while the writer keeps writing,
@@ -47,7 +30,7 @@ func TestPluginKilled(t *testing.T) {
 	waitLines(t, n1, "n1", 20)
 	started := containerTime(t, n1, "{{.State.StartedAt}}")
 
-	cycles := pluginKills(t)
+	cycles := faultCycles(t, 5)
 	tally := testenv.NewTally(t, "kill -9 of the plugin on the writer's host (docker-in-docker, loop)")
 	var worst time.Duration
 	for i := 1; i <= cycles; i++ {
