@@ -2,7 +2,6 @@ package controller
 
 import (
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -130,58 +129,46 @@ func Plan(s Snapshot, now time.Time, grace time.Duration) []Action {
 		}
 	}
 
+	// What each dead host holds, in one pass over the claims and the apps.
+	held, apps := map[string][]string{}, map[string][]string{}
+	for vol, owner := range s.Claims {
+		if dead[owner] {
+			held[owner] = append(held[owner], vol)
+		}
+	}
+	for name, a := range s.Apps {
+		if dead[a.Host] {
+			apps[a.Host] = append(apps[a.Host], name)
+		}
+	}
+	place := newPlacer(live, load)
 	var fences, releases, places []Action
 	for _, host := range sortedKeys(dead) {
-		var held []string
-		for vol, owner := range s.Claims {
-			if owner == host {
-				held = append(held, vol)
-			}
-		}
-		sort.Strings(held)
-		var apps []string
-		for name, a := range s.Apps {
-			if a.Host == host {
-				apps = append(apps, name)
-			}
-		}
-		sort.Strings(apps)
-		if len(held) == 0 && len(apps) == 0 {
+		vols, names := held[host], apps[host]
+		if len(vols) == 0 && len(names) == 0 {
 			continue
 		}
+		sort.Strings(vols)
+		sort.Strings(names)
 		if !s.Hosts[host].Proven {
 			fences = append(fences, Action{Kind: ActFence, Host: host, Reason: "lease gone"})
 		}
-		for _, vol := range held {
+		for _, vol := range vols {
 			releases = append(releases, Action{Kind: ActRelease, Host: host, Volume: vol})
 		}
-		for _, name := range apps {
+		for _, name := range names {
 			a := s.Apps[name]
-			to := pick(live, a.Allowed, load)
+			to := place.pick(a.Allowed)
 			if to == "" {
 				places = append(places, Action{Kind: ActStuck, Host: host, App: name, Reason: stuckReason(a, live, agentless)})
 				continue
 			}
-			load[to]++
-			load[host]--
+			place.add(to, 1)
+			place.add(host, -1)
 			places = append(places, Action{Kind: ActPlace, Host: host, App: name, To: to})
 		}
 	}
 	return append(append(fences, releases...), places...)
-}
-
-// pick chooses the least loaded allowed live host, or "".
-func pick(live, allowed []string, load map[string]int) string {
-	best := ""
-	for _, h := range live {
-		if len(allowed) > 0 && !slices.Contains(allowed, h) {
-			continue
-		}
-		if best == "" || load[h] < load[best] {
-			best = h
-		}
-	}
-	return best
 }
 
 func stuckReason(a AppView, live, agentless []string) string {
