@@ -49,6 +49,13 @@ type Store interface {
 	Await(ctx context.Context, families []store.Family, recheck time.Duration, check func(context.Context) (bool, error)) error
 }
 
+// Listing is every volume record as a cache following etcd has it
+// (implemented by *store.VolumeCache); false when it does not follow etcd
+// now.
+type Listing interface {
+	Volumes() ([]store.Volume, bool)
+}
+
 // Fencer cuts a dead host off the shared storage (fencing.None,
 // scsi3.Fencer).
 type Fencer interface {
@@ -111,6 +118,10 @@ type Options struct {
 	// (checkSwarmJoin); DockerName names it in messages.
 	Docker     Containers
 	DockerName string
+	// Listing, when set, serves List from memory while it follows etcd
+	// (store.VolumeCache); without it, or while it does not, List reads
+	// etcd.
+	Listing Listing
 	// Known keeps the names of the cluster's volumes this host has seen,
 	// for Get and List while etcd does not answer (OpenKnown); default:
 	// in memory only.

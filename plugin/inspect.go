@@ -97,12 +97,12 @@ func (d *Driver) get(ctx context.Context, name string) (*volume.Volume, error) {
 	return v, nil
 }
 
-// List implements volume.Driver: every volume of the cluster.
+// List implements volume.Driver: every volume of the cluster, from the
+// cache following etcd when there is one (Options.Listing), else read from
+// etcd; from the volumes this host knows while etcd does not answer.
 func (d *Driver) List() (*volume.ListResponse, error) {
-	ctx, cancel := d.reqCtx(1)
-	defer cancel()
 	mark := d.opt.Known.Mark()
-	vols, err := d.store.ListVolumes(ctx)
+	vols, err := d.listVolumes()
 	if errors.Is(err, store.ErrUnavailable) {
 		d.log.WithError(err).Warn("etcd does not answer: List answers the volumes this host knows")
 		return knownList(d.opt.Known, d.mountpoint), nil
@@ -110,22 +110,38 @@ func (d *Driver) List() (*volume.ListResponse, error) {
 	if err != nil {
 		return nil, d.fail("list", "", err)
 	}
-	names := make([]string, 0, len(vols))
 	seen := make(map[string]bool, len(vols))
-	for n := range vols {
-		names = append(names, n)
-		seen[n] = true
+	resp := &volume.ListResponse{Volumes: make([]*volume.Volume, 0, len(vols))}
+	for _, v := range vols {
+		seen[v.Name] = true
+		resp.Volumes = append(resp.Volumes, &volume.Volume{Name: v.Name, CreatedAt: v.CreatedAt.Format(time.RFC3339), Mountpoint: d.mountpoint(v.Name)})
 	}
 	if err := d.opt.Known.Sync(mark, seen); err != nil {
 		d.log.WithError(err).Warn("cannot keep the known volumes")
 	}
-	sort.Strings(names)
-	resp := &volume.ListResponse{Volumes: []*volume.Volume{}}
-	for _, n := range names {
-		v := &volume.Volume{Name: n, CreatedAt: vols[n].Value.CreatedAt.Format(time.RFC3339), Mountpoint: d.mountpoint(n)}
-		resp.Volumes = append(resp.Volumes, v)
-	}
 	return resp, nil
+}
+
+// listVolumes is every volume record, sorted by name.
+func (d *Driver) listVolumes() ([]store.Volume, error) {
+	if d.opt.Listing != nil {
+		if vols, ok := d.opt.Listing.Volumes(); ok {
+			return vols, nil
+		}
+	}
+	ctx, cancel := d.reqCtx(1)
+	defer cancel()
+	recs, err := d.store.ListVolumes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	vols := make([]store.Volume, 0, len(recs))
+	for name, r := range recs {
+		r.Value.Name = name
+		vols = append(vols, r.Value)
+	}
+	sort.Slice(vols, func(i, j int) bool { return vols[i].Name < vols[j].Name })
+	return vols, nil
 }
 
 // Capabilities implements volume.Driver: volumes are cluster-wide.

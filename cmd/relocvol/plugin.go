@@ -183,6 +183,11 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	}
 	defer func(cli *clientv3.Client) { _ = cli.Close() }(cli) // before the embedded server closes
 	st := store.New(cli, cfg.EtcdPrefix)
+	// Docker's List (every `docker volume` command) from memory.
+	listing := st.NewVolumeCache()
+	lctx, stopListing := context.WithCancel(ctx)
+	defer stopListing() // before the client closes
+	go listing.Run(lctx)
 
 	run := &execx.OS{Log: log}
 	gate.Step("checking the " + cfg.Backend + " backend's commands and storage")
@@ -223,7 +228,7 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 		Host: cfg.Host, MountRoot: cfg.MountRoot, Defaults: cfg.SpecDefaults(), Log: log,
 		Observe: func(volume, phase string, took time.Duration) { ctl.Observe(volume, phase, took) },
 		Grace:   hb.Timings().Grace, Cluster: cl, Etcd: etcdName,
-		Docker: engine, DockerName: cfg.DockerHost, Known: known,
+		Docker: engine, DockerName: cfg.DockerHost, Known: known, Listing: listing,
 	})
 	ctl = controller.New(controller.Options{
 		Host: cfg.Host, Version: version, Store: st, Docker: docker, Beat: hb, Fencer: fencer, Log: log,

@@ -1,0 +1,139 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"path"
+	"sort"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// VolumeCache keeps every volume record in memory, read once and then
+// followed by a watch from that read's revision (as etcd's own informers
+// and Kubernetes' do), so that Docker's List (`docker volume ls`, which
+// Docker also runs for every `docker volume` command) costs a copy of a
+// sorted slice instead of a prefix read and a JSON decode of every record:
+// 10,000 records took 40 ms to read, 100,000 a few hundred.
+//
+// It serves listings only: nothing that decides who may write reads it,
+// and a record it shows may be a few milliseconds old. While its watch is
+// broken (etcd unreachable, a compaction past its revision) it says so,
+// and the caller reads etcd instead.
+type VolumeCache struct {
+	s *Store
+
+	mu     sync.RWMutex
+	vols   map[string]Volume
+	sorted []Volume // vols by name, rebuilt on the first read after a change
+	synced bool     // vols is the records as of the watch's latest event
+}
+
+// NewVolumeCache returns a cache that fills once Run runs.
+func (s *Store) NewVolumeCache() *VolumeCache {
+	return &VolumeCache{s: s, vols: map[string]Volume{}}
+}
+
+// Run keeps the cache until ctx ends: a prefix read, then a watch from its
+// revision; when the watch ends (etcd unreachable, compacted) the cache is
+// marked out of date and read again a second later.
+func (c *VolumeCache) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		rev, err := c.load(ctx)
+		if err == nil {
+			c.follow(ctx, rev)
+		}
+		c.mu.Lock()
+		c.synced = false
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// load replaces the cache with a prefix read; it returns its revision.
+func (c *VolumeCache) load(ctx context.Context) (int64, error) {
+	rctx, cancel := c.s.ctx(ctx)
+	defer cancel()
+	resp, err := c.s.cli.Get(rctx, c.s.dir("volumes"), clientv3.WithPrefix())
+	if err != nil {
+		return 0, c.s.etcdErr("list "+c.s.dir("volumes"), err)
+	}
+	vols, err := decodeAll[Volume](resp.Kvs)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.vols = make(map[string]Volume, len(vols))
+	for name, v := range vols {
+		c.vols[name] = v.Value
+	}
+	c.sorted, c.synced = nil, true
+	return resp.Header.Revision, nil
+}
+
+// follow applies the watch's events from rev on until it ends.
+func (c *VolumeCache) follow(ctx context.Context, rev int64) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	for resp := range c.s.cli.Watch(wctx, c.s.dir("volumes"), clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
+		if resp.Err() != nil || !c.apply(resp.Events) {
+			return
+		}
+	}
+}
+
+// apply applies a watch response's events; false when a record cannot be
+// read (then the cache is out of date until a new read).
+func (c *VolumeCache) apply(events []*clientv3.Event) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ev := range events {
+		name := path.Base(string(ev.Kv.Key))
+		if ev.Type == mvccpb.DELETE {
+			delete(c.vols, name)
+			continue
+		}
+		var v Volume
+		if err := json.Unmarshal(ev.Kv.Value, &v); err != nil {
+			c.synced = false // not a record relocvol reads: ListVolumes says so
+			return false
+		}
+		c.vols[name] = v
+	}
+	c.sorted = nil
+	return true
+}
+
+// Volumes returns every volume record, sorted by name and shared (do not
+// change it), and false when the cache is not following etcd now (then
+// read etcd: ListVolumes).
+func (c *VolumeCache) Volumes() ([]Volume, bool) {
+	c.mu.RLock()
+	if !c.synced {
+		c.mu.RUnlock()
+		return nil, false
+	}
+	if c.sorted != nil {
+		defer c.mu.RUnlock()
+		return c.sorted, true
+	}
+	c.mu.RUnlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sorted == nil {
+		c.sorted = make([]Volume, 0, len(c.vols))
+		for name, v := range c.vols {
+			v.Name = name
+			c.sorted = append(c.sorted, v)
+		}
+		sort.Slice(c.sorted, func(i, j int) bool { return c.sorted[i].Name < c.sorted[j].Name })
+	}
+	return c.sorted, c.synced
+}

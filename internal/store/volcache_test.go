@@ -1,0 +1,85 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/relocvol/relocvol/internal/store"
+	"github.com/relocvol/relocvol/internal/testenv"
+)
+
+func cachedNames(c *store.VolumeCache) ([]string, bool) {
+	vols, ok := c.Volumes()
+	var names []string
+	for _, v := range vols {
+		names = append(names, v.Name)
+	}
+	return names, ok
+}
+
+// The cache lists what etcd holds, follows creations and removals made
+// after its first read, and says when it cannot follow (then List reads
+// etcd), including a record it cannot decode.
+func TestVolumeCacheFollowsEtcd(t *testing.T) {
+	st, cli := newStore(t)
+	ctx := context.Background()
+	create := func(name string) {
+		t.Helper()
+		if _, _, _, err := st.CreateVolume(ctx, store.Volume{Name: name, Backend: "loop", State: store.StateReady}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create("b")
+	create("a")
+	c := st.NewVolumeCache()
+	if _, ok := c.Volumes(); ok {
+		t.Fatal("a cache not run yet says it follows etcd")
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { c.Run(rctx); close(done) }()
+	want := func(names ...string) {
+		t.Helper()
+		testenv.Eventually(t, 10*time.Second, fmt.Sprintf("the cache lists %v", names), func() error {
+			got, ok := cachedNames(c)
+			if !ok || !slices.Equal(got, names) {
+				return fmt.Errorf("cache: %v (following: %v)", got, ok)
+			}
+			return nil
+		})
+	}
+	want("a", "b")
+	create("c")
+	_, rev, err := st.GetVolume(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteVolume(ctx, "a", rev); err != nil {
+		t.Fatal(err)
+	}
+	want("b", "c")
+
+	// A record no relocvol wrote: the cache stops following, as ListVolumes
+	// refuses it; removed, the cache reads again and follows.
+	if _, err := cli.Put(ctx, "/test/volumes/junk", "{not json"); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the cache stops following at an unreadable record", func() error {
+		if _, ok := c.Volumes(); ok {
+			return fmt.Errorf("still following")
+		}
+		return nil
+	})
+	if _, err := cli.Delete(ctx, "/test/volumes/junk"); err != nil {
+		t.Fatal(err)
+	}
+	want("b", "c")
+	cancel()
+	<-done
+	if _, ok := c.Volumes(); ok {
+		t.Fatal("a stopped cache says it follows etcd")
+	}
+}
