@@ -79,6 +79,7 @@ func New(opt Options) *Controller {
 
 // Observe is the plugin's mount hook (see plugin.Options.Observe).
 func (c *Controller) Observe(volume, phase string, took time.Duration) {
+	c.m.mountSeconds.WithLabelValues(phase).Observe(took.Seconds())
 	if c.agent != nil {
 		c.agent.Observe(volume, phase, took)
 	}

@@ -12,7 +12,7 @@ import (
 
 // newHeartbeat is a host's heartbeat with no storage side, registered as a
 // host with an agent (an engine).
-func newHeartbeat(t *testing.T, st *store.Store, host string) *heartbeat.Heartbeat {
+func newHeartbeat(t testing.TB, st *store.Store, host string) *heartbeat.Heartbeat {
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
 	hb := heartbeat.New(st, host, 3*time.Second, t.TempDir(), "test", log)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/relocvol/relocvol/fencing"
 	"github.com/relocvol/relocvol/internal/store"
@@ -37,7 +38,8 @@ type Leader struct {
 	// proven is, for each host this leader fenced, the down time it was
 	// fenced in: it is fenced again only after it was seen alive.
 	proven map[string]time.Time
-	// announced are the relocations whose detection is in the timeline.
+	// announced are the relocations whose detection is in the timeline,
+	// and the hosts (host@down-since) whose apps' detections are.
 	announced map[string]bool
 	stuck     map[string]string
 }
@@ -107,6 +109,14 @@ func (l *Leader) lead(ctx context.Context, lead *store.Leadership) {
 	l.mu.Unlock()
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
+	// A host's lease gone wakes the pass at once, and the end of its grace
+	// too, rather than the next tick: with the tick alone, a failover began
+	// up to a second late.
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	gone := l.watchGone(wctx)
+	due := time.NewTimer(time.Hour)
+	defer due.Stop()
 	lastPrune := time.Time{}
 	for {
 		select {
@@ -115,6 +125,8 @@ func (l *Leader) lead(ctx context.Context, lead *store.Leadership) {
 		case <-lead.Done():
 			return
 		case <-tick.C:
+		case <-gone:
+		case <-due.C:
 		}
 		if !l.hb.Alive() {
 			l.log.Warn("own lease not current: giving up the leadership")
@@ -127,6 +139,9 @@ func (l *Leader) lead(ctx context.Context, lead *store.Leadership) {
 		if err != nil {
 			l.log.WithError(err).Warn("failover step failed; retrying")
 		}
+		if d, ok := l.nextDue(time.Now()); ok {
+			due.Reset(d)
+		}
 		if time.Since(lastPrune) > time.Minute {
 			lastPrune = time.Now()
 			if n, err := l.st.PruneEvents(ctx, eventsKept); err == nil && n > 0 {
@@ -134,6 +149,43 @@ func (l *Leader) lead(ctx context.Context, lead *store.Leadership) {
 			}
 		}
 	}
+}
+
+// watchGone signals (without blocking) each deletion of a host key until
+// ctx ends; a broken watch is opened again a second later.
+func (l *Leader) watchGone(ctx context.Context) <-chan struct{} {
+	gone := make(chan struct{}, 1)
+	go func() {
+		for ctx.Err() == nil {
+			for resp := range l.st.WatchHosts(ctx) {
+				for _, ev := range resp.Events {
+					if ev.Type == clientv3.EventTypeDelete {
+						select {
+						case gone <- struct{}{}:
+						default:
+						}
+					}
+				}
+			}
+			sleep(ctx, time.Second)
+		}
+	}()
+	return gone
+}
+
+// nextDue is how long until the grace of the next host seen down ends,
+// if one is still in its grace.
+func (l *Leader) nextDue(now time.Time) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var next time.Duration
+	found := false
+	for _, down := range l.down {
+		if d := down.Add(l.grace).Sub(now); d > 0 && (!found || d < next) {
+			next, found = d, true
+		}
+	}
+	return next, found
 }
 
 // snapshot reads the cluster (at one revision) and tracks since when each
@@ -186,19 +238,64 @@ func (l *Leader) snapshot(ctx context.Context, now time.Time) (Snapshot, map[str
 	return s, apps, nil
 }
 
-// step plans on a fresh snapshot and performs the plan in order; it stops
-// at the first failure and the next step plans again.
+// step plans on a fresh snapshot and performs the plan kind by kind, in
+// its order (fence, release, place); it stops after the first kind with a
+// failure and the next step plans again.
 func (l *Leader) step(ctx context.Context, lead *store.Leadership, now time.Time) error {
 	s, apps, err := l.snapshot(ctx, now)
 	if err != nil {
 		return err
 	}
-	for _, act := range Plan(s, now, l.grace) {
-		if err := l.perform(ctx, lead, act, s, apps); err != nil {
-			return fmt.Errorf("%s: %w", act, err)
+	plan := Plan(s, now, l.grace)
+	for len(plan) > 0 {
+		n := 1
+		for n < len(plan) && plan[n].Kind == plan[0].Kind {
+			n++
 		}
+		if err := l.performAll(ctx, lead, plan[:n], s, apps); err != nil {
+			return err
+		}
+		plan = plan[n:]
 	}
 	return nil
+}
+
+// performWorkers is how many of a plan's releases or placements run at
+// once.
+const performWorkers = 16
+
+// performAll performs actions of one kind. Fences run one by one (each
+// proves one host cut off, and a release must follow its host's fence).
+// Releases and placements are independent writes, each guarded by its own
+// transaction, so they run performWorkers at once: a dead host with a
+// thousand volumes does not wait a thousand round trips for its apps. The
+// error is the first failure.
+func (l *Leader) performAll(ctx context.Context, lead *store.Leadership, acts []Action, s Snapshot, apps map[string]store.Versioned[store.App]) error {
+	workers := performWorkers
+	if acts[0].Kind == ActFence {
+		workers = 1
+	}
+	next := make(chan Action)
+	errs := make(chan error, len(acts))
+	var wg sync.WaitGroup
+	for range min(workers, len(acts)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for act := range next {
+				if err := l.perform(ctx, lead, act, s, apps); err != nil {
+					errs <- fmt.Errorf("%s: %w", act, err)
+				}
+			}
+		}()
+	}
+	for _, act := range acts {
+		next <- act
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 // appsOn lists the apps placed on host.
@@ -216,6 +313,15 @@ func appsOn(apps map[string]store.Versioned[store.App], host string) []store.App
 // its apps, once.
 func (l *Leader) announce(host string, s Snapshot, apps map[string]store.Versioned[store.App]) {
 	down := s.Hosts[host].DownSince
+	// Once per host and death: a host's every release calls this.
+	key := host + "@" + down.String()
+	l.mu.Lock()
+	done := l.announced[key]
+	l.announced[key] = true
+	l.mu.Unlock()
+	if done {
+		return
+	}
 	for _, a := range appsOn(apps, host) {
 		a.Relocation = newRelocation(store.KindFailover, a.Name, host, "", down)
 		l.mu.Lock()

@@ -18,6 +18,7 @@ type Metrics struct {
 	relocations       *prometheus.CounterVec
 	relocationSeconds *prometheus.HistogramVec
 	phaseSeconds      *prometheus.HistogramVec
+	mountSeconds      *prometheus.HistogramVec
 	fencings          *prometheus.CounterVec
 	selfFencings      prometheus.Counter
 	selfFencing       prometheus.Gauge
@@ -44,6 +45,9 @@ func NewMetrics(mounted func() int) *Metrics {
 		phaseSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "relocvol_phase_seconds",
 			Help:    "Duration of each relocation phase that ran on this host.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 10)}, []string{"phase"}),
+		mountSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "relocvol_mount_phase_seconds",
+			Help:    "Duration of each step of every Mount on this host, relocation or not (fenced, claimed, activated, mounted).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}, []string{"phase"}),
 		fencings: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "relocvol_fencings_total",
 			Help: "Dead hosts this host fenced as the leader, by result."}, []string{"result"}),
 		selfFencings: prometheus.NewCounter(prometheus.CounterOpts{Name: "relocvol_self_fencings_total",
@@ -56,7 +60,7 @@ func NewMetrics(mounted func() int) *Metrics {
 			Help: "Volumes whose mount IDs this host dropped because no container of its engine used them."}),
 	}
 	m.reg.MustRegister(m.alive, m.leader, m.appsRunning, m.relocations, m.relocationSeconds, m.phaseSeconds,
-		m.fencings, m.selfFencings, m.selfFencing, m.selfFencingLeft, m.orphans,
+		m.mountSeconds, m.fencings, m.selfFencings, m.selfFencing, m.selfFencingLeft, m.orphans,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if mounted != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "relocvol_volumes_mounted",

@@ -39,6 +39,8 @@ type LeaderStore interface {
 	fencing.Marker // the fencing intent, before each fence
 	Campaign(ctx context.Context, host string, ttl int) (*store.Leadership, error)
 	Snapshot(ctx context.Context) (store.Snapshot, error)
+	// WatchHosts wakes the leader when a host's lease is gone.
+	WatchHosts(ctx context.Context) clientv3.WatchChan
 	GetApp(ctx context.Context, name string) (store.App, int64, error)
 	PutApp(ctx context.Context, a store.App, rev int64, guards ...store.Guard) (int64, error)
 	GetClaim(ctx context.Context, name string) (store.Claim, int64, error)

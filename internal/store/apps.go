@@ -153,6 +153,13 @@ func (s *Store) WatchApps(ctx context.Context) clientv3.WatchChan {
 	return s.cli.Watch(clientv3.WithRequireLeader(ctx), s.dir("apps"), clientv3.WithPrefix())
 }
 
+// WatchHosts streams the changes to the hosts' keys: a host key is bound
+// to its lease, so its deletion is the moment etcd expired (or the host
+// revoked) the lease.
+func (s *Store) WatchHosts(ctx context.Context) clientv3.WatchChan {
+	return s.cli.Watch(clientv3.WithRequireLeader(ctx), s.dir("hosts"), clientv3.WithPrefix())
+}
+
 // runningOf maps the apps of a read of running/ to their hosts.
 func runningOf(kvs []*mvccpb.KeyValue) map[string]string {
 	out := make(map[string]string, len(kvs))
