@@ -145,6 +145,10 @@ type Driver struct {
 	mounts map[string]map[string]mountRef
 	// deadSince is when this host first saw each claim holder dead.
 	deadSince map[string]time.Time
+	// devs are the devices of the volumes this process mounted, for Get
+	// (Docker calls it before every Unmount): no lookup while they are
+	// mounted.
+	devs map[string]string
 }
 
 var _ volume.Driver = (*Driver)(nil)
@@ -167,7 +171,7 @@ func New(st Store, be backends.Backend, m Mounter, f Fencer, live Liveness, opt 
 	return &Driver{
 		opt: opt, store: st, backend: be, mounter: m, fencer: f, live: live,
 		log:    opt.Log.WithField("host", opt.Host),
-		mounts: map[string]map[string]mountRef{}, deadSince: map[string]time.Time{},
+		mounts: map[string]map[string]mountRef{}, deadSince: map[string]time.Time{}, devs: map[string]string{},
 	}
 }
 

@@ -106,6 +106,14 @@ func TestClaimsAndCounting(t *testing.T) {
 		t.Fatalf("mountpoint %s, want %s", mp, want)
 	}
 	writeFile(t, mp, "hello", "from a")
+	// docker volume inspect shows the device the volume is mounted from.
+	dev, err := c.be.Device(context.Background(), "db")
+	if err != nil || dev == "" {
+		t.Fatalf("device of db: %q %v", dev, err)
+	}
+	if got, err := a.drv.Get(&volume.GetRequest{Name: "db"}); err != nil || got.Volume.Status["device"] != dev || got.Volume.Mountpoint != mp {
+		t.Fatalf("Get db while mounted: %+v %v; want device %s, mountpoint %s", got, err, dev, mp)
+	}
 	mustMount(t, a, "db", "c2")
 	if n := a.drv.MountCount("db"); n != 2 {
 		t.Fatalf("count %d, want 2", n)
@@ -116,7 +124,7 @@ func TestClaimsAndCounting(t *testing.T) {
 	}
 
 	// A live owner: b is refused, and so is removal anywhere.
-	_, err := b.drv.Mount(&volume.MountRequest{Name: "db", ID: "b1"})
+	_, err = b.drv.Mount(&volume.MountRequest{Name: "db", ID: "b1"})
 	wantErr(t, err, plugin.ErrInUse, `volume "db" is in use on host node-a (alive, last renewed`)
 	// When the holder is down, Swarm's next attempt should know when it
 	// can succeed.

@@ -90,7 +90,13 @@ func (d *Driver) get(ctx context.Context, name string) (*volume.Volume, error) {
 	}
 	v := &volume.Volume{Name: name, CreatedAt: vol.CreatedAt.Format(time.RFC3339), Status: status, Mountpoint: d.mountpoint(name)}
 	if v.Mountpoint != "" {
-		if dev, err := d.backend.Device(ctx, name); err == nil && dev != "" {
+		d.mu.Lock()
+		dev := d.devs[name]
+		d.mu.Unlock()
+		if dev == "" { // mounted before this process started
+			dev, _ = d.backend.Device(ctx, name)
+		}
+		if dev != "" {
 			status["device"] = dev
 		}
 	}

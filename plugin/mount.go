@@ -70,7 +70,7 @@ func (d *Driver) mount(ctx context.Context, name, id string) (string, error) {
 	if err != nil {
 		// Give back what this call took: the mount ID, and the claim itself
 		// if no other mount holds it.
-		if serr := d.syncClaim(context.WithoutCancel(ctx), name); serr != nil {
+		if serr := d.syncClaim(context.WithoutCancel(ctx), name, false); serr != nil {
 			d.log.WithError(serr).WithField("volume", name).Error("cannot release the claim of a failed mount; retrying in the background")
 			d.retrySync(name)
 		}
@@ -121,6 +121,9 @@ func (d *Driver) activate(ctx context.Context, vol store.Volume) (err error) {
 		return fmt.Errorf("create the data folder: %w", err)
 	}
 	d.observe(vol.Name, "mounted", start)
+	d.mu.Lock()
+	d.devs[vol.Name] = dev
+	d.mu.Unlock()
 	log.WithField("dev", dev).Info("mounted volume")
 	failpoint.Hit(failpoint.MountAfterFilesystem)
 	return nil

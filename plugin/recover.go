@@ -187,7 +187,7 @@ func (d *Driver) recoverVolume(ctx context.Context, name string, mounted, fenced
 		if c.Host != d.opt.Host {
 			return nil
 		}
-		if err := d.syncClaim(ctx, name); err != nil {
+		if err := d.syncClaim(ctx, name, false); err != nil {
 			return fmt.Errorf("release the claim: %w", err)
 		}
 		d.log.WithFields(logrus.Fields{"volume": name, "epoch": c.Epoch}).Warn("released a volume this host held when it was fenced; its containers must be restarted")

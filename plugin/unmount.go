@@ -66,13 +66,16 @@ func (d *Driver) settleNow(ctx context.Context, name string) error {
 // active here.
 func (d *Driver) settle(ctx context.Context, name string, claim bool) error {
 	var errs []error
+	deactivated := false
 	if d.MountCount(name) == 0 {
-		if err := d.deactivate(ctx, name); err != nil {
+		err := d.deactivate(ctx, name)
+		if err != nil {
 			errs = append(errs, err)
 		}
+		deactivated = err == nil
 	}
 	if claim {
-		if err := d.syncClaim(ctx, name); err != nil {
+		if err := d.syncClaim(ctx, name, deactivated); err != nil {
 			errs = append(errs, fmt.Errorf("update the claim: %w", err))
 		}
 	}
@@ -89,17 +92,22 @@ func (d *Driver) deactivate(ctx context.Context, name string) error {
 		return fmt.Errorf("deactivate: %w", err)
 	}
 	failpoint.Hit(failpoint.UnmountAfterDetach)
+	d.mu.Lock()
+	delete(d.devs, name)
+	d.mu.Unlock()
 	d.log.WithField("volume", name).Info("unmounted volume")
 	return nil
 }
 
 // syncClaim writes this host's mount IDs into the claim, if this host holds
-// it, releasing it when no ID is left and nothing is active here any more.
+// it, releasing it when no ID is left and nothing is active here any more
+// (deactivated: the caller has just unmounted and deactivated it, under
+// the volume's lock, so it need not be looked up again).
 // A claim kept held is written under this host's own lease; a release is
 // not (a host whose lease is gone may still give up what it no longer
 // uses, which only ever makes the volume free). Nothing is written when
 // the claim already says it.
-func (d *Driver) syncClaim(ctx context.Context, name string) error {
+func (d *Driver) syncClaim(ctx context.Context, name string, deactivated bool) error {
 	return store.Retry(6, func(int) error {
 		c, crev, err := d.store.GetClaim(ctx, name)
 		if err != nil {
@@ -111,7 +119,7 @@ func (d *Driver) syncClaim(ctx context.Context, name string) error {
 		next := c
 		next.Mounts, next.Counts = d.localMounts(name)
 		var guards []store.Guard
-		if len(next.Mounts) == 0 && !d.activeHere(ctx, name) {
+		if len(next.Mounts) == 0 && (deactivated || !d.activeHere(ctx, name)) {
 			next = next.Released("")
 		} else if sameMounts(c, next) {
 			return nil
