@@ -19,7 +19,7 @@ import (
 )
 
 // docker runs the docker CLI and returns its combined output.
-func docker(t *testing.T, args ...string) (string, error) {
+func docker(t testing.TB, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -27,7 +27,7 @@ func docker(t *testing.T, args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), err
 }
 
-func mustDocker(t *testing.T, args ...string) string {
+func mustDocker(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := docker(t, args...)
 	if err != nil {
@@ -39,7 +39,7 @@ func mustDocker(t *testing.T, args ...string) string {
 // buildPlugin makes plugin ref with scripts/build-plugin.sh, with env added
 // to its environment (RELOCVOL_GO_TAGS, image tags, …); its output goes to
 // t.Logf.
-func buildPlugin(t *testing.T, root, ref string, env ...string) {
+func buildPlugin(t testing.TB, root, ref string, env ...string) {
 	t.Helper()
 	build := exec.Command("bash", filepath.Join(root, "scripts", "build-plugin.sh"))
 	build.Env = append(append(os.Environ(), "PLUGIN_NAME="+ref, "RELOCVOL_REPO="+root), env...)
@@ -52,7 +52,7 @@ func buildPlugin(t *testing.T, root, ref string, env ...string) {
 
 // logDockerdOnFailure sends the end of dockerd's log (the plugin logs into
 // it) to t.Logf when t failed.
-func logDockerdOnFailure(t *testing.T, lines int) {
+func logDockerdOnFailure(t testing.TB, lines int) {
 	if !t.Failed() {
 		return
 	}
@@ -77,7 +77,7 @@ type folders struct {
 
 // hostDirs makes the folders a test's plugin mounts: state/, san/ and one
 // per LVM mount.
-func hostDirs(t *testing.T) folders {
+func hostDirs(t testing.TB) folders {
 	t.Helper()
 	dir := t.TempDir()
 	f := folders{dir: dir, state: filepath.Join(dir, "state"), san: filepath.Join(dir, "san"), lvm: map[string]string{}}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/docker/go-plugins-helpers/volume"
 	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/relocvol/relocvol/fencing"
 	"github.com/relocvol/relocvol/internal/etcdembed"
@@ -32,7 +34,11 @@ func benchSizes() []int {
 // recordsDriver is a driver on an embedded etcd holding n volume records,
 // written through the store as Create writes them (the storage itself is
 // not made: List and Get read etcd alone).
-func recordsDriver(b *testing.B, n int, cached bool) *plugin.Driver {
+//
+// With cached it also measures, into metrics (reported after the loop:
+// b.Loop's first call deletes what was reported before it), the heap the
+// cache adds and what a volume costs etcd.
+func recordsDriver(b *testing.B, n int, cached bool, metrics map[string]float64) *plugin.Driver {
 	b.Helper()
 	srv, err := etcdembed.Start(b.TempDir(), "127.0.0.1:0", etcdembed.Options{NoFsync: true, LogLevel: "fatal"})
 	if err != nil {
@@ -69,6 +75,11 @@ func recordsDriver(b *testing.B, n int, cached bool) *plugin.Driver {
 	log.SetLevel(logrus.ErrorLevel)
 	opt := plugin.Options{Host: "bench", MountRoot: b.TempDir(), Defaults: spec.Defaults{Size: 64 << 20, FS: "ext4"}, Log: log}
 	if cached {
+		// The cache's memory: the heap it adds once filled (the embedded
+		// etcd, idle meanwhile, shares the process).
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
 		c := st.NewVolumeCache()
 		ctx, cancel := context.WithCancel(context.Background())
 		b.Cleanup(cancel)
@@ -76,7 +87,20 @@ func recordsDriver(b *testing.B, n int, cached bool) *plugin.Driver {
 		for vols, ok := c.Volumes(); !ok || len(vols) < n; vols, ok = c.Volumes() {
 			time.Sleep(10 * time.Millisecond)
 		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		metrics["cache-MB"] = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / (1 << 20)
 		opt.Listing = c
+		// What a volume costs etcd: its record's key and value.
+		resp, err := st.Client().Get(context.Background(), "/relocvol/volumes/", clientv3.WithPrefix())
+		if err != nil {
+			b.Fatal(err)
+		}
+		var bytes int
+		for _, kv := range resp.Kvs {
+			bytes += len(kv.Key) + len(kv.Value)
+		}
+		metrics["etcd-bytes/volume"] = float64(bytes) / float64(n)
 	}
 	return plugin.New(st, nil, nil, fencing.None{Log: log}, alwaysAlive{}, opt)
 }
@@ -90,7 +114,11 @@ func BenchmarkList(b *testing.B) {
 	for _, n := range benchSizes() {
 		for _, from := range []string{"cache", "etcd"} {
 			b.Run(fmt.Sprintf("volumes=%d/from=%s", n, from), func(b *testing.B) {
-				benchList(b, recordsDriver(b, n, from == "cache"), n)
+				metrics := map[string]float64{}
+				benchList(b, recordsDriver(b, n, from == "cache", metrics), n)
+				for unit, v := range metrics {
+					b.ReportMetric(v, unit)
+				}
 			})
 		}
 	}
@@ -111,7 +139,7 @@ func benchList(b *testing.B, d *plugin.Driver, n int) {
 func BenchmarkGet(b *testing.B) {
 	for _, n := range benchSizes() {
 		b.Run(fmt.Sprintf("volumes=%d", n), func(b *testing.B) {
-			d := recordsDriver(b, n, false)
+			d := recordsDriver(b, n, false, nil)
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {

@@ -119,7 +119,7 @@ var plugin struct {
 // buildPlugin builds the plugin folder (config.json + rootfs/) with
 // scripts/build-plugin.sh, once per test binary (TestMain removes it), and
 // removes the plugin that script also creates in the host engine.
-func buildPlugin(t *testing.T, root string) string {
+func buildPlugin(t testing.TB, root string) string {
 	t.Helper()
 	plugin.once.Do(func() {
 		const name = "relocvol-cluster-build:latest"

@@ -41,7 +41,7 @@ func startWriter(t *testing.T, n *Node, flags ...string) {
 // apiCluster starts nodes with the plugin on the etcd at endpoints (on the
 // host), lease TTL leaseTTL, and the REST API on every node's port 7480
 // with token apiToken; env adds plugin settings.
-func apiCluster(t *testing.T, pluginDir string, endpoints, nodes []string, env ...string) *Cluster {
+func apiCluster(t testing.TB, pluginDir string, endpoints, nodes []string, env ...string) *Cluster {
 	t.Helper()
 	return Start(t, Options{
 		Nodes:     nodes,

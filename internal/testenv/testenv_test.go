@@ -117,3 +117,14 @@ func TestFreePortsBelowTheEphemeralRange(t *testing.T) {
 		t.Fatalf("port %d is listened on, yet portsFree says free", l.Addr().(*net.TCPAddr).Port)
 	}
 }
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		in   []time.Duration
+		want time.Duration
+	}{{nil, 0}, {[]time.Duration{3}, 3}, {[]time.Duration{5, 1, 3}, 3}, {[]time.Duration{4, 1, 3, 2}, 3}} {
+		if got := Median(c.in); got != c.want {
+			t.Errorf("Median(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
