@@ -22,12 +22,12 @@
 #               minute: etcd requests per second and the plugin's CPU
 #   failover    a host's power loss with 1, 10 and 50 apps on it, three
 #               docker-in-docker hosts: until every app runs elsewhere,
-#               and where the time goes (once each; --full: 3 times)
+#               and where the time goes (3 times each, the median; --full: 5)
 #   move        planned moves of one app back and forth (10; the median),
 #               then ten apps moved at once
 #
 # plan and metadata run 5 times (-count 5), the table shows the median of
-# the runs; docker-run and move take the median of their own rounds. Each
+# the runs (failover 3); docker-run and move the median of their rounds. Each
 # item's table replaces its previous one in BENCHMARKS.md, with the date,
 # the machine and the command.
 set -euo pipefail
@@ -133,7 +133,7 @@ for item in "${items[@]}"; do
 	at-rest) bench at-rest "A host at rest: 100 volumes mounted by idle containers" \
 		go test -run '^$' -bench '^BenchmarkAtRest$' -benchtime 1x -count 1 -timeout 30m ./e2e ;;
 	failover) bench failover "Failover of a host with many apps (docker-in-docker, loop, lease TTL 5 s)" \
-		go test -run '^$' -bench '^BenchmarkFailoverMany$' -benchtime 1x -count "$([[ -n $full ]] && echo 3 || echo 1)" -timeout 60m ./e2e/cluster ;;
+		go test -run '^$' -bench '^BenchmarkFailoverMany$' -benchtime 1x -count "$([[ -n $full ]] && echo 5 || echo 3)" -timeout 60m ./e2e/cluster ;;
 	move) bench move "Planned moves (docker-in-docker, loop)" go test -run '^$' -bench '^BenchmarkMove$' -benchtime 10x -count 1 -timeout 30m ./e2e/cluster ;;
 	esac
 done
