@@ -81,6 +81,8 @@ func TestCLIBadInput(t *testing.T) {
 		{"events: limit zero", with("events", "--limit", "0"), []string{"--limit 0: give a number of events from 1 to 10000"}},
 		{"events: limit too large", with("events", "--limit", "20000"), []string{"--limit 20000: give a number of events from 1 to 10000"}},
 		{"events: limit not a number", with("events", "--limit", "many"), []string{`invalid argument "many" for "--limit"`, "see relocvol events --help"}},
+		{"events: since not a time", with("events", "--since", "yesterday"), []string{`--since "yesterday": give a duration ago (10m, 2h) or a time`}},
+		{"events: since a negative duration", with("events", "--since", "-5m", "--follow"), []string{"--since -5m: give a duration ago without a sign"}},
 		{"maintenance: no host", with("maintenance", "on"), []string{"takes 2 argument(s), got 1", "use relocvol maintenance on|off HOST"}},
 		{"maintenance: unknown action", with("maintenance", "sideways", "n1"), []string{`unknown action "sideways"`, "relocvol maintenance on HOST --for 10m"}},
 		{"maintenance: too short", with("maintenance", "on", "n1", "--for", "5s"), []string{"maintenance of 5s: use from 10s to 24h0m0s"}},

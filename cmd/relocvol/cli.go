@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -95,29 +96,87 @@ func listCmd[T any](f *clientFlags, use, short, path string, get func(*api.Clien
 
 func eventsCmd(f *clientFlags) *cobra.Command {
 	var filter api.EventFilter
+	var since string
+	var followNew bool
 	cmd := &cobra.Command{
 		Use:   "events",
-		Short: "Show the relocation timeline: each phase with its time and duration",
-		Args:  cobra.NoArgs,
+		Short: "Show the relocation timeline: each phase with its time and duration (--follow: as it happens)",
+		Long: `Show the relocation timeline: each phase of each move and failover, with
+its time, its host and how long it took.
+
+With --follow it goes on printing each event as the hosts write it, one
+line each, until interrupted (like docker events); --since keeps only the
+events from that moment on.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if filter.Limit < 1 || filter.Limit > 10000 {
 				return fmt.Errorf("--limit %d: give a number of events from 1 to 10000", filter.Limit)
+			}
+			from, err := parseSince(since, time.Now())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if followNew {
+				return f.c.FollowEvents(cmd.Context(), filter, func(e api.Event) error {
+					if e.At.Before(from) {
+						return nil
+					}
+					if f.json {
+						b, err := json.Marshal(e)
+						if err != nil {
+							return err
+						}
+						_, err = fmt.Fprintln(out, string(b))
+						return err
+					}
+					_, err := fmt.Fprintln(out, eventLine(e))
+					return err
+				})
 			}
 			ev, err := f.c.Events(cmd.Context(), filter)
 			if err != nil {
 				return err
 			}
+			ev = slices.DeleteFunc(ev, func(e api.Event) bool { return e.At.Before(from) })
 			if f.json {
-				return printJSON(cmd.OutOrStdout(), ev)
+				return printJSON(out, ev)
 			}
-			printEvents(cmd.OutOrStdout(), ev)
+			printEvents(out, ev)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&filter.App, "app", "", "only this app's relocations")
 	cmd.Flags().StringVar(&filter.Relocation, "relocation", "", "only this relocation (its ID)")
 	cmd.Flags().IntVar(&filter.Limit, "limit", 50, "at most this many events, the newest")
+	cmd.Flags().BoolVarP(&followNew, "follow", "f", false, "go on printing each event as it is written, until interrupted")
+	cmd.Flags().StringVar(&since, "since", "", "only events from then on: a duration ago (10m, 2h) or a time (2026-12-03T18:00:00Z)")
 	return cmd
+}
+
+// parseSince reads --since: empty (every event), a duration before now, or
+// an RFC 3339 time.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("--since %s: give a duration ago without a sign (10m), or a time", s)
+		}
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("--since %q: give a duration ago (10m, 2h) or a time (2026-12-03T18:00:00Z)", s)
+}
+
+// eventLine is one event of events --follow, printed as it arrives (a
+// table cannot be aligned before its rows are known), as docker events
+// does.
+func eventLine(e api.Event) string {
+	return fmt.Sprintf("%s  %s  %s %s->%s  ", e.At.Local().Format("2006-01-02"), e.App, e.Kind, e.From, e.To) + stepLine(e)
 }
 
 func moveCmd(f *clientFlags) *cobra.Command {

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 
 	"testing"
@@ -48,7 +50,7 @@ func timeline(rel string) []api.Event {
 		{At: at(710), Phase: "done", Host: "n2", TookMS: 710, App: "db"},
 	}
 	for i := range ev {
-		ev[i].Relocation = rel
+		ev[i].Relocation, ev[i].App, ev[i].Kind, ev[i].From, ev[i].To = rel, "db", store.KindMove, "n1", "n2"
 	}
 	return ev
 }
@@ -163,5 +165,75 @@ func TestClientEnvironment(t *testing.T) {
 	t.Setenv("RELOCVOL_API", "10.0.0.1:7480")
 	if _, err := run(); err == nil || !strings.Contains(err.Error(), `--api (RELOCVOL_API) "10.0.0.1:7480" is not a URL of an API: use one such as http://10.0.0.1:7480`) {
 		t.Fatalf("a bad RELOCVOL_API: %v", err)
+	}
+}
+
+func TestParseSince(t *testing.T) {
+	now := time.Date(2026, 12, 3, 18, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		in, want, err string
+	}{
+		{in: "", want: "0001-01-01T00:00:00Z"},
+		{in: "10m", want: "2026-12-03T17:50:00Z"},
+		{in: "2h", want: "2026-12-03T16:00:00Z"},
+		{in: "2026-12-03T12:30:00Z", want: "2026-12-03T12:30:00Z"},
+		{in: "2026-12-03T12:30:00.5+01:00", want: "2026-12-03T11:30:00.5Z"},
+		{in: "-5m", err: "--since -5m: give a duration ago without a sign"},
+		{in: "yesterday", err: `--since "yesterday": give a duration ago (10m, 2h) or a time`},
+		{in: "2026-12-03", err: `--since "2026-12-03": give a duration ago`},
+	} {
+		got, err := parseSince(c.in, now)
+		switch {
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("parseSince(%q): %v, want an error saying %q", c.in, err, c.err)
+		case c.err == "" && (err != nil || got.UTC().Format(time.RFC3339Nano) != c.want):
+			t.Errorf("parseSince(%q) = %s, %v; want %s", c.in, got.UTC().Format(time.RFC3339Nano), err, c.want)
+		}
+	}
+}
+
+// events --follow prints each event as the stream brings it, one line
+// each, from --since on, until interrupted; --json one object a line.
+func TestEventsFollow(t *testing.T) {
+	srv := httptest.NewServer(api.Handler(&moveService{}, api.Options{}))
+	defer srv.Close()
+	for _, asJSON := range []bool{false, true} {
+		f := &clientFlags{}
+		cmd := eventsCmd(f)
+		f.bind(cmd)
+		var out bytes.Buffer
+		cmd.SetOut(&out)
+		args := []string{"--follow", "--since", "2026-11-22T12:00:00.350Z", "--relocation", "db-1", "--api", srv.URL}
+		if asJSON {
+			args = append(args, "--json")
+		}
+		cmd.SetArgs(args)
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond) // the interrupt
+		err := cmd.ExecuteContext(ctx)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		var phases []string
+		for _, l := range lines {
+			if asJSON {
+				var e api.Event
+				if err := json.Unmarshal([]byte(l), &e); err != nil {
+					t.Fatalf("--json line %q: %v", l, err)
+				}
+				phases = append(phases, e.Phase)
+				continue
+			}
+			m := regexp.MustCompile(`^\S+  db  move n1->n2  \S+  (\w+) +on `).FindStringSubmatch(l)
+			if m == nil {
+				t.Fatalf("line %q: want DATE  APP  KIND FROM->TO  TIME  PHASE on HOST …", l)
+			}
+			phases = append(phases, m[1])
+		}
+		// requested (12:00:00.000) and stopped (.300) are before --since.
+		if got := strings.Join(phases, ","); got != "claimed,released,started,done" {
+			t.Errorf("json %v: followed %s, want claimed,released,started,done:\n%s", asJSON, got, out.String())
+		}
 	}
 }
