@@ -49,11 +49,11 @@ type Store interface {
 	Await(ctx context.Context, families []store.Family, recheck time.Duration, check func(context.Context) (bool, error)) error
 }
 
-// Listing is every volume record as a cache following etcd has it
-// (implemented by *store.VolumeCache); false when it does not follow etcd
-// now.
+// Listing is every volume record as of now, from a cache following etcd
+// (implemented by *store.VolumeCache); false when it cannot answer for now
+// (then List reads etcd).
 type Listing interface {
-	Volumes() ([]store.Volume, bool)
+	Volumes(ctx context.Context) ([]store.Volume, bool)
 }
 
 // Fencer cuts a dead host off the shared storage (fencing.None,

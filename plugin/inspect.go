@@ -130,13 +130,13 @@ func (d *Driver) List() (*volume.ListResponse, error) {
 
 // listVolumes is every volume record, sorted by name.
 func (d *Driver) listVolumes() ([]store.Volume, error) {
+	ctx, cancel := d.reqCtx(1)
+	defer cancel()
 	if d.opt.Listing != nil {
-		if vols, ok := d.opt.Listing.Volumes(); ok {
+		if vols, ok := d.opt.Listing.Volumes(ctx); ok {
 			return vols, nil
 		}
 	}
-	ctx, cancel := d.reqCtx(1)
-	defer cancel()
 	recs, err := d.store.ListVolumes(ctx)
 	if err != nil {
 		return nil, err

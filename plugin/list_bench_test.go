@@ -84,7 +84,7 @@ func recordsDriver(b *testing.B, n int, cached bool, metrics map[string]float64)
 		ctx, cancel := context.WithCancel(context.Background())
 		b.Cleanup(cancel)
 		go c.Run(ctx)
-		for vols, ok := c.Volumes(); !ok || len(vols) < n; vols, ok = c.Volumes() {
+		for vols, ok := c.Volumes(ctx); !ok || len(vols) < n; vols, ok = c.Volumes(ctx) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		runtime.GC()

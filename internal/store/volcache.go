@@ -29,13 +29,23 @@ type VolumeCache struct {
 	mu     sync.RWMutex
 	vols   map[string]Volume
 	sorted []Volume // vols by name, rebuilt on the first read after a change
-	synced bool     // vols is the records as of the watch's latest event
+	synced bool     // vols is the records as of rev
+	// rev is the revision the cache is complete up to; moved closes and
+	// is replaced each time it moves, for the reads waiting on it.
+	rev   int64
+	moved chan struct{}
+	// watchCtx is the running watch's context, for RequestProgress.
+	watchCtx context.Context
 }
 
 // NewVolumeCache returns a cache that fills once Run runs.
 func (s *Store) NewVolumeCache() *VolumeCache {
-	return &VolumeCache{s: s, vols: map[string]Volume{}}
+	return &VolumeCache{s: s, vols: map[string]Volume{}, moved: make(chan struct{})}
 }
+
+// catchUpWait is how long a read waits for the watch to reach etcd's
+// revision before it reads etcd instead.
+const catchUpWait = 250 * time.Millisecond
 
 // Run keeps the cache until ctx ends: a prefix read, then a watch from its
 // revision; when the watch ends (etcd unreachable, compacted) the cache is
@@ -75,17 +85,34 @@ func (c *VolumeCache) load(ctx context.Context) (int64, error) {
 		c.vols[name] = v.Value
 	}
 	c.sorted, c.synced = nil, true
+	c.advance(resp.Header.Revision)
 	return resp.Header.Revision, nil
+}
+
+// advance records that the cache is complete up to rev; c.mu is held.
+func (c *VolumeCache) advance(rev int64) {
+	if rev > c.rev {
+		c.rev = rev
+		close(c.moved)
+		c.moved = make(chan struct{})
+	}
 }
 
 // follow applies the watch's events from rev on until it ends.
 func (c *VolumeCache) follow(ctx context.Context, rev int64) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
+	c.mu.Lock()
+	c.watchCtx = wctx
+	c.mu.Unlock()
 	for resp := range c.s.cli.Watch(wctx, c.s.dir("volumes"), clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
 		if resp.Err() != nil || !c.apply(resp.Events) {
 			return
 		}
+		// Events, or a progress notification: complete up to here.
+		c.mu.Lock()
+		c.advance(resp.Header.Revision)
+		c.mu.Unlock()
 	}
 }
 
@@ -111,20 +138,50 @@ func (c *VolumeCache) apply(events []*clientv3.Event) bool {
 	return true
 }
 
-// Volumes returns every volume record, sorted by name and shared (do not
-// change it), and false when the cache is not following etcd now (then
-// read etcd: ListVolumes).
-func (c *VolumeCache) Volumes() ([]Volume, bool) {
-	c.mu.RLock()
-	if !c.synced {
-		c.mu.RUnlock()
+// Volumes returns every volume record as of now, sorted by name and shared
+// (do not change it): a read that starts after a write sees it, on any
+// host. It asks etcd for its current revision (one small read) and waits,
+// briefly, until the watch has delivered everything up to it (asking etcd
+// for a progress notification when nothing changed), as Kubernetes serves
+// consistent reads from its watch cache. False when the cache does not
+// follow etcd now or did not catch up in time: then read etcd
+// (ListVolumes).
+func (c *VolumeCache) Volumes(ctx context.Context) ([]Volume, bool) {
+	rctx, cancel := c.s.ctx(ctx)
+	defer cancel()
+	resp, err := c.s.cli.Get(rctx, c.s.dir("volumes"), clientv3.WithCountOnly()) // the one key "volumes/": O(1)
+	if err != nil {
 		return nil, false
 	}
-	if c.sorted != nil {
-		defer c.mu.RUnlock()
-		return c.sorted, true
+	want := resp.Header.Revision
+	deadline := time.NewTimer(catchUpWait)
+	defer deadline.Stop()
+	asked := false
+	for {
+		c.mu.RLock()
+		synced, rev, moved, wctx := c.synced, c.rev, c.moved, c.watchCtx
+		c.mu.RUnlock()
+		switch {
+		case !synced:
+			return nil, false
+		case rev >= want:
+			return c.snapshot()
+		case !asked && wctx != nil:
+			asked = true
+			_ = c.s.cli.RequestProgress(wctx)
+		}
+		select {
+		case <-moved:
+		case <-deadline.C:
+			return nil, false
+		case <-ctx.Done():
+			return nil, false
+		}
 	}
-	c.mu.RUnlock()
+}
+
+// snapshot is the records sorted by name, rebuilt after a change.
+func (c *VolumeCache) snapshot() ([]Volume, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sorted == nil {

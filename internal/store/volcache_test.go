@@ -12,7 +12,7 @@ import (
 )
 
 func cachedNames(c *store.VolumeCache) ([]string, bool) {
-	vols, ok := c.Volumes()
+	vols, ok := c.Volumes(context.Background())
 	var names []string
 	for _, v := range vols {
 		names = append(names, v.Name)
@@ -35,7 +35,7 @@ func TestVolumeCacheFollowsEtcd(t *testing.T) {
 	create("b")
 	create("a")
 	c := st.NewVolumeCache()
-	if _, ok := c.Volumes(); ok {
+	if _, ok := c.Volumes(context.Background()); ok {
 		t.Fatal("a cache not run yet says it follows etcd")
 	}
 	rctx, cancel := context.WithCancel(ctx)
@@ -52,6 +52,33 @@ func TestVolumeCacheFollowsEtcd(t *testing.T) {
 		})
 	}
 	want("a", "b")
+	// A read after a write sees it at once, whichever client wrote:
+	// `docker volume create c && docker volume ls` lists c (TestManagedPlugin
+	// failed on a cache that only followed its watch).
+	now := func(names ...string) {
+		t.Helper()
+		if got, ok := cachedNames(c); !ok || !slices.Equal(got, names) {
+			t.Fatalf("the cache right after the write: %v (following: %v), want %v", got, ok, names)
+		}
+	}
+	for range 20 {
+		create("c")
+		now("a", "b", "c")
+		_, rev, err := st.GetVolume(ctx, "c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.DeleteVolume(ctx, "c", rev); err != nil {
+			t.Fatal(err)
+		}
+		now("a", "b")
+	}
+	// Nothing changed since: the cache still answers (a progress
+	// notification proves it complete).
+	if _, err := cli.Put(ctx, "/test/other", "x"); err != nil {
+		t.Fatal(err)
+	}
+	now("a", "b")
 	create("c")
 	_, rev, err := st.GetVolume(ctx, "a")
 	if err != nil {
@@ -68,7 +95,7 @@ func TestVolumeCacheFollowsEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, 10*time.Second, "the cache stops following at an unreadable record", func() error {
-		if _, ok := c.Volumes(); ok {
+		if _, ok := c.Volumes(context.Background()); ok {
 			return fmt.Errorf("still following")
 		}
 		return nil
@@ -79,7 +106,7 @@ func TestVolumeCacheFollowsEtcd(t *testing.T) {
 	want("b", "c")
 	cancel()
 	<-done
-	if _, ok := c.Volumes(); ok {
+	if _, ok := c.Volumes(context.Background()); ok {
 		t.Fatal("a stopped cache says it follows etcd")
 	}
 }
