@@ -19,10 +19,11 @@ import (
 // sorted slice instead of a prefix read and a JSON decode of every record:
 // 10,000 records took 40 ms to read, 100,000 a few hundred.
 //
-// It serves listings only: nothing that decides who may write reads it,
-// and a record it shows may be a few milliseconds old. While its watch is
-// broken (etcd unreachable, a compaction past its revision) it says so,
-// and the caller reads etcd instead.
+// It serves listings only: nothing that decides who may write reads it.
+// A read is as of the moment it starts (Volumes waits for the watch to
+// reach etcd's revision). While its watch is broken (etcd unreachable, a
+// compaction past its revision) or late, it says so, and the caller reads
+// etcd instead.
 type VolumeCache struct {
 	s *Store
 
