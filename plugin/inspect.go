@@ -116,13 +116,13 @@ func (d *Driver) List() (*volume.ListResponse, error) {
 	if err != nil {
 		return nil, d.fail("list", "", err)
 	}
-	seen := make(map[string]bool, len(vols))
+	names := make([]string, 0, len(vols))
 	resp := &volume.ListResponse{Volumes: make([]*volume.Volume, 0, len(vols))}
 	for _, v := range vols {
-		seen[v.Name] = true
+		names = append(names, v.Name)
 		resp.Volumes = append(resp.Volumes, &volume.Volume{Name: v.Name, CreatedAt: v.CreatedAt.Format(time.RFC3339), Mountpoint: d.mountpoint(v.Name)})
 	}
-	if err := d.opt.Known.Sync(mark, seen); err != nil {
+	if err := d.opt.Known.Sync(mark, names); err != nil {
 		d.log.WithError(err).Warn("cannot keep the known volumes")
 	}
 	return resp, nil

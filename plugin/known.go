@@ -77,6 +77,10 @@ func (k *Known) Names() []string {
 func (k *Known) Add(name string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	return k.add(name)
+}
+
+func (k *Known) add(name string) error {
 	k.gen++
 	if _, ok := k.names[name]; ok || k.dir == "" {
 		k.names[name] = k.gen
@@ -117,20 +121,33 @@ func (k *Known) Mark() uint64 {
 	return k.gen
 }
 
-// Sync makes the set the cluster's volumes as read after mark: it adds
-// what is missing and forgets the rest, except names learnt since mark (a
-// Create that finished while the list was read).
-func (k *Known) Sync(mark uint64, names map[string]bool) error {
-	var errs []error
-	for n := range names {
-		if !k.Has(n) {
-			errs = append(errs, k.Add(n))
-		}
-	}
+// Sync makes the set the cluster's volumes (names, each once) as read
+// after mark: it adds what is missing and forgets the rest, except names
+// learnt since mark (a Create that finished while the list was read). List
+// calls it each time, so the usual case, nothing changed, costs one lookup
+// per name and nothing else.
+func (k *Known) Sync(mark uint64, names []string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	missing := 0
+	for _, n := range names {
+		if _, ok := k.names[n]; !ok {
+			missing++
+		}
+	}
+	if missing == 0 && len(names) == len(k.names) {
+		return nil // the same set
+	}
+	var errs []error
+	listed := make(map[string]bool, len(names))
+	for _, n := range names {
+		listed[n] = true
+		if _, ok := k.names[n]; !ok {
+			errs = append(errs, k.add(n))
+		}
+	}
 	for n, gen := range k.names {
-		if !names[n] && gen <= mark {
+		if !listed[n] && gen <= mark {
 			errs = append(errs, k.forget(n))
 		}
 	}

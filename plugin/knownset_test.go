@@ -30,7 +30,7 @@ func TestKnownKeepsNamesOnDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The list read after mark: db and web; old was removed elsewhere.
-	if err := k.Sync(mark, map[string]bool{"db": true, "web": true}); err != nil {
+	if err := k.Sync(mark, []string{"db", "web"}); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"db", "new", "web"}
@@ -44,6 +44,17 @@ func TestKnownKeepsNamesOnDisk(t *testing.T) {
 		if !slices.Equal(names, want) {
 			t.Fatalf("known %v, want %v (a name not a volume's is never one)", names, want)
 		}
+	}
+	// The same set again changes nothing; as many names but another set
+	// is no shortcut: web goes, x comes.
+	if err := k.Sync(k.Mark(), []string{"web", "new", "db"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Sync(k.Mark(), []string{"db", "new", "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if names := k.Names(); !slices.Equal(slices.Sorted(slices.Values(names)), []string{"db", "new", "x"}) {
+		t.Fatalf("known %v after a list of as many other names, want db new x", names)
 	}
 	if !again.Has("db") || again.Has("old") || again.Has(".tmp-x") {
 		t.Fatalf("Has: db %v, old %v, .tmp-x %v", again.Has("db"), again.Has("old"), again.Has(".tmp-x"))
