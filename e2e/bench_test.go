@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,12 +180,16 @@ func BenchmarkVolumeLs(b *testing.B) {
 	for _, drv := range []string{benchRef, "local"} {
 		prefix := map[string]string{benchRef: "rv-", "local": "lv-"}[drv]
 		start := time.Now()
+		var opts []string // local volumes take no size
+		if drv == benchRef {
+			opts = []string{"-o", "size=8M"}
+		}
 		eachAtOnce(b, 8, names, func(name string) []string {
-			return []string{"volume", "create", "-d", drv, "-o", "size=8M", prefix + name}
-		}, drv == "local")
+			return append([]string{"volume", "create", "-d", drv, prefix + name}, opts...)
+		})
 		rate[drv] = float64(n) / time.Since(start).Seconds()
 		b.Cleanup(func() {
-			eachAtOnce(b, 8, names, func(name string) []string { return []string{"volume", "rm", "-f", prefix + name} }, false)
+			eachAtOnce(b, 8, names, func(name string) []string { return []string{"volume", "rm", "-f", prefix + name} })
 		})
 	}
 	rss := pluginRSS(b, benchRef)
@@ -216,9 +219,8 @@ func BenchmarkVolumeLs(b *testing.B) {
 	b.ReportMetric(rss, "plugin-RSS-MB")
 }
 
-// eachAtOnce runs `docker ARGS(name)` for every name, workers at once;
-// local drops the options local volumes do not take.
-func eachAtOnce(b *testing.B, workers int, names []string, args func(string) []string, local bool) {
+// eachAtOnce runs `docker ARGS(name)` for every name, workers at once.
+func eachAtOnce(b *testing.B, workers int, names []string, args func(string) []string) {
 	b.Helper()
 	next := make(chan string)
 	errs := make(chan error, workers)
@@ -229,9 +231,6 @@ func eachAtOnce(b *testing.B, workers int, names []string, args func(string) []s
 			defer wg.Done()
 			for name := range next {
 				a := args(name)
-				if local {
-					a = slices.DeleteFunc(a, func(s string) bool { return s == "-o" || s == "size=8M" })
-				}
 				if out, err := docker(b, a...); err != nil {
 					errs <- fmt.Errorf("docker %s: %v: %s", strings.Join(a, " "), err, out)
 					return
@@ -308,12 +307,12 @@ func BenchmarkAtRest(b *testing.B) {
 		names = append(names, fmt.Sprintf("rest-%03d", i))
 	}
 	b.Cleanup(func() {
-		eachAtOnce(b, 8, names, func(n string) []string { return []string{"rm", "-f", n} }, false)
-		eachAtOnce(b, 8, names, func(n string) []string { return []string{"volume", "rm", "-f", n} }, false)
+		eachAtOnce(b, 8, names, func(n string) []string { return []string{"rm", "-f", n} })
+		eachAtOnce(b, 8, names, func(n string) []string { return []string{"volume", "rm", "-f", n} })
 	})
 	eachAtOnce(b, 8, names, func(n string) []string {
 		return []string{"run", "-d", "--name", n, "-v", n + ":/data", "--volume-driver", benchRef, image, "sleep", "infinity"}
-	}, false)
+	})
 	pid := pluginPID(b, benchRef)
 	for b.Loop() {
 		msgs0, cpu0, start := etcdMessages(b), processCPU(b, pid), time.Now()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -51,16 +52,10 @@ func newFaults(t *testing.T, c *Cluster) *faults {
 		f.clients[n.Name] = cl
 	}
 	t.Cleanup(func() {
-		for _, kind := range slices.Sorted(func(yield func(string) bool) {
-			for k := range f.took {
-				if !yield(k) {
-					return
-				}
-			}
-		}) {
-			d := slices.Sorted(slices.Values(f.took[kind]))
+		for _, kind := range slices.Sorted(maps.Keys(f.took)) {
+			d := f.took[kind]
 			t.Logf("BENCHMARK %s, %d cycles: writer running again after %s at the median, %s at worst",
-				kind, len(d), d[len(d)/2].Round(10*time.Millisecond), d[len(d)-1].Round(10*time.Millisecond))
+				kind, len(d), testenv.Median(d).Round(10*time.Millisecond), slices.Max(d).Round(10*time.Millisecond))
 		}
 	})
 	return f
