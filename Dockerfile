@@ -70,9 +70,9 @@ RUN if command -v losetup && command -v mount && command -v mkfs.ext4 && command
 # the Debian tree: the plugin installs that much faster); sh for a look.
 COPY scripts/plugin-rootfs.sh /usr/local/bin/plugin-rootfs.sh
 RUN bash /usr/local/bin/plugin-rootfs.sh /rootfs \
-        lvs lvcreate lvchange lvremove vgs vgchange pvs \
+        lvs lvcreate lvchange lvextend lvremove vgs vgchange pvs \
         sg_persist mpathpersist \
-        mkfs.ext4 mkfs.xfs mount umount losetup \
+        mkfs.ext4 mkfs.xfs resize2fs e2fsck xfs_growfs mount umount losetup \
         sh
 
 FROM scratch

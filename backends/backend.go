@@ -49,3 +49,17 @@ type Backend interface {
 	// volume is not active here.
 	Device(ctx context.Context, name string) (string, error)
 }
+
+// Grower is an optional ability of a backend: growing a volume's storage
+// while it is active, and in use, on any host.
+type Grower interface {
+	// Grow extends the storage of name to at least size bytes, from any
+	// host, whichever host has it active; storage that large already is
+	// left as it is. It returns ErrNotFound if there is no storage for
+	// name.
+	Grow(ctx context.Context, name string, size int64) error
+	// Refresh makes the device of name active on this host show the size
+	// its storage has now (another host may have grown it); a no-op when
+	// it is not active here.
+	Refresh(ctx context.Context, name string) error
+}

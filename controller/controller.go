@@ -39,7 +39,9 @@ type Options struct {
 	// and unmounts what is left, and the agent drops mount IDs no container
 	// of the engine uses.
 	Volumes LocalVolumes
-	Log     logrus.FieldLogger
+	// Grower grows volumes (the plugin's driver; nil: none served here).
+	Grower Grower
+	Log    logrus.FieldLogger
 }
 
 // Controller is one host's controller: agent, leader candidate and the

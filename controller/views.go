@@ -117,6 +117,10 @@ func (c *Controller) Volumes(ctx context.Context) ([]api.Volume, error) {
 			FS: v.Value.FS, State: v.Value.State, Owner: cl.Host, OwnerAlive: cl.Held() && alive,
 			Epoch: cl.Epoch, Mounts: len(cl.Mounts), CreatedBy: v.Value.CreatedBy, CreatedAt: v.Value.CreatedAt,
 		})
+		if v.Value.Grow != nil {
+			g := growView(name, v.Value)
+			out[len(out)-1].Grow = &g
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil

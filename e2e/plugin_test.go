@@ -107,7 +107,8 @@ func TestManagedPlugin(t *testing.T) {
 	// ---- a container writes, another uses the volume too ----
 	t.Cleanup(func() { _, _ = docker(t, "rm", "-f", "e2e-writer", "e2e-idle") })
 	mustDocker(t, "run", "-d", "--name", "e2e-writer", "-v", vol+":/data", image, "sh", "-c",
-		`i=0; while :; do i=$((i+1)); echo "line $i" >> /data/log; sync; sleep 0.1; done`)
+		// It goes on from the last line after a restart (checkGrow's).
+		`i=$(cat /data/log 2>/dev/null | wc -l); while :; do i=$((i+1)); echo "line $i" >> /data/log; sync; sleep 0.1; done`)
 	mustDocker(t, "run", "-d", "--name", "e2e-idle", "-v", vol+":/data", image, "sleep", "3600")
 	st = inspect(t, vol)
 	if st["owner"] != "e2e-host-a" || fmt.Sprint(st["mounts"]) != "2" || st["ownerAlive"] != true {
@@ -197,6 +198,10 @@ func TestManagedPlugin(t *testing.T) {
 		}
 		return nil
 	})
+
+	// ---- online grow under the running writer ----
+	checkGrow(t, b.bin, fmt.Sprintf("http://127.0.0.1:%d", apiPort))
+
 	mustDocker(t, "stop", "-t", "1", "e2e-writer")
 	st = inspect(t, vol)
 	if st["owner"] != "" || fmt.Sprint(st["mounts"]) != "0" {

@@ -111,6 +111,11 @@ func (c *cluster) hostWith(name, root, state string, o hostOpts) *host {
 		cancel()
 		t.Fatalf("start host %s: %v", name, err)
 	}
+	// As runHost does: the volume cache tells the driver of grown volumes.
+	cache := st.NewVolumeCache()
+	cache.OnChange = drv.VolumeChanged
+	go cache.Run(ctx)
+	go drv.RunGrows(ctx)
 	h := &host{name: name, drv: drv, hb: hb, cli: cli, st: st, root: root, stop: cancel, state: state}
 	t.Cleanup(func() {
 		h.stop()

@@ -72,6 +72,12 @@ type Mounter interface {
 	MountSource(target string) (string, bool, error)
 	Mounts(root string) (map[string]string, error)
 	DeviceBusy(dev string) (bool, error)
+	// GrowsOnline says whether this process can grow a mounted
+	// filesystem of type fstype, and if not why; Grow grows one online,
+	// GrowOffline one that nothing mounts.
+	GrowsOnline(fstype string) (bool, string)
+	Grow(ctx context.Context, fstype, dev, target string) error
+	GrowOffline(ctx context.Context, fstype, dev string) error
 }
 
 // ActiveLister is an optional ability of a backend: listing the volumes
@@ -149,6 +155,12 @@ type Driver struct {
 	// (Docker calls it before every Unmount): no lookup while they are
 	// mounted.
 	devs map[string]string
+
+	// growNames are volumes whose grow RunGrows is to look at; growWake
+	// wakes it.
+	growMu    sync.Mutex
+	growNames map[string]bool
+	growWake  chan struct{}
 }
 
 var _ volume.Driver = (*Driver)(nil)
@@ -172,6 +184,7 @@ func New(st Store, be backends.Backend, m Mounter, f Fencer, live Liveness, opt 
 		opt: opt, store: st, backend: be, mounter: m, fencer: f, live: live,
 		log:    opt.Log.WithField("host", opt.Host),
 		mounts: map[string]map[string]mountRef{}, deadSince: map[string]time.Time{}, devs: map[string]string{},
+		growNames: map[string]bool{}, growWake: make(chan struct{}, 1),
 	}
 }
 

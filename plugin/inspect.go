@@ -74,6 +74,9 @@ func (d *Driver) get(ctx context.Context, name string) (*volume.Volume, error) {
 		"owner":     "",
 		"mounts":    len(c.Mounts),
 	}
+	if vol.Grow != nil {
+		status["grown"] = growStatus(vol.Grow)
+	}
 	if c.Held() {
 		status["owner"] = c.Host
 		status["since"] = c.Since.Format(time.RFC3339)

@@ -113,6 +113,9 @@ func (d *Driver) activate(ctx context.Context, vol store.Volume) (err error) {
 			}
 		}
 	}()
+	if vol.Grow.Pending() {
+		d.growAtMount(ctx, vol, dev, false)
+	}
 	if err := d.mounter.Mount(ctx, dev, vol.FS, target); err != nil {
 		return err
 	}
@@ -121,6 +124,9 @@ func (d *Driver) activate(ctx context.Context, vol store.Volume) (err error) {
 		return fmt.Errorf("create the data folder: %w", err)
 	}
 	d.observe(vol.Name, "mounted", start)
+	if vol.Grow.Pending() {
+		d.growAtMount(ctx, vol, dev, true)
+	}
 	d.mu.Lock()
 	d.devs[vol.Name] = dev
 	d.mu.Unlock()

@@ -15,6 +15,14 @@
 #   RELOCVOL_GO_TAGS Go build tags of the plugin's binary (default none;
 #                    `failpoints` makes the crash-test build, never for
 #                    production)
+#   RELOCVOL_OMIT_CAPS  capabilities of config.json to leave out, of those
+#                    the plugin can do without (CAP_SYS_RESOURCE: without
+#                    it ext4 volumes grow at their next mount, not online):
+#                    "auto" (the default) leaves out those this machine's
+#                    dockerd cannot grant (its bounding set lacks them, as
+#                    in a sandbox or docker-in-docker: a plugin asking for
+#                    one would not start); "" keeps them all (publish.sh
+#                    does, for other hosts); or a list, e.g. CAP_SYS_RESOURCE
 #   GO_IMAGE, BASE_IMAGE, GOPROXY, GOFLAGS, GOSUMDB  passed to docker build
 #
 # Needs a running engine and the Dockerfile's base images (setup.sh or
@@ -133,7 +141,32 @@ cid=$(docker create "$RELOCVOL_IMAGE")
 docker export "$cid" | tar -x --numeric-owner -C "$dir/rootfs"
 docker rm "$cid" >/dev/null
 cid=""
+# The capabilities the plugin can do without; each stands on a line of its
+# own in config.json, not the last of the list (a test checks it), so that
+# leaving it out is dropping that line.
+OPTIONAL_CAPS=(CAP_SYS_RESOURCE)
+omit=()
+why="as RELOCVOL_OMIT_CAPS asks"
+case ${RELOCVOL_OMIT_CAPS-auto} in
+auto)
+	why="this Docker engine cannot grant it"
+	for c in "${OPTIONAL_CAPS[@]}"; do
+		engine_cannot_grant "$c" && omit+=("$c")
+	done
+	;;
+*)
+	for c in ${RELOCVOL_OMIT_CAPS//,/ }; do
+		[[ " ${OPTIONAL_CAPS[*]} " == *" $c "* ]] || die "RELOCVOL_OMIT_CAPS: $c is not a capability the plugin can do without (those are: ${OPTIONAL_CAPS[*]})"
+		omit+=("$c")
+	done
+	;;
+esac
 cp "$RELOCVOL_REPO/config.json" "$dir/config.json"
+for c in "${omit[@]}"; do
+	grep -v "^[[:space:]]*\"$c\",\$" "$dir/config.json" >"$dir/config.json.new"
+	mv "$dir/config.json.new" "$dir/config.json"
+	log "leaving $c out of the plugin: $why; ext4 volumes then grow when next mounted, not online (xfs grows online)"
+done
 
 if docker plugin inspect "$full" >/dev/null 2>&1; then
 	log "removing the existing plugin $full"

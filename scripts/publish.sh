@@ -37,8 +37,11 @@
 # host and on every installing host); any other registry needs TLS.
 #
 # Environment: the knobs of scripts/build-plugin.sh and scripts/lib.sh
-# (RELOCVOL_IMAGE, GO_IMAGE, BASE_IMAGE, GOPROXY, …); REGISTRY_TIMEOUT
-# (seconds to wait for the registry's answer, default 10).
+# (RELOCVOL_IMAGE, GO_IMAGE, BASE_IMAGE, GOPROXY, …), but RELOCVOL_OMIT_CAPS
+# defaults to none here: the plugin keeps every capability it asks for,
+# which the installing hosts' engines must grant (set it to auto to publish
+# for hosts whose engine is like this one's); REGISTRY_TIMEOUT (seconds to
+# wait for the registry's answer, default 10).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -143,7 +146,10 @@ check_registry
 
 start=$SECONDS
 log "building plugin $ref"
-PLUGIN_NAME=$ref bash "$RELOCVOL_REPO/scripts/build-plugin.sh" ||
+# The plugin is for other hosts: it keeps every capability it asks for
+# unless RELOCVOL_OMIT_CAPS says otherwise (auto: those this engine cannot
+# grant, for hosts like this one).
+PLUGIN_NAME=$ref RELOCVOL_OMIT_CAPS=${RELOCVOL_OMIT_CAPS-} bash "$RELOCVOL_REPO/scripts/build-plugin.sh" ||
 	die "scripts/build-plugin.sh failed for $ref (see above): nothing was pushed"
 
 log "pushing plugin $ref"

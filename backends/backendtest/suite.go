@@ -41,6 +41,9 @@ func Run(t *testing.T, newBackend func(t *testing.T) backends.Backend, fs fsutil
 			t.Run("lifecycle", func(t *testing.T) {
 				testLifecycle(t, setup(t, newBackend, fs), backends.Volume{Name: "rvt-life-" + c.fs, Size: c.size, FS: c.fs})
 			})
+			t.Run("grow online", func(t *testing.T) {
+				testGrow(t, setup(t, newBackend, fs), backends.Volume{Name: "rvt-grow-" + c.fs, Size: c.size, FS: c.fs})
+			})
 		})
 	}
 	t.Run("independent volumes", func(t *testing.T) { testIndependent(t, setup(t, newBackend, fs)) })

@@ -39,7 +39,10 @@ type Loop struct {
 	log logrus.FieldLogger
 }
 
-var _ backends.Backend = (*Loop)(nil)
+var (
+	_ backends.Backend = (*Loop)(nil)
+	_ backends.Grower  = (*Loop)(nil)
+)
 
 // Option configures a Loop.
 type Option func(*Loop)
@@ -187,6 +190,46 @@ func (l *Loop) Deactivate(ctx context.Context, name string) error {
 			file, strings.Join(still, ", "), backends.ErrInUse)
 	}
 	l.log.WithFields(logrus.Fields{"volume": name, "dev": strings.Join(devs, ",")}).Info("loop device detached")
+	return nil
+}
+
+// Grow implements backends.Grower: the image file is made longer (sparse,
+// like at Create); a device attached to it, here or on another host, keeps
+// its size until Refresh.
+func (l *Loop) Grow(ctx context.Context, name string, size int64) error {
+	file, err := l.file(name)
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("grow %s: %w", file, backends.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("grow %s: %w", file, err)
+	}
+	if st.Size() >= size {
+		return nil
+	}
+	if err := os.Truncate(file, size); err != nil {
+		return fmt.Errorf("grow %s to %d bytes: %w", file, size, err)
+	}
+	l.log.WithFields(logrus.Fields{"volume": name, "from": st.Size(), "size": size}).Info("loop image grown")
+	return nil
+}
+
+// Refresh implements backends.Grower: each loop device of the image reads
+// the file's size again (losetup --set-capacity).
+func (l *Loop) Refresh(ctx context.Context, name string) error {
+	file, devs, _, err := l.devices(ctx, name)
+	if err != nil {
+		return err
+	}
+	for _, dev := range devs {
+		if _, err := l.run.Run(ctx, "losetup", "--set-capacity", dev); err != nil {
+			return fmt.Errorf("refresh the size of %s (%s): %w", dev, file, err)
+		}
+	}
 	return nil
 }
 

@@ -452,3 +452,55 @@ func TestNewCreatesDir(t *testing.T) {
 func TestMain(m *testing.M) {
 	os.Exit(execx.FakesDeclared(m.Run(), "loop.Tools or fsutil.Tools", Tools, fsutil.Tools))
 }
+
+func TestGrowExtendsTheImageOnly(t *testing.T) {
+	f := newFixture(t, true)
+	if err := os.Truncate(f.file, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name       string
+		size, want int64
+	}{
+		{name: "larger", size: 128 << 20, want: 128 << 20},
+		{name: "same", size: 128 << 20, want: 128 << 20},
+		{name: "smaller is left alone", size: 32 << 20, want: 128 << 20},
+	} {
+		if err := f.loop.Grow(context.Background(), "vol", tc.size); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if st, err := os.Stat(f.file); err != nil || st.Size() != tc.want {
+			t.Fatalf("%s: image %v, %v; want %d bytes", tc.name, st.Size(), err, tc.want)
+		}
+	}
+	if len(f.fake.Ran) != 0 {
+		t.Errorf("ran %v: growing an image needs no command", f.fake.Ran)
+	}
+}
+
+func TestGrowMissing(t *testing.T) {
+	f := newFixture(t, false)
+	if err := f.loop.Grow(context.Background(), "vol", 1<<30); !errors.Is(err, backends.ErrNotFound) {
+		t.Errorf("err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestRefreshEveryDeviceOfTheImage(t *testing.T) {
+	f := newFixture(t, true)
+	f.script(
+		execx.Call{Argv: listArgv, Stdout: f.list(entry{"/dev/loop2", true}, entry{"/dev/loop1", false}, entry{"/dev/loop0", true})},
+		execx.Call{Argv: []string{"losetup", "--set-capacity", "/dev/loop0"}},
+		execx.Call{Argv: []string{"losetup", "--set-capacity", "/dev/loop2"}},
+	)
+	if err := f.loop.Refresh(context.Background(), "vol"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRefreshNotAttached(t *testing.T) {
+	f := newFixture(t, true)
+	f.script(execx.Call{Argv: listArgv, Stdout: f.list(entry{"/dev/loop1", false})})
+	if err := f.loop.Refresh(context.Background(), "vol"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -39,6 +39,7 @@ var Tools = []execx.Tool{
 	{Name: "lvs", Package: "lvm2"},
 	{Name: "lvcreate", Package: "lvm2"},
 	{Name: "lvchange", Package: "lvm2"},
+	{Name: "lvextend", Package: "lvm2"},
 	{Name: "lvremove", Package: "lvm2"},
 	{Name: "vgs", Package: "lvm2"},
 	{Name: "vgchange", Package: "lvm2"},
@@ -66,7 +67,10 @@ type LVM struct {
 	conf string // ConfigFile; tests point it elsewhere
 }
 
-var _ backends.Backend = (*LVM)(nil)
+var (
+	_ backends.Backend = (*LVM)(nil)
+	_ backends.Grower  = (*LVM)(nil)
+)
 
 // Option configures an LVM backend.
 type Option func(*LVM)
@@ -426,6 +430,40 @@ func (l *LVM) Deactivate(ctx context.Context, volName string) error {
 		return fmt.Errorf("deactivate LV %s: %w", l.ref(name), l.classify(err))
 	}
 	l.log.WithFields(logrus.Fields{"volume": volName, "dev": v.Path}).Info("LV deactivated")
+	return nil
+}
+
+// Grow implements backends.Grower: lvextend under the VG lock. Where the LV
+// is active on this host, LVM resizes its device too; where it is active on
+// another, only the metadata changes, and that host's Refresh loads it.
+func (l *LVM) Grow(ctx context.Context, volName string, size int64) error {
+	name, v, ok, err := l.lookup(ctx, volName)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("LV %s: %w", l.ref(name), backends.ErrNotFound)
+	}
+	if v.bytes >= size {
+		return nil
+	}
+	if err := l.metadata(ctx, "lvextend", "--size", strconv.FormatInt(size, 10)+"b", l.ref(name)); err != nil {
+		return fmt.Errorf("grow LV %s to %d bytes: %w (vgs %s shows the space left)", l.ref(name), size, err, l.vg)
+	}
+	l.log.WithFields(logrus.Fields{"volume": volName, "lv": l.ref(name), "from": v.bytes, "size": size}).Info("LV grown")
+	return nil
+}
+
+// Refresh implements backends.Grower: lvchange --refresh reloads the
+// device of an LV active here from the metadata another host changed.
+func (l *LVM) Refresh(ctx context.Context, volName string) error {
+	name, v, ok, err := l.lookup(ctx, volName)
+	if err != nil || !ok || !v.active {
+		return err
+	}
+	if _, err := l.lvm(ctx, "lvchange", "--refresh", l.ref(name)); err != nil {
+		return fmt.Errorf("refresh LV %s: %w", l.ref(name), l.classify(err))
+	}
 	return nil
 }
 

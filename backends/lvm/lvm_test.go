@@ -378,3 +378,53 @@ func TestFailureKind(t *testing.T) {
 		})
 	}
 }
+
+func TestGrow(t *testing.T) {
+	full := &execx.ExecError{ExitCode: 5, Stderr: `  Insufficient free space: 512 extents needed, but only 10 available`}
+	l, _, lk := newLVM(t,
+		// rv-logs (inactive here: another host may have it active) is 1G.
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: []string{"lvextend", "--config", "devices/hints=none", "--size", "2147483648b", "san/rv-logs"}},
+		// Already that large: nothing runs.
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: []string{"lvextend", "--config", "devices/hints=none", "--size", "4294967296b", "san/rv-db"}, Err: full},
+	)
+	ctx := context.Background()
+	if err := l.Grow(ctx, "logs", 2<<30); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Grow(ctx, "logs", 1<<30); err != nil {
+		t.Fatalf("as large already: %v", err)
+	}
+	if err := l.Grow(ctx, "nosuch", 1<<30); !errors.Is(err, backends.ErrNotFound) {
+		t.Fatalf("missing LV: %v", err)
+	}
+	err := l.Grow(ctx, "db", 4<<30)
+	var ee *execx.ExecError
+	if !errors.As(err, &ee) || !strings.Contains(err.Error(), "Insufficient free space") || !strings.Contains(err.Error(), "vgs san shows the space left") {
+		t.Fatalf("VG full: %v; want LVM's message and what to look at", err)
+	}
+	if strings.Join(lk.events, ",") != "lock vg/san,unlock vg/san,lock vg/san,unlock vg/san" {
+		t.Fatalf("lock events %v: each lvextend runs under the VG lock", lk.events)
+	}
+}
+
+func TestRefresh(t *testing.T) {
+	l, _, lk := newLVM(t,
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: []string{"lvchange", "--config", "devices/hints=none", "--refresh", "san/rv-db"}},
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+	)
+	ctx := context.Background()
+	if err := l.Refresh(ctx, "db"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Refresh(ctx, "logs"); err != nil {
+		t.Fatalf("not active here: %v", err)
+	}
+	if len(lk.events) != 0 {
+		t.Fatalf("lock events %v: a refresh changes no metadata", lk.events)
+	}
+}

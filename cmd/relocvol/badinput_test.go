@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/relocvol/relocvol/controller/api"
+	"github.com/relocvol/relocvol/internal/spec"
 	"github.com/relocvol/relocvol/internal/store"
 )
 
@@ -41,6 +42,18 @@ func (s *strictService) SetMaintenance(_ context.Context, h string, d time.Durat
 	}
 	s.changes++
 	return api.Maintenance{Host: h}, nil
+}
+
+func (s *strictService) GrowVolume(_ context.Context, v, size string) (api.Grow, error) {
+	if v != "db" {
+		return api.Grow{}, api.Errorf(api.ErrNotFound, "volume %q not found: create it with `docker volume create -d relocvol %s`", v, v)
+	}
+	n, _, err := spec.GrowTo(v, 1<<30, size)
+	if err != nil {
+		return api.Grow{}, api.Errorf(api.ErrInvalid, "%v", err)
+	}
+	s.changes++
+	return api.Grow{Volume: v, Size: n, From: 1 << 30, By: "n1", Filesystem: api.FSGrown, Host: "n1"}, nil
 }
 
 func (s *strictService) ForgetMounts(_ context.Context, v string) error {
@@ -91,6 +104,11 @@ func TestCLIBadInput(t *testing.T) {
 		{"maintenance: bad duration", with("maintenance", "on", "n1", "--for", "a while"), []string{`invalid argument "a while" for "--for"`}},
 		{"forget-mounts: no volume", with("forget-mounts"), []string{"takes 1 argument(s), got 0"}},
 		{"forget-mounts: unknown volume", with("forget-mounts", "nosuch"), []string{`no mount of volume "nosuch"`}},
+		{"volume: no subcommand", with("volume"), []string{"relocvol volume needs a subcommand: relocvol volume grow NAME SIZE"}},
+		{"volume grow: no size", with("volume", "grow", "db"), []string{"relocvol volume grow takes 2 argument(s), got 1", "use relocvol volume grow NAME SIZE"}},
+		{"volume grow: smaller", with("volume", "grow", "db", "512M"), []string{`grow volume "db" to 512M: it is 1G already`, "relocvol only grows volumes", "create a smaller volume and copy the data"}},
+		{"volume grow: not a size", with("volume", "grow", "db", "12QB"), []string{`grow volume "db": invalid size "12QB"`, "use a positive number with K, M, G or T"}},
+		{"volume grow: unknown volume", with("volume", "grow", "nosuch", "2G"), []string{`volume "nosuch" not found`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := rootCmd()

@@ -59,6 +59,7 @@ func apiCmds() []*cobra.Command {
 		listCmd(f, "local", "Show this host as it sees itself, without etcd: lease, self-fencing, mounted volumes", "/v1/local", (*api.Client).Local, printLocal),
 		forgetMountsCmd(f),
 		maintenanceCmd(f),
+		volumeCmd(f),
 	}
 	for _, c := range cmds {
 		f.bind(c)
@@ -356,6 +357,64 @@ the volume (--api); it refuses while a running container there uses it.`,
 			return err
 		},
 	}
+}
+
+func volumeCmd(f *clientFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "volume",
+		Short: "Change a volume: grow",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return fmt.Errorf("%s needs a subcommand: relocvol volume grow NAME SIZE (see relocvol volume --help)", cmd.CommandPath())
+		},
+	}
+	grow := &cobra.Command{
+		Use:   "grow NAME SIZE",
+		Short: "Grow a volume, in use or not, to SIZE (e.g. 20G): its storage, then its filesystem online",
+		Long: `Grow volume NAME to SIZE, read as docker volume create reads its size
+option (512M, 20G, 1.5T: binary units), while containers use it: the
+storage first (lvextend in the shared VG, or the loop image), then the
+filesystem, online (resize2fs, xfs_growfs), on the host that has the volume
+mounted, whichever host's API you ask. A volume no host mounts grows its
+filesystem when it is next mounted. SIZE below the volume's size is
+refused: a filesystem in use cannot shrink. The same size again is a
+success, and retries a filesystem that did not follow.
+
+ext4 grows online only where the plugin has CAP_SYS_RESOURCE (it asks for
+it; scripts/build-plugin.sh leaves it out where the Docker engine cannot
+grant it); there it grows at the volume's next mount. xfs grows online
+everywhere.`,
+		Args: args(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			g, err := f.c.GrowVolume(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if f.json {
+				return printJSON(out, g)
+			}
+			_, err = fmt.Fprintln(out, growLine(g))
+			return err
+		},
+	}
+	cmd.AddCommand(grow)
+	return cmd
+}
+
+// growLine says how a grow went.
+func growLine(g api.Grow) string {
+	if g.By == "" {
+		return fmt.Sprintf("volume %s is %s already: nothing to grow", g.Volume, g.SizeHuman)
+	}
+	grew := fmt.Sprintf("volume %s grew from %s to %s", g.Volume, g.FromHuman, g.SizeHuman)
+	switch g.Filesystem {
+	case api.FSGrown:
+		return fmt.Sprintf("%s: its filesystem was grown on host %s", grew, g.Host)
+	case api.FSGrowing:
+		return fmt.Sprintf("%s; host %s is growing its filesystem (relocvol volumes shows when it is done)", grew, g.Host)
+	}
+	return fmt.Sprintf("%s; its filesystem grows when the volume is next mounted: %s", grew, g.Detail)
 }
 
 func maintenanceCmd(f *clientFlags) *cobra.Command {

@@ -25,6 +25,9 @@ func (*moveService) SetMaintenance(context.Context, string, time.Duration, strin
 	return api.Maintenance{}, nil
 }
 func (*moveService) EndMaintenance(context.Context, string) error { return nil }
+func (*moveService) GrowVolume(context.Context, string, string) (api.Grow, error) {
+	return api.Grow{}, nil
+}
 
 func (m *moveService) Status(context.Context) (api.Status, error) { return api.Status{}, nil }
 func (m *moveService) Hosts(context.Context) ([]api.Host, error) {

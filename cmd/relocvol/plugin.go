@@ -183,17 +183,20 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	}
 	defer func(cli *clientv3.Client) { _ = cli.Close() }(cli) // before the embedded server closes
 	st := store.New(cli, cfg.EtcdPrefix)
-	// Docker's List (every `docker volume` command) from memory.
+	// Docker's List (every `docker volume` command) from memory; it runs
+	// once the driver that hears of its changes is made.
 	listing := st.NewVolumeCache()
 	lctx, stopListing := context.WithCancel(ctx)
 	defer stopListing() // before the client closes
-	go listing.Run(lctx)
 
 	run := &execx.OS{Log: log}
 	gate.Step("checking the " + cfg.Backend + " backend's commands and storage")
 	be, fencer, err := storage(ctx, cfg, run, st, log)
 	if err != nil {
 		return failed(err)
+	}
+	if ok, why := fsutil.GrowsOnline("ext4"); !ok {
+		log.WithField("reason", why).Warn("an ext4 volume grown while in use (relocvol volume grow) gets its new size when next mounted, not online; xfs grows online")
 	}
 	// One cluster per storage: refuse a SAN folder or VG another relocvol
 	// cluster (another etcd, or another prefix) uses.
@@ -232,9 +235,13 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	})
 	ctl = controller.New(controller.Options{
 		Host: cfg.Host, Version: version, Store: st, Docker: docker, Beat: hb, Fencer: fencer, Log: log,
-		Volumes: drv,
+		Volumes: drv, Grower: drv,
 	})
 	hb.Member = drv
+	// The cache tells the driver of volumes grown by other hosts: it grows
+	// the filesystems of those it mounts (RunGrows, once joined).
+	listing.OnChange = drv.VolumeChanged
+	go listing.Run(lctx)
 	var ln net.Listener
 	if cfg.APIAddr != "" {
 		// Before the host joins: a taken port is a configuration error.
@@ -258,6 +265,7 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 		return failed(err)
 	}
 	ctl.Run(ctx)
+	go drv.RunGrows(ctx)
 	errc := make(chan error, 2)
 	if ln != nil {
 		h := api.Handler(ctl, api.Options{Token: cfg.APIToken, Metrics: ctl.Metrics(), Log: log})

@@ -41,6 +41,13 @@ func TestAPIBadInput(t *testing.T) {
 		{"events: limit too large", "GET", "/v1/events?limit=10001", "s3cret", "", 400, []string{`invalid limit \"10001\"`}},
 		{"events: bad follow", "GET", "/v1/events?follow=sometimes", "s3cret", "", 400, []string{`invalid follow \"sometimes\"`, "use true"}},
 		{"forget: unknown volume", "POST", "/v1/local/volumes/nosuch/forget", "s3cret", "", 404, []string{`no mount of volume \"nosuch\"`}},
+		{"grow: unknown volume", "POST", "/v1/volumes/nosuch/grow", "s3cret", `{"size":"2G"}`, 404, []string{`volume \"nosuch\" not found`}},
+		{"grow: bad size", "POST", "/v1/volumes/db/grow", "s3cret", `{"size":"big"}`, 400, []string{`invalid size \"big\"`}},
+		{"grow: empty size", "POST", "/v1/volumes/db/grow", "s3cret", `{"size":""}`, 400, []string{`\"size\" is empty`, `send {\"size\": \"20G\"}`}},
+		{"grow: size a number", "POST", "/v1/volumes/db/grow", "s3cret", `{"size":20}`, 400, []string{"invalid grow request", `send {\"size\": \"20G\"}`}},
+		{"grow: no body", "POST", "/v1/volumes/db/grow", "s3cret", ``, 400, []string{"the body is empty"}},
+		{"grow: unknown field", "POST", "/v1/volumes/db/grow", "s3cret", `{"size":"2G","shrink":true}`, 400, []string{`unknown field \"shrink\"`}},
+		{"grow: wrong method", "GET", "/v1/volumes/db/grow", "s3cret", "", 405, []string{"method GET not allowed"}},
 		{"unknown app", "GET", "/v1/apps/web", "s3cret", "", 404, []string{`no app \"web\"`, "GET /v1/apps"}},
 		{"unknown endpoint", "GET", "/v1/containers", "s3cret", "", 404, []string{"no such endpoint GET /v1/containers", "see GET /v1/status"}},
 		{"wrong method on a list", "POST", "/v1/hosts", "s3cret", `{}`, 405, []string{"method POST not allowed on /v1/hosts"}},
@@ -59,8 +66,8 @@ func TestAPIBadInput(t *testing.T) {
 					t.Errorf("%s %s: error %s does not say %s", tc.method, tc.path, body, w)
 				}
 			}
-			if len(svc.moved) != 0 || svc.changes != 0 {
-				t.Fatalf("%s %s changed state: moves %v, maintenance changes %d", tc.method, tc.path, svc.moved, svc.changes)
+			if len(svc.moved) != 0 || svc.changes != 0 || svc.grown != 0 {
+				t.Fatalf("%s %s changed state: moves %v, maintenance changes %d, grows %d", tc.method, tc.path, svc.moved, svc.changes, svc.grown)
 			}
 		})
 	}

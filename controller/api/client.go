@@ -149,3 +149,10 @@ func (c *Client) SetMaintenance(ctx context.Context, host string, d time.Duratio
 func (c *Client) EndMaintenance(ctx context.Context, host string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/hosts/"+url.PathEscape(host)+"/maintenance", nil, nil)
 }
+
+// GrowVolume is POST /v1/volumes/{name}/grow.
+func (c *Client) GrowVolume(ctx context.Context, volume, size string) (Grow, error) {
+	var out Grow
+	err := c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(volume)+"/grow", GrowRequest{Size: size}, &out)
+	return out, err
+}

@@ -46,7 +46,7 @@ func Handler(svc Service, opt Options) http.Handler {
 		r.Use(bearer(opt.Token))
 	}
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
-		writeError(w, Errorf(ErrNotFound, "no such endpoint %s %s: see GET /v1/status, /v1/hosts, /v1/volumes, /v1/apps, /v1/events, /v1/local, POST /v1/apps/{name}/move, /v1/local/volumes/{name}/forget, PUT and DELETE /v1/hosts/{name}/maintenance", req.Method, req.URL.Path))
+		writeError(w, Errorf(ErrNotFound, "no such endpoint %s %s: see GET /v1/status, /v1/hosts, /v1/volumes, /v1/apps, /v1/events, /v1/local, POST /v1/apps/{name}/move, /v1/volumes/{name}/grow, /v1/local/volumes/{name}/forget, PUT and DELETE /v1/hosts/{name}/maintenance", req.Method, req.URL.Path))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, Errorf(ErrMethod, "method %s not allowed on %s", req.Method, req.URL.Path))
@@ -92,6 +92,27 @@ func Handler(svc Service, opt Options) http.Handler {
 				return
 			}
 			w.WriteHeader(http.StatusNoContent)
+		})
+		r.Post("/volumes/{name}/grow", func(w http.ResponseWriter, req *http.Request) {
+			var body GrowRequest
+			if err := decodeBody(w, req, &body); err != nil {
+				writeError(w, Errorf(ErrInvalid, `invalid grow request: %v; send {"size": "20G"}`, err))
+				return
+			}
+			if body.Size == "" {
+				writeError(w, Errorf(ErrInvalid, `invalid grow request: "size" is empty; send {"size": "20G"}`))
+				return
+			}
+			g, err := svc.GrowVolume(req.Context(), chi.URLParam(req, "name"), body.Size)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			code := http.StatusOK
+			if g.Filesystem != FSGrown {
+				code = http.StatusAccepted // the filesystem follows later
+			}
+			writeJSON(w, code, g)
 		})
 		r.Get("/apps/{name}", func(w http.ResponseWriter, req *http.Request) {
 			apps, err := svc.Apps(req.Context())

@@ -15,8 +15,8 @@ import (
 // fakeService is a fixed cluster for the handler tests.
 type fakeService struct {
 	moved [][2]string
-	// changes counts accepted maintenance changes.
-	changes int
+	// changes counts accepted maintenance changes, grown the grows.
+	changes, grown int
 	// follow feeds FollowEvents; failFirst fails it before any event,
 	// failLater once follow is closed.
 	follow               chan Event
@@ -38,6 +38,19 @@ func (f *fakeService) SetMaintenance(_ context.Context, h string, d time.Duratio
 	f.changes++
 	return Maintenance{Host: h, Until: time.Unix(0, 0).Add(d), By: "operator", Reason: r}, nil
 }
+func (f *fakeService) GrowVolume(_ context.Context, v, size string) (Grow, error) {
+	switch {
+	case v != "db":
+		return Grow{}, Errorf(ErrNotFound, "volume %q not found", v)
+	case size == "1G":
+		return Grow{Volume: v, Size: 2 << 30, SizeHuman: "2G", From: 1 << 30, FromHuman: "1G", By: "a", Filesystem: FSGrowing, Host: "b"}, nil
+	case size != "2G":
+		return Grow{}, Errorf(ErrInvalid, "grow volume %q: invalid size %q", v, size)
+	}
+	f.grown++
+	return Grow{Volume: v, Size: 2 << 30, SizeHuman: "2G", From: 1 << 30, FromHuman: "1G", By: "a", Filesystem: FSGrown, Host: "a"}, nil
+}
+
 func (f *fakeService) EndMaintenance(_ context.Context, h string) error {
 	if h != "a" && h != "b" {
 		return Errorf(ErrNotFound, "no host %q", h)
@@ -134,6 +147,8 @@ func TestHandler(t *testing.T) {
 		{name: "move without target", method: "POST", path: "/v1/apps/db/move", body: `{}`, code: 400, want: `\"to\" is empty`},
 		{name: "move with a typo", method: "POST", path: "/v1/apps/db/move", body: `{"host":"b"}`, code: 400, want: `unknown field \"host\"`},
 		{name: "move not JSON", method: "POST", path: "/v1/apps/db/move", body: `b`, code: 400, want: `invalid move request`},
+		{name: "grow", method: "POST", path: "/v1/volumes/db/grow", body: `{"size":"2G"}`, code: 200, want: `"filesystem": "grown"`},
+		{name: "grow, the filesystem follows", method: "POST", path: "/v1/volumes/db/grow", body: `{"size":"1G"}`, code: 202, want: `"filesystem": "growing"`},
 		{name: "wrong method", method: "DELETE", path: "/v1/apps", code: 405, want: `method DELETE not allowed on /v1/apps`},
 		{name: "unknown path", method: "GET", path: "/v2/x", code: 404, want: `no such endpoint GET /v2/x`},
 		{name: "status page", method: "GET", path: "/", code: 200, want: `<td>db</td>`},

@@ -97,6 +97,36 @@ type Volume struct {
 	Mounts     int       `json:"mounts"`
 	CreatedBy  string    `json:"createdBy"`
 	CreatedAt  time.Time `json:"createdAt"`
+	// Grow is the volume's last grow, if it was ever grown.
+	Grow *Grow `json:"grow,omitempty"`
+}
+
+// The states of a grown volume's filesystem (Grow.Filesystem).
+const (
+	FSGrown     = "grown"      // it has the new size
+	FSGrowing   = "growing"    // Host, which mounts the volume, is growing it
+	FSNextMount = "next-mount" // it grows when the volume is next mounted: no host mounts it, or Host cannot grow it mounted (Detail)
+	FSFailed    = "failed"     // Host could not grow it (Detail); asking again retries
+)
+
+// Grow is a volume's last grow: its storage grew from From to Size
+// bytes (By, at At), and its filesystem followed or not.
+type Grow struct {
+	Volume     string    `json:"volume"`
+	Size       int64     `json:"size"`
+	SizeHuman  string    `json:"sizeHuman"`
+	From       int64     `json:"from"`
+	FromHuman  string    `json:"fromHuman"`
+	By         string    `json:"by,omitempty"`
+	At         time.Time `json:"at,omitzero"`
+	Filesystem string    `json:"filesystem"`
+	Host       string    `json:"host,omitempty"`
+	Detail     string    `json:"detail,omitempty"`
+}
+
+// GrowRequest is the body of POST /v1/volumes/{name}/grow.
+type GrowRequest struct {
+	Size string `json:"size"`
 }
 
 // App is one relocatable container.
@@ -178,6 +208,10 @@ type Service interface {
 	// ends it (the operator's way to allow a takeover before the deadline).
 	SetMaintenance(ctx context.Context, host string, d time.Duration, reason string) (Maintenance, error)
 	EndMaintenance(ctx context.Context, host string) error
+	// GrowVolume grows a volume, in use or not, to size (never smaller):
+	// its storage, then the filesystem on the host that mounts it; it
+	// answers once that host grew it, or says what is left.
+	GrowVolume(ctx context.Context, volume, size string) (Grow, error)
 }
 
 // Maintenance is a host's announced maintenance: peers neither fence it

@@ -26,6 +26,9 @@ import (
 var Tools = []execx.Tool{
 	{Name: "mkfs.ext4", Package: "e2fsprogs"},
 	{Name: "mkfs.xfs", Package: "xfsprogs"},
+	{Name: "resize2fs", Package: "e2fsprogs"},
+	{Name: "e2fsck", Package: "e2fsprogs"},
+	{Name: "xfs_growfs", Package: "xfsprogs"},
 	{Name: "mount", Package: "mount"},
 	{Name: "umount", Package: "mount"},
 }
@@ -85,6 +88,31 @@ func (f FS) Mount(ctx context.Context, dev, fstype, target string) (err error) {
 	}()
 	if _, err := f.Run.Run(ctx, "mount", "-t", fstype, dev, target); err != nil {
 		return fmt.Errorf("mount %s on %s: %w", dev, target, err)
+	}
+	return nil
+}
+
+// Grow grows the filesystem fstype on dev, mounted on target, online to the
+// size of dev: resize2fs takes the device, xfs_growfs the mount point (an
+// XFS filesystem grows only while mounted). Growing a filesystem that fills
+// its device already is a no-op for both.
+func (f FS) Grow(ctx context.Context, fstype, dev, target string) error {
+	var argv []string
+	switch fstype {
+	case "ext4":
+		argv = []string{"resize2fs", dev}
+	case "xfs":
+		argv = []string{"xfs_growfs", target}
+	default:
+		return fmt.Errorf("grow %s: %w %q: relocvol grows ext4 and xfs", dev, ErrUnsupportedFS, fstype)
+	}
+	if _, mounted, err := MountSource(target); err != nil {
+		return fmt.Errorf("grow the filesystem of %s: %w", dev, err)
+	} else if !mounted {
+		return fmt.Errorf("grow the filesystem of %s: nothing is mounted on %s (relocvol grows filesystems online only)", dev, target)
+	}
+	if _, err := f.Run.Run(ctx, argv[0], argv[1:]...); err != nil {
+		return fmt.Errorf("grow the %s filesystem of %s: %w", fstype, dev, err)
 	}
 	return nil
 }

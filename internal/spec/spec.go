@@ -74,6 +74,10 @@ type Spec struct {
 	// Explicit records which options the user gave, so that an idempotent
 	// Create on another host can tell "same request" from "defaults".
 	Explicit map[string]bool
+	// Grown: the volume was grown since it was created (GrowTo). A Create
+	// asking for a smaller size is then the same request: Swarm repeats
+	// the service's volume-opt size on every node it starts a task on.
+	Grown bool
 }
 
 // Defaults are used for options the user did not give.
@@ -161,7 +165,7 @@ func FormatSize(n int64) string {
 // because Swarm and other hosts repeat Create without them.
 func Conflicts(existing, asked Spec) []string {
 	var diffs []string
-	if asked.Explicit[OptSize] && asked.Size != existing.Size {
+	if asked.Explicit[OptSize] && asked.Size != existing.Size && !(existing.Grown && asked.Size < existing.Size) {
 		diffs = append(diffs, fmt.Sprintf("size=%s (it has %s)", FormatSize(asked.Size), FormatSize(existing.Size)))
 	}
 	if asked.Explicit[OptFS] && asked.FS != existing.FS {

@@ -116,6 +116,7 @@ func TestConflicts(t *testing.T) {
 	existing := Spec{Size: 1 << 30, FS: "ext4"}
 	for _, tc := range []struct {
 		name  string
+		grown bool
 		asked Spec
 		want  string
 	}{
@@ -123,8 +124,13 @@ func TestConflicts(t *testing.T) {
 		{name: "same explicit", asked: Spec{Size: 1 << 30, FS: "ext4", Explicit: map[string]bool{"size": true, "fs": true}}, want: ""},
 		{name: "other size", asked: Spec{Size: 2 << 30, Explicit: map[string]bool{"size": true}}, want: "size=2G (it has 1G)"},
 		{name: "other fs", asked: Spec{FS: "xfs", Explicit: map[string]bool{"fs": true}}, want: "fs=xfs (it has ext4)"},
+		{name: "grown: its creation size", grown: true, asked: Spec{Size: 512 << 20, Explicit: map[string]bool{"size": true}}, want: ""},
+		{name: "grown: larger still conflicts", grown: true, asked: Spec{Size: 2 << 30, Explicit: map[string]bool{"size": true}}, want: "size=2G (it has 1G)"},
+		{name: "never grown: smaller conflicts", asked: Spec{Size: 512 << 20, Explicit: map[string]bool{"size": true}}, want: "size=512M (it has 1G)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			existing := existing
+			existing.Grown = tc.grown
 			if got := strings.Join(Conflicts(existing, tc.asked), "; "); got != tc.want {
 				t.Fatalf("Conflicts = %q, want %q", got, tc.want)
 			}

@@ -26,6 +26,12 @@ import (
 // etcd instead.
 type VolumeCache struct {
 	s *Store
+	// OnChange, when set before Run, hears each record the cache reads
+	// or is told of (every one at each full read, then each change). It
+	// runs in the cache's goroutine and must not block. The plugin uses it
+	// to hear of grown volumes it has mounted; what it does then, it
+	// decides from etcd, not from the cache.
+	OnChange func(Volume)
 
 	mu     sync.RWMutex
 	vols   map[string]Volume
@@ -80,14 +86,25 @@ func (c *VolumeCache) load(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.vols = make(map[string]Volume, len(vols))
 	for name, v := range vols {
 		c.vols[name] = v.Value
 	}
 	c.sorted, c.synced = nil, true
 	c.advance(resp.Header.Revision)
+	c.mu.Unlock()
+	for name, v := range vols {
+		c.changed(name, v.Value)
+	}
 	return resp.Header.Revision, nil
+}
+
+// changed tells OnChange of the record of name.
+func (c *VolumeCache) changed(name string, v Volume) {
+	if c.OnChange != nil {
+		v.Name = name
+		c.OnChange(v)
+	}
 }
 
 // advance records that the cache is complete up to rev; c.mu is held.
@@ -121,21 +138,28 @@ func (c *VolumeCache) follow(ctx context.Context, rev int64) {
 // read (then the cache is out of date until a new read).
 func (c *VolumeCache) apply(events []*clientv3.Event) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	put := make(map[string]Volume, len(events))
 	for _, ev := range events {
 		name := path.Base(string(ev.Kv.Key))
 		if ev.Type == mvccpb.DELETE {
 			delete(c.vols, name)
+			delete(put, name)
 			continue
 		}
 		var v Volume
 		if err := json.Unmarshal(ev.Kv.Value, &v); err != nil {
 			c.synced = false // not a record relocvol reads: ListVolumes says so
+			c.mu.Unlock()
 			return false
 		}
 		c.vols[name] = v
+		put[name] = v
 	}
 	c.sorted = nil
+	c.mu.Unlock()
+	for name, v := range put {
+		c.changed(name, v)
+	}
 	return true
 }
 

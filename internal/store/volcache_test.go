@@ -110,3 +110,51 @@ func TestVolumeCacheFollowsEtcd(t *testing.T) {
 		t.Fatal("a stopped cache says it follows etcd")
 	}
 }
+
+// OnChange hears every record of the first read, then each record written,
+// with its name, and never a removal.
+func TestVolumeCacheOnChange(t *testing.T) {
+	st, _ := newStore(t)
+	ctx := context.Background()
+	if _, _, _, err := st.CreateVolume(ctx, store.Volume{Name: "a", Backend: "loop", State: store.StateReady}); err != nil {
+		t.Fatal(err)
+	}
+	heard := make(chan store.Volume, 16)
+	c := st.NewVolumeCache()
+	c.OnChange = func(v store.Volume) { heard <- v }
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go c.Run(rctx)
+	next := func(want string, size int64) {
+		t.Helper()
+		select {
+		case v := <-heard:
+			if v.Name != want || v.Size != size {
+				t.Fatalf("OnChange heard %s of size %d, want %s of size %d", v.Name, v.Size, want, size)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("OnChange never heard of %s", want)
+		}
+	}
+	next("a", 0)
+	_, _, rev, err := st.CreateVolume(ctx, store.Volume{Name: "b", Backend: "loop", State: store.StateReady})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next("b", 0)
+	if _, err := st.UpdateVolume(ctx, store.Volume{Name: "b", Backend: "loop", State: store.StateReady, Size: 2 << 20}, rev, -1); err != nil {
+		t.Fatal(err)
+	}
+	next("b", 2<<20)
+	_, rev, err = st.GetVolume(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteVolume(ctx, "a", rev); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := st.CreateVolume(ctx, store.Volume{Name: "c", Backend: "loop", State: store.StateReady}); err != nil {
+		t.Fatal(err)
+	}
+	next("c", 0) // nothing of a's removal before it
+}

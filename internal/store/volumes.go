@@ -23,7 +23,34 @@ type Volume struct {
 	State     string    `json:"state"`
 	CreatedAt time.Time `json:"createdAt"`
 	CreatedBy string    `json:"createdBy"`
+	// Grow is the volume's last grow; Size is already its new size.
+	Grow *Grow `json:"grow,omitempty"`
 }
+
+// Grow is a volume's last grow. Its storage was extended first (by host
+// By, which any host may do), then the record written; the filesystem
+// follows on the host that has the volume mounted (Owner when the grow was
+// asked for), online, or at the volume's next Mount when no host had it
+// mounted. Done says it was; Error is the last failure to; Waiting, why the
+// host that mounts it leaves it to the volume's next Mount (it cannot grow
+// that filesystem while mounted).
+type Grow struct {
+	Size  int64     `json:"size"`
+	From  int64     `json:"from"`
+	By    string    `json:"by"`
+	At    time.Time `json:"at"`
+	Owner string    `json:"owner,omitempty"`
+	Done  bool      `json:"done,omitempty"`
+	// FSHost grew the filesystem, at FSAt.
+	FSHost  string    `json:"fsHost,omitempty"`
+	FSAt    time.Time `json:"fsAt,omitzero"`
+	Error   string    `json:"error,omitempty"`
+	Waiting string    `json:"waiting,omitempty"`
+}
+
+// Pending says the filesystem of a grown volume has not followed its
+// storage yet.
+func (g *Grow) Pending() bool { return g != nil && !g.Done }
 
 // GetVolume returns the volume record and its revision, or ErrNotFound.
 func (s *Store) GetVolume(ctx context.Context, name string) (Volume, int64, error) {

@@ -12,6 +12,26 @@ proc_running() {
 
 docker_ok() { timeout 20 docker info >/dev/null 2>&1; }
 
+# capability_bits: the Linux capability numbers of the names the plugin's
+# config.json may leave out (OPTIONAL_CAPS of build-plugin.sh).
+declare -A capability_bits=([CAP_SYS_RESOURCE]=24)
+
+# engine_cannot_grant CAP: whether the local dockerd's bounding set lacks
+# CAP (a sandbox, docker-in-docker started with --cap-drop), so that a
+# plugin asking for it fails to start ("unable to apply caps"). False when
+# it cannot tell (no local dockerd: a remote DOCKER_HOST).
+engine_cannot_grant() {
+	local bit=${capability_bits[$1]:?unknown capability $1} f bnd
+	for f in /proc/[0-9]*/comm; do
+		[[ $(cat "$f" 2>/dev/null) == dockerd ]] || continue
+		bnd=$(sed -n 's/^CapBnd:[[:space:]]*//p' "${f%/comm}/status" 2>/dev/null) || continue
+		[[ $bnd =~ ^[0-9a-f]+$ ]] || continue
+		(((16#$bnd >> bit) & 1)) && return 1
+		return 0
+	done
+	return 1
+}
+
 # ensure_docker: uses the engine `docker info` answers; otherwise installs
 # docker.io and starts dockerd in the background (it outlives this script).
 ensure_docker() {
