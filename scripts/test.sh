@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # scripts/test.sh: the project's test command (CI runs it through .ci/run).
 # As root: makes sure of everything setup.sh needs (packages, Go, Docker, the
-# base images) and everything the VM labs need (qemu, the kernel, the VM
-# image: scripts/vmlab/build.sh, cached), then go vet, shellcheck of every
-# script and every test. The e2e tests build and install the plugin
-# themselves with scripts/build-plugin.sh. Nothing is skipped on a machine
+# base images), everything the VM labs need (qemu, the kernel, the VM
+# image: scripts/vmlab/build.sh, cached) and what the status page's browser
+# test needs (Debian's chromium), then go vet, shellcheck of every script
+# and every test. The e2e tests build and install the plugin themselves
+# with scripts/build-plugin.sh. Nothing is skipped on a machine
 # set up by this script alone.
 #
 #   scripts/test.sh [go test flags, e.g. -run TestX]   (as root)
@@ -20,8 +21,10 @@ require_root
 # ext4 image) runs in the background while ensure_all makes the Docker base
 # images (another debootstrap): on a new machine that saves a minute. The
 # packages of both go in first, in one apt run: apt installs one at a time.
+# Only the tests need chromium (controller/api/uitest drives the status page
+# in it) and shellcheck, so they are here rather than in setup.sh.
 mapfile -t pkgs < <(setup_packages)
-ensure_packages "${pkgs[@]}" "${VMLAB_BUILD_PACKAGES[@]}" shellcheck
+ensure_packages "${pkgs[@]}" "${VMLAB_BUILD_PACKAGES[@]}" shellcheck chromium
 log "VM lab images (scripts/vmlab/build.sh, in the background)"
 bash "$RELOCVOL_REPO/scripts/vmlab/build.sh" &
 vmlab_build=$!

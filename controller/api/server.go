@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
 	"io"
 	"net"
 	"net/http"
@@ -22,7 +21,7 @@ import (
 // Options configure the server.
 type Options struct {
 	// Token, when set, is required as "Authorization: Bearer TOKEN" on
-	// every request.
+	// every request but those of the status page's files (needsToken).
 	Token   string
 	Metrics http.Handler
 	Log     logrus.FieldLogger
@@ -43,15 +42,16 @@ func Handler(svc Service, opt Options) http.Handler {
 		})
 	})
 	if opt.Token != "" {
-		r.Use(bearer(opt.Token))
+		r.Use(bearer(opt.Token, needsToken))
 	}
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
-		writeError(w, Errorf(ErrNotFound, "no such endpoint %s %s: see GET /v1/status, /v1/hosts, /v1/volumes, /v1/apps, /v1/events, /v1/local, POST /v1/apps/{name}/move, /v1/volumes/{name}/grow, /v1/local/volumes/{name}/forget, PUT and DELETE /v1/hosts/{name}/maintenance", req.Method, req.URL.Path))
+		writeError(w, Errorf(ErrNotFound, "no such endpoint %s %s: see GET /v1/status, /v1/hosts, /v1/volumes, /v1/apps, /v1/events, /v1/local, POST /v1/apps/{name}/move, /v1/volumes/{name}/grow, /v1/local/volumes/{name}/forget, PUT and DELETE /v1/hosts/{name}/maintenance; the status page is GET /", req.Method, req.URL.Path))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, Errorf(ErrMethod, "method %s not allowed on %s", req.Method, req.URL.Path))
 	})
-	r.Get("/", statusPage(svc))
+	r.Get("/", servePage)
+	r.Get(uiPrefix+"*", serveUI)
 	if opt.Metrics != nil {
 		r.Method(http.MethodGet, "/metrics", opt.Metrics)
 	}
@@ -214,9 +214,14 @@ func serve[T any](f func(context.Context) (T, error)) http.HandlerFunc {
 	}
 }
 
-func bearer(token string) func(http.Handler) http.Handler {
+// bearer requires the token on each request need says needs it.
+func bearer(token string, need func(method, path string) bool) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if !need(req.Method, req.URL.Path) {
+				next.ServeHTTP(w, req)
+				return
+			}
 			got, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
 			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="relocvol"`)
@@ -263,60 +268,4 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 		return fmt.Errorf("API on %s: %w", addr, err)
 	}
 	return nil
-}
-
-var page = template.Must(template.New("status").Funcs(template.FuncMap{
-	"ago": func(s float64) string { return strconv.FormatFloat(s, 'f', 1, 64) + "s" },
-	"ms":  func(ms int64) string { return (time.Duration(ms) * time.Millisecond).String() },
-	"ts":  func(t time.Time) string { return t.Local().Format("15:04:05.000") },
-}).Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="2"><title>relocvol: {{.Status.Host}}</title>
-<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}.bad{color:#b00;font-weight:bold}.ok{color:#070}</style></head>
-<body><h1>relocvol</h1>
-<p>Host <b>{{.Status.Host}}</b> ({{if .Status.Alive}}<span class="ok">alive</span>{{else}}<span class="bad">no current lease</span>{{end}}), leader <b>{{.Status.Leader}}</b>, version {{.Status.Version}}.
-{{.Status.HostsAlive}}/{{.Status.Hosts}} hosts alive, {{.Status.Volumes}} volumes, {{.Status.Apps}} apps, {{.Status.Relocating}} relocating.</p>
-{{if .Err}}<p class="bad">{{.Err}}</p>{{end}}
-<h2>Hosts</h2><table><tr><th>host</th><th>state</th><th>lease renewed</th><th>leader</th><th>apps</th><th>volumes</th></tr>
-{{range .Hosts}}<tr><td>{{.Name}}</td><td>{{if .Fenced}}<span class="bad">fenced by {{.FencedBy}}</span>{{else if .Alive}}<span class="ok">alive</span>{{else}}<span class="bad">dead</span>{{end}}</td><td>{{if .Alive}}{{ago .LeaseAgeSeconds}} ago{{end}}</td><td>{{if .Leader}}yes{{end}}</td><td>{{.Apps}}</td><td>{{.Volumes}}</td></tr>{{end}}</table>
-<h2>Apps</h2><table><tr><th>app</th><th>image</th><th>volumes</th><th>placed on</th><th>running on</th><th>relocation</th></tr>
-{{range .Apps}}<tr><td>{{.Name}}</td><td>{{.Image}}</td><td>{{range .Volumes}}{{.}} {{end}}</td><td>{{.DesiredHost}}</td><td>{{if .ActualHost}}{{.ActualHost}}{{else}}<span class="bad">none</span>{{end}}</td><td>{{with .Relocation}}{{.Kind}} {{.From}} → {{.To}}{{end}}</td></tr>{{end}}</table>
-<h2>Volumes</h2><table><tr><th>volume</th><th>size</th><th>owner</th><th>epoch</th><th>mounts</th><th>backend</th></tr>
-{{range .Volumes}}<tr><td>{{.Name}}</td><td>{{.SizeHuman}}</td><td>{{.Owner}}{{if and .Owner (not .OwnerAlive)}} <span class="bad">(dead)</span>{{end}}</td><td>{{.Epoch}}</td><td>{{.Mounts}}</td><td>{{.Backend}}</td></tr>{{end}}</table>
-<h2>Timeline</h2><table><tr><th>time</th><th>app</th><th>relocation</th><th>phase</th><th>host</th><th>took</th><th>since start</th><th>detail</th></tr>
-{{range .Events}}<tr><td>{{ts .At}}</td><td>{{.App}}</td><td>{{.Kind}} {{.From}} → {{.To}}</td><td>{{.Phase}}</td><td>{{.Host}}</td><td>{{ms .TookMS}}</td><td>{{ms .SinceStartMS}}</td><td>{{.Detail}}{{if .Error}} <span class="bad">{{.Error}}</span>{{end}}</td></tr>{{end}}</table>
-</body></html>`))
-
-func statusPage(svc Service) http.HandlerFunc {
-	return func(w http.ResponseWriter, req *http.Request) {
-		ctx := req.Context()
-		var data struct {
-			Status  Status
-			Hosts   []Host
-			Apps    []App
-			Volumes []Volume
-			Events  any
-			Err     error
-		}
-		var errs []error
-		var err error
-		data.Status, err = svc.Status(ctx)
-		errs = append(errs, err)
-		data.Hosts, err = svc.Hosts(ctx)
-		errs = append(errs, err)
-		data.Apps, err = svc.Apps(ctx)
-		errs = append(errs, err)
-		data.Volumes, err = svc.Volumes(ctx)
-		errs = append(errs, err)
-		ev, err := svc.Events(ctx, EventFilter{Limit: 30})
-		errs = append(errs, err)
-		for i, j := 0, len(ev)-1; i < j; i, j = i+1, j-1 {
-			ev[i], ev[j] = ev[j], ev[i] // newest first
-		}
-		data.Events = ev
-		data.Err = errors.Join(errs...)
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		if err := page.Execute(w, data); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-		}
-	}
 }

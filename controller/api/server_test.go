@@ -151,7 +151,9 @@ func TestHandler(t *testing.T) {
 		{name: "grow, the filesystem follows", method: "POST", path: "/v1/volumes/db/grow", body: `{"size":"1G"}`, code: 202, want: `"filesystem": "growing"`},
 		{name: "wrong method", method: "DELETE", path: "/v1/apps", code: 405, want: `method DELETE not allowed on /v1/apps`},
 		{name: "unknown path", method: "GET", path: "/v2/x", code: 404, want: `no such endpoint GET /v2/x`},
-		{name: "status page", method: "GET", path: "/", code: 200, want: `<td>db</td>`},
+		{name: "status page", method: "GET", path: "/", code: 200, want: `<title>relocvol</title>`},
+		{name: "status page script", method: "GET", path: "/ui/api.js", code: 200, want: `/v1/events?follow=true`},
+		{name: "missing page file", method: "GET", path: "/ui/app.js", code: 404, want: `no file /ui/app.js in the status page`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, body := do(t, h, tc.method, tc.path, "", tc.body)
@@ -172,12 +174,17 @@ func TestHandler(t *testing.T) {
 func TestBearerToken(t *testing.T) {
 	h := Handler(&fakeService{}, Options{Token: "s3cret"})
 	for _, tc := range []struct {
-		token string
-		code  int
-	}{{"", 401}, {"wrong", 401}, {"s3cret", 200}} {
-		code, body := do(t, h, "GET", "/v1/status", tc.token, "")
+		path, token string
+		code        int
+	}{
+		{"/v1/status", "", 401}, {"/v1/status", "wrong", 401}, {"/v1/status", "s3cret", 200},
+		{"/metrics", "", 401},
+		// The status page holds no data: it asks for the token itself.
+		{"/", "", 200}, {"/ui/status.js", "", 200}, {"/", "wrong", 200},
+	} {
+		code, body := do(t, h, "GET", tc.path, tc.token, "")
 		if code != tc.code {
-			t.Errorf("token %q: %d %s, want %d", tc.token, code, body, tc.code)
+			t.Errorf("GET %s with token %q: %d %s, want %d", tc.path, tc.token, code, body, tc.code)
 		}
 		if code == 401 {
 			var e ErrorBody
