@@ -41,7 +41,9 @@ type Options struct {
 	Volumes LocalVolumes
 	// Grower grows volumes (the plugin's driver; nil: none served here).
 	Grower Grower
-	Log    logrus.FieldLogger
+	// Diagnose runs this host's checks for relocvol doctor (nil: none).
+	Diagnose Diagnoser
+	Log      logrus.FieldLogger
 }
 
 // Controller is one host's controller: agent, leader candidate and the
@@ -54,6 +56,8 @@ type Controller struct {
 	agent  *Agent
 	leader *Leader
 	log    logrus.FieldLogger
+	// doctorWait is how long Doctor waits for the other hosts' reports.
+	doctorWait time.Duration
 }
 
 var _ api.Service = (*Controller)(nil)
@@ -71,7 +75,7 @@ func New(opt Options) *Controller {
 	m := NewMetrics(mounted)
 	m.watchSlack(opt.Beat)
 	rec := NewRecorder(opt.Store, opt.Host, m, opt.Log)
-	c := &Controller{opt: opt, st: opt.Store, rec: rec, m: m, log: log}
+	c := &Controller{opt: opt, st: opt.Store, rec: rec, m: m, log: log, doctorWait: doctorWait}
 	if opt.Docker != nil {
 		c.agent = NewAgent(opt.Store, opt.Docker, opt.Beat, rec, m, opt.Host, opt.Volumes, opt.Log)
 	}
@@ -95,6 +99,7 @@ func (c *Controller) Metrics() http.Handler { return c.m.Handler() }
 func (c *Controller) Run(ctx context.Context) {
 	go c.endStopMaintenance(ctx)
 	go c.rec.Run(ctx)
+	go c.answerDoctor(ctx)
 	if c.agent != nil {
 		go c.agent.Run(ctx)
 	}

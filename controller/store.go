@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -69,12 +70,24 @@ type ViewStore interface {
 	EndMaintenance(ctx context.Context, host, by string) (bool, error)
 }
 
+// DoctorStore is what the doctor needs: requests to every host, their
+// reports, and a wait for them.
+type DoctorStore interface {
+	RequestDoctor(ctx context.Context, r store.DoctorRequest) error
+	PutDoctorReport(ctx context.Context, id, host string, report any) error
+	DoctorReports(ctx context.Context, id string) (map[string]json.RawMessage, error)
+	FollowDoctorRequests(ctx context.Context, fn func(store.DoctorRequest)) error
+	ListHosts(ctx context.Context) (map[string]store.Versioned[store.Host], error)
+	Await(ctx context.Context, families []store.Family, recheck time.Duration, check func(context.Context) (bool, error)) error
+}
+
 // Store is every part's store together: what New needs.
 type Store interface {
 	AgentStore
 	LeaderStore
 	EventStore
 	ViewStore
+	DoctorStore
 }
 
 var _ Store = (*store.Store)(nil)

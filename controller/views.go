@@ -157,10 +157,10 @@ func (c *Controller) Events(ctx context.Context, f api.EventFilter) ([]api.Event
 }
 
 // FollowEvents implements api.Service: fn gets what Events returns, one
-// event at a time, then each new event matching f as it is written, until
-// ctx ends or fn fails. Nothing polls: the store watches etcd from the
-// list's revision.
-func (c *Controller) FollowEvents(ctx context.Context, f api.EventFilter, fn func(api.Event) error) error {
+// event at a time, then listed is told, then fn gets each new event
+// matching f as it is written, until ctx ends or fn fails. Nothing polls:
+// the store watches etcd from the list's revision.
+func (c *Controller) FollowEvents(ctx context.Context, f api.EventFilter, listed func() error, fn func(api.Event) error) error {
 	return c.st.FollowEvents(ctx, eventScan(f),
 		func(past []store.Event) error {
 			for _, e := range pickEvents(past, f) {
@@ -168,7 +168,7 @@ func (c *Controller) FollowEvents(ctx context.Context, f api.EventFilter, fn fun
 					return err
 				}
 			}
-			return nil
+			return listed()
 		},
 		func(e store.Event) error {
 			if !eventMatches(e, f) {

@@ -122,6 +122,8 @@ func TestManagedPlugin(t *testing.T) {
 
 	// ---- the controller's API, CLI, metrics and status page ----
 	checkAPI(t, b.bin, fmt.Sprintf("http://127.0.0.1:%d", apiPort))
+	checkDoctor(t, b.bin, fmt.Sprintf("http://127.0.0.1:%d", apiPort))
+	checkStatusPage(t, fmt.Sprintf("http://127.0.0.1:%d", apiPort))
 
 	// ---- host B is refused while A holds it ----
 	err := b.call("Mount", map[string]string{"Name": vol, "ID": "b1"}, nil)

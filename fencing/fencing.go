@@ -17,6 +17,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/relocvol/relocvol/internal/doctor"
 	"github.com/relocvol/relocvol/internal/store"
 )
 
@@ -74,3 +75,10 @@ func (n None) Fence(_ context.Context, host string) error {
 
 // Join registers nothing: there is no storage to register with.
 func (None) Join(context.Context) error { return nil }
+
+// Diagnose is the doctor's fencing check: there is none, which a partitioned
+// host that cannot stop a writer turns into two writers.
+func (None) Diagnose(context.Context, []string) []doctor.Check {
+	return []doctor.Check{doctor.Warned("fencing", "in production use the lvm backend with scsi3 fencing (docs/production.md); loop with none is for one host or development",
+		"none: a host cut off etcd stops its containers itself, and nothing stops one that cannot (a writer stuck in D state, a suspended VM)")}
+}

@@ -44,6 +44,7 @@ var Tools = []execx.Tool{
 	{Name: "vgs", Package: "lvm2"},
 	{Name: "vgchange", Package: "lvm2"},
 	{Name: "pvs", Package: "lvm2"},
+	{Name: "lvmconfig", Package: "lvm2"},
 }
 
 // Locker runs fn under a cluster-wide lock, having proven just before fn

@@ -60,6 +60,7 @@ func apiCmds() []*cobra.Command {
 		forgetMountsCmd(f),
 		maintenanceCmd(f),
 		volumeCmd(f),
+		doctorCmd(f),
 	}
 	for _, c := range cmds {
 		f.bind(c)

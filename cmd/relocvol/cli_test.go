@@ -25,6 +25,7 @@ func (*moveService) SetMaintenance(context.Context, string, time.Duration, strin
 	return api.Maintenance{}, nil
 }
 func (*moveService) EndMaintenance(context.Context, string) error { return nil }
+func (*moveService) Doctor(context.Context) (api.Doctor, error)   { return doctorAnswer, nil }
 func (*moveService) GrowVolume(context.Context, string, string) (api.Grow, error) {
 	return api.Grow{}, nil
 }
@@ -64,8 +65,13 @@ func (m *moveService) Events(_ context.Context, f api.EventFilter) ([]api.Event,
 
 // FollowEvents lists the first step, then sends the others a few
 // milliseconds apart, as the hosts write them, and then waits.
-func (m *moveService) FollowEvents(ctx context.Context, f api.EventFilter, fn func(api.Event) error) error {
+func (m *moveService) FollowEvents(ctx context.Context, f api.EventFilter, listed func() error, fn func(api.Event) error) error {
 	for i, e := range timeline(f.Relocation) {
+		if i == 1 {
+			if err := listed(); err != nil {
+				return err
+			}
+		}
 		if i > 0 {
 			time.Sleep(5 * time.Millisecond)
 		}

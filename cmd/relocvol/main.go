@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -13,7 +14,15 @@ import (
 var version = "dev"
 
 func main() {
-	if err := rootCmd().Execute(); err != nil {
+	err := rootCmd().Execute()
+	var ee *exitError
+	switch {
+	case errors.As(err, &ee):
+		if ee.msg != "" {
+			fmt.Fprintln(os.Stderr, "relocvol:", ee.msg)
+		}
+		os.Exit(ee.code)
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "relocvol:", err)
 		os.Exit(1)
 	}

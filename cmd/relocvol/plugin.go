@@ -50,6 +50,10 @@ var (
 	_ plugin.ClusterMarker       = (*loop.Loop)(nil)
 	_ plugin.ClusterMarker       = (*lvm.LVM)(nil)
 	_ plugin.ActiveLister        = (*lvm.LVM)(nil)
+	_ storageDiagnoser           = (*lvm.LVM)(nil)
+	_ storageDiagnoser           = (*loop.Loop)(nil)
+	_ fencingDiagnoser           = (*scsi3.Fencer)(nil)
+	_ fencingDiagnoser           = fencing.None{}
 )
 
 func pluginCmd() *cobra.Command {
@@ -216,13 +220,17 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	}
 	var docker controller.Docker
 	var engine plugin.Containers
+	hd := &hostDoctor{cfg: cfg, st: st, beat: hb, backend: be, fencer: fencer, cluster: cl, endpoints: endpoints, etcdName: etcdName,
+		timings: func() (time.Duration, time.Duration, time.Duration) {
+			return hb.MaxRenewalGap(), hb.Timings().Cutoff(), hb.Timings().Renew
+		}}
 	if cfg.DockerHost != "" {
 		dc, err := client.NewClientWithOpts(client.WithHost(cfg.DockerHost), client.WithAPIVersionNegotiation())
 		if err != nil {
 			return failed(fmt.Errorf("docker client for %s: %w", cfg.DockerHost, err))
 		}
 		defer func() { _ = dc.Close() }()
-		docker, engine = dc, dc
+		docker, engine, hd.engine = dc, dc, dc
 	}
 	// The driver tells the controller each mount step (a relocation's
 	// timeline); the controller counts and drops the driver's mounts.
@@ -235,7 +243,7 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	})
 	ctl = controller.New(controller.Options{
 		Host: cfg.Host, Version: version, Store: st, Docker: docker, Beat: hb, Fencer: fencer, Log: log,
-		Volumes: drv, Grower: drv,
+		Volumes: drv, Grower: drv, Diagnose: hd.Report,
 	})
 	hb.Member = drv
 	// The cache tells the driver of volumes grown by other hosts: it grows

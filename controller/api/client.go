@@ -156,3 +156,10 @@ func (c *Client) GrowVolume(ctx context.Context, volume, size string) (Grow, err
 	err := c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(volume)+"/grow", GrowRequest{Size: size}, &out)
 	return out, err
 }
+
+// Doctor is GET /v1/doctor.
+func (c *Client) Doctor(ctx context.Context) (Doctor, error) {
+	var out Doctor
+	err := c.do(ctx, http.MethodGet, "/v1/doctor", nil, &out)
+	return out, err
+}

@@ -45,7 +45,7 @@ func Handler(svc Service, opt Options) http.Handler {
 		r.Use(bearer(opt.Token, needsToken))
 	}
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
-		writeError(w, Errorf(ErrNotFound, "no such endpoint %s %s: see GET /v1/status, /v1/hosts, /v1/volumes, /v1/apps, /v1/events, /v1/local, POST /v1/apps/{name}/move, /v1/volumes/{name}/grow, /v1/local/volumes/{name}/forget, PUT and DELETE /v1/hosts/{name}/maintenance; the status page is GET /", req.Method, req.URL.Path))
+		writeError(w, Errorf(ErrNotFound, "no such endpoint %s %s: see GET /v1/status, /v1/hosts, /v1/volumes, /v1/apps, /v1/events, /v1/local, /v1/doctor, POST /v1/apps/{name}/move, /v1/volumes/{name}/grow, /v1/local/volumes/{name}/forget, PUT and DELETE /v1/hosts/{name}/maintenance; the status page is GET /", req.Method, req.URL.Path))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, Errorf(ErrMethod, "method %s not allowed on %s", req.Method, req.URL.Path))
@@ -61,6 +61,7 @@ func Handler(svc Service, opt Options) http.Handler {
 		r.Get("/volumes", serve(svc.Volumes))
 		r.Get("/apps", serve(svc.Apps))
 		r.Get("/local", serve(svc.Local))
+		r.Get("/doctor", serve(svc.Doctor))
 		r.Put("/hosts/{name}/maintenance", func(w http.ResponseWriter, req *http.Request) {
 			var body MaintenanceRequest
 			if err := decodeBody(w, req, &body); err != nil {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/relocvol/relocvol/internal/doctor"
 )
 
 // fakeService is a fixed cluster for the handler tests.
@@ -38,6 +40,10 @@ func (f *fakeService) SetMaintenance(_ context.Context, h string, d time.Duratio
 	f.changes++
 	return Maintenance{Host: h, Until: time.Unix(0, 0).Add(d), By: "operator", Reason: r}, nil
 }
+func (f *fakeService) Doctor(context.Context) (Doctor, error) {
+	return Doctor{Status: doctor.Warn, Hosts: []doctor.Report{{Host: "a", Checks: []doctor.Check{doctor.Warned("clock", "run NTP", "+0.900s off etcd's")}}}}, nil
+}
+
 func (f *fakeService) GrowVolume(_ context.Context, v, size string) (Grow, error) {
 	switch {
 	case v != "db":
@@ -77,7 +83,7 @@ func (f *fakeService) Events(_ context.Context, ef EventFilter) ([]Event, error)
 
 // FollowEvents sends the listed event, then those a test feeds into
 // follow (a nil channel: none), then what fail says, if anything.
-func (f *fakeService) FollowEvents(ctx context.Context, ef EventFilter, fn func(Event) error) error {
+func (f *fakeService) FollowEvents(ctx context.Context, ef EventFilter, listed func() error, fn func(Event) error) error {
 	if f.failFirst != nil {
 		return f.failFirst
 	}
@@ -86,6 +92,9 @@ func (f *fakeService) FollowEvents(ctx context.Context, ef EventFilter, fn func(
 		if err := fn(e); err != nil {
 			return err
 		}
+	}
+	if err := listed(); err != nil {
+		return err
 	}
 	for {
 		select {
@@ -147,6 +156,7 @@ func TestHandler(t *testing.T) {
 		{name: "move without target", method: "POST", path: "/v1/apps/db/move", body: `{}`, code: 400, want: `\"to\" is empty`},
 		{name: "move with a typo", method: "POST", path: "/v1/apps/db/move", body: `{"host":"b"}`, code: 400, want: `unknown field \"host\"`},
 		{name: "move not JSON", method: "POST", path: "/v1/apps/db/move", body: `b`, code: 400, want: `invalid move request`},
+		{name: "doctor", method: "GET", path: "/v1/doctor", code: 200, want: `"status": "warn"`},
 		{name: "grow", method: "POST", path: "/v1/volumes/db/grow", body: `{"size":"2G"}`, code: 200, want: `"filesystem": "grown"`},
 		{name: "grow, the filesystem follows", method: "POST", path: "/v1/volumes/db/grow", body: `{"size":"1G"}`, code: 202, want: `"filesystem": "growing"`},
 		{name: "wrong method", method: "DELETE", path: "/v1/apps", code: 405, want: `method DELETE not allowed on /v1/apps`},
@@ -283,5 +293,35 @@ func TestFollowEvents(t *testing.T) {
 	}
 	if code, body := do(t, Handler(svc, Options{}), "GET", "/v1/events?follow=maybe", "", ""); code != http.StatusBadRequest || !strings.Contains(body, `invalid follow \"maybe\"`) {
 		t.Fatalf("follow=maybe: %d %s", code, body)
+	}
+}
+
+// listsNothing is a cluster whose timeline is empty: its follow lists
+// nothing, then waits for new events that do not come.
+type listsNothing struct{ fakeService }
+
+func (l *listsNothing) FollowEvents(ctx context.Context, _ EventFilter, listed func() error, _ func(Event) error) error {
+	if err := listed(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// A follower of an empty timeline gets the stream's headers at once (the
+// status page shows it live), not when the first event comes.
+func TestFollowAnEmptyTimelineAnswersAtOnce(t *testing.T) {
+	srv := httptest.NewServer(Handler(&listsNothing{}, Options{}))
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v1/events?follow=true", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("no answer to a follow of an empty timeline within 3s: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/x-ndjson" {
+		t.Fatalf("answer %s %q", resp.Status, resp.Header.Get("Content-Type"))
 	}
 }

@@ -20,17 +20,26 @@ import (
 // event is an ordinary error answer; after it, the stream's last line is
 // {"error": "..."}.
 
-// streamEvents answers a follow request.
+// streamEvents answers a follow request. The answer starts with the first
+// event, or once the past is listed: a follower of an empty timeline gets
+// its headers at once, and knows the stream is open.
 func streamEvents(w http.ResponseWriter, req *http.Request, svc Service, f EventFilter) {
 	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
 	started := false
-	err := svc.FollowEvents(req.Context(), f, func(e Event) error {
+	head := func() {
 		if !started {
 			w.Header().Set("Content-Type", "application/x-ndjson")
 			w.WriteHeader(http.StatusOK)
 			started = true
 		}
+	}
+	listed := func() error {
+		head()
+		return rc.Flush()
+	}
+	err := svc.FollowEvents(req.Context(), f, listed, func(e Event) error {
+		head()
 		if err := enc.Encode(e); err != nil {
 			return err
 		}

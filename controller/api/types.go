@@ -8,6 +8,8 @@ package api
 import (
 	"context"
 	"time"
+
+	"github.com/relocvol/relocvol/internal/doctor"
 )
 
 // Status is the cluster at a glance, seen from the answering host.
@@ -124,6 +126,13 @@ type Grow struct {
 	Detail     string    `json:"detail,omitempty"`
 }
 
+// Doctor is the checks of every live host: Status is the worst of them
+// (pass only when every check passed).
+type Doctor struct {
+	Status doctor.Status   `json:"status"`
+	Hosts  []doctor.Report `json:"hosts"`
+}
+
 // GrowRequest is the body of POST /v1/volumes/{name}/grow.
 type GrowRequest struct {
 	Size string `json:"size"`
@@ -195,9 +204,11 @@ type Service interface {
 	Volumes(ctx context.Context) ([]Volume, error)
 	Apps(ctx context.Context) ([]App, error)
 	Events(ctx context.Context, f EventFilter) ([]Event, error)
-	// FollowEvents calls fn with what Events returns, then with each new
-	// event matching f as it is written, until ctx ends (nil) or fn fails.
-	FollowEvents(ctx context.Context, f EventFilter, fn func(Event) error) error
+	// FollowEvents calls fn with what Events returns, then listed (the
+	// past is all there: a follower may be told the stream is open), then
+	// fn with each new event matching f as it is written, until ctx ends
+	// (nil) or fn or listed fails.
+	FollowEvents(ctx context.Context, f EventFilter, listed func() error, fn func(Event) error) error
 	Move(ctx context.Context, app, to string) (Relocation, error)
 	// Local is the answering host as it sees itself (no etcd needed).
 	Local(ctx context.Context) (Local, error)
@@ -208,6 +219,8 @@ type Service interface {
 	// ends it (the operator's way to allow a takeover before the deadline).
 	SetMaintenance(ctx context.Context, host string, d time.Duration, reason string) (Maintenance, error)
 	EndMaintenance(ctx context.Context, host string) error
+	// Doctor runs the checks of every live host (relocvol doctor).
+	Doctor(ctx context.Context) (Doctor, error)
 	// GrowVolume grows a volume, in use or not, to size (never smaller):
 	// its storage, then the filesystem on the host that mounts it; it
 	// answers once that host grew it, or says what is left.

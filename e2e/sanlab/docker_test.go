@@ -86,6 +86,10 @@ func TestDockerOnSAN(t *testing.T) {
 			b, copied.Sub(built).Round(100*time.Millisecond), time.Since(copied).Round(100*time.Millisecond))
 	})
 
+	// relocvol doctor against the correct setup, then broken ones, while
+	// the VG is still quiet.
+	doctorSteps(t, d, step)
+
 	step("create on A, a writer runs there", func(t *testing.T) {
 		d.mustDocker(t, a, "volume create -d "+driver+" -o size="+volSize+" v1")
 		// The plugin's LV, in the host's own view of LVM.
@@ -105,6 +109,48 @@ func TestDockerOnSAN(t *testing.T) {
 			t.Fatalf("docker run on B with A's volume: %v\n%s\nwant a refusal naming hostA", err, out)
 		}
 		// Nothing changed on A: the writer goes on.
+		_, n, err := d.lastLine(t, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.waitLines(t, a, n+5)
+	})
+
+	// Online grow, asked on the host that does not have the volume: B
+	// extends the LV under the VG lock, A (the plugin has CAP_SYS_RESOURCE
+	// here: publish.sh keeps it, a VM's engine grants it) refreshes its
+	// device and grows the ext4 filesystem under the running writer.
+	step("v1 grows under A's writer, asked on B", func(t *testing.T) {
+		df := func() int64 {
+			out := strings.TrimSpace(d.mustDocker(t, a, "exec "+appName+" sh -c 'df -B1 --output=size /data | tail -n 1'"))
+			n, err := strconv.ParseInt(out, 10, 64)
+			if err != nil {
+				t.Fatalf("df in the writer: %q", out)
+			}
+			return n
+		}
+		before := df()
+		start := time.Now()
+		out := d.lab.MustRun(t, b, "relocvol volume grow v1 128M")
+		t.Logf("BENCHMARK online grow on the VM lab (LVM, ext4, asked on B, grown on A): %s: %s", time.Since(start).Round(10*time.Millisecond), strings.TrimSpace(out))
+		if !strings.Contains(out, "volume v1 grew from 64M to 128M: its filesystem was grown on host hostA") {
+			t.Fatalf("relocvol volume grow on B said:\n%s\nwant the filesystem grown online on hostA", out)
+		}
+		if after := df(); after < before+56<<20 {
+			t.Fatalf("df in A's writer: %d bytes after the grow, %d before", after, before)
+		}
+		for _, h := range d.lab.Hosts {
+			if size := strings.TrimSpace(d.lab.MustRun(t, h, "lvs --noheadings --units m --nosuffix -o lv_size "+dockerVG+"/rv-v1")); !strings.HasPrefix(size, "128") {
+				t.Errorf("%s's lvs: rv-v1 is %sM, want 128M", h, size)
+			}
+			if got := d.mustDocker(t, h, "volume inspect --format '{{.Status.size}}' v1"); got != "128M" {
+				t.Errorf("docker volume inspect on %s: size %q, want 128M", h, got)
+			}
+		}
+		out, err := d.lab.Run(t, a, "relocvol volume grow v1 64M")
+		if err == nil || !strings.Contains(out, "relocvol only grows volumes") {
+			t.Fatalf("relocvol volume grow v1 64M: %v\n%s\nwant a refusal", err, out)
+		}
 		_, n, err := d.lastLine(t, a)
 		if err != nil {
 			t.Fatal(err)

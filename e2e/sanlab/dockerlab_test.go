@@ -47,6 +47,8 @@ const (
 type dockerLab struct {
 	lab *vmlab.Lab
 	st  *store.Store
+	// etcdPort is the port of the test's etcd, on vmlab.HostGateway.
+	etcdPort string
 }
 
 // startDockerLab publishes the plugin (scripts/publish.sh, the operator's
@@ -73,7 +75,7 @@ func startDockerLab(t *testing.T) *dockerLab {
 	t.Cleanup(srv.Close)
 	eps := srv.Endpoints()
 	etcdPort := eps[0][strings.LastIndex(eps[0], ":")+1:]
-	d := &dockerLab{st: store.New(testenv.EtcdClient(t, eps), "/relocvol")}
+	d := &dockerLab{st: store.New(testenv.EtcdClient(t, eps), "/relocvol"), etcdPort: etcdPort}
 	d.lab = vmlab.Start(t, vmlab.WithDocker(), vmlab.WithMemory(vmMemory))
 	image := busyboxImage(t)
 	if err := <-published; err != nil {

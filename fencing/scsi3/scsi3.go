@@ -53,7 +53,7 @@ var (
 
 // Tools are every command this package may run: the managed plugin's rootfs
 // carries them all; CheckTools says which this host needs.
-var Tools = []execx.Tool{SGPersist, MPathPersist}
+var Tools = []execx.Tool{SGPersist, MPathPersist, MultipathD}
 
 // sg3_utils exit codes (sg_lib.h) that need handling.
 const (

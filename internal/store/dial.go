@@ -14,16 +14,25 @@ import (
 // TLSFiles are the optional client TLS files for an external etcd.
 type TLSFiles struct{ CA, Cert, Key string }
 
+// Config is the client TLS configuration of the files (nil: none).
+func (files TLSFiles) Config() (*tls.Config, error) {
+	if files.CA == "" && files.Cert == "" {
+		return nil, nil
+	}
+	info := transport.TLSInfo{TrustedCAFile: files.CA, CertFile: files.Cert, KeyFile: files.Key}
+	cfg, err := info.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("etcd TLS files: %w", err)
+	}
+	return cfg, nil
+}
+
 // Dial connects to etcd and checks that it answers, so a wrong endpoint is
 // reported at start-up rather than at the first Docker request.
 func Dial(ctx context.Context, endpoints []string, files TLSFiles) (*clientv3.Client, error) {
-	var tlsCfg *tls.Config
-	if files.CA != "" || files.Cert != "" {
-		info := transport.TLSInfo{TrustedCAFile: files.CA, CertFile: files.Cert, KeyFile: files.Key}
-		var err error
-		if tlsCfg, err = info.ClientConfig(); err != nil {
-			return nil, fmt.Errorf("etcd TLS files: %w", err)
-		}
+	tlsCfg, err := files.Config()
+	if err != nil {
+		return nil, err
 	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,

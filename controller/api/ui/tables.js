@@ -6,7 +6,8 @@ import { el, badge, fmtAgo, fmtTime, replaceRows } from './dom.js';
 const when = (s) => (s ? new Date(s) : null);
 
 export function renderSummary(node, st) {
-  node.replaceChildren(
+  // replaceChildren would print a null as "null": drop the absent parts.
+  node.replaceChildren(...[
     el('span', { class: 'sum-host' }, 'host ', el('strong', {}, st.host),
       ' ', st.alive ? badge('ok', 'alive') : badge('bad', 'no current lease', 'this host has no lease in etcd: it refuses Mounts and self-fences')),
     el('span', {}, 'leader ', st.leader ? el('strong', {}, st.leader) : badge('bad', 'none', 'no host leads: nothing fails over')),
@@ -15,7 +16,7 @@ export function renderSummary(node, st) {
     el('span', {}, el('strong', {}, String(st.apps)), ' apps'),
     st.relocating > 0 ? el('span', {}, badge('warn', `${st.relocating} relocating`)) : null,
     el('span', { class: 'sum-version' }, `version ${st.version || '?'}`),
-  );
+  ].filter(Boolean));
   document.title = `relocvol: ${st.host}`;
 }
 
@@ -63,6 +64,19 @@ export function renderHosts(table, hosts, self) {
   }), 'No host is registered: start the relocvol plugin on the Docker hosts.');
 }
 
+// growBadge says where a grown volume's filesystem is (relocvol volume
+// grow): nothing once it has the new size, else growing, waiting for the
+// next mount, or failed, with the detail as the tooltip.
+function growBadge(g) {
+  if (!g || g.filesystem === 'grown') return null;
+  const from = `grown from ${g.fromHuman}`;
+  switch (g.filesystem) {
+    case 'growing': return [' ', badge('warn', 'growing', `${from}: host ${g.host} grows its filesystem`)];
+    case 'next-mount': return [' ', badge('warn', 'grows at next mount', `${from}: ${g.detail || ''}`)];
+  }
+  return [' ', badge('bad', 'grow failed', `${from}: ${g.detail || ''}`)];
+}
+
 export function renderVolumes(table, volumes) {
   replaceRows(table, volumes.map((v) => el('tr', { 'data-volume': v.name },
     el('td', { class: 'name' }, v.name),
@@ -71,7 +85,7 @@ export function renderVolumes(table, volumes) {
       : el('span', { class: 'dim' }, 'released')),
     el('td', { class: 'num' }, String(v.epoch)),
     el('td', { class: 'num' }, String(v.mounts)),
-    el('td', { class: 'num' }, v.sizeHuman),
+    el('td', { class: 'num' }, v.sizeHuman, growBadge(v.grow)),
     el('td', {}, v.fs),
     el('td', {}, v.backend),
     el('td', {}, v.state === 'ready' ? badge('ok', v.state) : badge('warn', v.state || '?')),

@@ -98,16 +98,22 @@ func (cl *cluster) write(t *testing.T, beats map[string]*heartbeat.Heartbeat) {
 			t.Fatal(err)
 		}
 	}
-	volume := func(name string, size int64, fs string, c store.Claim, created time.Time) {
+	volume := func(name string, size int64, fs string, c store.Claim, created time.Time, grow ...store.Grow) {
 		t.Helper()
-		_, _, rev, err := st.CreateVolume(ctx, store.Volume{Name: name, Backend: "lvm", Size: size, FS: fs, State: store.StateReady, CreatedAt: created, CreatedBy: "b"})
+		v := store.Volume{Name: name, Backend: "lvm", Size: size, FS: fs, State: store.StateReady, CreatedAt: created, CreatedBy: "b"}
+		for _, g := range grow {
+			v.Grow = &g
+		}
+		_, _, rev, err := st.CreateVolume(ctx, v)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.Volume = name
 		must(st.PutClaim(ctx, c, 0, rev))
 	}
-	volume("db-data", 20<<30, "xfs", store.Claim{Host: "a", Epoch: 7, Mounts: map[string]time.Time{"9c1f…db": now.Add(-49 * time.Minute)}, Since: now.Add(-49 * time.Minute)}, now.Add(-72*time.Hour))
+	// db-data was just grown from b; a, which mounts it, grows its filesystem.
+	volume("db-data", 20<<30, "xfs", store.Claim{Host: "a", Epoch: 7, Mounts: map[string]time.Time{"9c1f…db": now.Add(-49 * time.Minute)}, Since: now.Add(-49 * time.Minute)}, now.Add(-72*time.Hour),
+		store.Grow{Size: 20 << 30, From: 10 << 30, By: "b", At: now, Owner: "a"})
 	volume("web-data", 5<<30, "ext4", store.Claim{Host: "b", Epoch: 4, Mounts: map[string]time.Time{"41ab…web": now.Add(-3 * time.Minute)}, Since: now.Add(-3 * time.Minute)}, now.Add(-30*time.Hour))
 	volume("scratch", 1<<30, "ext4", store.Claim{Epoch: 2, TakenFrom: "c"}, now.Add(-5*time.Hour))
 

@@ -10,6 +10,7 @@ import (
 	"github.com/relocvol/relocvol/internal/spec"
 	"github.com/relocvol/relocvol/internal/store"
 	"github.com/relocvol/relocvol/internal/testenv"
+	"github.com/relocvol/relocvol/internal/testenv/browser"
 )
 
 // pageState is what the page shows, read from its DOM.
@@ -86,9 +87,9 @@ const red = "rgb(217, 54, 54)"
 func TestStatusPage(t *testing.T) {
 	testenv.RequireCommands(t, "chromium")
 	cl := startCluster(t)
-	b := newBrowser(t, cl.url)
-	tab := b.ctx
-	state := func() (pageState, error) { return eval[pageState](tab, readPage) }
+	b := browser.New(t, cl.url)
+	tab := b.Ctx
+	state := func() (pageState, error) { return browser.Eval[pageState](tab, readPage) }
 	var p pageState
 	waitPage := func(what string, timeout time.Duration, cond func(p pageState) error) {
 		t.Helper()
@@ -101,13 +102,13 @@ func TestStatusPage(t *testing.T) {
 		})
 	}
 
-	navigate(t, tab, cl.url+"/#token="+token)
+	browser.Navigate(t, tab, cl.url+"/#token="+token)
 	waitPage("the page shows the cluster and both relocations", 30*time.Second, func(p pageState) error {
 		if !p.DataShown || len(p.Hosts) != 3 || len(p.Volumes) != 3 || len(p.Apps) != 2 || len(p.Relocs) != 2 {
 			return fmt.Errorf("data shown %v, %d hosts, %d volumes, %d apps, %d relocations; banner %q",
 				p.DataShown, len(p.Hosts), len(p.Volumes), len(p.Apps), len(p.Relocs), p.Banner)
 		}
-		return contains(p.Conn, "live")
+		return liveConn(p.Conn)
 	})
 	if p.Hash != "" || p.Banner != "" || p.Stale || p.TokenAsked {
 		t.Errorf("after the load: fragment %q (the token must leave the address bar), banner %q, stale %v, token asked %v", p.Hash, p.Banner, p.Stale, p.TokenAsked)
@@ -121,7 +122,7 @@ func TestStatusPage(t *testing.T) {
 	checkTimelines(t, p, cl)
 
 	// A new step appears at once, with no reload: the event stream.
-	if _, err := eval[bool](tab, `window.uitestMarker = true`); err != nil {
+	if _, err := browser.Eval[bool](tab, `window.uitestMarker = true`); err != nil {
 		t.Fatal(err)
 	}
 	move := relocation(store.KindMove, "db", "a", "b", time.Now().UTC())
@@ -150,7 +151,7 @@ func TestStatusPage(t *testing.T) {
 	if !p.Marker {
 		t.Fatal("the page was reloaded: live updates must come without one")
 	}
-	screenshot(t, tab, "status-page.png")
+	browser.Screenshot(t, tab, "status-page.png")
 
 	// etcd unreachable from host a: the API answers errors; the page says
 	// so and keeps the last data, marked stale.
@@ -161,13 +162,13 @@ func TestStatusPage(t *testing.T) {
 		}
 		return contains(p.Banner+p.Conn, "did not answer", "check that etcd runs", "(stale)", "stale: data of")
 	})
-	screenshot(t, tab, "status-page-etcd-down.png")
+	browser.Screenshot(t, tab, "status-page-etcd-down.png")
 	cl.etcd.restore()
 	waitPage("the page back to live", 40*time.Second, func(p pageState) error {
 		if p.Stale || p.Banner != "" {
 			return fmt.Errorf("stale %v, banner %q", p.Stale, p.Banner)
 		}
-		return contains(p.Conn, "live")
+		return liveConn(p.Conn)
 	})
 	cl.steps(t, move, "db", []step{{"released", "a", 700, 2100, "unmounted and released db-data", ""}})
 	waitPage("a step after the outage", 20*time.Second, func(p pageState) error {
@@ -179,29 +180,29 @@ func TestStatusPage(t *testing.T) {
 
 	// A tab without the token: the page asks for it and shows no data; a
 	// wrong token is refused; the right one shows the cluster.
-	tab2 := b.tab(t)
-	state = func() (pageState, error) { return eval[pageState](tab2, readPage) }
-	navigate(t, tab2, cl.url+"/")
+	tab2 := b.Tab(t)
+	state = func() (pageState, error) { return browser.Eval[pageState](tab2, readPage) }
+	browser.Navigate(t, tab2, cl.url+"/")
 	waitPage("the token form", 20*time.Second, func(p pageState) error {
 		if !p.TokenAsked || p.DataShown {
 			return fmt.Errorf("token asked %v, data shown %v", p.TokenAsked, p.DataShown)
 		}
 		return contains(p.TokenWhy, "401", "RELOCVOL_API_TOKEN", "#token=")
 	})
-	screenshot(t, tab2, "status-page-token.png")
+	browser.Screenshot(t, tab2, "status-page-token.png")
 	for _, secret := range []string{"nginx", "postgres", "web-data", "db-data", "fenced"} {
 		if strings.Contains(p.Body, secret) {
 			t.Errorf("without the token the page shows %q:\n%s", secret, p.Body)
 		}
 	}
-	typeInto(t, tab2, "token-input", "guess")
+	browser.TypeInto(t, tab2, "token-input", "guess")
 	waitPage("a wrong token refused", 20*time.Second, func(p pageState) error {
 		if !p.TokenAsked || p.DataShown {
 			return fmt.Errorf("token asked %v, data shown %v", p.TokenAsked, p.DataShown)
 		}
 		return contains(p.TokenWhy, "the token was refused")
 	})
-	typeInto(t, tab2, "token-input", token)
+	browser.TypeInto(t, tab2, "token-input", token)
 	waitPage("the cluster after the token", 20*time.Second, func(p pageState) error {
 		if p.TokenAsked || !p.DataShown || len(p.Hosts) != 3 || len(p.Relocs) != 3 {
 			return fmt.Errorf("token asked %v, data shown %v, %d hosts, %d relocations", p.TokenAsked, p.DataShown, len(p.Hosts), len(p.Relocs))
@@ -211,7 +212,7 @@ func TestStatusPage(t *testing.T) {
 
 	// The recorder saw the page's requests; the browser's cleanup fails the
 	// test on any to another origin and on any script error.
-	reqs := b.requests()
+	reqs := b.Requests()
 	for _, want := range []string{"/ui/status.js", "/ui/timeline.js", "/ui/status.css", "/v1/hosts", "/v1/events?follow=true"} {
 		if !strings.Contains(strings.Join(reqs, "\n"), cl.url+want) {
 			t.Errorf("no request of %s recorded (the recorder is broken?): %v", want, reqs)
@@ -262,7 +263,7 @@ func checkHosts(t *testing.T, hosts []row) {
 func checkVolumes(t *testing.T, vols []row) {
 	t.Helper()
 	for name, want := range map[string][]string{
-		"db-data":  {"db-data a 7 1 " + spec.FormatSize(20<<30) + " xfs lvm ready"},
+		"db-data":  {"db-data a 7 1 " + spec.FormatSize(20<<30) + " growing xfs lvm ready"},
 		"web-data": {"web-data b 4 1 " + spec.FormatSize(5<<30) + " ext4 lvm ready"},
 		"scratch":  {"scratch released 2 0 " + spec.FormatSize(1<<30) + " ext4 lvm ready"},
 	} {
@@ -337,4 +338,22 @@ func checkTimelines(t *testing.T, p pageState, cl *cluster) {
 	if m := p.Relocs[1]; len(m.Steps) != 10 || m.Errors != "" || !strings.Contains(m.Head, "move db b → a done") {
 		t.Errorf("the earlier move: %q, %d steps, errors %q", m.Head, len(m.Steps), m.Errors)
 	}
+}
+
+func contains(s string, subs ...string) error {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return fmt.Errorf("%q does not say %q", s, sub)
+		}
+	}
+	return nil
+}
+
+// liveConn says whether the page's connection indicator says live, not
+// connecting or reconnecting.
+func liveConn(conn string) error {
+	if !strings.HasPrefix(conn, "live ·") {
+		return fmt.Errorf("the page says %q, not live", conn)
+	}
+	return nil
 }

@@ -1,4 +1,8 @@
-package uitest
+// Package browser drives a headless Chromium (Debian's chromium, through
+// chromedp) for the tests of the status page: it records every request
+// the page makes and every script error it reports, so that a test fails on
+// a request to another origin (a CDN, a web font) or a broken script.
+package browser
 
 import (
 	"context"
@@ -7,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,18 +21,20 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// browser is one headless Chromium for a test. It records every request
+// Browser is one headless Chromium for a test. It records every request
 // its tabs make and every script error or error log they report, so that
 // the test can fail on a request to another origin or a broken script.
-type browser struct {
-	ctx    context.Context // the first tab
+type Browser struct {
+	Ctx    context.Context // the first tab
 	origin string          // the test server's: the only one the page may reach
 	mu     sync.Mutex
 	urls   []string
 	errs   []string
 }
 
-func newBrowser(t *testing.T, origin string) *browser {
+// New starts a Chromium for t, whose page may reach origin only; it stops
+// with the test, which then fails on what checkClean finds.
+func New(t *testing.T, origin string) *Browser {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
@@ -55,23 +60,23 @@ func newBrowser(t *testing.T, origin string) *browser {
 	// Registered after the test server's Close: runs before it, so that the
 	// page's event stream has ended when the server waits for its requests.
 	t.Cleanup(func() { cancel(); cancelAlloc() })
-	b := &browser{ctx: ctx, origin: origin}
+	b := &Browser{Ctx: ctx, origin: origin}
 	b.listen(t, ctx)
 	// Also when the test stopped early: the page's errors say why.
 	t.Cleanup(func() { b.checkClean(t) })
 	return b
 }
 
-// tab opens another tab: its own sessionStorage, so no token.
-func (b *browser) tab(t *testing.T) context.Context {
+// Tab opens another tab: its own sessionStorage, so no token.
+func (b *Browser) Tab(t *testing.T) context.Context {
 	t.Helper()
-	ctx, cancel := chromedp.NewContext(b.ctx)
+	ctx, cancel := chromedp.NewContext(b.Ctx)
 	t.Cleanup(cancel)
 	b.listen(t, ctx)
 	return ctx
 }
 
-func (b *browser) listen(t *testing.T, ctx context.Context) {
+func (b *Browser) listen(t *testing.T, ctx context.Context) {
 	t.Helper()
 	err := chromedp.Listen(ctx, func(ev any) {
 		b.mu.Lock()
@@ -100,8 +105,8 @@ func (b *browser) listen(t *testing.T, ctx context.Context) {
 	}
 }
 
-// requests are the URLs of every request made so far.
-func (b *browser) requests() []string {
+// Requests are the URLs of every request made so far.
+func (b *Browser) Requests() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]string(nil), b.urls...)
@@ -109,12 +114,12 @@ func (b *browser) requests() []string {
 
 // checkClean fails t for each request to another origin than the test
 // server's and each script error the tabs reported.
-func (b *browser) checkClean(t *testing.T) {
+func (b *Browser) checkClean(t *testing.T) {
 	t.Helper()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, u := range b.urls {
-		if !sameOrigin(u, b.origin) {
+		if !SameOrigin(u, b.origin) {
 			t.Errorf("the page requested %s: it must load nothing but %s's own files (no CDN, fonts or images from elsewhere)", u, b.origin)
 		}
 	}
@@ -123,29 +128,31 @@ func (b *browser) checkClean(t *testing.T) {
 	}
 }
 
-func sameOrigin(raw, origin string) bool {
+// SameOrigin says whether URL raw is of origin.
+func SameOrigin(raw, origin string) bool {
 	u, err := url.Parse(raw)
 	o, oerr := url.Parse(origin)
 	return err == nil && oerr == nil && u.Scheme == o.Scheme && u.Host == o.Host
 }
 
-func navigate(t *testing.T, ctx context.Context, u string) {
+// Navigate opens u in the tab.
+func Navigate(t *testing.T, ctx context.Context, u string) {
 	t.Helper()
 	if err := chromedp.Do(ctx, chromedp.Navigate(u)); err != nil {
 		t.Fatalf("open %s: %v", u, err)
 	}
 }
 
-// eval runs a script in the tab and decodes its result.
-func eval[T any](ctx context.Context, script string) (T, error) {
+// Eval runs a script in the tab and decodes its result.
+func Eval[T any](ctx context.Context, script string) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	return chromedp.Run(ctx, chromedp.Evaluate[T](script))
 }
 
-// screenshot saves the whole page as a PNG under $RELOCVOL_ARTIFACTS (or
+// Screenshot saves the whole page as a PNG under $RELOCVOL_ARTIFACTS (or
 // the system's temporary folder) and logs where.
-func screenshot(t *testing.T, ctx context.Context, name string) {
+func Screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
@@ -165,20 +172,11 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Logf("screenshot of the status page: %s", p)
 }
 
-// typeInto types text into the field with id and clicks its form's button,
+// TypeInto types text into the field with id and clicks its form's button,
 // as a person would.
-func typeInto(t *testing.T, ctx context.Context, id, text string) {
+func TypeInto(t *testing.T, ctx context.Context, id, text string) {
 	t.Helper()
 	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID(id), text), chromedp.Click(chromedp.CSS("#"+id+" ~ button"))); err != nil {
 		t.Fatalf("type into #%s: %v", id, err)
 	}
-}
-
-func contains(s string, subs ...string) error {
-	for _, sub := range subs {
-		if !strings.Contains(s, sub) {
-			return fmt.Errorf("%q does not say %q", s, sub)
-		}
-	}
-	return nil
 }

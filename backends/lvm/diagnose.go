@@ -1,0 +1,213 @@
+package lvm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/relocvol/relocvol/internal/doctor"
+)
+
+// vgRow is one row of the doctor's `vgs` report.
+type vgRow struct {
+	Name           string `json:"vg_name"`
+	SystemID       string `json:"vg_systemid"`
+	AutoActivation string `json:"vg_autoactivation"`
+	Free           string `json:"vg_free"`
+	PVCount        string `json:"pv_count"`
+	LockType       string `json:"vg_lock_type"`
+}
+
+// pvRow is one row of the doctor's `pvs` report: every device LVM found a
+// PV on, duplicates included.
+type pvRow struct {
+	Name      string `json:"pv_name"`
+	UUID      string `json:"pv_uuid"`
+	VG        string `json:"vg_name"`
+	Duplicate string `json:"pv_duplicate"`
+	Missing   string `json:"pv_missing"`
+}
+
+// devKind is how a PV's device reaches the LUN, from sysfs.
+type devKind struct {
+	multipathMap string // the device is a multipath map (its name)
+	pathOf       string // the device is a path of this multipath map
+}
+
+// vgFacts is what the doctor found of the VG on this host.
+type vgFacts struct {
+	vg      string
+	vgs     []vgRow
+	vgsErr  error
+	pvs     []pvRow
+	pvsErr  error
+	kinds   map[string]devKind // by PV device
+	devices string             // LVM's device selection: "devices file", "global_filter …" or ""
+}
+
+// vgVerdicts judges the VG: visible here, no system ID, auto-activation
+// off, each PV seen exactly once and through a multipath map rather than
+// one of its paths.
+func vgVerdicts(f vgFacts) []doctor.Check {
+	var row *vgRow
+	for i := range f.vgs {
+		if f.vgs[i].Name == f.vg {
+			row = &f.vgs[i]
+		}
+	}
+	if f.vgsErr != nil || row == nil {
+		err := f.vgsErr
+		if err == nil {
+			err = fmt.Errorf("vgs does not list it")
+		}
+		return []doctor.Check{doctor.Failed("vg", (&notVisibleError{vg: f.vg, err: err}).Error(), "volume group %s is not visible on this host", f.vg)}
+	}
+	out := []doctor.Check{doctor.Passed("vg", "volume group %s: %s PV(s), %s bytes free", f.vg, row.PVCount, row.Free)}
+	if row.SystemID != "" {
+		out = append(out, doctor.Failed("vg system_id", "vgchange --systemid '' "+f.vg+" (and system_id_source = \"none\" in lvm.conf): relocvol decides which host uses each LV",
+			"%s has system ID %q: only that host may use it", f.vg, row.SystemID))
+	}
+	if row.AutoActivation == "enabled" {
+		out = append(out, doctor.Failed("vg auto-activation", "vgchange --setautoactivation n "+f.vg,
+			"%s has auto-activation on: every host activates every LV of it at boot, before relocvol says which host may", f.vg))
+	} else {
+		out = append(out, doctor.Passed("vg auto-activation", "off: LVs are active only where relocvol activates them"))
+	}
+	if row.LockType != "" && row.LockType != "none" {
+		out = append(out, doctor.Passed("vg locking", "lvmlockd (%s) guards the VG's metadata", row.LockType))
+	}
+	if f.pvsErr != nil {
+		return append(out, doctor.Failed("pv", "run pvs on the host to see what LVM says", "cannot list the PVs: %v", f.pvsErr))
+	}
+	// The VG's PVs by UUID, with every device each is seen on.
+	byUUID := map[string][]pvRow{}
+	for _, p := range f.pvs {
+		if p.VG == f.vg || (p.VG == "" && p.Duplicate != "") {
+			byUUID[p.UUID] = append(byUUID[p.UUID], p)
+		}
+	}
+	uuids := make([]string, 0, len(byUUID))
+	for u := range byUUID {
+		uuids = append(uuids, u)
+	}
+	sort.Strings(uuids)
+	filter := "filter the extra paths out (global_filter in /etc/lvm/lvm.conf, or lvmdevices --deldev for /etc/lvm/devices/system.devices)"
+	for _, u := range uuids {
+		rows := byUUID[u]
+		if len(rows) == 1 && rows[0].VG == "" {
+			continue // a duplicate of a PV of another VG
+		}
+		var devs, used []string
+		for _, r := range rows {
+			devs = append(devs, r.Name)
+			if r.Duplicate == "" {
+				used = append(used, r.Name)
+			}
+		}
+		sort.Strings(devs)
+		name := "pv " + strings.Join(used, ",")
+		switch {
+		case rows[0].Missing != "" || (len(used) == 1 && used[0] == "[unknown]"):
+			out = append(out, doctor.Failed(name, "attach the LUN here too (iscsiadm -m session --rescan, multipath -ll) and check that the host's LVM filter or devices file accepts it",
+				"PV %s of %s is not seen on this host: it cannot be fenced or used here", u, f.vg))
+		case len(devs) > 1:
+			out = append(out, doctor.Failed(name, "use dm-multipath, so that LVM uses the map and each path is registered through it; or "+filter,
+				"PV %s is seen on %d devices (%s): one LUN through several paths without multipath; LVM uses %s, and a path it may switch to can be unregistered",
+				u, len(devs), strings.Join(devs, ", "), strings.Join(used, ",")))
+		default:
+			k := f.kinds[devs[0]]
+			switch {
+			case k.pathOf != "":
+				out = append(out, doctor.Failed(name, "make LVM use the map, not its paths: "+filter+" (multipath_component_detection = 1 in lvm.conf does it too)",
+					"PV %s is on %s, a path of multipath map %s: fencing through that one path leaves the others", u, devs[0], k.pathOf))
+			case k.multipathMap != "":
+				out = append(out, doctor.Passed(name, "PV %s seen once, on multipath map %s", u, k.multipathMap))
+			default:
+				out = append(out, doctor.Passed(name, "PV %s seen once, on %s", u, devs[0]))
+			}
+		}
+	}
+	sel := f.devices
+	if sel == "" {
+		sel = "every device (no filter, no devices file)"
+	}
+	out = append(out, doctor.Passed("lvm devices", "LVM scans %s", sel))
+	return out
+}
+
+// Diagnose implements the doctor's storage checks for an lvm host
+// (vgVerdicts), from LVM's reports and sysfs.
+func (l *LVM) Diagnose(ctx context.Context) []doctor.Check {
+	f := vgFacts{vg: l.vg, kinds: map[string]devKind{}}
+	out, err := l.lvm(ctx, "vgs", "--reportformat", "json", "--units", "b", "--nosuffix",
+		"-o", "vg_name,vg_systemid,vg_autoactivation,vg_free,pv_count,vg_lock_type", l.vg)
+	if err == nil {
+		f.vgs, err = parseReport[vgRow](out, "vg")
+	}
+	f.vgsErr = err
+	out, err = l.lvm(ctx, "pvs", "--reportformat", "json", "-o", "pv_name,pv_uuid,vg_name,pv_duplicate,pv_missing")
+	if err == nil {
+		f.pvs, err = parseReport[pvRow](out, "pv")
+	}
+	f.pvsErr = err
+	for _, p := range f.pvs {
+		f.kinds[p.Name] = kindOf("/sys", p.Name)
+	}
+	if out, err := l.lvm(ctx, "lvmconfig", "--typeconfig", "full", "devices/use_devicesfile", "devices/global_filter"); err == nil {
+		f.devices = deviceSelection(string(out))
+	}
+	return vgVerdicts(f)
+}
+
+// kindOf tells from sysfs whether dev is a multipath map or a path of one.
+func kindOf(sysfs, dev string) devKind {
+	real, err := filepath.EvalSymlinks(dev)
+	if err != nil {
+		return devKind{}
+	}
+	name := filepath.Base(real)
+	block := filepath.Join(sysfs, "class", "block")
+	if isMultipath(block, name) {
+		return devKind{multipathMap: dev}
+	}
+	holders, _ := os.ReadDir(filepath.Join(block, name, "holders"))
+	for _, h := range holders {
+		if isMultipath(block, h.Name()) {
+			return devKind{pathOf: "/dev/" + h.Name()}
+		}
+	}
+	return devKind{}
+}
+
+func isMultipath(block, name string) bool {
+	uuid, err := os.ReadFile(filepath.Join(block, name, "dm", "uuid"))
+	return err == nil && strings.HasPrefix(string(uuid), "mpath-")
+}
+
+// deviceSelection says how LVM picks the devices it scans, from
+// `lvmconfig --typeconfig full devices/use_devicesfile devices/global_filter`.
+func deviceSelection(out string) string {
+	var file, filter string
+	for _, line := range strings.Split(out, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "use_devicesfile":
+			file = strings.TrimSpace(v)
+		case "global_filter":
+			filter = strings.TrimSpace(v)
+		}
+	}
+	switch {
+	case file == "1":
+		return "the devices in its devices file (/etc/lvm/devices/system.devices)"
+	case filter != "" && filter != `[ "a|.*|" ]` && filter != "[]" && filter != `["a|.*|"]`:
+		return "the devices its global_filter accepts: " + filter
+	}
+	return ""
+}

@@ -1,0 +1,226 @@
+package sanlab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relocvol/relocvol/controller/api"
+	"github.com/relocvol/relocvol/e2e/vmlab"
+	"github.com/relocvol/relocvol/fencing/scsi3"
+	"github.com/relocvol/relocvol/internal/doctor"
+	"github.com/relocvol/relocvol/internal/testenv"
+)
+
+// doctorOn runs `relocvol doctor --json` on vm (through its plugin's API,
+// which asks the other host through etcd) and returns its answer and exit
+// status.
+func (d *dockerLab) doctorOn(t *testing.T, vm string) (api.Doctor, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r, err := d.lab.Exec(ctx, vm, "relocvol doctor --json")
+	if err != nil {
+		t.Fatalf("relocvol doctor on %s: %v", vm, err)
+	}
+	var out api.Doctor
+	if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil {
+		t.Fatalf("relocvol doctor --json on %s: exit %d, %v:\n%s", vm, r.ExitCode, err, r.Combined())
+	}
+	return out, r.ExitCode
+}
+
+// findings lists a doctor answer's checks, one line each, for the log and
+// for the assertions: "HOST STATUS NAME: DETAIL".
+func findings(d api.Doctor) []string {
+	var out []string
+	for _, r := range d.Hosts {
+		for _, c := range r.Checks {
+			out = append(out, fmt.Sprintf("%s %s %s: %s", r.Host, c.Status, c.Name, c.Detail))
+		}
+	}
+	return out
+}
+
+// wantFinding fails t unless a line of findings starts with prefix and
+// holds every fragment.
+func wantFinding(t *testing.T, lines []string, prefix string, fragments ...string) {
+	t.Helper()
+	for _, l := range lines {
+		if !strings.HasPrefix(l, prefix) {
+			continue
+		}
+		ok := true
+		for _, f := range fragments {
+			ok = ok && strings.Contains(l, f)
+		}
+		if ok {
+			return
+		}
+	}
+	t.Errorf("no finding %q with %q in:\n%s", prefix, fragments, strings.Join(lines, "\n"))
+}
+
+// syncClocks sets each host VM's clock from etcd's, as NTP keeps a host's
+// (the VMs start from their RTC, in whole seconds, and an emulated clock
+// drifts; a date set over ssh is off by the second ssh takes under
+// emulation): a loop in the VM, in bash alone, reads the Date of etcd's
+// HTTP answers until its second changes and sets the clock to it then,
+// within a poll or two of the tick.
+func (d *dockerLab) syncClocks(t *testing.T) {
+	t.Helper()
+	script := fmt.Sprintf(`get() {
+	exec 3<>/dev/tcp/%s/%s || return 1
+	printf 'GET /version HTTP/1.0\r\nHost: etcd\r\n\r\n' >&3
+	DATE=
+	local line
+	while IFS= read -r line <&3; do
+		line=${line%%$'\r'}
+		[[ $line == Date:* ]] && DATE=${line#Date: }
+		[[ -z $line ]] && break
+	done
+	exec 3<&-
+}
+get; first=$DATE
+for i in $(seq 1000); do
+	get
+	if [[ -n $DATE && $DATE != "$first" ]]; then date -s "$DATE" >/dev/null; exit 0; fi
+done
+exit 1`, vmlab.HostGateway, d.etcdPort)
+	for _, h := range d.lab.Hosts {
+		d.lab.MustRun(t, h, script)
+	}
+}
+
+// doctorSteps runs relocvol doctor through the plugins on the two host VMs
+// against the correct setup, then against three broken ones, each undone
+// after: a VG with auto-activation on, a host not registered, a PV seen
+// twice (a second iSCSI session: one LUN through two paths without
+// multipath). The VG must be quiet: no plugin changes its metadata
+// meanwhile.
+func doctorSteps(t *testing.T, d *dockerLab, step func(string, func(*testing.T))) {
+	a, b := "hostA", "hostB"
+	healthy := func(t *testing.T, vm string) {
+		t.Helper()
+		var doc api.Doctor
+		var code int
+		// A host that rejoined a moment ago may still be settling.
+		testenv.Eventually(t, 2*time.Minute, "relocvol doctor passes on "+vm, func() error {
+			doc, code = d.doctorOn(t, vm)
+			if code != 0 || doc.Status != doctor.Pass {
+				return fmt.Errorf("exit %d, %s:\n%s", code, doc.Status, strings.Join(findings(doc), "\n"))
+			}
+			return nil
+		})
+		lines := findings(doc)
+		t.Logf("relocvol doctor on %s:\n%s", vm, strings.Join(lines, "\n"))
+		for _, h := range []string{a, b} {
+			for _, name := range []string{"etcd", "lease", "clock", "storage identity", "vg", "vg auto-activation", "pv /dev/", "lvm devices", "pr /dev/", "multipath", "online grow", "docker", "settings"} {
+				wantFinding(t, lines, h+" pass "+name)
+			}
+		}
+		wantFinding(t, lines, a+" pass pr /dev/", "registered: hostA, hostB", "type 5 reservation held", "APTPL on", "PERSISTENT RESERVE IN and OUT answered")
+	}
+
+	step("doctor: the correct setup passes", func(t *testing.T) {
+		d.syncClocks(t)
+		healthy(t, a)
+	})
+
+	step("doctor: a VG with auto-activation on", func(t *testing.T) {
+		d.lab.MustRun(t, a, "vgchange --setautoactivation y "+dockerVG)
+		doc, code := d.doctorOn(t, b)
+		lines := findings(doc)
+		if code != 1 || doc.Status != doctor.Fail {
+			t.Errorf("relocvol doctor on %s: exit %d, %s; want 1, fail", b, code, doc.Status)
+		}
+		for _, h := range []string{a, b} {
+			wantFinding(t, lines, h+" fail vg auto-activation: ", dockerVG+" has auto-activation on")
+		}
+		d.lab.MustRun(t, a, "vgchange --setautoactivation n "+dockerVG)
+	})
+
+	// B's key removed from the LUN by hand: B's own doctor finds it at once
+	// (its plugin notices within 5 s and rejoins through its clean-up,
+	// which registers it again: the test reads the doctor in that window,
+	// and tries again should it have missed it).
+	step("doctor: a host not registered", func(t *testing.T) {
+		keyB := fmt.Sprintf("0x%x", scsi3.KeyFor(b))
+		lun := d.lab.LUN(t, b)
+		found := false
+		for attempt := 1; attempt <= 3 && !found; attempt++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			r, err := d.lab.Exec(ctx, b, fmt.Sprintf("sg_persist --out --register --param-rk=%s --param-sark=0 %s >/dev/null && relocvol doctor --json", keyB, lun))
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var doc api.Doctor
+			if err := json.Unmarshal([]byte(r.Stdout), &doc); err != nil {
+				t.Fatalf("attempt %d: %v\n%s", attempt, err, r.Combined())
+			}
+			lines := findings(doc)
+			t.Logf("attempt %d: exit %d:\n%s", attempt, r.ExitCode, strings.Join(lines, "\n"))
+			for _, l := range lines {
+				found = found || (strings.HasPrefix(l, b+" fail pr "+lun) && strings.Contains(l, "this host's key "+keyB+" is not registered on this path"))
+			}
+			if found && (r.ExitCode != 1 || doc.Status != doctor.Fail) {
+				t.Errorf("exit %d, %s; want 1, fail", r.ExitCode, doc.Status)
+			}
+			// B registers again by itself.
+			testenv.Eventually(t, 3*time.Minute, "hostB registered again", func() error {
+				if !slices.Contains(keysOn(t, d.lab, a), scsi3.KeyFor(b)) {
+					return fmt.Errorf("hostB's key not on the LUN")
+				}
+				return nil
+			})
+		}
+		if !found {
+			t.Fatal("in 3 attempts, hostB's doctor never found its own key missing")
+		}
+		healthy(t, b)
+	})
+
+	// A second iSCSI session from B to the same target (another iface:
+	// another I_T nexus) shows the LUN as a second disk: LVM sees the PV
+	// twice, and the plugin never registered that path.
+	step("doctor: a PV seen twice", func(t *testing.T) {
+		lun := d.lab.LUN(t, b)
+		second := strings.TrimSpace(d.lab.MustRun(t, b, `set -e
+. /etc/relocvol-vmlab.conf
+portal=$(head -n1 /run/relocvol/san-addrs):3260
+before=$(ls /sys/class/block | grep '^sd' || true)
+iscsiadm -m iface -I path2 -o new >/dev/null
+iscsiadm -m node -T "$VMLAB_TARGET_IQN" -p "$portal" -I path2 -o new >/dev/null
+iscsiadm -m node -T "$VMLAB_TARGET_IQN" -p "$portal" -I path2 --login >/dev/null
+for i in $(seq 120); do
+	for s in $(ls /sys/class/block | grep '^sd[a-z]*$'); do
+		echo "$before" | grep -qx "$s" || { udevadm settle --timeout=10 || true; echo /dev/$s; exit 0; }
+	done
+	sleep 0.5
+done
+exit 1`))
+		t.Cleanup(func() {
+			d.lab.MustRun(t, b, `. /etc/relocvol-vmlab.conf
+iscsiadm -m node -T "$VMLAB_TARGET_IQN" -I path2 --logout >/dev/null 2>&1
+iscsiadm -m node -T "$VMLAB_TARGET_IQN" -I path2 -o delete >/dev/null 2>&1
+iscsiadm -m iface -I path2 -o delete >/dev/null 2>&1
+udevadm settle --timeout=10; pvscan --cache >/dev/null 2>&1; true`)
+		})
+		t.Logf("hostB sees the LUN (%s) a second time as %s", lun, second)
+		doc, code := d.doctorOn(t, b)
+		lines := findings(doc)
+		t.Logf("relocvol doctor on %s, exit %d:\n%s", b, code, strings.Join(lines, "\n"))
+		if code != 1 || doc.Status != doctor.Fail {
+			t.Errorf("exit %d, %s; want 1, fail", code, doc.Status)
+		}
+		wantFinding(t, lines, b+" fail pv ", "is seen on 2 devices", lun, second)
+		wantFinding(t, lines, b+" fail pr ", "is registered, but not through this path")
+	})
+
+	step("doctor: healthy again", func(t *testing.T) { healthy(t, a) })
+}

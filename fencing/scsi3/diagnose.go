@@ -1,0 +1,126 @@
+package scsi3
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/relocvol/relocvol/internal/doctor"
+	"github.com/relocvol/relocvol/internal/execx"
+)
+
+// MultipathD is multipathd's client, which the doctor asks for its
+// configuration where a PV is a multipath map (it answers over the
+// daemon's socket, reachable from the plugin in the host's network
+// namespace).
+var MultipathD = execx.Tool{Name: "multipathd", Package: "multipath-tools"}
+
+// Diagnose checks persistent reservations on every path of every LUN of
+// the VG as this host sees it now (prVerdicts), and multipathd's
+// configuration where a PV is a multipath map. live names the live hosts,
+// whose keys must all be there. It changes nothing: its PERSISTENT RESERVE
+// OUT re-registers this host's key over itself (REGISTER, which a path
+// where the key is gone refuses), only where it is registered.
+func (f *Fencer) Diagnose(ctx context.Context, live []string) []doctor.Check {
+	pvs, err := f.paths(ctx)
+	if err != nil {
+		return []doctor.Check{doctor.Failed("pr", "see the vg and pv checks", "cannot list the LUNs to check: %v", err)}
+	}
+	keys := make(map[uint64]string, len(live))
+	for _, h := range live {
+		keys[KeyFor(h)] = h
+	}
+	var facts []pathFacts
+	var maps []string
+	for _, p := range pvs {
+		if p.multipath {
+			maps = append(maps, p.dev)
+		}
+		for _, dev := range lunPaths(f.sysfs, p) {
+			facts = append(facts, f.pathFacts(ctx, p.dev, dev))
+		}
+	}
+	checks := prVerdicts(f.key, keys, facts)
+	var config []byte
+	if len(maps) > 0 {
+		config, err = f.run.Run(ctx, MultipathD.Name, "show", "config")
+	}
+	return append(checks, multipathVerdict(maps, string(config), err))
+}
+
+// pathFacts reads one path (a SCSI disk) of lun.
+func (f *Fencer) pathFacts(ctx context.Context, lun, dev string) pathFacts {
+	p := path{dev: dev}
+	s, err := f.state(ctx, p)
+	pf := pathFacts{dev: dev, lun: lun, keys: s.keys, res: s.res, readErr: err}
+	if err != nil {
+		return pf
+	}
+	out, err := f.pr(ctx, p, "--in", "--report-capabilities")
+	if err == nil {
+		pf.caps, err = ParseCapabilityReport(out)
+	}
+	pf.capsErr = err
+	if contains(s.keys, f.key) {
+		args := []string{"--out", "--register", "--param-rk=" + hexKey(f.key), "--param-sark=" + hexKey(f.key)}
+		if pf.caps.PTPLActive {
+			args = append(args, "--param-aptpl") // as registered: a REGISTER without it would turn APTPL off
+		}
+		_, pf.outErr = f.pr(ctx, p, args...)
+		pf.outTry = true
+	}
+	return pf
+}
+
+// lunPaths lists the SCSI disks through which this host reaches the LUN of
+// PV path p: a multipath map's paths, or the disk and every other disk
+// with its WWID (a second path that multipath does not manage: LVM then
+// sees the PV twice, see the pv checks).
+func lunPaths(sysfs string, p path) []string {
+	block := filepath.Join(sysfs, "class", "block")
+	name := filepath.Base(p.dev)
+	if p.multipath {
+		entries, err := os.ReadDir(filepath.Join(block, name, "slaves"))
+		if err != nil || len(entries) == 0 {
+			return []string{p.dev} // read through the map
+		}
+		var out []string
+		for _, e := range entries {
+			out = append(out, "/dev/"+e.Name())
+		}
+		sort.Strings(out)
+		return out
+	}
+	wwid, err := readWWID(block, name)
+	if err != nil {
+		return []string{p.dev}
+	}
+	out := []string{p.dev}
+	entries, _ := os.ReadDir(block)
+	for _, e := range entries {
+		if e.Name() == name {
+			continue
+		}
+		if w, err := readWWID(block, e.Name()); err == nil && w == wwid {
+			out = append(out, "/dev/"+e.Name())
+		}
+	}
+	sort.Strings(out[1:])
+	return out
+}
+
+// readWWID is a SCSI disk's WWID (the LUN's identity), from sysfs.
+func readWWID(block, name string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(block, name, "device", "wwid"))
+	if err != nil {
+		return "", err
+	}
+	w := strings.TrimSpace(string(b))
+	if w == "" {
+		return "", errors.New("empty wwid")
+	}
+	return w, nil
+}
