@@ -21,8 +21,8 @@ type vgRow struct {
 	LockType       string `json:"vg_lock_type"`
 }
 
-// pvRow is one row of the doctor's `pvs` report: every device LVM found a
-// PV on, duplicates included.
+// pvRow is one row of the doctor's `pvs -a` report: every device LVM
+// scans, the unchosen duplicates of a PV included (no UUID: no PV).
 type pvRow struct {
 	Name      string `json:"pv_name"`
 	UUID      string `json:"pv_uuid"`
@@ -58,13 +58,31 @@ func vgVerdicts(f vgFacts) []doctor.Check {
 			row = &f.vgs[i]
 		}
 	}
+	var out []doctor.Check
 	if f.vgsErr != nil || row == nil {
 		err := f.vgsErr
 		if err == nil {
 			err = fmt.Errorf("vgs does not list it")
 		}
-		return []doctor.Check{doctor.Failed("vg", (&notVisibleError{vg: f.vg, err: err}).Error(), "volume group %s is not visible on this host", f.vg)}
+		// The PV checks below may say why: LVM gives up a VG whose PV it
+		// sees twice.
+		out = append(out, doctor.Failed("vg", (&notVisibleError{vg: f.vg, err: err}).Error(), "volume group %s is not visible on this host", f.vg))
+	} else {
+		out = append(out, f.vgChecks(*row)...)
 	}
+	if f.pvsErr != nil {
+		return append(out, doctor.Failed("pv", "run pvs on the host to see what LVM says", "cannot list the PVs: %v", f.pvsErr))
+	}
+	out = append(out, f.pvChecks()...)
+	sel := f.devices
+	if sel == "" {
+		sel = "every device (no filter, no devices file)"
+	}
+	return append(out, doctor.Passed("lvm devices", "LVM scans %s", sel))
+}
+
+// vgChecks judges a VG LVM lists: no system ID, auto-activation off.
+func (f vgFacts) vgChecks(row vgRow) []doctor.Check {
 	out := []doctor.Check{doctor.Passed("vg", "volume group %s: %s PV(s), %s bytes free", f.vg, row.PVCount, row.Free)}
 	if row.SystemID != "" {
 		out = append(out, doctor.Failed("vg system_id", "vgchange --systemid '' "+f.vg+" (and system_id_source = \"none\" in lvm.conf): relocvol decides which host uses each LV",
@@ -79,13 +97,18 @@ func vgVerdicts(f vgFacts) []doctor.Check {
 	if row.LockType != "" && row.LockType != "none" {
 		out = append(out, doctor.Passed("vg locking", "lvmlockd (%s) guards the VG's metadata", row.LockType))
 	}
-	if f.pvsErr != nil {
-		return append(out, doctor.Failed("pv", "run pvs on the host to see what LVM says", "cannot list the PVs: %v", f.pvsErr))
-	}
-	// The VG's PVs by UUID, with every device each is seen on.
+	return out
+}
+
+// pvChecks judges each PV of the VG, and each PV of no VG that LVM sees
+// twice (it gives up a VG over such a PV): seen once, not missing, on a
+// multipath map rather than one of its paths.
+func (f vgFacts) pvChecks() []doctor.Check {
+	// By UUID, every device each PV is seen on (pvs -a lists the unchosen
+	// duplicates too).
 	byUUID := map[string][]pvRow{}
 	for _, p := range f.pvs {
-		if p.VG == f.vg || (p.VG == "" && p.Duplicate != "") {
+		if p.UUID != "" && (p.VG == f.vg || p.VG == "") {
 			byUUID[p.UUID] = append(byUUID[p.UUID], p)
 		}
 	}
@@ -95,10 +118,11 @@ func vgVerdicts(f vgFacts) []doctor.Check {
 	}
 	sort.Strings(uuids)
 	filter := "filter the extra paths out (global_filter in /etc/lvm/lvm.conf, or lvmdevices --deldev for /etc/lvm/devices/system.devices)"
+	var out []doctor.Check
 	for _, u := range uuids {
 		rows := byUUID[u]
 		if len(rows) == 1 && rows[0].VG == "" {
-			continue // a duplicate of a PV of another VG
+			continue // a PV of no VG, seen once
 		}
 		var devs, used []string
 		for _, r := range rows {
@@ -108,6 +132,9 @@ func vgVerdicts(f vgFacts) []doctor.Check {
 			}
 		}
 		sort.Strings(devs)
+		if len(used) == 0 {
+			used = devs[:1]
+		}
 		name := "pv " + strings.Join(used, ",")
 		switch {
 		case rows[0].Missing != "" || (len(used) == 1 && used[0] == "[unknown]"):
@@ -115,7 +142,7 @@ func vgVerdicts(f vgFacts) []doctor.Check {
 				"PV %s of %s is not seen on this host: it cannot be fenced or used here", u, f.vg))
 		case len(devs) > 1:
 			out = append(out, doctor.Failed(name, "use dm-multipath, so that LVM uses the map and each path is registered through it; or "+filter,
-				"PV %s is seen on %d devices (%s): one LUN through several paths without multipath; LVM uses %s, and a path it may switch to can be unregistered",
+				"PV %s is seen on %d devices (%s): one LUN through several paths without multipath; LVM uses %s, or gives up the VG, and a path it may switch to can be unregistered",
 				u, len(devs), strings.Join(devs, ", "), strings.Join(used, ",")))
 		default:
 			k := f.kinds[devs[0]]
@@ -130,11 +157,6 @@ func vgVerdicts(f vgFacts) []doctor.Check {
 			}
 		}
 	}
-	sel := f.devices
-	if sel == "" {
-		sel = "every device (no filter, no devices file)"
-	}
-	out = append(out, doctor.Passed("lvm devices", "LVM scans %s", sel))
 	return out
 }
 
@@ -148,7 +170,7 @@ func (l *LVM) Diagnose(ctx context.Context) []doctor.Check {
 		f.vgs, err = parseReport[vgRow](out, "vg")
 	}
 	f.vgsErr = err
-	out, err = l.lvm(ctx, "pvs", "--reportformat", "json", "-o", "pv_name,pv_uuid,vg_name,pv_duplicate,pv_missing")
+	out, err = l.lvm(ctx, "pvs", "-a", "--reportformat", "json", "-o", "pv_name,pv_uuid,vg_name,pv_duplicate,pv_missing")
 	if err == nil {
 		f.pvs, err = parseReport[pvRow](out, "pv")
 	}
