@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -46,6 +47,9 @@ type vgFacts struct {
 	pvsErr  error
 	kinds   map[string]devKind // by PV device
 	devices string             // LVM's device selection: "devices file", "global_filter …" or ""
+	// unmanaged are the SCSI disks by LUN (WWID) that no multipath map
+	// holds: two for one LUN are two paths without multipath.
+	unmanaged map[string][]string
 }
 
 // vgVerdicts judges the VG: visible here, no system ID, auto-activation
@@ -74,6 +78,7 @@ func vgVerdicts(f vgFacts) []doctor.Check {
 		return append(out, doctor.Failed("pv", "run pvs on the host to see what LVM says", "cannot list the PVs: %v", f.pvsErr))
 	}
 	out = append(out, f.pvChecks()...)
+	out = append(out, f.pathChecks()...)
 	sel := f.devices
 	if sel == "" {
 		sel = "every device (no filter, no devices file)"
@@ -160,6 +165,35 @@ func (f vgFacts) pvChecks() []doctor.Check {
 	return out
 }
 
+// pathChecks finds the LUNs this host reaches through several disks that
+// no multipath map holds, and whose disks pvChecks did not judge: LVM
+// takes such disks for paths of a multipath map and ignores them all, so
+// that a VG on them is gone here.
+func (f vgFacts) pathChecks() []doctor.Check {
+	judged := map[string]bool{}
+	for _, p := range f.pvs {
+		if p.UUID != "" {
+			judged[p.Name] = true
+		}
+	}
+	wwids := make([]string, 0, len(f.unmanaged))
+	for w := range f.unmanaged {
+		wwids = append(wwids, w)
+	}
+	sort.Strings(wwids)
+	var out []doctor.Check
+	for _, w := range wwids {
+		devs := append([]string(nil), f.unmanaged[w]...)
+		sort.Strings(devs)
+		if len(devs) < 2 || slices.ContainsFunc(devs, func(d string) bool { return judged[d] }) {
+			continue
+		}
+		out = append(out, doctor.Failed("pv "+strings.Join(devs, ","), "use dm-multipath (LVM then uses its map, and each path is registered through it), or log out of the extra paths",
+			"LUN %s is seen on %d devices (%s) without multipath: LVM takes them for paths of a multipath map and ignores them, so that a VG on it is gone here", w, len(devs), strings.Join(devs, ", ")))
+	}
+	return out
+}
+
 // Diagnose implements the doctor's storage checks for an lvm host
 // (vgVerdicts), from LVM's reports and sysfs.
 func (l *LVM) Diagnose(ctx context.Context) []doctor.Check {
@@ -178,6 +212,7 @@ func (l *LVM) Diagnose(ctx context.Context) []doctor.Check {
 	for _, p := range f.pvs {
 		f.kinds[p.Name] = kindOf("/sys", p.Name)
 	}
+	f.unmanaged = unmanagedDisks("/sys")
 	if out, err := l.lvm(ctx, "lvmconfig", "--typeconfig", "full", "devices/use_devicesfile", "devices/global_filter"); err == nil {
 		f.devices = deviceSelection(string(out))
 	}
@@ -202,6 +237,22 @@ func kindOf(sysfs, dev string) devKind {
 		}
 	}
 	return devKind{}
+}
+
+// unmanagedDisks lists, by WWID, the SCSI disks no multipath map holds.
+func unmanagedDisks(sysfs string) map[string][]string {
+	block := filepath.Join(sysfs, "class", "block")
+	entries, _ := os.ReadDir(block)
+	out := map[string][]string{}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(block, e.Name(), "device", "wwid"))
+		w := strings.TrimSpace(string(b))
+		if err != nil || w == "" || kindOf(sysfs, filepath.Join(block, e.Name())).pathOf != "" {
+			continue
+		}
+		out[w] = append(out[w], "/dev/"+e.Name())
+	}
+	return out
 }
 
 func isMultipath(block, name string) bool {

@@ -35,6 +35,13 @@ func TestVGVerdicts(t *testing.T) {
 		{name: "given up, the duplicates without their VG", worst: doctor.Fail, f: vgFacts{vgsErr: errors.New(`Volume group "san" not found`),
 			pvs: []pvRow{{Name: "/dev/sdb", UUID: "u1", Duplicate: "duplicate"}, {Name: "/dev/sdc", UUID: "u1", Duplicate: "duplicate"}}},
 			want: []string{"fail vg: volume group san is not visible", "fail pv /dev/sdb: PV u1 is seen on 2 devices (/dev/sdb, /dev/sdc)"}},
+		{name: "given up over a LUN seen through two paths", worst: doctor.Fail, f: vgFacts{vgsErr: errors.New(`Volume group "san" not found`),
+			pvs: []pvRow{{Name: "/dev/sda"}, {Name: "/dev/sdb"}}, unmanaged: map[string][]string{"naa.6001": {"/dev/sdb", "/dev/sda"}, "naa.7002": {"/dev/sdc"}}},
+			want: []string{"fail vg: volume group san is not visible", "fail pv /dev/sda,/dev/sdb: LUN naa.6001 is seen on 2 devices (/dev/sda, /dev/sdb) without multipath", "pass lvm devices"}},
+		{name: "a LUN seen twice that LVM judged already", worst: doctor.Fail, f: vgFacts{vgs: vg(nil),
+			pvs:       []pvRow{{Name: "/dev/sdb", UUID: "u1", VG: "san"}, {Name: "/dev/sdc", UUID: "u1", VG: "san", Duplicate: "duplicate"}},
+			unmanaged: map[string][]string{"naa.6001": {"/dev/sdb", "/dev/sdc"}}},
+			want: []string{"pass vg: volume group", "pass vg auto-activation", "fail pv /dev/sdb: PV u1 is seen on 2 devices", "pass lvm devices"}},
 		{name: "not listed", f: vgFacts{vgs: []vgRow{{Name: "other"}}}, worst: doctor.Fail, want: []string{"fail vg: volume group san is not visible"}},
 		{name: "system ID", f: vgFacts{vgs: vg(func(r *vgRow) { r.SystemID = "node-a" }), pvs: one}, worst: doctor.Fail,
 			want: []string{"pass vg: volume group", `fail vg system_id: san has system ID "node-a"`}},
@@ -117,5 +124,29 @@ func TestKindOf(t *testing.T) {
 		if got := kindOf(sys, filepath.Join(dev, name)); got != want {
 			t.Errorf("kindOf(%s) = %+v, want %+v", name, got, want)
 		}
+	}
+}
+
+func TestUnmanagedDisks(t *testing.T) {
+	sys := t.TempDir()
+	write := func(p, s string) {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(sys, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(sys, p), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("class/block/sda/device/wwid", "naa.1\n")
+	write("class/block/sdb/device/wwid", "naa.1\n")
+	write("class/block/sdc/device/wwid", "naa.2\n")
+	write("class/block/sdd/device/wwid", "naa.2\n")
+	write("class/block/sdc/holders/dm-0", "")
+	write("class/block/sdd/holders/dm-0", "")
+	write("class/block/dm-0/dm/uuid", "mpath-naa.2\n")
+	write("class/block/sda1/partition", "1")
+	got := unmanagedDisks(sys)
+	if len(got) != 1 || strings.Join(got["naa.1"], ",") != "/dev/sda,/dev/sdb" {
+		t.Fatalf("unmanagedDisks = %v, want naa.1 on sda and sdb only (naa.2's disks are paths of dm-0)", got)
 	}
 }

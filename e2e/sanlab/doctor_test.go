@@ -109,14 +109,18 @@ func doctorSteps(t *testing.T, d *dockerLab, step func(string, func(*testing.T))
 		var doc api.Doctor
 		var code int
 		// A host that rejoined a moment ago may still be settling.
+		var took time.Duration
 		testenv.Eventually(t, 2*time.Minute, "relocvol doctor passes on "+vm, func() error {
+			start := time.Now()
 			doc, code = d.doctorOn(t, vm)
+			took = time.Since(start)
 			if code != 0 || doc.Status != doctor.Pass {
 				return fmt.Errorf("exit %d, %s:\n%s", code, doc.Status, strings.Join(findings(doc), "\n"))
 			}
 			return nil
 		})
 		lines := findings(doc)
+		t.Logf("BENCHMARK relocvol doctor on the VM lab (2 hosts, lvm + scsi3, asked on %s): %s", vm, took.Round(10*time.Millisecond))
 		t.Logf("relocvol doctor on %s:\n%s", vm, strings.Join(lines, "\n"))
 		for _, h := range []string{a, b} {
 			for _, name := range []string{"etcd", "lease", "clock", "storage identity", "vg", "vg auto-activation", "pv /dev/", "lvm devices", "pr /dev/", "multipath", "online grow", "docker", "settings"} {
