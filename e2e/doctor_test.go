@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,4 +111,20 @@ func checkStatusPage(t *testing.T, base string) {
 			t.Errorf("the page requested %s", u)
 		}
 	}
+	// Chromium's start takes both cores a while: host B, at a 3 s lease,
+	// may have missed its renewals meanwhile and be rejoining; the test
+	// goes on once both hosts are alive.
+	cl := api.NewClient(base, "")
+	testenv.Eventually(t, 30*time.Second, "both hosts alive after the browser", func() error {
+		hosts, err := cl.Hosts(context.Background())
+		if err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			if !h.Alive {
+				return fmt.Errorf("host %s not alive", h.Name)
+			}
+		}
+		return nil
+	})
 }

@@ -32,7 +32,8 @@ import (
 // waits up to wait for the filesystem of the host that has it mounted to
 // follow. It returns the record as it is then: Grow.Pending() when that
 // host has not grown it yet (or no host has it mounted: its next Mount
-// will), Grow.Error when it could not.
+// will), Grow.Waiting when that host leaves it to the next Mount,
+// Grow.Error when it could not.
 func (d *Driver) Grow(ctx context.Context, name, asked string, wait time.Duration) (store.Volume, error) {
 	if err := spec.ValidateName(name); err != nil {
 		return store.Volume{}, newErr(ErrInvalid, "%s", err)

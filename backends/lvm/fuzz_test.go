@@ -24,7 +24,7 @@ func FuzzParseLVs(f *testing.F) {
 			if v.bytes < 0 {
 				t.Fatalf("LV %q of size %d: a size is never negative", v.Name, v.bytes)
 			}
-			if v.active != (len(v.Attr) >= 5 && v.Attr[4] == 'a') {
+			if v.active != (len(v.Attr) >= 5 && v.Attr[4] != '-') {
 				t.Fatalf("LV %q with attributes %q counted active %v", v.Name, v.Attr, v.active)
 			}
 		}

@@ -178,8 +178,13 @@ func parseLVs(out []byte) ([]lv, error) {
 	}
 	for i := range rows {
 		v := &rows[i]
-		// lv_attr: the fifth character is the state, 'a' = active.
-		v.active = len(v.Attr) >= 5 && v.Attr[4] == 'a'
+		// lv_attr: the fifth character is the state: '-' inactive, 'a'
+		// active, and others for an LV with a device-mapper device in
+		// some other state; 'X' (unknown) where another host changed its
+		// metadata (grew it) while it is active here. Anything but '-'
+		// has a device here: Deactivate must take it down, Refresh reload
+		// it.
+		v.active = len(v.Attr) >= 5 && v.Attr[4] != '-'
 		if v.Size != "" {
 			n, err := strconv.ParseInt(v.Size, 10, 64)
 			if err == nil && n < 0 {

@@ -428,3 +428,39 @@ func TestRefresh(t *testing.T) {
 		t.Fatalf("lock events %v: a refresh changes no metadata", lk.events)
 	}
 }
+
+// An LV active here whose metadata another host changed (lvextend of a
+// volume this host has mounted: seen in the VM lab) shows its state as
+// "X", unknown: it is still active here. Refresh must reload it, and a
+// Deactivate must deactivate it: taking it for inactive would leave it
+// active here while another host activates it.
+func TestStateUnknownIsActive(t *testing.T) {
+	lvsGrown := []string{"lvs", "--config", "devices/hints=none", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,vg_name,lv_attr,lv_size,lv_path,lv_tags", "rvdocker"}
+	grown := fixture(t, "lab-lvs-grown-elsewhere.json")
+	f := &execx.Fake{Script: []execx.Call{
+		{Argv: lvsGrown, Stdout: grown},
+		{Argv: []string{"lvchange", "--config", "devices/hints=none", "--refresh", "rvdocker/rv-v1"}},
+		{Argv: lvsGrown, Stdout: grown},
+		{Argv: lvsGrown, Stdout: grown},
+		{Argv: []string{"lvchange", "--config", "devices/hints=none", "--activate", "n", "rvdocker/rv-v1"}},
+	}}
+	log := logrus.New()
+	log.SetLevel(logrus.ErrorLevel)
+	l, err := New("rvdocker", f, &fakeLock{}, WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := l.Refresh(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if dev, err := l.Device(ctx, "v1"); err != nil || dev != "/dev/rvdocker/rv-v1" {
+		t.Fatalf("Device = %q, %v; want the LV's device: it is active here", dev, err)
+	}
+	if err := l.Deactivate(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if left := f.Left(); len(left) != 0 {
+		t.Fatalf("not run: %v (the LV was taken for inactive)", left)
+	}
+}

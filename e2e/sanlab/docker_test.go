@@ -121,13 +121,16 @@ func TestDockerOnSAN(t *testing.T) {
 	// here: publish.sh keeps it, a VM's engine grants it) refreshes its
 	// device and grows the ext4 filesystem under the running writer.
 	step("v1 grows under A's writer, asked on B", func(t *testing.T) {
-		df := func() int64 {
-			out := strings.TrimSpace(d.mustDocker(t, a, "exec "+appName+" sh -c 'df -B1 --output=size /data | tail -n 1'"))
-			n, err := strconv.ParseInt(out, 10, 64)
+		df := func() int64 { // busybox's df: POSIX output, 1 KiB blocks
+			out := strings.Fields(d.mustDocker(t, a, "exec "+appName+" sh -c 'df -Pk /data | tail -n 1'"))
+			if len(out) < 2 {
+				t.Fatalf("df in the writer: %q", out)
+			}
+			n, err := strconv.ParseInt(out[1], 10, 64)
 			if err != nil {
 				t.Fatalf("df in the writer: %q", out)
 			}
-			return n
+			return n << 10
 		}
 		before := df()
 		start := time.Now()
@@ -137,6 +140,10 @@ func TestDockerOnSAN(t *testing.T) {
 			t.Fatalf("relocvol volume grow on B said:\n%s\nwant the filesystem grown online on hostA", out)
 		}
 		if after := df(); after < before+56<<20 {
+			for _, h := range d.lab.Hosts {
+				out, _ := d.quiet(h, "lvs --noheadings -o lv_size,lv_attr "+dockerVG+"/rv-v1; blockdev --getsize64 /dev/"+dockerVG+"/rv-v1; grep -a 'plugin=' /var/log/dockerd.log | grep -a -e rv-v1 -e grow -e refresh -e resize | tail -n 40 | cut -c1-400")
+				t.Logf("%s:\n%s", h, out)
+			}
 			t.Fatalf("df in A's writer: %d bytes after the grow, %d before", after, before)
 		}
 		for _, h := range d.lab.Hosts {
