@@ -49,6 +49,9 @@ type dockerLab struct {
 	st  *store.Store
 	// etcdPort is the port of the test's etcd, on vmlab.HostGateway.
 	etcdPort string
+	// fencedOnPurpose is, by host, when a step that made it self-fence
+	// (the doctor's host without its key) was over.
+	fencedOnPurpose map[string]time.Time
 }
 
 // startDockerLab publishes the plugin (scripts/publish.sh, the operator's
@@ -75,7 +78,7 @@ func startDockerLab(t *testing.T) *dockerLab {
 	t.Cleanup(srv.Close)
 	eps := srv.Endpoints()
 	etcdPort := eps[0][strings.LastIndex(eps[0], ":")+1:]
-	d := &dockerLab{st: store.New(testenv.EtcdClient(t, eps), "/relocvol"), etcdPort: etcdPort}
+	d := &dockerLab{st: store.New(testenv.EtcdClient(t, eps), "/relocvol"), etcdPort: etcdPort, fencedOnPurpose: map[string]time.Time{}}
 	d.lab = vmlab.Start(t, vmlab.WithDocker(), vmlab.WithMemory(vmMemory))
 	image := busyboxImage(t)
 	if err := <-published; err != nil {
