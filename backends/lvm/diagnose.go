@@ -3,13 +3,13 @@ package lvm
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/relocvol/relocvol/internal/doctor"
+	"github.com/relocvol/relocvol/internal/sysblock"
 )
 
 // vgRow is one row of the doctor's `vgs` report.
@@ -210,9 +210,9 @@ func (l *LVM) Diagnose(ctx context.Context) []doctor.Check {
 	}
 	f.pvsErr = err
 	for _, p := range f.pvs {
-		f.kinds[p.Name] = kindOf("/sys", p.Name)
+		f.kinds[p.Name] = kindOf(sysblock.Sysfs("/sys"), p.Name)
 	}
-	f.unmanaged = unmanagedDisks("/sys")
+	f.unmanaged = unmanagedDisks(sysblock.Sysfs("/sys"))
 	if out, err := l.lvm(ctx, "lvmconfig", "--typeconfig", "full", "devices/use_devicesfile", "devices/global_filter"); err == nil {
 		f.devices = deviceSelection(string(out))
 	}
@@ -220,44 +220,32 @@ func (l *LVM) Diagnose(ctx context.Context) []doctor.Check {
 }
 
 // kindOf tells from sysfs whether dev is a multipath map or a path of one.
-func kindOf(sysfs, dev string) devKind {
+func kindOf(sys sysblock.Sysfs, dev string) devKind {
 	real, err := filepath.EvalSymlinks(dev)
 	if err != nil {
 		return devKind{}
 	}
 	name := filepath.Base(real)
-	block := filepath.Join(sysfs, "class", "block")
-	if isMultipath(block, name) {
+	if sys.IsMultipathMap(name) {
 		return devKind{multipathMap: dev}
 	}
-	holders, _ := os.ReadDir(filepath.Join(block, name, "holders"))
-	for _, h := range holders {
-		if isMultipath(block, h.Name()) {
-			return devKind{pathOf: "/dev/" + h.Name()}
-		}
+	if m := sys.MapOf(name); m != "" {
+		return devKind{pathOf: "/dev/" + m}
 	}
 	return devKind{}
 }
 
 // unmanagedDisks lists, by WWID, the SCSI disks no multipath map holds.
-func unmanagedDisks(sysfs string) map[string][]string {
-	block := filepath.Join(sysfs, "class", "block")
-	entries, _ := os.ReadDir(block)
+func unmanagedDisks(sys sysblock.Sysfs) map[string][]string {
 	out := map[string][]string{}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(block, e.Name(), "device", "wwid"))
-		w := strings.TrimSpace(string(b))
-		if err != nil || w == "" || kindOf(sysfs, filepath.Join(block, e.Name())).pathOf != "" {
-			continue
+	for w, names := range sys.Disks() {
+		for _, n := range names {
+			if sys.MapOf(n) == "" {
+				out[w] = append(out[w], "/dev/"+n)
+			}
 		}
-		out[w] = append(out[w], "/dev/"+e.Name())
 	}
 	return out
-}
-
-func isMultipath(block, name string) bool {
-	uuid, err := os.ReadFile(filepath.Join(block, name, "dm", "uuid"))
-	return err == nil && strings.HasPrefix(string(uuid), "mpath-")
 }
 
 // deviceSelection says how LVM picks the devices it scans, from

@@ -2,12 +2,13 @@ package lvm
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/relocvol/relocvol/internal/doctor"
+	"github.com/relocvol/relocvol/internal/sysblock"
+	"github.com/relocvol/relocvol/internal/testenv"
 )
 
 func TestVGVerdicts(t *testing.T) {
@@ -97,31 +98,21 @@ func TestDeviceSelection(t *testing.T) {
 
 func TestKindOf(t *testing.T) {
 	sys, dev := t.TempDir(), t.TempDir()
-	write := func(p, s string) {
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(sys, p)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(sys, p), []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("class/block/dm-0/dm/uuid", "mpath-3600140\n")
-	write("class/block/dm-1/dm/uuid", "LVM-abc\n")
-	write("class/block/sdb/holders/dm-0", "")
-	write("class/block/sdc/holders/dm-1", "")
-	write("class/block/sdd/size", "1")
-	for _, n := range []string{"dm-0", "sdb", "sdc", "sdd"} {
-		if err := os.WriteFile(filepath.Join(dev, n), nil, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testenv.WriteFiles(t, sys, map[string]string{
+		"class/block/dm-0/dm/uuid":     "mpath-3600140\n",
+		"class/block/dm-1/dm/uuid":     "LVM-abc\n",
+		"class/block/sdb/holders/dm-0": "",
+		"class/block/sdc/holders/dm-1": "",
+		"class/block/sdd/size":         "1",
+	})
+	testenv.WriteFiles(t, dev, map[string]string{"dm-0": "", "sdb": "", "sdc": "", "sdd": ""})
 	for name, want := range map[string]devKind{
 		"dm-0": {multipathMap: filepath.Join(dev, "dm-0")},
 		"sdb":  {pathOf: "/dev/dm-0"},
 		"sdc":  {}, // held by an LV, not a map
 		"sdd":  {},
 	} {
-		if got := kindOf(sys, filepath.Join(dev, name)); got != want {
+		if got := kindOf(sysblock.Sysfs(sys), filepath.Join(dev, name)); got != want {
 			t.Errorf("kindOf(%s) = %+v, want %+v", name, got, want)
 		}
 	}
@@ -129,23 +120,17 @@ func TestKindOf(t *testing.T) {
 
 func TestUnmanagedDisks(t *testing.T) {
 	sys := t.TempDir()
-	write := func(p, s string) {
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(sys, p)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(sys, p), []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("class/block/sda/device/wwid", "naa.1\n")
-	write("class/block/sdb/device/wwid", "naa.1\n")
-	write("class/block/sdc/device/wwid", "naa.2\n")
-	write("class/block/sdd/device/wwid", "naa.2\n")
-	write("class/block/sdc/holders/dm-0", "")
-	write("class/block/sdd/holders/dm-0", "")
-	write("class/block/dm-0/dm/uuid", "mpath-naa.2\n")
-	write("class/block/sda1/partition", "1")
-	got := unmanagedDisks(sys)
+	testenv.WriteFiles(t, sys, map[string]string{
+		"class/block/sda/device/wwid":  "naa.1\n",
+		"class/block/sdb/device/wwid":  "naa.1\n",
+		"class/block/sdc/device/wwid":  "naa.2\n",
+		"class/block/sdd/device/wwid":  "naa.2\n",
+		"class/block/sdc/holders/dm-0": "",
+		"class/block/sdd/holders/dm-0": "",
+		"class/block/dm-0/dm/uuid":     "mpath-naa.2\n",
+		"class/block/sda1/partition":   "1",
+	})
+	got := unmanagedDisks(sysblock.Sysfs(sys))
 	if len(got) != 1 || strings.Join(got["naa.1"], ",") != "/dev/sda,/dev/sdb" {
 		t.Fatalf("unmanagedDisks = %v, want naa.1 on sda and sdb only (naa.2's disks are paths of dm-0)", got)
 	}

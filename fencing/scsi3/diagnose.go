@@ -2,14 +2,11 @@ package scsi3
 
 import (
 	"context"
-	"errors"
-	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 
 	"github.com/relocvol/relocvol/internal/doctor"
 	"github.com/relocvol/relocvol/internal/execx"
+	"github.com/relocvol/relocvol/internal/sysblock"
 )
 
 // MultipathD is multipathd's client, which the doctor asks for its
@@ -39,7 +36,7 @@ func (f *Fencer) Diagnose(ctx context.Context, live []string) []doctor.Check {
 		if p.multipath {
 			maps = append(maps, p.dev)
 		}
-		for _, dev := range lunPaths(f.sysfs, p) {
+		for _, dev := range lunPaths(sysblock.Sysfs(f.sysfs), p) {
 			facts = append(facts, f.pathFacts(ctx, p.dev, dev))
 		}
 	}
@@ -78,49 +75,29 @@ func (f *Fencer) pathFacts(ctx context.Context, lun, dev string) pathFacts {
 // lunPaths lists the SCSI disks through which this host reaches the LUN of
 // PV path p: a multipath map's paths, or the disk and every other disk
 // with its WWID (a second path that multipath does not manage: LVM then
-// sees the PV twice, see the pv checks).
-func lunPaths(sysfs string, p path) []string {
-	block := filepath.Join(sysfs, "class", "block")
+// sees the PV twice, or ignores it, see the pv checks).
+func lunPaths(sys sysblock.Sysfs, p path) []string {
 	name := filepath.Base(p.dev)
 	if p.multipath {
-		entries, err := os.ReadDir(filepath.Join(block, name, "slaves"))
-		if err != nil || len(entries) == 0 {
+		paths := sys.Paths(name)
+		if len(paths) == 0 {
 			return []string{p.dev} // read through the map
 		}
-		var out []string
-		for _, e := range entries {
-			out = append(out, "/dev/"+e.Name())
+		out := make([]string, len(paths))
+		for i, n := range paths {
+			out[i] = "/dev/" + n
 		}
-		sort.Strings(out)
 		return out
 	}
-	wwid, err := readWWID(block, name)
+	wwid, err := sys.WWID(name)
 	if err != nil {
 		return []string{p.dev}
 	}
 	out := []string{p.dev}
-	entries, _ := os.ReadDir(block)
-	for _, e := range entries {
-		if e.Name() == name {
-			continue
-		}
-		if w, err := readWWID(block, e.Name()); err == nil && w == wwid {
-			out = append(out, "/dev/"+e.Name())
+	for _, n := range sys.Disks()[wwid] {
+		if n != name {
+			out = append(out, "/dev/"+n)
 		}
 	}
-	sort.Strings(out[1:])
 	return out
-}
-
-// readWWID is a SCSI disk's WWID (the LUN's identity), from sysfs.
-func readWWID(block, name string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(block, name, "device", "wwid"))
-	if err != nil {
-		return "", err
-	}
-	w := strings.TrimSpace(string(b))
-	if w == "" {
-		return "", errors.New("empty wwid")
-	}
-	return w, nil
 }

@@ -30,6 +30,7 @@ import (
 
 	"github.com/relocvol/relocvol/fencing"
 	"github.com/relocvol/relocvol/internal/execx"
+	"github.com/relocvol/relocvol/internal/sysblock"
 )
 
 // Errors callers branch on.
@@ -185,14 +186,15 @@ func resolve(sysfs, pv string) (path, error) {
 		return path{}, fmt.Errorf("resolve PV %s: %w", pv, err)
 	}
 	name := filepath.Base(real)
-	block := filepath.Join(sysfs, "class", "block", name)
+	sys := sysblock.Sysfs(sysfs)
+	block := sys.Block(name)
 	if strings.HasPrefix(name, "dm-") {
-		uuid, err := os.ReadFile(filepath.Join(block, "dm", "uuid"))
+		uuid, err := sys.DMUUID(name)
 		if err != nil {
 			return path{}, fmt.Errorf("PV %s is device-mapper device %s but its uuid cannot be read: %w", pv, name, err)
 		}
-		if !strings.HasPrefix(string(uuid), "mpath-") {
-			return path{}, fmt.Errorf("PV %s is device-mapper device %s (%s), not a multipath map: put the VG's PVs directly on the SAN LUNs or on multipath maps, so that they can be fenced", pv, name, strings.TrimSpace(string(uuid)))
+		if !sys.IsMultipathMap(name) {
+			return path{}, fmt.Errorf("PV %s is device-mapper device %s (%s), not a multipath map: put the VG's PVs directly on the SAN LUNs or on multipath maps, so that they can be fenced", pv, name, uuid)
 		}
 		return path{dev: real, multipath: true}, nil
 	}

@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/relocvol/relocvol/internal/doctor"
 	"github.com/relocvol/relocvol/internal/execx"
+	"github.com/relocvol/relocvol/internal/sysblock"
+	"github.com/relocvol/relocvol/internal/testenv"
 )
 
 func TestParseCapabilityReport(t *testing.T) {
@@ -135,20 +136,14 @@ func TestMultipathVerdict(t *testing.T) {
 // PV's WWID (a second path multipath does not manage).
 func TestLUNPaths(t *testing.T) {
 	sys := t.TempDir()
-	write := func(p, s string) {
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(sys, p)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(sys, p), []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("class/block/sdb/device/wwid", "naa.6001405aaaa\n")
-	write("class/block/sdc/device/wwid", "naa.6001405aaaa\n")
-	write("class/block/sdd/device/wwid", "naa.6001405bbbb\n")
-	write("class/block/sdb1/partition", "1")
-	write("class/block/dm-0/slaves/sde/x", "")
-	write("class/block/dm-0/slaves/sdf/x", "")
+	testenv.WriteFiles(t, sys, map[string]string{
+		"class/block/sdb/device/wwid": "naa.6001405aaaa\n",
+		"class/block/sdc/device/wwid": "naa.6001405aaaa\n",
+		"class/block/sdd/device/wwid": "naa.6001405bbbb\n",
+		"class/block/sdb1/partition":  "1",
+		"class/block/dm-0/slaves/sde": "",
+		"class/block/dm-0/slaves/sdf": "",
+	})
 	for _, tc := range []struct {
 		p    path
 		want []string
@@ -159,7 +154,7 @@ func TestLUNPaths(t *testing.T) {
 		{path{dev: "/dev/dm-9", multipath: true}, []string{"/dev/dm-9"}},
 		{path{dev: "/dev/vdz"}, []string{"/dev/vdz"}},
 	} {
-		if got := lunPaths(sys, tc.p); !slices.Equal(got, tc.want) {
+		if got := lunPaths(sysblock.Sysfs(sys), tc.p); !slices.Equal(got, tc.want) {
 			t.Errorf("lunPaths(%+v) = %v, want %v", tc.p, got, tc.want)
 		}
 	}

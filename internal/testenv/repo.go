@@ -102,3 +102,18 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 }
 
 var errNotYet = errors.New("the condition does not hold")
+
+// WriteFiles makes the files under root (path → content), with their
+// folders: a fake sysfs tree, for one.
+func WriteFiles(t testing.TB, root string, files map[string]string) {
+	t.Helper()
+	for p, content := range files {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
