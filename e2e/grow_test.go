@@ -100,13 +100,9 @@ func dfSize(t *testing.T, c string) int64 {
 // waitMoreLines waits for container c's writer to add lines to /data/log.
 func waitMoreLines(t *testing.T, c string) {
 	t.Helper()
-	count := func() int {
-		n, _ := strconv.Atoi(strings.TrimSpace(mustDocker(t, "exec", c, "sh", "-c", "wc -l < /data/log")))
-		return n
-	}
-	n := count()
+	n := lineCount(t, c)
 	testenv.Eventually(t, 10*time.Second, c+" still writes", func() error {
-		if count() <= n {
+		if lineCount(t, c) <= n {
 			return fmt.Errorf("no new line after %d", n)
 		}
 		return nil

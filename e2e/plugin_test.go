@@ -132,7 +132,7 @@ func TestManagedPlugin(t *testing.T) {
 	}
 
 	// ---- the plugin restarts under the running containers ----
-	before := lineCount(t)
+	before := lineCount(t, "e2e-writer")
 	// The host sees the one mount at every peer of the propagated-mount
 	// folder (Docker binds it more than once), so compare, don't assume 1.
 	mountsBefore := hostMounts(t, vol)
@@ -153,7 +153,7 @@ func TestManagedPlugin(t *testing.T) {
 		t.Fatalf("after the plugin restart the host has %d mounts of the volume, %d before: mounted twice or lost", n, mountsBefore)
 	}
 	testenv.Eventually(t, 10*time.Second, "the writer keeps writing after the plugin restart", func() error {
-		if n := lineCount(t); n <= before+5 {
+		if n := lineCount(t, "e2e-writer"); n <= before+5 {
 			return fmt.Errorf("%d lines, had %d before the restart", n, before)
 		}
 		return nil
@@ -165,13 +165,7 @@ func TestManagedPlugin(t *testing.T) {
 	if st["owner"] != "e2e-host-a" || fmt.Sprint(st["mounts"]) != "1" {
 		t.Fatalf("inspect after one of two containers stopped: %v", st)
 	}
-	n1 := lineCount(t)
-	testenv.Eventually(t, 10*time.Second, "the writer still writes", func() error {
-		if lineCount(t) <= n1 {
-			return fmt.Errorf("no new line")
-		}
-		return nil
-	})
+	waitMoreLines(t, "e2e-writer")
 
 	// ---- docker cp into and out of the running container: Docker mounts
 	// the container's mount ID again and unmounts it after the copy ----
@@ -193,13 +187,7 @@ func TestManagedPlugin(t *testing.T) {
 	if n := hostMounts(t, vol); n == 0 {
 		t.Fatal("docker cp left the volume unmounted under the running container")
 	}
-	n2 := lineCount(t)
-	testenv.Eventually(t, 10*time.Second, "the writer still writes after docker cp", func() error {
-		if lineCount(t) <= n2 {
-			return fmt.Errorf("no new line")
-		}
-		return nil
-	})
+	waitMoreLines(t, "e2e-writer")
 
 	// ---- online grow under the running writer ----
 	checkGrow(t, b.bin, fmt.Sprintf("http://127.0.0.1:%d", apiPort))
@@ -294,9 +282,10 @@ func inspect(t *testing.T, name string) map[string]any {
 	return st
 }
 
-func lineCount(t *testing.T) int {
+// lineCount is the number of lines of /data/log in container c.
+func lineCount(t *testing.T, c string) int {
 	t.Helper()
-	out := mustDocker(t, "exec", "e2e-writer", "sh", "-c", "wc -l < /data/log")
+	out := mustDocker(t, "exec", c, "sh", "-c", "wc -l < /data/log")
 	n, err := strconv.Atoi(strings.TrimSpace(out))
 	if err != nil {
 		t.Fatalf("line count %q: %v", out, err)

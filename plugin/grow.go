@@ -248,18 +248,6 @@ func (d *Driver) finishGrow(ctx context.Context, vol store.Volume, growErr error
 	return errors.Join(growErr, err)
 }
 
-// device is the device of name active here, from memory for a volume this
-// process mounted.
-func (d *Driver) device(ctx context.Context, name string) (string, error) {
-	d.mu.Lock()
-	dev := d.devs[name]
-	d.mu.Unlock()
-	if dev != "" {
-		return dev, nil
-	}
-	return d.backend.Device(ctx, name)
-}
-
 // growStatus is how `docker volume inspect` shows a volume's last grow.
 func growStatus(g *store.Grow) string {
 	from := fmt.Sprintf("from %s to %s by host %s at %s", spec.FormatSize(g.From), spec.FormatSize(g.Size), g.By, g.At.Format(time.RFC3339))

@@ -7,21 +7,11 @@ import (
 	"time"
 
 	"github.com/docker/go-plugins-helpers/volume"
-	"golang.org/x/sys/unix"
 
 	"github.com/relocvol/relocvol/internal/fsutil"
+	"github.com/relocvol/relocvol/internal/testenv"
 	"github.com/relocvol/relocvol/plugin"
 )
-
-// fsSize is the size of the filesystem mounted at a volume's data folder.
-func fsSize(t *testing.T, mp string) int64 {
-	t.Helper()
-	var st unix.Statfs_t
-	if err := unix.Statfs(mp, &st); err != nil {
-		t.Fatal(err)
-	}
-	return int64(st.Blocks) * st.Bsize
-}
 
 // A volume in use on host a grows when host b is asked: b extends the
 // storage, a's filesystem follows online (its volume cache tells it), the
@@ -34,7 +24,7 @@ func TestGrowWhileInUseOnAnotherHost(t *testing.T) {
 	mustCreate(t, a, "gv", map[string]string{"size": "320M", "fs": "xfs"})
 	mp := mustMount(t, a, "gv", "c1")
 	writeFile(t, mp, "kept", "before the grow")
-	before := fsSize(t, mp)
+	before := testenv.FSSize(t, mp)
 
 	vol, err := b.drv.Grow(ctx, "gv", "640M", 30*time.Second)
 	if err != nil {
@@ -43,7 +33,7 @@ func TestGrowWhileInUseOnAnotherHost(t *testing.T) {
 	if g := vol.Grow; vol.Size != 640<<20 || g == nil || !g.Done || g.FSHost != "a" || g.By != "b" || g.Owner != "a" || g.From != 320<<20 {
 		t.Fatalf("record after the grow: size %d, grow %+v; want 640M, grown by b, filesystem done on a", vol.Size, vol.Grow)
 	}
-	if after := fsSize(t, mp); after < before+300<<20 {
+	if after := testenv.FSSize(t, mp); after < before+300<<20 {
 		t.Fatalf("the filesystem a mounts is %d bytes after the grow, %d before: want 320M more", after, before)
 	}
 	if got := readFile(t, mp, "kept"); got != "before the grow" {
@@ -77,7 +67,7 @@ func TestGrowOfAnUnusedVolumeAtItsNextMount(t *testing.T) {
 	mustCreate(t, a, "uv", map[string]string{"size": "64M"})
 	mp := mustMount(t, a, "uv", "c1")
 	writeFile(t, mp, "kept", "data")
-	before := fsSize(t, mp)
+	before := testenv.FSSize(t, mp)
 	mustUnmount(t, a, "uv", "c1")
 
 	vol, err := a.drv.Grow(ctx, "uv", "128M", 10*time.Second)
@@ -88,7 +78,7 @@ func TestGrowOfAnUnusedVolumeAtItsNextMount(t *testing.T) {
 		t.Fatalf("record: size %d, grow %+v; want 128M, the filesystem pending with no owner", vol.Size, vol.Grow)
 	}
 	mp = mustMount(t, b, "uv", "c2")
-	if after := fsSize(t, mp); after < before+56<<20 {
+	if after := testenv.FSSize(t, mp); after < before+56<<20 {
 		t.Fatalf("the filesystem after the next mount is %d bytes, %d before: want 64M more", after, before)
 	}
 	if got := readFile(t, mp, "kept"); got != "data" {
@@ -112,21 +102,21 @@ func TestGrowExt4(t *testing.T) {
 	mustCreate(t, a, "ev", map[string]string{"size": "64M", "fs": "ext4"})
 	mp := mustMount(t, a, "ev", "c1")
 	writeFile(t, mp, "kept", "ext4 data")
-	before := fsSize(t, mp)
+	before := testenv.FSSize(t, mp)
 	vol, err := b.drv.Grow(ctx, "ev", "128M", 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if online, why := fsutil.GrowsOnline("ext4"); online {
-		if !vol.Grow.Done || fsSize(t, mp) < before+56<<20 {
-			t.Fatalf("ext4 with CAP_SYS_RESOURCE: grow %+v, filesystem %d bytes", vol.Grow, fsSize(t, mp))
+		if !vol.Grow.Done || testenv.FSSize(t, mp) < before+56<<20 {
+			t.Fatalf("ext4 with CAP_SYS_RESOURCE: grow %+v, filesystem %d bytes", vol.Grow, testenv.FSSize(t, mp))
 		}
 		mustUnmount(t, a, "ev", "c1")
 		return
 	} else if !vol.Grow.Pending() || !strings.Contains(vol.Grow.Waiting, "host a: ") || !strings.Contains(vol.Grow.Waiting, "CAP_SYS_RESOURCE") {
 		t.Fatalf("ext4 without CAP_SYS_RESOURCE (%s): grow %+v; want it waiting for the next mount, saying why", why, vol.Grow)
 	}
-	if now := fsSize(t, mp); now != before {
+	if now := testenv.FSSize(t, mp); now != before {
 		t.Fatalf("filesystem %d bytes, %d before: nothing should have changed yet", now, before)
 	}
 	if st := inspect(t, b, "ev"); !strings.Contains(st["grown"].(string), "filesystem grows at its next mount: host a:") {
@@ -134,7 +124,7 @@ func TestGrowExt4(t *testing.T) {
 	}
 	mustUnmount(t, a, "ev", "c1")
 	mp = mustMount(t, b, "ev", "c2")
-	if after := fsSize(t, mp); after < before+56<<20 {
+	if after := testenv.FSSize(t, mp); after < before+56<<20 {
 		t.Fatalf("after the next mount: filesystem %d bytes, %d before", after, before)
 	}
 	if got := readFile(t, mp, "kept"); got != "ext4 data" {

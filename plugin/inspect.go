@@ -93,13 +93,7 @@ func (d *Driver) get(ctx context.Context, name string) (*volume.Volume, error) {
 	}
 	v := &volume.Volume{Name: name, CreatedAt: vol.CreatedAt.Format(time.RFC3339), Status: status, Mountpoint: d.mountpoint(name)}
 	if v.Mountpoint != "" {
-		d.mu.Lock()
-		dev := d.devs[name]
-		d.mu.Unlock()
-		if dev == "" { // mounted before this process started
-			dev, _ = d.backend.Device(ctx, name)
-		}
-		if dev != "" {
+		if dev, _ := d.device(ctx, name); dev != "" {
 			status["device"] = dev
 		}
 	}

@@ -186,3 +186,16 @@ func withMount(c store.Claim, id string, now time.Time) store.Claim {
 	c.Mounts[id] = now
 	return c
 }
+
+// device is the device of name active here: from memory for a volume this
+// process mounted (Get runs before every Unmount), else asked of the
+// backend (mounted before this process started).
+func (d *Driver) device(ctx context.Context, name string) (string, error) {
+	d.mu.Lock()
+	dev := d.devs[name]
+	d.mu.Unlock()
+	if dev != "" {
+		return dev, nil
+	}
+	return d.backend.Device(ctx, name)
+}

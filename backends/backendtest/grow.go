@@ -6,10 +6,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/relocvol/relocvol/backends"
 	"github.com/relocvol/relocvol/internal/fsutil"
+	"github.com/relocvol/relocvol/internal/testenv"
 )
 
 // testGrow grows a mounted volume with data on it, as `relocvol volume
@@ -34,7 +33,7 @@ func testGrow(t *testing.T, e *env, v backends.Volume) {
 	dev := e.activate(name, "activation")
 	e.must(e.fs.Mount(e.ctx, dev, v.FS, mp), "Mount")
 	e.writeFile(file, data)
-	before := fsBytes(t, mp)
+	before := testenv.FSSize(t, mp)
 
 	e.must(g.Grow(e.ctx, name, 2*v.Size), "Grow to twice the size")
 	e.must(g.Grow(e.ctx, name, v.Size), "Grow to a smaller size (nothing to do)")
@@ -48,7 +47,7 @@ func testGrow(t *testing.T, e *env, v backends.Volume) {
 		e.must(e.fs.GrowOffline(e.ctx, v.FS, dev), "grow the filesystem offline")
 		e.must(e.fs.Mount(e.ctx, dev, v.FS, mp), "Mount after growing offline")
 	}
-	after := fsBytes(t, mp)
+	after := testenv.FSSize(t, mp)
 	// Twice the device, minus what the filesystem keeps for itself.
 	if after < before+v.Size*9/10 {
 		t.Fatalf("filesystem %d bytes after growing a %d-byte volume to %d (it was %d): want about %d more", after, v.Size, 2*v.Size, before, v.Size)
@@ -62,21 +61,11 @@ func testGrow(t *testing.T, e *env, v backends.Volume) {
 	e.must(e.b.Deactivate(e.ctx, name), "Deactivate")
 	dev = e.activate(name, "reactivation")
 	e.must(e.fs.Mount(e.ctx, dev, v.FS, mp), "Mount after reactivation")
-	if again := fsBytes(t, mp); again != after {
+	if again := testenv.FSSize(t, mp); again != after {
 		t.Fatalf("filesystem %d bytes after reactivation, want %d as grown", again, after)
 	}
 	e.must(e.fs.Unmount(e.ctx, mp), "Unmount after reactivation")
 	e.must(e.b.Deactivate(e.ctx, name), "Deactivate after reactivation")
 
 	e.mustBe(g.Grow(e.ctx, "rvt-grow-nosuch", v.Size), backends.ErrNotFound, "Grow of a missing volume")
-}
-
-// fsBytes is the size of the filesystem mounted on mp.
-func fsBytes(t *testing.T, mp string) int64 {
-	t.Helper()
-	var st unix.Statfs_t
-	if err := unix.Statfs(mp, &st); err != nil {
-		t.Fatalf("statfs %s: %v", mp, err)
-	}
-	return int64(st.Blocks) * st.Bsize
 }

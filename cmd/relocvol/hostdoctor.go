@@ -63,15 +63,9 @@ func (h *hostDoctor) Report(ctx context.Context) doctor.Report {
 	cancel()
 	add(doctor.Etcd(strings.Join(h.endpoints, ","), lat, err, renew))
 	add(doctor.LeaseSlack(h.beat.Alive(), maxGap, cutoff, renew))
-	off, unc, err := time.Duration(0), time.Duration(0), error(nil)
-	if tlsCfg, terr := (store.TLSFiles{CA: h.cfg.EtcdCA, Cert: h.cfg.EtcdCert, Key: h.cfg.EtcdKey}).Config(); terr != nil {
-		err = terr
-	} else {
-		sctx, cancel = step(5 * time.Second)
-		off, unc, err = store.ServerClock(sctx, h.endpoints[0], tlsCfg)
-		cancel()
-	}
-	add(doctor.Clock(off, unc, err))
+	sctx, cancel = step(5 * time.Second)
+	add(doctor.Clock(h.clock(sctx)))
+	cancel()
 
 	sctx, cancel = step(20 * time.Second)
 	defer cancel()
@@ -101,13 +95,26 @@ func (h *hostDoctor) Report(ctx context.Context) doctor.Report {
 		add(doctor.Warned("online grow", "give the plugin CAP_SYS_RESOURCE (install it where the Docker engine can grant it), or use xfs for volumes that must grow in use",
 			"xfs volumes grow online, ext4 ones at their next mount: %s", why))
 	}
-	var engineVer string
-	err = nil
-	if h.engine != nil {
-		var v types.Version
-		v, err = h.engine.ServerVersion(sctx)
-		engineVer = v.Version
-	}
+	engineVer, err := h.engineVersion(sctx)
 	add(doctor.Docker(h.cfg.DockerHost, engineVer, err))
 	return r
+}
+
+// clock is this host's clock against the first etcd endpoint's.
+func (h *hostDoctor) clock(ctx context.Context) (offset, uncertainty time.Duration, err error) {
+	tlsCfg, err := (store.TLSFiles{CA: h.cfg.EtcdCA, Cert: h.cfg.EtcdCert, Key: h.cfg.EtcdKey}).Config()
+	if err != nil {
+		return 0, 0, err
+	}
+	return store.ServerClock(ctx, h.endpoints[0], tlsCfg)
+}
+
+// engineVersion is the version of the Docker engine the agent uses ("",
+// nil where there is none).
+func (h *hostDoctor) engineVersion(ctx context.Context) (string, error) {
+	if h.engine == nil {
+		return "", nil
+	}
+	v, err := h.engine.ServerVersion(ctx)
+	return v.Version, err
 }

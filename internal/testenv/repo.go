@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -116,4 +117,14 @@ func WriteFiles(t testing.TB, root string, files map[string]string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// FSSize is the size in bytes of the filesystem mounted at mp.
+func FSSize(t testing.TB, mp string) int64 {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(mp, &st); err != nil {
+		t.Fatalf("statfs %s: %v", mp, err)
+	}
+	return int64(st.Blocks) * st.Bsize
 }
