@@ -36,12 +36,21 @@ type Leader struct {
 	// down is when this leader first saw each host without a lease.
 	down map[string]time.Time
 	// proven is, for each host this leader fenced, the down time it was
-	// fenced in: it is fenced again only after it was seen alive.
-	proven map[string]time.Time
+	// fenced in and the mark it proved: it is fenced again only after it
+	// was seen alive, or when that mark is gone.
+	proven map[string]provenFence
 	// announced are the relocations whose detection is in the timeline,
 	// and the hosts (host@down-since) whose apps' detections are.
 	announced map[string]bool
 	stuck     map[string]string
+}
+
+// provenFence is a fence this leader proved: the down time of the host it
+// fenced and the revision of the mark it wrote first, which every release
+// of that host's claims requires (store.FencedBy).
+type provenFence struct {
+	down    time.Time
+	markRev int64
 }
 
 // NewLeader returns a leader candidate for host. grace is how long a host's
@@ -102,11 +111,17 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
+// reset forgets what an earlier term learned: a new term sees every host
+// afresh (down from now, fenced by nobody).
+func (l *Leader) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.down, l.proven, l.announced, l.stuck = map[string]time.Time{}, map[string]provenFence{}, map[string]bool{}, map[string]string{}
+}
+
 // lead runs the failover loop until the leadership ends.
 func (l *Leader) lead(ctx context.Context, lead *store.Leadership) {
-	l.mu.Lock()
-	l.down, l.proven, l.announced, l.stuck = map[string]time.Time{}, map[string]time.Time{}, map[string]bool{}, map[string]string{}
-	l.mu.Unlock()
+	l.reset()
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	// A host's lease gone wakes the pass at once, and the end of its grace
@@ -233,7 +248,7 @@ func (l *Leader) snapshot(ctx context.Context, now time.Time) (Snapshot, map[str
 			l.log.WithField("dead_host", h).Warn("host has no lease")
 		}
 		p, ok := l.proven[h]
-		s.Hosts[h] = HostView{DownSince: l.down[h], Fenced: fenced, Proven: ok && p.Equal(l.down[h]), Maintenance: inMaint}
+		s.Hosts[h] = HostView{DownSince: l.down[h], Fenced: fenced, Proven: ok && p.down.Equal(l.down[h]), Maintenance: inMaint}
 	}
 	return s, apps, nil
 }
@@ -335,6 +350,15 @@ func (l *Leader) announce(host string, s Snapshot, apps map[string]store.Version
 	}
 }
 
+// provenSince returns the fence this leader proved of host since it went
+// down at down, if it did.
+func (l *Leader) provenSince(host string, down time.Time) (provenFence, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p, ok := l.proven[host]
+	return p, ok && p.down.Equal(down)
+}
+
 func (l *Leader) perform(ctx context.Context, lead *store.Leadership, act Action, s Snapshot, apps map[string]store.Versioned[store.App]) error {
 	log := l.log.WithFields(logrus.Fields{"action": act.Kind, "dead_host": act.Host})
 	down := s.Hosts[act.Host].DownSince
@@ -343,14 +367,17 @@ func (l *Leader) perform(ctx context.Context, lead *store.Leadership, act Action
 		l.announce(act.Host, s, apps)
 		log.WithField("method", l.fencer.Name()).Warn("fencing dead host")
 		start := time.Now()
-		err := fencing.Host(ctx, l.st, l.fencer, act.Host, l.host, "", lead)
+		markRev, err := fencing.Host(ctx, l.st, l.fencer, act.Host, l.host, "", lead)
 		if errors.Is(err, store.ErrHostAlive) {
-			log.Info("host has a lease again: not fencing it")
+			// Nothing of it is released this step (releases need the
+			// mark this leader proved): the next plan sees it alive, or
+			// dead again and fences it first.
+			log.Info("host has a lease again: not fencing it, releasing nothing of it")
 			return nil
 		}
 		if err == nil {
 			l.mu.Lock()
-			l.proven[act.Host] = down
+			l.proven[act.Host] = provenFence{down: down, markRev: markRev}
 			l.mu.Unlock()
 		}
 		result := "ok"
@@ -377,11 +404,32 @@ func (l *Leader) perform(ctx context.Context, lead *store.Leadership, act Action
 		if c.Host != act.Host {
 			return nil // taken over or released since the snapshot
 		}
-		if err := l.st.ReleaseClaim(ctx, c, rev, lead); err != nil {
+		p, ok := l.provenSince(act.Host, down)
+		if !ok {
+			// Its fence this step did not prove it cut off (it had a
+			// lease again): never release on an absent host key alone.
+			log.WithField("volume", act.Volume).Info("host not fenced by this leader since it went down: releasing nothing of it")
+			return nil
+		}
+		err = l.st.ReleaseClaim(ctx, c, rev, p.markRev, lead)
+		if errors.Is(err, store.ErrMarkChanged) {
+			// It rejoined since (clearing the mark) or was marked again:
+			// the fence proves nothing now; the next step fences again.
+			l.mu.Lock()
+			delete(l.proven, act.Host)
+			l.mu.Unlock()
+		}
+		if err != nil {
 			return fmt.Errorf("release volume %s: %w", act.Volume, err)
 		}
 		log.WithFields(logrus.Fields{"volume": act.Volume, "epoch": c.Epoch}).Warn("released the dead host's claim")
 	case ActPlace:
+		if _, ok := l.provenSince(act.Host, down); !ok {
+			// Placed elsewhere, its app would be removed from a host
+			// that is alive after all.
+			log.WithField("app", act.App).Info("host not fenced by this leader since it went down: moving none of its apps")
+			return nil
+		}
 		a, rev, err := l.st.GetApp(ctx, act.App)
 		if err != nil {
 			return err

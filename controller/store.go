@@ -45,7 +45,8 @@ type LeaderStore interface {
 	GetApp(ctx context.Context, name string) (store.App, int64, error)
 	PutApp(ctx context.Context, a store.App, rev int64, guards ...store.Guard) (int64, error)
 	GetClaim(ctx context.Context, name string) (store.Claim, int64, error)
-	ReleaseClaim(ctx context.Context, c store.Claim, rev int64, guards ...store.Guard) error
+	// ReleaseClaim needs the revision of the mark this leader proved.
+	ReleaseClaim(ctx context.Context, c store.Claim, rev, markRev int64, guards ...store.Guard) error
 	PruneEvents(ctx context.Context, keep int64) (int64, error)
 }
 

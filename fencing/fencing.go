@@ -43,17 +43,22 @@ type Marker interface {
 // etcd, in a transaction that requires the victim to have no lease (and
 // every guard to hold), so that the victim cannot register again before it
 // has cleaned up; then the method cuts the victim off and proves it. A mark
-// is never taken as proof: the method runs every time. A victim with a
-// lease is store.ErrHostAlive: the caller must re-read and decide again.
-func Host(ctx context.Context, m Marker, method Method, victim, by, volume string, guards ...store.Guard) error {
+// is never taken as proof: the method runs every time. It returns the
+// revision of the mark it wrote: every release or takeover of the victim's
+// claims that relies on this fence requires that very mark in its own
+// transaction (store.FencedBy). A victim with a lease is
+// store.ErrHostAlive: the caller must re-read and decide again, and take
+// nothing of the victim meanwhile.
+func Host(ctx context.Context, m Marker, method Method, victim, by, volume string, guards ...store.Guard) (int64, error) {
 	mark := store.Fence{Host: victim, By: by, Method: method.Name(), Volume: volume, At: time.Now().UTC()}
-	if _, err := m.MarkFence(ctx, mark, guards...); err != nil {
-		return fmt.Errorf("mark host %s as being fenced: %w", victim, err)
+	rev, err := m.MarkFence(ctx, mark, guards...)
+	if err != nil {
+		return 0, fmt.Errorf("mark host %s as being fenced: %w", victim, err)
 	}
 	if err := method.Fence(ctx, victim); err != nil {
-		return fmt.Errorf("fence host %s with %s: %w", victim, method.Name(), err)
+		return 0, fmt.Errorf("fence host %s with %s: %w", victim, method.Name(), err)
 	}
-	return nil
+	return rev, nil
 }
 
 // None performs no fencing. It only logs, loudly, that a takeover happened

@@ -76,7 +76,7 @@ func (d *Driver) claim(ctx context.Context, vol store.Volume, vrev int64, id str
 				if err := d.awaitGrace(ctx, c.Host, c.Volume); err != nil {
 					return store.Final(err)
 				}
-				err := d.fence(ctx, c.Host, c.Volume, fmt.Sprintf("volume %q", c.Volume))
+				markRev, err := d.fence(ctx, c.Host, c.Volume, fmt.Sprintf("volume %q", c.Volume))
 				if errors.Is(err, store.ErrHostAlive) {
 					fenceAlive, reread = true, false
 					return err // the holder came back: decide again
@@ -85,7 +85,9 @@ func (d *Driver) claim(ctx context.Context, vol store.Volume, vrev int64, id str
 					return store.Final(err)
 				}
 				next.TakenFrom = c.Host
-				guards = append(guards, d.store.HostGone(c.Host))
+				// Still dead, and still carrying the very mark whose
+				// fencing this host proved, when the takeover lands.
+				guards = append(guards, d.store.HostGone(c.Host), d.store.FencedBy(c.Host, markRev))
 			}
 			// else: a claim the leader released after fencing its
 			// holder keeps naming that host (store.ReleaseClaim); one
@@ -102,11 +104,11 @@ func (d *Driver) claim(ctx context.Context, vol store.Volume, vrev int64, id str
 		// the holder rejoined: decide again on fresh state.
 		fenceAlive, reread = false, err != nil
 		return err
-	}, store.ErrHostAlive)
+	}, store.ErrHostAlive, store.ErrMarkChanged)
 	switch {
 	case fenceAlive && errors.Is(err, store.ErrHostAlive):
 		return err // the holder came back at the last attempt
-	case errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrHostAlive):
+	case errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrHostAlive) || errors.Is(err, store.ErrMarkChanged):
 		return newErr(ErrBusy, "volume %q: its claim kept changing while host %s tried to take it (%d attempts; last: %v): another host is mounting it at the same time; try again", vol.Name, d.opt.Host, attempts, err)
 	case err != nil:
 		return err
@@ -153,30 +155,32 @@ func (d *Driver) awaitGrace(ctx context.Context, host, volume string) error {
 // fence cuts victim off the storage before this host takes over what it
 // held (what: a volume's claim, or an unfinished create), through the one
 // fencing function the leader uses too: the mark first (only while victim
-// has no lease), then the method's proof. store.ErrHostAlive: victim has a
-// lease again. Without fencing there is no takeover.
-func (d *Driver) fence(ctx context.Context, victim, volume, what string) error {
+// has no lease), then the method's proof. It returns the mark's revision,
+// which the takeover's write requires (store.FencedBy).
+// store.ErrHostAlive: victim has a lease again. Without fencing there is
+// no takeover.
+func (d *Driver) fence(ctx context.Context, victim, volume, what string) (int64, error) {
 	log := d.log.WithFields(logrus.Fields{"volume": volume, "fenced_host": victim, "method": d.fencer.Name()})
 	log.Warn("owner of the volume is not alive: fencing it before taking " + what + " over")
 	start := time.Now()
-	err := fencing.Host(ctx, d.store, d.fencer, victim, d.opt.Host, volume)
+	markRev, err := fencing.Host(ctx, d.store, d.fencer, victim, d.opt.Host, volume)
 	if errors.Is(err, store.ErrInMaintenance) {
 		log.Info("owner went into maintenance: not taking " + what + " over")
 		if m, rev, merr := d.store.GetMaintenance(ctx, victim); merr == nil && rev != 0 {
-			return maintenanceErr(volume, m)
+			return 0, maintenanceErr(volume, m)
 		}
-		return newErr(ErrInUse, "volume %q is held by host %s, which is in maintenance: it is not taken over before the maintenance ends (relocvol hosts shows until when)", volume, victim)
+		return 0, newErr(ErrInUse, "volume %q is held by host %s, which is in maintenance: it is not taken over before the maintenance ends (relocvol hosts shows until when)", volume, victim)
 	}
 	if errors.Is(err, store.ErrHostAlive) {
 		log.Info("owner has a lease again: not taking " + what + " over")
-		return err
+		return 0, err
 	}
 	if err != nil {
-		return wrapErr(ErrFence, err, "cannot take %s over from host %s, which is not alive: fencing it failed, and relocvol never takes storage over unfenced; check the storage paths of this host (relocvol's log says which device) or bring %s back", what, victim, victim)
+		return 0, wrapErr(ErrFence, err, "cannot take %s over from host %s, which is not alive: fencing it failed, and relocvol never takes storage over unfenced; check the storage paths of this host (relocvol's log says which device) or bring %s back", what, victim, victim)
 	}
 	d.observe(volume, "fenced", start)
 	log.Warn("fenced host")
-	return nil
+	return markRev, nil
 }
 
 // maintenanceErr refuses a takeover from a host in maintenance, saying

@@ -196,22 +196,27 @@ var errAgain = errors.New("changed meanwhile")
 
 func (d *Driver) takeCreateOver(ctx context.Context, v store.Volume, vrev int64) error {
 	log := d.log.WithFields(logrus.Fields{"volume": v.Name, "creator": v.CreatedBy})
+	// The record is taken under this host's own lease and, from a dead
+	// creator, while it is still dead and still carries the mark whose
+	// fencing this host proved.
+	guards := []store.Guard{d.ownLease()}
 	if v.CreatedBy != d.opt.Host {
 		if err := d.awaitGrace(ctx, v.CreatedBy, v.Name); err != nil {
 			return err
 		}
-		err := d.fence(ctx, v.CreatedBy, v.Name, fmt.Sprintf("the unfinished create of volume %q", v.Name))
+		markRev, err := d.fence(ctx, v.CreatedBy, v.Name, fmt.Sprintf("the unfinished create of volume %q", v.Name))
 		if errors.Is(err, store.ErrHostAlive) {
 			return errAgain
 		}
 		if err != nil {
 			return err
 		}
+		guards = append(guards, d.store.HostGone(v.CreatedBy), d.store.FencedBy(v.CreatedBy, markRev))
 	}
 	log.Warn("taking over an unfinished create")
 	v.CreatedBy, v.CreatedAt = d.opt.Host, time.Now().UTC()
-	nrev, err := d.store.UpdateVolume(ctx, v, vrev, -1)
-	if errors.Is(err, store.ErrConflict) {
+	nrev, err := d.store.UpdateVolume(ctx, v, vrev, -1, guards...)
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrHostAlive) || errors.Is(err, store.ErrMarkChanged) {
 		return errAgain
 	}
 	if err != nil {

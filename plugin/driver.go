@@ -34,7 +34,7 @@ type Store interface {
 	GetVolume(ctx context.Context, name string) (store.Volume, int64, error)
 	ListVolumes(ctx context.Context) (map[string]store.Versioned[store.Volume], error)
 	CreateVolume(ctx context.Context, v store.Volume) (bool, store.Volume, int64, error)
-	UpdateVolume(ctx context.Context, v store.Volume, rev, claimRev int64) (int64, error)
+	UpdateVolume(ctx context.Context, v store.Volume, rev, claimRev int64, guards ...store.Guard) (int64, error)
 	DeleteVolume(ctx context.Context, name string, rev int64) error
 	GetClaim(ctx context.Context, name string) (store.Claim, int64, error)
 	ListClaims(ctx context.Context) (map[string]store.Versioned[store.Claim], error)
@@ -44,6 +44,7 @@ type Store interface {
 	GetMaintenance(ctx context.Context, host string) (store.Maintenance, int64, error)
 	MarkFence(ctx context.Context, f store.Fence, guards ...store.Guard) (int64, error)
 	HostGone(host string) store.Guard
+	FencedBy(host string, markRev int64) store.Guard
 	HostLease(host string, lease int64) store.Guard
 	// Await runs check until done, watching families between runs.
 	Await(ctx context.Context, families []store.Family, recheck time.Duration, check func(context.Context) (bool, error)) error

@@ -71,7 +71,7 @@ func TestGuardedWritesOfDeposedLeader(t *testing.T) {
 	}
 	_, crev, _ := st.GetClaim(ctx, "db")
 	c, _, _ := st.GetClaim(ctx, "db")
-	if err := st.ReleaseClaim(ctx, c, crev, old); !errors.Is(err, store.ErrNotLeader) {
+	if err := st.ReleaseClaim(ctx, c, crev, 1, old); !errors.Is(err, store.ErrNotLeader) {
 		t.Fatalf("deposed leader's release: err = %v, want ErrNotLeader", err)
 	}
 	if _, err := st.PutApp(ctx, store.App{Name: "db", Host: "x"}, arev, old); !errors.Is(err, store.ErrNotLeader) {
@@ -92,14 +92,15 @@ func TestGuardedWritesOfDeposedLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = cur.Resign(ctx) }()
-	if _, err := st.MarkFence(ctx, store.Fence{Host: "dead", By: "new"}, cur); err != nil {
+	markRev, err := st.MarkFence(ctx, store.Fence{Host: "dead", By: "new"}, cur)
+	if err != nil {
 		t.Fatal(err)
 	}
 	// The leader's guard holds but the claim moved on: that is a conflict.
-	if err := st.ReleaseClaim(ctx, c, crev-1, cur); !errors.Is(err, store.ErrConflict) {
+	if err := st.ReleaseClaim(ctx, c, crev-1, markRev, cur); !errors.Is(err, store.ErrConflict) {
 		t.Fatalf("release at a stale revision: err = %v, want ErrConflict", err)
 	}
-	if err := st.ReleaseClaim(ctx, c, crev, cur); err != nil {
+	if err := st.ReleaseClaim(ctx, c, crev, markRev, cur); err != nil {
 		t.Fatal(err)
 	}
 	got, _, _ := st.GetClaim(ctx, "db")

@@ -72,10 +72,13 @@ func (s *Store) PutClaim(ctx context.Context, c Claim, claimRev, volRev int64, g
 // holder; the epoch stays, so the next holder's is higher, and TakenFrom
 // names the fenced holder until the next holder releases it in turn. The
 // holder's host key must still be absent when the release lands
-// (ErrHostAlive otherwise): a holder that rejoined keeps its claim.
-func (s *Store) ReleaseClaim(ctx context.Context, c Claim, rev int64, guards ...Guard) error {
+// (ErrHostAlive otherwise: a holder that rejoined keeps its claim), and
+// its fencing mark must still be the one at markRev, the mark the releaser
+// wrote before it proved the holder cut off (ErrMarkChanged otherwise: an
+// absent key alone proves no fencing).
+func (s *Store) ReleaseClaim(ctx context.Context, c Claim, rev, markRev int64, guards ...Guard) error {
 	key := s.key("claims", c.Volume)
-	guards = append(guards, s.HostGone(c.Host))
+	guards = append(guards, s.HostGone(c.Host), s.FencedBy(c.Host, markRev))
 	_, err := s.guardedTxn(ctx, "release "+key, guards,
 		[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}, clientv3.OpPut(key, mustJSON(c.Released(c.Host))))
 	return err

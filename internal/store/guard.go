@@ -14,20 +14,27 @@ var (
 	// ErrHostAlive: a takeover's victim has a host key again (it rejoined,
 	// or was never dead): the takeover must re-read and decide again.
 	ErrHostAlive = errors.New("host is alive")
-	// ErrLeaseLost: this host's own key is gone or bound to another lease,
-	// so it may not take or keep claims until it has rejoined.
+	// ErrLeaseLost: this host's own key is gone or bound to another lease
+	// (or this process has no lease yet), so it may not take or keep
+	// claims until it has (re)joined.
 	ErrLeaseLost = errors.New("this host's lease is not current")
 	// ErrInMaintenance: a takeover's victim is in announced maintenance
 	// (its plugin may be down while its containers run): nobody fences it
 	// or takes its volumes before the maintenance ends.
 	ErrInMaintenance = errors.New("host is in maintenance")
+	// ErrMarkChanged: a takeover's victim no longer carries the fencing
+	// mark the taker wrote before it proved the victim cut off (the victim
+	// cleaned up and rejoined, or another host marked it since): what was
+	// proven is no proof any more; the taker must fence again.
+	ErrMarkChanged = errors.New("the host's fencing mark is not the one this fence proved")
 )
 
 // Guard is an extra condition of a write, checked in the same etcd
 // transaction as the write itself: a decision taken on an earlier read
 // cannot land once the condition is gone. A *Leadership is one (the writer
 // must still be the leader), HostGone another (a takeover's victim must still
-// be dead), HostLease a third (the writer's own liveness).
+// be dead), FencedBy a third (the victim still carries the mark whose
+// fencing the taker proved), HostLease a fourth (the writer's own liveness).
 type Guard interface {
 	cmps() []clientv3.Cmp
 	// failed is the error a write gets when the i-th comparison of the
@@ -38,44 +45,86 @@ type Guard interface {
 func (l *Leadership) cmps() []clientv3.Cmp { return []clientv3.Cmp{l.cmp()} }
 func (l *Leadership) failed(int) error     { return ErrNotLeader }
 
-type hostGuard struct {
-	key, host   string
-	lease       int64  // HostLease; 0 for HostGone
-	maintenance string // HostGone: the host's maintenance key
+// never is a comparison that holds for no key: the guard of a write that
+// must not land at all (a lease or a mark revision of 0 proves nothing).
+func never(key string) clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(key), "<", 0)
 }
 
-func (g hostGuard) cmps() []clientv3.Cmp {
-	if g.lease == 0 {
-		return []clientv3.Cmp{
-			clientv3.Compare(clientv3.CreateRevision(g.key), "=", 0),
-			clientv3.Compare(clientv3.CreateRevision(g.maintenance), "=", 0),
-		}
+type hostGone struct{ key, host, maintenance string }
+
+func (g hostGone) cmps() []clientv3.Cmp {
+	return []clientv3.Cmp{
+		clientv3.Compare(clientv3.CreateRevision(g.key), "=", 0),
+		clientv3.Compare(clientv3.CreateRevision(g.maintenance), "=", 0),
 	}
-	// An absent key compares as lease 0, which never matches.
-	return []clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(g.key), "=", g.lease)}
 }
 
-func (g hostGuard) failed(i int) error {
-	switch {
-	case g.lease != 0:
-		return fmt.Errorf("%w: the key of host %s is no longer bound to lease %x", ErrLeaseLost, g.host, g.lease)
-	case i == 1:
+func (g hostGone) failed(i int) error {
+	if i == 1 {
 		return fmt.Errorf("%w: host %s", ErrInMaintenance, g.host)
 	}
 	return fmt.Errorf("%w: host %s has a lease again", ErrHostAlive, g.host)
+}
+
+type hostLease struct {
+	key, host string
+	lease     int64
+}
+
+func (g hostLease) cmps() []clientv3.Cmp {
+	if g.lease == 0 {
+		// No lease: an absent key would compare as lease 0 and match.
+		return []clientv3.Cmp{never(g.key)}
+	}
+	return []clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(g.key), "=", g.lease)}
+}
+
+func (g hostLease) failed(int) error {
+	if g.lease == 0 {
+		return fmt.Errorf("%w: this process of host %s has no lease yet", ErrLeaseLost, g.host)
+	}
+	return fmt.Errorf("%w: the key of host %s is no longer bound to lease %x", ErrLeaseLost, g.host, g.lease)
+}
+
+type fencedBy struct {
+	key, host string
+	rev       int64
+}
+
+func (g fencedBy) cmps() []clientv3.Cmp {
+	if g.rev <= 0 {
+		return []clientv3.Cmp{never(g.key)}
+	}
+	return []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(g.key), "=", g.rev)}
+}
+
+func (g fencedBy) failed(int) error {
+	return fmt.Errorf("%w: host %s (the mark written at revision %d is gone or replaced: it rejoined, or was marked again)", ErrMarkChanged, g.host, g.rev)
 }
 
 // HostGone guards a takeover: host's key must be absent (its lease expired
 // or revoked) when the write lands, not only when the taker looked, and
 // the host must not be in maintenance (ErrInMaintenance).
 func (s *Store) HostGone(host string) Guard {
-	return hostGuard{key: s.key("hosts", host), host: host, maintenance: s.key("maintenance", host)}
+	return hostGone{key: s.key("hosts", host), host: host, maintenance: s.key("maintenance", host)}
+}
+
+// FencedBy guards a release or takeover of host's claims (or of its
+// unfinished create): host's fencing mark must still be the one written at
+// markRev, the mark this taker wrote before its method proved host cut off
+// (fencing.Host returns it). A host's key being absent is not enough: a
+// host that registered again before the mark, then lost its new lease,
+// was neither marked nor cut off. ErrMarkChanged otherwise.
+func (s *Store) FencedBy(host string, markRev int64) Guard {
+	return fencedBy{key: s.key("fenced", host), host: host, rev: markRev}
 }
 
 // HostLease guards a host's own claim writes: its key must still be bound
-// to lease, the one this process renews.
+// to lease, the one this process renews. Lease 0 (a process that has not
+// registered yet) never holds.
 func (s *Store) HostLease(host string, lease int64) Guard {
-	return hostGuard{key: s.key("hosts", host), host: host, lease: lease}
+	return hostLease{key: s.key("hosts", host), host: host, lease: lease}
 }
 
 // guardedTxn is every compare-and-swap of the store: ops run only if cmps

@@ -57,7 +57,7 @@ func TestTakeoverWritesRequireVictimGone(t *testing.T) {
 	if _, err := st.MarkFence(ctx, store.Fence{Host: "a", By: "b"}); !errors.Is(err, store.ErrHostAlive) {
 		t.Fatalf("mark a live host fenced: err = %v, want ErrHostAlive", err)
 	}
-	if err := st.ReleaseClaim(ctx, held, crev); !errors.Is(err, store.ErrHostAlive) {
+	if err := st.ReleaseClaim(ctx, held, crev, 1); !errors.Is(err, store.ErrHostAlive) {
 		t.Fatalf("release a live host's claim: err = %v, want ErrHostAlive", err)
 	}
 	taken := store.Claim{Volume: "db", Host: "b", Epoch: 2, TakenFrom: "a"}
@@ -164,7 +164,7 @@ func TestTakeoverWritesRequireNoMaintenance(t *testing.T) {
 	if _, err := st.MarkFence(ctx, store.Fence{Host: "a", By: "b"}); !errors.Is(err, store.ErrInMaintenance) {
 		t.Fatalf("mark a host in maintenance: err = %v, want ErrInMaintenance", err)
 	}
-	if err := st.ReleaseClaim(ctx, held, crev); !errors.Is(err, store.ErrInMaintenance) {
+	if err := st.ReleaseClaim(ctx, held, crev, 1); !errors.Is(err, store.ErrInMaintenance) {
 		t.Fatalf("release the claim of a host in maintenance: err = %v, want ErrInMaintenance", err)
 	}
 	taken := store.Claim{Volume: "db", Host: "b", Epoch: 2, TakenFrom: "a"}
@@ -182,5 +182,80 @@ func TestTakeoverWritesRequireNoMaintenance(t *testing.T) {
 	}
 	if err := store.ValidateMaintenance(2 * time.Second); err == nil || !strings.Contains(err.Error(), "use from 10s to 24h0m0s") {
 		t.Fatalf("ValidateMaintenance(2s) = %v", err)
+	}
+}
+
+// A release or takeover needs, in its own transaction, the very mark whose
+// fencing the taker proved: an absent host key alone proves nothing (the
+// host may have registered before the mark, then lost its new lease), and
+// a mark the victim cleared when it rejoined, or another taker's newer
+// mark, is not this taker's proof.
+func TestTakeoverWritesRequireTheProvenMark(t *testing.T) {
+	st, cli := newStore(t)
+	ctx := context.Background()
+	held, crev, vrev := heldByA(t, st)
+	taken := store.Claim{Volume: "db", Host: "b", Epoch: 2, TakenFrom: "a"}
+	// No mark at all: a's key is absent, yet nothing may be taken.
+	for _, markRev := range []int64{0, vrev} {
+		if err := st.ReleaseClaim(ctx, held, crev, markRev); !errors.Is(err, store.ErrMarkChanged) {
+			t.Fatalf("release without a mark (rev %d): err = %v, want ErrMarkChanged", markRev, err)
+		}
+		if _, err := st.PutClaim(ctx, taken, crev, vrev, st.HostGone("a"), st.FencedBy("a", markRev)); !errors.Is(err, store.ErrMarkChanged) {
+			t.Fatalf("takeover without a mark (rev %d): err = %v, want ErrMarkChanged", markRev, err)
+		}
+	}
+	m1, err := st.MarkFence(ctx, store.Fence{Host: "a", By: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// a cleans up and rejoins (clearing m1), then loses its new lease.
+	la := grant(t, cli, 30)
+	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: la}, 0, m1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Revoke(ctx, clientv3.LeaseID(la)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.ReleaseClaim(ctx, held, crev, m1); !errors.Is(err, store.ErrMarkChanged) {
+		t.Fatalf("release on a mark a cleared: err = %v, want ErrMarkChanged", err)
+	}
+	// Marked again by c: b's old proof is not c's.
+	m2, err := st.MarkFence(ctx, store.Fence{Host: "a", By: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.PutClaim(ctx, taken, crev, vrev, st.HostGone("a"), st.FencedBy("a", m1)); !errors.Is(err, store.ErrMarkChanged) {
+		t.Fatalf("takeover on a replaced mark: err = %v, want ErrMarkChanged", err)
+	}
+	if c, _, _ := st.GetClaim(ctx, "db"); c.Host != "a" {
+		t.Fatalf("claim moved without its proven mark: %+v", c)
+	}
+	if err := st.ReleaseClaim(ctx, held, crev, m2); err != nil {
+		t.Fatalf("release with the proven mark: %v", err)
+	}
+}
+
+// A process that has no lease yet (0: it has not registered) takes and
+// keeps no claim: lease 0 is no proof of liveness, whether or not the
+// host's key is there and whether or not the host is in maintenance.
+func TestHostLeaseZeroNeverHolds(t *testing.T) {
+	st, cli := newStore(t)
+	ctx := context.Background()
+	_, _, vrev, _ := st.CreateVolume(ctx, store.Volume{Name: "db", State: store.StateReady})
+	c := store.Claim{Volume: "db", Host: "b", Epoch: 1}
+	if _, err := st.PutClaim(ctx, c, 0, vrev, st.HostLease("b", 0)); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("claim under lease 0, no host key: err = %v, want ErrLeaseLost", err)
+	}
+	if _, err := st.SetMaintenance(ctx, "b", time.Minute, store.MaintenanceByPluginStop, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.PutClaim(ctx, c, 0, vrev, st.HostLease("b", 0)); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("claim under lease 0 during maintenance: err = %v, want ErrLeaseLost", err)
+	}
+	if err := st.RegisterHost(ctx, store.Host{Name: "b", Lease: grant(t, cli, 30)}, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.PutClaim(ctx, c, 0, vrev, st.HostLease("b", 0)); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("claim under lease 0 while the host key is held: err = %v, want ErrLeaseLost", err)
 	}
 }

@@ -83,14 +83,16 @@ func (s *Store) CreateVolume(ctx context.Context, v Volume) (created bool, cur V
 
 // UpdateVolume replaces the record read at rev. With claimRev >= 0 it also
 // requires the claim to be unchanged, so that a volume is never marked for
-// removal while some host is taking its claim.
-func (s *Store) UpdateVolume(ctx context.Context, v Volume, rev, claimRev int64) (int64, error) {
+// removal while some host is taking its claim; every guard must hold too
+// (a takeover of an unfinished create: its dead creator still gone and
+// still carrying the mark the taker proved).
+func (s *Store) UpdateVolume(ctx context.Context, v Volume, rev, claimRev int64, guards ...Guard) (int64, error) {
 	key := s.key("volumes", v.Name)
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", rev)}
 	if claimRev >= 0 {
 		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.key("claims", v.Name)), "=", claimRev))
 	}
-	return s.guardedTxn(ctx, "update "+key, nil, cmps, clientv3.OpPut(key, mustJSON(v)))
+	return s.guardedTxn(ctx, "update "+key, guards, cmps, clientv3.OpPut(key, mustJSON(v)))
 }
 
 // DeleteVolume removes the volume record read at rev and its claim.
