@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relocvol/relocvol/heartbeat"
 	"github.com/relocvol/relocvol/internal/store"
 	"github.com/relocvol/relocvol/internal/testenv"
 )
@@ -39,11 +40,9 @@ func (r rejoinAtMark) MarkFence(ctx context.Context, f store.Fence, guards ...st
 	return rev, err
 }
 
-// The leader's fence of x meets x alive (it registered just before the
-// mark); x's key is gone again by the time the releases run. The leader
-// must release nothing of x: x was neither marked nor cut off, and a
-// released claim would let any Mount take db without fencing x.
-func TestLeaderNeverReleasesAHostItFoundAlive(t *testing.T) {
+// deadHolder is a real etcd where host b is alive and volume db is
+// claimed by host x, which has no lease.
+func deadHolder(t *testing.T) (*store.Store, context.Context, *heartbeat.Heartbeat) {
 	st, ctx := testenv.Store(t, "/test")
 	hbB := newHeartbeat(t, st, "b")
 	if err := hbB.Start(ctx); err != nil {
@@ -53,6 +52,15 @@ func TestLeaderNeverReleasesAHostItFoundAlive(t *testing.T) {
 	if _, err := st.PutClaim(ctx, store.Claim{Volume: "db", Host: "x", Epoch: 1}, 0, vrev); err != nil {
 		t.Fatal(err)
 	}
+	return st, ctx, hbB
+}
+
+// The leader's fence of x meets x alive (it registered just before the
+// mark); x's key is gone again by the time the releases run. The leader
+// must release nothing of x: x was neither marked nor cut off, and a
+// released claim would let any Mount take db without fencing x.
+func TestLeaderNeverReleasesAHostItFoundAlive(t *testing.T) {
+	st, ctx, hbB := deadHolder(t)
 	if _, err := st.PutApp(ctx, store.App{Name: "web", Host: "x", Volumes: []string{"db"}}, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -118,15 +126,7 @@ func (f *rejoiningFencer) Fence(ctx context.Context, host string) error {
 // (clearing it) and died again between two steps the leader never saw it
 // alive in, the release fails, and the leader fences it again first.
 func TestLeaderFencesAgainWhenItsMarkIsGone(t *testing.T) {
-	st, ctx := testenv.Store(t, "/test")
-	hbB := newHeartbeat(t, st, "b")
-	if err := hbB.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	_, _, vrev, _ := st.CreateVolume(ctx, store.Volume{Name: "db", State: store.StateReady})
-	if _, err := st.PutClaim(ctx, store.Claim{Volume: "db", Host: "x", Epoch: 1}, 0, vrev); err != nil {
-		t.Fatal(err)
-	}
+	st, ctx, hbB := deadHolder(t)
 	fencer := &rejoiningFencer{st: st, t: t, host: "x"}
 	grace := 500 * time.Millisecond
 	l := NewLeader(st, hbB, fencer, grace, NewRecorder(st, "b", nil, quietLog()), nil, "b", quietLog())
