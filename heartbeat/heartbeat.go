@@ -93,9 +93,18 @@ func (h *Heartbeat) Timings() liveness.Timings { return h.tm }
 // Alive reports whether this host's lease is provably current, with room
 // to spare: it may mount and hold volumes.
 func (h *Heartbeat) Alive() bool {
+	at, ok := h.Cutoff()
+	return ok && time.Now().Before(at)
+}
+
+// Cutoff is when this host stops being alive unless a renewal lands first:
+// its last acknowledged renewal's send time plus the cut-off. ok is false
+// while it has not joined, or after it lost its lease. Every storage call
+// on the host's behalf outside its join ends there (scsi3).
+func (h *Heartbeat) Cutoff() (at time.Time, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.joined && time.Since(h.renewed) < h.tm.Cutoff()
+	return h.renewed.Add(h.tm.Cutoff()), h.joined
 }
 
 // Joined reports whether the host is registered and how long ago its last

@@ -194,8 +194,9 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	defer stopListing() // before the client closes
 
 	run := &execx.OS{Log: log}
+	hb := heartbeat.New(st, cfg.Host, cfg.LeaseTTL, cfg.StateDir, version, log)
 	gate.Step("checking the " + cfg.Backend + " backend's commands and storage")
-	be, fencer, err := storage(ctx, cfg, run, st, log)
+	be, fencer, err := storage(ctx, cfg, run, st, hb, log)
 	if err != nil {
 		return failed(err)
 	}
@@ -213,7 +214,6 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	if err := plugin.CheckCluster(ctx, be, cl, etcdName); err != nil {
 		return failed(err)
 	}
-	hb := heartbeat.New(st, cfg.Host, cfg.LeaseTTL, cfg.StateDir, version, log)
 	if cfg.DockerHost != "" {
 		// Peers place apps only on hosts whose agent can start them.
 		hb.Info = func(h *store.Host) { h.Agent = true }
@@ -297,11 +297,12 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	return err
 }
 
-// storage builds the configured backend and its fencing method. The
-// commands they run are checked first, all at once, so that a missing one
-// is named with its package at start-up rather than met as an exec error
-// in the middle of a Mount.
-func storage(ctx context.Context, cfg config.Config, run execx.Runner, st *store.Store, log *logrus.Logger) (backends.Backend, plugin.Fencer, error) {
+// storage builds the configured backend and its fencing method, which acts
+// on the storage outside the host's join only while hb says the host is
+// alive. The commands they run are checked first, all at once, so that a
+// missing one is named with its package at start-up rather than met as an
+// exec error in the middle of a Mount.
+func storage(ctx context.Context, cfg config.Config, run execx.Runner, st *store.Store, hb *heartbeat.Heartbeat, log *logrus.Logger) (backends.Backend, plugin.Fencer, error) {
 	switch cfg.Backend {
 	case "lvm":
 		// mpathpersist is checked once the PVs say whether it is needed.
@@ -319,7 +320,7 @@ func storage(ctx context.Context, cfg config.Config, run execx.Runner, st *store
 		if cfg.PRPreempt == "plain" {
 			opts = append(opts, scsi3.WithPlainPreempt())
 		}
-		fencer := scsi3.New(run, cfg.Host, lv.PVs, opts...)
+		fencer := scsi3.New(run, cfg.Host, hb, lv.PVs, opts...)
 		if err := fencer.CheckTools(ctx, exec.LookPath); err != nil {
 			return nil, nil, fmt.Errorf("scsi3 fencing: %w", err)
 		}

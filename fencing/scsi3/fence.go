@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/sirupsen/logrus"
 )
@@ -134,45 +135,105 @@ func (f *Fencer) joinedOn(dev string) {
 	f.mu.Unlock()
 }
 
+// mode is who asks enforce, and so what it may do.
+type mode int
+
+const (
+	// modeJoin: the join protocol (after clean-up, registered in etcd
+	// under a current lease while no mark names this host): register
+	// wherever this host's key is missing.
+	modeJoin mode = iota
+	// modeLive: anything else (the periodic check, registering on a new PV
+	// before a write, a takeover's fence): only while this host is alive,
+	// each command bounded by its cut-off, and never registering on a PV
+	// it had joined.
+	modeLive
+)
+
 // enforce brings every path of every PV of the VG, as LVM sees it now, to
-// what planPath wants for victim (0: none) and proves it. join: register
-// this host even where only other hosts are (a host joining after its
-// clean-up); otherwise only on a PV it has not joined while it is
-// registered elsewhere. log hears, at warn, each path that needed a step.
-func (f *Fencer) enforce(ctx context.Context, victim uint64, join bool, log logrus.FieldLogger, needed string) error {
+// what planPath wants for victim (0: none) and proves it. Every path is
+// planned before any is changed, so that a path where this host was
+// preempted fails the whole before this host registers anywhere. log
+// hears, at warn, each path that needed a step.
+func (f *Fencer) enforce(ctx context.Context, victim uint64, m mode, log logrus.FieldLogger, needed string) error {
+	if m == modeLive {
+		if _, ok := f.alive(); !ok {
+			return errNotAlive
+		}
+		ctx = context.WithValue(ctx, cutoffKey{}, f.live)
+	}
 	paths, states, err := f.states(ctx)
 	if err != nil {
 		return err
 	}
-	elsewhere := join || f.registeredOnAny(states)
+	// Outside the join, a PV this host has never joined is registered only
+	// while its key is on another one: a host whose key is gone from every
+	// PV was fenced, whatever it has joined.
+	elsewhere := f.registeredOnAny(states)
+	plans := make([][]step, len(paths))
 	for i, p := range paths {
-		steps, err := planPath(states[i], f.key, victim, elsewhere)
-		if err != nil {
+		f.mu.Lock()
+		joinedBefore := f.joined[p.dev]
+		f.mu.Unlock()
+		if plans[i], err = planPath(states[i], f.key, victim, m == modeJoin || (!joinedBefore && elsewhere)); err != nil {
 			return err
 		}
+	}
+	for i, p := range paths {
 		plog := log.WithField("dev", p.dev)
-		if len(steps) > 0 {
-			plog.WithField("steps", fmt.Sprint(steps)).Warn(needed)
+		if len(plans[i]) > 0 {
+			plog.WithField("steps", fmt.Sprint(plans[i])).Warn(needed)
 		}
-		if err := f.apply(ctx, p, states[i], steps, victim, plog); err != nil {
+		if err := f.apply(ctx, p, states[i], plans[i], victim, plog); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// errNotAlive: outside its join, a host acts on the storage only while its
+// lease is provably current.
+var errNotAlive = errors.New("this host's lease is not current (not joined, or past its cut-off): it acts on the shared storage only once it has rejoined")
+
+// cutoffKey marks a context whose PR commands are each bounded by this
+// host's cut-off (pr).
+type cutoffKey struct{}
+
+// alive returns this host's cut-off, if it is alive now.
+func (f *Fencer) alive() (time.Time, bool) {
+	at, ok := f.live.Cutoff()
+	return at, ok && time.Now().Before(at)
+}
+
+// bound gives one PR command of a live-mode operation a context that ends
+// at this host's cut-off as it is now (renewals move it on): a command
+// never starts, nor runs on, once peers may be fencing this host.
+func bound(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	live, ok := ctx.Value(cutoffKey{}).(Liveness)
+	if !ok {
+		return ctx, func() {}, nil
+	}
+	at, ok := live.Cutoff()
+	if !ok || !time.Now().Before(at) {
+		return nil, nil, errNotAlive
+	}
+	cctx, cancel := context.WithDeadline(ctx, at)
+	return cctx, cancel, nil
+}
+
 // Fence cuts host off every path of every PV of the VG, as LVM sees it now,
 // and proves it: on each path this host's key is registered, a type 5
 // reservation is held and host's key is absent. What is missing is repaired
 // first (a new PV: register, reserve); a path this host was cut off itself
-// fails the fence. It is idempotent: an absent key is only verified.
+// fails the fence. It is idempotent: an absent key is only verified. Only
+// a live host fences, each command bounded by its cut-off.
 func (f *Fencer) Fence(ctx context.Context, host string) error {
 	victim := KeyFor(host)
 	if victim == f.key {
 		return fmt.Errorf("refusing to fence %s: it is this host", host)
 	}
 	log := f.log.WithFields(logrus.Fields{"fenced_host": host, "key": hexKey(victim)})
-	if err := f.enforce(ctx, victim, false, log, "fencing host on this path"); err != nil {
+	if err := f.enforce(ctx, victim, modeLive, log, "fencing host on this path"); err != nil {
 		return fmt.Errorf("cannot fence %s: %w", host, err)
 	}
 	log.Warn("fenced host on every path")
@@ -183,9 +244,10 @@ func (f *Fencer) Fence(ctx context.Context, host string) error {
 // target has it) and makes sure a type 5 reservation is held. It runs when
 // the host joins or rejoins, after it cleaned up and registered in etcd
 // under a transaction that requires no fencing mark: a registered host can
-// write again.
+// write again. The caller bounds it (heartbeat.joinStorage gives it up
+// once the lease is no longer provably current).
 func (f *Fencer) Join(ctx context.Context) error {
-	if err := f.enforce(ctx, 0, true, f.log, "joining this path"); err != nil {
+	if err := f.enforce(ctx, 0, modeJoin, f.log, "joining this path"); err != nil {
 		return fmt.Errorf("join: %w", err)
 	}
 	f.log.WithField("key", hexKey(f.key)).Info("registered the reservation key")
@@ -193,12 +255,18 @@ func (f *Fencer) Join(ctx context.Context) error {
 }
 
 // CheckRegistration runs while the host is alive: it repairs what a VG
-// change or a target reset left out (a new PV: register there; no
-// reservation: reserve), and reports ErrNotRegistered when this host's key
-// is gone from every path where keys are registered: it was fenced, and
-// must stop and rejoin through its clean-up rather than register again.
+// change or a target reset left out (a new PV: register there; a path with
+// no key or no reservation: register, reserve), and reports
+// ErrNotRegistered when this host's key is gone from a PV it had joined
+// while others are registered there: it was fenced, and must stop and
+// rejoin through its clean-up rather than register again. A host that is
+// not alive checks nothing: its heartbeat is rejoining already.
 func (f *Fencer) CheckRegistration(ctx context.Context) error {
-	return f.enforce(ctx, 0, false, f.log, "this host's registration or the reservation is missing on a path (a PV added to the VG, or a target that lost its state): repairing it")
+	err := f.enforce(ctx, 0, modeLive, f.log, "this host's registration or the reservation is missing on a path (a PV added to the VG, or a target that lost its state): repairing it")
+	if errors.Is(err, errNotAlive) {
+		return nil
+	}
+	return err
 }
 
 // EnsureJoined registers this host on every PV of the VG it has not joined
@@ -206,7 +274,10 @@ func (f *Fencer) CheckRegistration(ctx context.Context) error {
 // peer may have reserved the new LUN already, and then an unregistered
 // host's writes (mkfs, LVM metadata) fail. It asks the storage only when the
 // VG has a PV this host has not seen registered; otherwise it costs one
-// `pvs`.
+// `pvs`. A host that is not alive (a fresh process re-mounting a volume in
+// use before it has registered) registers nowhere: only its join does;
+// whatever it writes meanwhile to a PV it is not registered on fails at
+// the storage.
 func (f *Fencer) EnsureJoined(ctx context.Context) error {
 	paths, err := f.paths(ctx)
 	if err != nil {

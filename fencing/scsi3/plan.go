@@ -35,13 +35,14 @@ func (s step) String() string { return [...]string{"register", "reserve", "preem
 // (0: no victim, as when joining) absent. A path with no key at all (a LUN
 // added to the VG after the hosts joined, or a target that lost its state)
 // is repaired: register, reserve. A path where other hosts are registered
-// but this one is not is repaired only when this host is registered on
-// another path of the VG (registeredElsewhere: a PV it has not joined
-// yet); otherwise this host itself was cut off, and it must not undo that.
-func planPath(s pathState, self, victim uint64, registeredElsewhere bool) ([]step, error) {
+// but this one is not is registered only where mayRegister: in the join
+// protocol, or on a PV this host has never joined (added to the VG since);
+// on one it had joined, its key is missing because a peer preempted it:
+// this host was fenced, and must not undo that.
+func planPath(s pathState, self, victim uint64, mayRegister bool) ([]step, error) {
 	var steps []step
 	if !s.has(self) {
-		if len(s.keys) > 0 && !registeredElsewhere {
+		if len(s.keys) > 0 && !mayRegister {
 			return nil, fmt.Errorf("%s: %w: keys %s are registered there but not this host's %s: this host was fenced itself (it cleans up and rejoins by itself)",
 				s.dev, ErrNotRegistered, keyList(s.keys), hexKey(self))
 		}

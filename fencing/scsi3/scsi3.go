@@ -85,11 +85,19 @@ func (notRegistered) Is(target error) bool { return target == fencing.ErrCutOff 
 
 var _ fencing.Method = (*Fencer)(nil)
 
+// Liveness is this host's own liveness (heartbeat.Heartbeat): its
+// cut-off, after which it may hold no volume and its peers may soon fence
+// it; ok is false while it has not joined, or has lost its lease.
+type Liveness interface {
+	Cutoff() (at time.Time, ok bool)
+}
+
 // Fencer implements the plugin's Fencer with SCSI-3 PR.
 type Fencer struct {
 	run     execx.Runner
 	host    string
 	key     uint64
+	live    Liveness
 	devices func(ctx context.Context) ([]string, error)
 	abort   bool
 	sysfs   string
@@ -100,7 +108,9 @@ type Fencer struct {
 	mu   sync.Mutex
 	ptpl map[string]bool // device -> the target keeps registrations through power loss
 	// joined are the devices where this host registered (or found itself
-	// registered): a device not in it is a PV added since.
+	// registered) since this process started: a device not in it is a PV
+	// added since; its key missing from one in it means it was preempted
+	// there.
 	joined map[string]bool
 }
 
@@ -125,9 +135,11 @@ func WithRetry(n int, delay time.Duration) Option {
 
 // New returns the fencer of host; devices lists the VG's physical volumes
 // (LUNs or multipath maps) each time it is needed, so new PVs are covered.
-func New(run execx.Runner, host string, devices func(ctx context.Context) ([]string, error), opts ...Option) *Fencer {
+// live is the host's liveness: outside its join, this host acts on the
+// storage only while it is alive, each command bounded by its cut-off.
+func New(run execx.Runner, host string, live Liveness, devices func(ctx context.Context) ([]string, error), opts ...Option) *Fencer {
 	f := &Fencer{
-		run: run, host: host, key: KeyFor(host), devices: devices, abort: true,
+		run: run, host: host, key: KeyFor(host), live: live, devices: devices, abort: true,
 		sysfs: "/sys", retries: 5, delay: 200 * time.Millisecond, log: logrus.StandardLogger(),
 		ptpl: map[string]bool{}, joined: map[string]bool{},
 	}
@@ -242,7 +254,12 @@ func (f *Fencer) CheckTools(ctx context.Context, lookPath func(string) (string, 
 func (f *Fencer) pr(ctx context.Context, p path, args ...string) ([]byte, error) {
 	args = append(args, p.dev)
 	for attempt := 0; ; attempt++ {
-		out, err := f.run.Run(ctx, p.tool().Name, args...)
+		cctx, cancel, err := bound(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.dev, err)
+		}
+		out, err := f.run.Run(cctx, p.tool().Name, args...)
+		cancel()
 		code := execx.ExitCode(err)
 		switch {
 		case err == nil:

@@ -132,8 +132,19 @@ func newFencerOn(t *testing.T, f *execx.Fake, n int, opts ...Option) *Fencer {
 	log := logrus.New()
 	log.SetOutput(nopWriter{})
 	opts = append([]Option{WithSysfs(t.TempDir()), WithRetry(3, time.Millisecond), WithLogger(log)}, opts...)
-	return New(f, "node-b", func(context.Context) ([]string, error) { return devs, nil }, opts...)
+	return New(f, "node-b", liveFor(time.Hour), func(context.Context) ([]string, error) { return devs, nil }, opts...)
 }
+
+// fakeLive is a host's liveness: its cut-off at, ok while it has joined.
+type fakeLive struct {
+	at time.Time
+	ok bool
+}
+
+func (l fakeLive) Cutoff() (time.Time, bool) { return l.at, l.ok }
+
+// liveFor is a host that stays alive for d.
+func liveFor(d time.Duration) fakeLive { return fakeLive{at: time.Now().Add(d), ok: true} }
 
 type nopWriter struct{}
 
@@ -211,24 +222,25 @@ func TestPlanPath(t *testing.T) {
 		name      string
 		s         pathState
 		victim    uint64
-		elsewhere bool
+		mayRegister bool
 		want      []step
 		wantErr   string
 	}{
-		{name: "victim registered: preempt", s: pathState{keys: []uint64{keyA, keyB}, res: wero}, victim: keyA, elsewhere: true, want: []step{stepPreempt}},
-		{name: "victim gone, reservation held: nothing", s: pathState{keys: []uint64{keyB}, res: wero}, victim: keyA, elsewhere: true},
-		{name: "victim gone, no reservation: reserve", s: pathState{keys: []uint64{keyB}}, victim: keyA, elsewhere: true, want: []step{stepReserve}},
-		{name: "no reservation, victim registered: reserve, preempt", s: pathState{keys: []uint64{keyA, keyB}}, victim: keyA, elsewhere: true, want: []step{stepReserve, stepPreempt}},
-		{name: "new PV, no key at all: register, reserve", s: pathState{}, victim: keyA, elsewhere: true, want: []step{stepRegister, stepReserve}},
-		{name: "target lost its state everywhere: register, reserve", s: pathState{}, victim: keyA, elsewhere: false, want: []step{stepRegister, stepReserve}},
-		{name: "new PV a peer joined first: register, preempt", s: pathState{keys: []uint64{keyA}, res: Reservation{Held: true, Key: keyA, Type: typeWERO}}, victim: keyA, elsewhere: true, want: []step{stepRegister, stepPreempt}},
-		{name: "this host cut off everywhere: refuse", s: pathState{dev: "/dev/sdb", keys: []uint64{keyA}, res: wero}, victim: keyA, elsewhere: false, wantErr: "/dev/sdb: this host's key is not registered: keys " + hexKey(keyA) + " are registered there but not this host's"},
-		{name: "another reservation type: refuse", s: pathState{dev: "/dev/sdb", keys: []uint64{keyB}, res: Reservation{Held: true, Key: keyA, Type: "Exclusive Access"}}, victim: keyA, elsewhere: true, wantErr: `a "Exclusive Access" reservation is held`},
-		{name: "join: register, reservation held by a peer", s: pathState{keys: []uint64{keyA}, res: Reservation{Held: true, Key: keyA, Type: typeWERO}}, elsewhere: true, want: []step{stepRegister}},
-		{name: "join: nothing to do", s: pathState{keys: []uint64{keyB}, res: wero}, elsewhere: true},
+		{name: "victim registered: preempt", s: pathState{keys: []uint64{keyA, keyB}, res: wero}, victim: keyA, mayRegister: true, want: []step{stepPreempt}},
+		{name: "victim gone, reservation held: nothing", s: pathState{keys: []uint64{keyB}, res: wero}, victim: keyA, mayRegister: true},
+		{name: "victim gone, no reservation: reserve", s: pathState{keys: []uint64{keyB}}, victim: keyA, mayRegister: true, want: []step{stepReserve}},
+		{name: "no reservation, victim registered: reserve, preempt", s: pathState{keys: []uint64{keyA, keyB}}, victim: keyA, mayRegister: true, want: []step{stepReserve, stepPreempt}},
+		{name: "new PV, no key at all: register, reserve", s: pathState{}, victim: keyA, mayRegister: true, want: []step{stepRegister, stepReserve}},
+		{name: "target lost its state everywhere: register, reserve", s: pathState{}, victim: keyA, mayRegister: false, want: []step{stepRegister, stepReserve}},
+		{name: "new PV a peer joined first: register, preempt", s: pathState{keys: []uint64{keyA}, res: Reservation{Held: true, Key: keyA, Type: typeWERO}}, victim: keyA, mayRegister: true, want: []step{stepRegister, stepPreempt}},
+		{name: "preempted on a PV it had joined: refuse", s: pathState{dev: "/dev/sdc", keys: []uint64{keyA}, res: wero}, mayRegister: false, wantErr: "/dev/sdc: this host's key is not registered: keys " + hexKey(keyA) + " are registered there but not this host's " + hexKey(keyB) + ": this host was fenced itself"},
+		{name: "this host cut off everywhere: refuse", s: pathState{dev: "/dev/sdb", keys: []uint64{keyA}, res: wero}, victim: keyA, mayRegister: false, wantErr: "/dev/sdb: this host's key is not registered: keys " + hexKey(keyA) + " are registered there but not this host's"},
+		{name: "another reservation type: refuse", s: pathState{dev: "/dev/sdb", keys: []uint64{keyB}, res: Reservation{Held: true, Key: keyA, Type: "Exclusive Access"}}, victim: keyA, mayRegister: true, wantErr: `a "Exclusive Access" reservation is held`},
+		{name: "join: register, reservation held by a peer", s: pathState{keys: []uint64{keyA}, res: Reservation{Held: true, Key: keyA, Type: typeWERO}}, mayRegister: true, want: []step{stepRegister}},
+		{name: "join: nothing to do", s: pathState{keys: []uint64{keyB}, res: wero}, mayRegister: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := planPath(tc.s, keyB, tc.victim, tc.elsewhere)
+			got, err := planPath(tc.s, keyB, tc.victim, tc.mayRegister)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)
@@ -574,7 +586,7 @@ func TestJoinOnMultipathMap(t *testing.T) {
 	f := &execx.Fake{}
 	log := logrus.New()
 	log.SetOutput(nopWriter{})
-	fn := New(f, "node-b", func(context.Context) ([]string, error) { return []string{pv}, nil },
+	fn := New(f, "node-b", liveFor(time.Hour), func(context.Context) ([]string, error) { return []string{pv}, nil },
 		WithSysfs(sysfs), WithRetry(3, time.Millisecond), WithLogger(log))
 	mp := func(c execx.Call) execx.Call {
 		c.Argv = append([]string{"mpathpersist"}, c.Argv[1:]...)
@@ -621,7 +633,7 @@ func TestCheckTools(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			fn := New(&execx.Fake{}, "node-b", func(context.Context) ([]string, error) { return tc.pvs, nil }, WithSysfs(mpSysfs))
+			fn := New(&execx.Fake{}, "node-b", liveFor(time.Hour), func(context.Context) ([]string, error) { return tc.pvs, nil }, WithSysfs(mpSysfs))
 			err := fn.CheckTools(context.Background(), look(tc.found...))
 			if len(tc.wantErr) == 0 {
 				if err != nil {
@@ -652,7 +664,7 @@ func TestEnsureJoined(t *testing.T) {
 	log := logrus.New()
 	log.SetOutput(nopWriter{})
 	f := &execx.Fake{}
-	fn := New(f, "node-b", func(context.Context) ([]string, error) { return pvs, nil },
+	fn := New(f, "node-b", liveFor(time.Hour), func(context.Context) ([]string, error) { return pvs, nil },
 		WithSysfs(t.TempDir()), WithRetry(3, time.Millisecond), WithLogger(log))
 	ctx := context.Background()
 	f.Script = script(readKeys(d0, keyA, keyB), readRes(t, d0, held))
