@@ -219,12 +219,12 @@ func runAll(t *testing.T, f *execx.Fake, err error) {
 func TestPlanPath(t *testing.T) {
 	wero := Reservation{Held: true, Key: keyB, Type: typeWERO}
 	for _, tc := range []struct {
-		name      string
-		s         pathState
-		victim    uint64
+		name        string
+		s           pathState
+		victim      uint64
 		mayRegister bool
-		want      []step
-		wantErr   string
+		want        []step
+		wantErr     string
 	}{
 		{name: "victim registered: preempt", s: pathState{keys: []uint64{keyA, keyB}, res: wero}, victim: keyA, mayRegister: true, want: []step{stepPreempt}},
 		{name: "victim gone, reservation held: nothing", s: pathState{keys: []uint64{keyB}, res: wero}, victim: keyA, mayRegister: true},
