@@ -150,6 +150,11 @@ type Driver struct {
 	mu sync.Mutex
 	// mounts holds this host's mount IDs per volume: the reference counts.
 	mounts map[string]map[string]mountRef
+	// unsettled are volumes with no mount ID left here whose unmount or
+	// deactivation failed (something still holds the device): they stay
+	// in Mounts() until their device is closed and deactivated, so that
+	// self-fencing never reports done over an open device.
+	unsettled map[string]bool
 	// deadSince is when this host first saw each claim holder dead.
 	deadSince map[string]time.Time
 	// devs are the devices of the volumes this process mounted, for Get
@@ -184,7 +189,7 @@ func New(st Store, be backends.Backend, m Mounter, f Fencer, live Liveness, opt 
 	return &Driver{
 		opt: opt, store: st, backend: be, mounter: m, fencer: f, live: live,
 		log:    opt.Log.WithField("host", opt.Host),
-		mounts: map[string]map[string]mountRef{}, deadSince: map[string]time.Time{}, devs: map[string]string{},
+		mounts: map[string]map[string]mountRef{}, unsettled: map[string]bool{}, deadSince: map[string]time.Time{}, devs: map[string]string{},
 		growNames: map[string]bool{}, growWake: make(chan struct{}, 1),
 	}
 }

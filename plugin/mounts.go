@@ -125,11 +125,15 @@ func (d *Driver) MountCount(name string) int {
 }
 
 // Mounts maps each volume counted mounted on this host to when this
-// process last mounted it (zero: its IDs were all recovered at start).
+// process last mounted it (zero: its IDs were all recovered at start, or
+// none is left but its device could not be closed and deactivated yet).
 func (d *Driver) Mounts() map[string]time.Time {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make(map[string]time.Time, len(d.mounts))
+	out := make(map[string]time.Time, len(d.mounts)+len(d.unsettled))
+	for name := range d.unsettled {
+		out[name] = time.Time{}
+	}
 	for name, refs := range d.mounts {
 		var last time.Time
 		for _, r := range refs {
@@ -148,7 +152,8 @@ func (d *Driver) Mounts() map[string]time.Time {
 // It does nothing (false) when the volume was mounted after since, the
 // moment the caller looked at the containers. The unmount is not lazy and
 // a device still open is not deactivated, so a filesystem something still
-// uses keeps its claim (and is retried).
+// uses keeps its claim and stays in Mounts() (and is retried: a Drop of a
+// volume with no ID left but still active tries again).
 func (d *Driver) Drop(ctx context.Context, name, why string, since time.Time) (bool, error) {
 	defer d.locks.lock(name)()
 	d.mu.Lock()
@@ -161,8 +166,9 @@ func (d *Driver) Drop(ctx context.Context, name, why string, since time.Time) (b
 		ids = append(ids, shortID(id))
 	}
 	delete(d.mounts, name)
+	unsettled := d.unsettled[name]
 	d.mu.Unlock()
-	if len(ids) == 0 {
+	if len(ids) == 0 && !unsettled {
 		return false, nil
 	}
 	sort.Strings(ids)

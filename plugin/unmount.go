@@ -82,7 +82,20 @@ func (d *Driver) settle(ctx context.Context, name string, claim bool) error {
 	return errors.Join(errs...)
 }
 
-func (d *Driver) deactivate(ctx context.Context, name string) error {
+// deactivate unmounts the volume's filesystem here and deactivates its
+// storage. Until both have worked the volume stays in Mounts() (unsettled),
+// even with no mount ID left.
+func (d *Driver) deactivate(ctx context.Context, name string) (err error) {
+	defer func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if err != nil {
+			d.unsettled[name] = true
+			return
+		}
+		delete(d.unsettled, name)
+		delete(d.devs, name)
+	}()
 	if err := d.mounter.Unmount(ctx, d.fsPath(name)); err != nil {
 		return fmt.Errorf("unmount: %w", err)
 	}
@@ -92,9 +105,6 @@ func (d *Driver) deactivate(ctx context.Context, name string) error {
 		return fmt.Errorf("deactivate: %w", err)
 	}
 	failpoint.Hit(failpoint.UnmountAfterDetach)
-	d.mu.Lock()
-	delete(d.devs, name)
-	d.mu.Unlock()
 	d.log.WithField("volume", name).Info("unmounted volume")
 	return nil
 }
