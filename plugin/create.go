@@ -40,6 +40,7 @@ func (d *Driver) create(ctx context.Context, name string, opts map[string]string
 	rec := store.Volume{
 		Name: name, Backend: d.backend.Name(), Size: s.Size, FS: s.FS,
 		State: store.StateCreating, CreatedAt: time.Now().UTC(), CreatedBy: d.opt.Host,
+		CreateID: backends.NewCreateID(),
 	}
 	for {
 		created, cur, rev, err := d.store.CreateVolume(ctx, rec)
@@ -76,24 +77,26 @@ func (d *Driver) checkSame(cur store.Volume, s spec.Spec) error {
 }
 
 // provision creates the storage of a volume whose record this host holds
-// (state creating, read at rev) and marks it ready. Storage is touched only
-// while that record is this host's: if creating fails, the record is first
-// marked removing (a compare-and-swap on rev), and only then is the storage
-// removed and the record deleted. A record that changed meanwhile means a
-// peer took the create over (this host had lost its lease): the storage of
-// that name is the peer's now, and nothing of it is touched.
+// (state creating, read at rev), marked with the record's create ID, and
+// marks it ready. Storage is touched only while that record is this
+// host's: if creating fails, the record is first marked removing (a
+// compare-and-swap on rev), and only then is the storage this create made
+// removed (none other: the backend checks its identity) and the record
+// deleted. A record that changed meanwhile means a peer took the create
+// over (this host had lost its lease): the storage of that name is the
+// peer's now, and nothing of it is touched.
 func (d *Driver) provision(ctx context.Context, rec store.Volume, rev int64) error {
 	log := d.log.WithFields(logrus.Fields{"volume": rec.Name, "size": spec.FormatSize(rec.Size), "fs": rec.FS})
 	err := d.readyToWrite(ctx)
 	if err == nil {
-		err = d.backend.Create(ctx, backends.Volume{Name: rec.Name, Size: rec.Size, FS: rec.FS})
+		err = d.backend.Create(ctx, backends.Volume{Name: rec.Name, Size: rec.Size, FS: rec.FS, CreateID: rec.CreateID})
 	}
 	if errors.Is(err, backends.ErrExists) {
-		d.undoCreate(ctx, rec, rev, false)
+		d.undoCreate(ctx, rec, rev)
 		return wrapErr(ErrConflict, err, "volume %q has no record but its storage already exists (left by an earlier failure or another cluster): nothing was changed; remove that storage by hand if it is not needed, or choose another name", rec.Name)
 	}
 	if err != nil {
-		d.undoCreate(ctx, rec, rev, true)
+		d.undoCreate(ctx, rec, rev)
 		return fmt.Errorf("provision storage: %w", err)
 	}
 	ready := rec
@@ -103,7 +106,7 @@ func (d *Driver) provision(ctx context.Context, rec store.Volume, rev int64) err
 		return d.lostCreate(ctx, rec)
 	}
 	if err != nil {
-		d.undoCreate(ctx, rec, rev, true)
+		d.undoCreate(ctx, rec, rev)
 		return fmt.Errorf("mark volume ready: %w", err)
 	}
 	log.Info("created volume")
@@ -112,10 +115,11 @@ func (d *Driver) provision(ctx context.Context, rec store.Volume, rev int64) err
 
 // undoCreate gives up a create whose record is still this host's (at rev):
 // marked removing first, so that nobody takes the create over meanwhile,
-// then the storage (when this call made it), then the record. If the mark
-// fails, the record is not this host's any more (or etcd is unreachable,
-// and a later Create takes it over): nothing is touched.
-func (d *Driver) undoCreate(ctx context.Context, rec store.Volume, rev int64, storage bool) {
+// then the storage this create made (storage of that name that another
+// made, or that was there before, is left alone), then the record. If the
+// mark fails, the record is not this host's any more (or etcd is
+// unreachable, and a later Create takes it over): nothing is touched.
+func (d *Driver) undoCreate(ctx context.Context, rec store.Volume, rev int64) {
 	log := d.log.WithField("volume", rec.Name)
 	// A fresh context: the request's may be what failed.
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.opt.Timeout)
@@ -126,11 +130,13 @@ func (d *Driver) undoCreate(ctx context.Context, rec store.Volume, rev int64, st
 		log.WithError(err).Warn("failed create: its record is not this host's any more (or etcd did not answer): leaving its storage alone")
 		return
 	}
-	if storage {
-		if err := d.backend.Remove(uctx, rec.Name); err != nil {
-			log.WithError(err).Error("cannot remove the storage of a failed create; `docker volume rm` removes it later")
-			return
-		}
+	err = d.backend.Remove(uctx, rec.Name, rec.CreateID)
+	switch {
+	case errors.Is(err, backends.ErrForeign):
+		log.WithError(err).Warn("failed create: the storage of that name was not made by this create: leaving it alone")
+	case err != nil:
+		log.WithError(err).Error("cannot remove the storage of a failed create; `docker volume rm` removes it later")
+		return
 	}
 	if err := d.store.DeleteVolume(uctx, rec.Name, nrev); err != nil {
 		log.WithError(err).Error("cannot delete the record of a failed create")
@@ -214,7 +220,10 @@ func (d *Driver) takeCreateOver(ctx context.Context, v store.Volume, vrev int64)
 		guards = append(guards, d.store.HostGone(v.CreatedBy), d.store.FencedBy(v.CreatedBy, markRev))
 	}
 	log.Warn("taking over an unfinished create")
-	v.CreatedBy, v.CreatedAt = d.opt.Host, time.Now().UTC()
+	// The dead creator's storage carries its create ID: only that goes;
+	// this create's storage will carry a new one.
+	dead := v.CreateID
+	v.CreatedBy, v.CreatedAt, v.CreateID = d.opt.Host, time.Now().UTC(), backends.NewCreateID()
 	nrev, err := d.store.UpdateVolume(ctx, v, vrev, -1, guards...)
 	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrHostAlive) || errors.Is(err, store.ErrMarkChanged) {
 		return errAgain
@@ -225,10 +234,14 @@ func (d *Driver) takeCreateOver(ctx context.Context, v store.Volume, vrev int64)
 	// The record is this host's now: the half-made storage may go.
 	err = d.readyToWrite(ctx)
 	if err == nil {
-		err = d.backend.Remove(ctx, v.Name)
+		err = d.backend.Remove(ctx, v.Name, dead)
+	}
+	if errors.Is(err, backends.ErrForeign) {
+		d.undoCreate(ctx, v, nrev)
+		return wrapErr(ErrConflict, err, "volume %q: the unfinished create of host %s was taken over, but the storage of that name was not made by that create (left by another cluster, or made by hand): nothing of it was changed; remove that storage by hand if it is not needed, or choose another name", v.Name, v.CreatedBy)
 	}
 	if err != nil {
-		d.undoCreate(ctx, v, nrev, false)
+		d.undoCreate(ctx, v, nrev)
 		return fmt.Errorf("clear the unfinished storage: %w", err)
 	}
 	return d.provision(ctx, v, nrev)
@@ -298,7 +311,7 @@ func (d *Driver) remove(ctx context.Context, name string) error {
 	}
 	err = d.readyToWrite(ctx)
 	if err == nil {
-		err = d.backend.Remove(ctx, name)
+		err = d.backend.Remove(ctx, name, vol.CreateID)
 	}
 	if err != nil {
 		vol.State = prev
@@ -307,6 +320,9 @@ func (d *Driver) remove(ctx context.Context, name string) error {
 		}
 		if errors.Is(err, backends.ErrInUse) {
 			return wrapErr(ErrInUse, err, "volume %q is still active on host %s", name, d.opt.Host)
+		}
+		if errors.Is(err, backends.ErrForeign) {
+			return wrapErr(ErrConflict, err, "volume %q: the storage of that name was not made by the create its record names (etcd restored from an older backup, or the storage replaced by hand): nothing was removed; check what the storage holds, and remove it by hand if it is not needed", name)
 		}
 		return fmt.Errorf("remove storage: %w", err)
 	}

@@ -29,7 +29,7 @@ func testGrow(t *testing.T, e *env, v backends.Volume) {
 	data := bytes.Repeat([]byte("relocvol grow "), 1000)
 	file := filepath.Join(mp, "data")
 
-	e.must(e.b.Create(e.ctx, v), "Create")
+	e.must(e.create(v), "Create")
 	dev := e.activate(name, "activation")
 	e.must(e.fs.Mount(e.ctx, dev, v.FS, mp), "Mount")
 	e.writeFile(file, data)

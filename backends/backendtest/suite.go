@@ -49,6 +49,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) backends.Backend, fs fsutil
 	t.Run("independent volumes", func(t *testing.T) { testIndependent(t, setup(t, newBackend, fs)) })
 	t.Run("missing volume", func(t *testing.T) { testMissing(t, setup(t, newBackend, fs)) })
 	t.Run("create rolls back", func(t *testing.T) { testCreateRollback(t, setup(t, newBackend, fs)) })
+	t.Run("foreign storage is never removed", func(t *testing.T) { testForeign(t, setup(t, newBackend, fs)) })
 }
 
 // env is one subtest's backend, mount directory and the volumes it made.
@@ -59,6 +60,8 @@ type env struct {
 	fs    fsutil.FS
 	mnt   string   // mount points are created directly under it
 	names []string // volumes to check and remove at the end
+	// ids are the create IDs of the volumes it made (create).
+	ids map[string]string
 }
 
 func setup(t *testing.T, newBackend func(t *testing.T) backends.Backend, fs fsutil.FS) *env {
@@ -68,7 +71,7 @@ func setup(t *testing.T, newBackend func(t *testing.T) backends.Backend, fs fsut
 	mnt := t.TempDir()
 	b := newBackend(t)
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	e := &env{t: t, ctx: ctx, b: b, fs: fs, mnt: mnt}
+	e := &env{t: t, ctx: ctx, b: b, fs: fs, mnt: mnt, ids: map[string]string{}}
 	t.Cleanup(func() {
 		e.checkAndClean()
 		cancel()
@@ -80,6 +83,21 @@ func setup(t *testing.T, newBackend func(t *testing.T) backends.Backend, fs fsut
 func (e *env) use(name string) string {
 	e.names = append(e.names, name)
 	return name
+}
+
+// create runs Create of v under a fresh identity, which remove uses.
+func (e *env) create(v backends.Volume) error {
+	v.CreateID = backends.NewCreateID()
+	err := e.b.Create(e.ctx, v)
+	if err == nil {
+		e.ids[v.Name] = v.CreateID
+	}
+	return err
+}
+
+// remove runs Remove of name as the create that made it.
+func (e *env) remove(ctx context.Context, name string) error {
+	return e.b.Remove(ctx, name, e.ids[name])
 }
 
 func (e *env) mountPoint(name string) string { return filepath.Join(e.mnt, name) }
@@ -121,7 +139,7 @@ func (e *env) checkAndClean() {
 				t.Errorf("cleanup: %v", err)
 			}
 		}
-		if err := e.b.Remove(ctx, name); err != nil {
+		if err := e.remove(ctx, name); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	}
@@ -174,8 +192,10 @@ func testLifecycle(t *testing.T, e *env, v backends.Volume) {
 	data := []byte(fmt.Sprintf("relocvol %s conformance data for %s\n", e.b.Name(), name))
 	file := filepath.Join(mp, "data")
 
-	e.must(e.b.Create(e.ctx, v), "Create")
-	e.mustBe(e.b.Create(e.ctx, v), backends.ErrExists, "Create again")
+	e.must(e.create(v), "Create")
+	id := e.ids[name]
+	e.mustBe(e.create(v), backends.ErrExists, "Create again")
+	e.ids[name] = id
 	e.wantDevice(name, "", "after Create")
 
 	dev := e.activate(name, "first activation")
@@ -191,7 +211,7 @@ func testLifecycle(t *testing.T, e *env, v backends.Volume) {
 	// Deactivating a mounted volume must not pass silently: the plugin would
 	// believe the host has let go of storage it is still writing to.
 	e.mustBe(e.b.Deactivate(e.ctx, name), backends.ErrInUse, "Deactivate while mounted")
-	e.mustBe(e.b.Remove(e.ctx, name), backends.ErrInUse, "Remove while mounted")
+	e.mustBe(e.remove(e.ctx, name), backends.ErrInUse, "Remove while mounted")
 
 	e.must(e.fs.Unmount(e.ctx, mp), "Unmount")
 	e.must(e.fs.Unmount(e.ctx, mp), "Unmount again (idempotent)")
@@ -214,12 +234,12 @@ func testLifecycle(t *testing.T, e *env, v backends.Volume) {
 	}
 	e.must(e.fs.Unmount(e.ctx, mp), "Unmount after reactivation")
 
-	e.mustBe(e.b.Remove(e.ctx, name), backends.ErrInUse, "Remove while active")
+	e.mustBe(e.remove(e.ctx, name), backends.ErrInUse, "Remove while active")
 	e.must(e.b.Deactivate(e.ctx, name), "Deactivate before Remove")
 	e.must(e.b.Deactivate(e.ctx, name), "Deactivate twice")
 	e.wantDevice(name, "", "before Remove")
-	e.must(e.b.Remove(e.ctx, name), "Remove")
-	e.must(e.b.Remove(e.ctx, name), "Remove again")
+	e.must(e.remove(e.ctx, name), "Remove")
+	e.must(e.remove(e.ctx, name), "Remove again")
 	_, err = e.b.Activate(e.ctx, name)
 	e.mustBe(err, backends.ErrNotFound, "Activate after Remove")
 	e.wantDevice(name, "", "after Remove")
@@ -230,7 +250,7 @@ func testLifecycle(t *testing.T, e *env, v backends.Volume) {
 func testIndependent(t *testing.T, e *env) {
 	a, b := e.use("rvt-ind-a"), e.use("rvt-ind-b")
 	for _, name := range []string{a, b} {
-		e.must(e.b.Create(e.ctx, backends.Volume{Name: name, Size: 64 << 20, FS: "ext4"}), "Create "+name)
+		e.must(e.create(backends.Volume{Name: name, Size: 64 << 20, FS: "ext4"}), "Create "+name)
 	}
 	devA := e.activate(a, "activate a")
 	e.wantDevice(b, "", "b before its activation")
@@ -241,8 +261,8 @@ func testIndependent(t *testing.T, e *env) {
 	e.must(e.b.Deactivate(e.ctx, a), "Deactivate a")
 	e.wantDevice(a, "", "a after Deactivate")
 	e.wantDevice(b, devB, "b after a's Deactivate")
-	e.mustBe(e.b.Remove(e.ctx, b), backends.ErrInUse, "Remove active b")
-	e.must(e.b.Remove(e.ctx, a), "Remove inactive a")
+	e.mustBe(e.remove(e.ctx, b), backends.ErrInUse, "Remove active b")
+	e.must(e.remove(e.ctx, a), "Remove inactive a")
 	e.wantDevice(b, devB, "b after a's Remove")
 	e.must(e.b.Deactivate(e.ctx, b), "Deactivate b")
 }
@@ -253,7 +273,27 @@ func testMissing(t *testing.T, e *env) {
 	e.mustBe(err, backends.ErrNotFound, "Activate")
 	e.wantDevice(name, "", "Device")
 	e.must(e.b.Deactivate(e.ctx, name), "Deactivate")
-	e.must(e.b.Remove(e.ctx, name), "Remove")
+	e.must(e.b.Remove(e.ctx, name, backends.NewCreateID()), "Remove")
+}
+
+// Only what a create made is removed in its name: storage another create
+// made (etcd restored from a backup, a VG taken over from a lost cluster,
+// a create taken over meanwhile) is left as it is, whatever asks.
+func testForeign(t *testing.T, e *env) {
+	name := e.use("rvt-foreign")
+	v := backends.Volume{Name: name, Size: 64 << 20, FS: "ext4"}
+	e.must(e.create(v), "Create")
+	mine := e.ids[name]
+	for _, other := range []string{backends.NewCreateID(), ""} {
+		e.mustBe(e.b.Remove(e.ctx, name, other), backends.ErrForeign, fmt.Sprintf("Remove as create %q", other))
+	}
+	dev := e.activate(name, "activate after the refused removals")
+	e.must(e.fs.Mount(e.ctx, dev, v.FS, e.mountPoint(name)), "Mount after the refused removals")
+	e.must(e.fs.Unmount(e.ctx, e.mountPoint(name)), "Unmount")
+	e.must(e.b.Deactivate(e.ctx, name), "Deactivate")
+	e.must(e.b.Remove(e.ctx, name, mine), "Remove as the create that made it")
+	_, err := e.b.Activate(e.ctx, name)
+	e.mustBe(err, backends.ErrNotFound, "Activate after Remove")
 }
 
 // A Create that fails must leave nothing behind, or the retry the operator
@@ -270,10 +310,10 @@ func testCreateRollback(t *testing.T, e *env) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := &env{t: t, ctx: e.ctx, b: e.b, fs: e.fs, mnt: e.mnt}
+			e := &env{t: t, ctx: e.ctx, b: e.b, fs: e.fs, mnt: e.mnt, ids: map[string]string{}}
 			t.Cleanup(e.checkAndClean)
 			name := e.use(tt.v.Name)
-			err := e.b.Create(e.ctx, tt.v)
+			err := e.create(tt.v)
 			if err == nil {
 				t.Fatalf("Create(%+v) succeeded, want an error", tt.v)
 			}
@@ -283,8 +323,8 @@ func testCreateRollback(t *testing.T, e *env) {
 			_, err = e.b.Activate(e.ctx, name)
 			e.mustBe(err, backends.ErrNotFound, "Activate after failed Create")
 			e.wantDevice(name, "", "after failed Create")
-			e.must(e.b.Create(e.ctx, backends.Volume{Name: name, Size: 64 << 20, FS: "ext4"}), "Create after failed Create")
-			e.must(e.b.Remove(e.ctx, name), "Remove")
+			e.must(e.create(backends.Volume{Name: name, Size: 64 << 20, FS: "ext4"}), "Create after failed Create")
+			e.must(e.remove(e.ctx, name), "Remove")
 		})
 	}
 }

@@ -31,7 +31,12 @@ import (
 // fsutil.Tools too). Debian ships losetup in mount, not util-linux.
 var Tools = []execx.Tool{{Name: "losetup", Package: "mount"}}
 
-// Loop keeps each volume in <dir>/<name>.img.
+// Loop keeps each volume in <dir>/<name>.img: a symbolic link to the image
+// file <name>.img.<create ID>, so that the storage carries the identity of
+// the create that made it (backends.Volume.CreateID) from the moment it
+// exists: the image is made and formatted under its own name, then linked
+// into place in one step. A plain file <name>.img is storage made before
+// creates carried an identity.
 type Loop struct {
 	dir string
 	run execx.Runner
@@ -76,60 +81,137 @@ func New(dir string, run execx.Runner, opts ...Option) (*Loop, error) {
 // Name implements backends.Backend.
 func (l *Loop) Name() string { return "loop" }
 
-// Create implements backends.Backend: a sparse file of v.Size bytes,
-// formatted in place (mkfs works on regular files, no device needed).
+// Create implements backends.Backend: a sparse file of v.Size bytes named
+// after the create, formatted in place (mkfs works on regular files, no
+// device needed), then linked as <name>.img: the link's creation is what
+// makes the volume exist, and fails if another is there.
 func (l *Loop) Create(ctx context.Context, v backends.Volume) (err error) {
-	file, err := l.file(v.Name)
+	link, err := l.file(v.Name)
 	if err != nil {
 		return err
 	}
+	if err := backends.ValidCreateID(v.CreateID); err != nil {
+		return fmt.Errorf("create %s: %w", link, err)
+	}
 	if v.Size <= 0 {
-		return fmt.Errorf("create %s: invalid size %d", file, v.Size)
+		return fmt.Errorf("create %s: invalid size %d", link, v.Size)
 	}
-	f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return fmt.Errorf("create %s: %w", file, backends.ErrExists)
+	if _, err := os.Lstat(link); err == nil {
+		return fmt.Errorf("create %s: %w", link, backends.ErrExists)
 	}
+	image := imageOf(link, v.CreateID)
+	f, err := os.OpenFile(image, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("create %s: %w", file, err)
+		return fmt.Errorf("create %s: %w", image, err)
 	}
-	// From here the file is ours: any failure must not leave a half-made
-	// volume behind, or the next Create would report it as existing.
+	// From here the image is this create's: any failure removes it, so
+	// nothing half-made is left.
 	defer func() {
 		if err != nil {
 			_ = f.Close()
-			if rmErr := os.Remove(file); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
+			if rmErr := os.Remove(image); rmErr != nil && !errors.Is(rmErr, fs.ErrNotExist) {
 				err = fmt.Errorf("%w (and removing it failed: %v)", err, rmErr)
 			}
 		}
 	}()
 	if err := f.Truncate(v.Size); err != nil {
-		return fmt.Errorf("create %s: size %d: %w", file, v.Size, err)
+		return fmt.Errorf("create %s: size %d: %w", image, v.Size, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("create %s: %w", file, err)
+		return fmt.Errorf("create %s: %w", image, err)
 	}
-	if err := l.fs.Mkfs(ctx, v.FS, file); err != nil {
-		return fmt.Errorf("create %s: %w", file, err)
+	if err := l.fs.Mkfs(ctx, v.FS, image); err != nil {
+		return fmt.Errorf("create %s: %w", image, err)
 	}
-	l.log.WithFields(logrus.Fields{"volume": v.Name, "size": v.Size, "fs": v.FS}).Info("loop image created")
+	if err := os.Symlink(filepath.Base(image), link); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			err = backends.ErrExists
+		}
+		return fmt.Errorf("create %s: %w", link, err)
+	}
+	l.log.WithFields(logrus.Fields{"volume": v.Name, "size": v.Size, "fs": v.FS, "image": filepath.Base(image)}).Info("loop image created")
 	return nil
 }
 
-// Remove implements backends.Backend.
-func (l *Loop) Remove(ctx context.Context, name string) error {
-	file, devs, exists, err := l.devices(ctx, name)
-	if err != nil || !exists {
+// imageOf is the image file a create makes for the volume at link.
+func imageOf(link, createID string) string { return link + "." + createID }
+
+// identity tells which create made the storage at link: the ID its link
+// names ("" for a plain file, made before creates carried one); exists is
+// false when there is nothing at link.
+func identity(link string) (id string, exists bool, err error) {
+	fi, err := os.Lstat(link)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	if fi.Mode()&fs.ModeSymlink == 0 {
+		return "", true, nil
+	}
+	target, err := os.Readlink(link)
+	if err != nil {
+		return "", true, err
+	}
+	id, ok := strings.CutPrefix(target, filepath.Base(link)+".")
+	if !ok || strings.Contains(target, "/") || backends.ValidCreateID(id) != nil {
+		return "", true, fmt.Errorf("%s links to %s, not to an image relocvol made: remove it by hand if it holds nothing you need", link, target)
+	}
+	return id, true, nil
+}
+
+// Remove implements backends.Backend: the link first (the volume is gone
+// at once), then its image. A create's image left without a link (the
+// create died before linking it, or a remove before deleting it) goes too.
+func (l *Loop) Remove(ctx context.Context, name, createID string) error {
+	link, err := l.file(name)
+	if err != nil {
+		return err
+	}
+	id, exists, err := identity(link)
+	switch {
+	case err != nil:
+		return fmt.Errorf("remove %s: %w", link, err)
+	case !exists:
+		return l.removeImage(link, createID)
+	case id != createID:
+		return fmt.Errorf("remove %s: it was made by create %q, not %q: %w", link, orNone(id), orNone(createID), backends.ErrForeign)
+	}
+	_, devs, _, err := l.devices(ctx, name)
+	if err != nil {
 		return err
 	}
 	if len(devs) > 0 {
-		return fmt.Errorf("remove %s: attached to %s: %w", file, strings.Join(devs, ", "), backends.ErrInUse)
+		return fmt.Errorf("remove %s: attached to %s: %w", link, strings.Join(devs, ", "), backends.ErrInUse)
 	}
-	if err := os.Remove(file); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("remove %s: %w", file, err)
+	if err := os.Remove(link); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", link, err)
+	}
+	if err := l.removeImage(link, id); err != nil {
+		return err
 	}
 	l.log.WithField("volume", name).Info("loop image removed")
 	return nil
+}
+
+// removeImage removes the image of create id, if there is one apart from
+// the link (none for a plain file).
+func (l *Loop) removeImage(link, id string) error {
+	if id == "" {
+		return nil
+	}
+	if err := os.Remove(imageOf(link, id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", imageOf(link, id), err)
+	}
+	return nil
+}
+
+func orNone(id string) string {
+	if id == "" {
+		return "(none: made before creates carried one)"
+	}
+	return id
 }
 
 // Activate implements backends.Backend.

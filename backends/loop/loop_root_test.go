@@ -59,10 +59,10 @@ func TestAttachedSeenThroughOtherPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := host.Create(ctx, backends.Volume{Name: "v", Size: 64 << 20, FS: "ext4"}); err != nil {
+	if err := host.Create(ctx, backends.Volume{Name: "v", Size: 64 << 20, FS: "ext4", CreateID: "0123456789abcdef"}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = host.Remove(context.Background(), "v") })
+	t.Cleanup(func() { _ = host.Remove(context.Background(), "v", "0123456789abcdef") })
 
 	if _, err := run.Run(ctx, "mount", "--bind", hostDir, pluginDir); err != nil {
 		t.Fatal(err)

@@ -303,7 +303,7 @@ func TestDeactivateDetachRacesAutoclear(t *testing.T) {
 func TestRemoveInUse(t *testing.T) {
 	f := newFixture(t, true)
 	f.script(execx.Call{Argv: listArgv, Stdout: f.list(entry{"/dev/loop4", true})})
-	err := f.loop.Remove(context.Background(), "vol")
+	err := f.loop.Remove(context.Background(), "vol", "")
 	if !errors.Is(err, backends.ErrInUse) || !strings.Contains(err.Error(), "/dev/loop4") {
 		t.Errorf("err = %v, want ErrInUse naming /dev/loop4", err)
 	}
@@ -315,14 +315,14 @@ func TestRemoveInUse(t *testing.T) {
 func TestRemove(t *testing.T) {
 	f := newFixture(t, true)
 	f.script(execx.Call{Argv: listArgv, Stdout: f.list(entry{"/dev/loop4", false})})
-	if err := f.loop.Remove(context.Background(), "vol"); err != nil {
+	if err := f.loop.Remove(context.Background(), "vol", ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(f.file); !os.IsNotExist(err) {
 		t.Errorf("image still there: %v", err)
 	}
 	// Removing again is fine and needs no command.
-	if err := f.loop.Remove(context.Background(), "vol"); err != nil {
+	if err := f.loop.Remove(context.Background(), "vol", ""); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -347,11 +347,17 @@ func TestDevice(t *testing.T) {
 	}
 }
 
+const testID = "0123456789abcdef"
+
 func TestCreate(t *testing.T) {
 	f := newFixture(t, false)
-	f.script(execx.Call{Argv: []string{"mkfs.xfs", "-q", "-f", f.file}})
-	if err := f.loop.Create(context.Background(), backends.Volume{Name: "vol", Size: 320 << 20, FS: "xfs"}); err != nil {
+	image := f.file + "." + testID
+	f.script(execx.Call{Argv: []string{"mkfs.xfs", "-q", "-f", image}})
+	if err := f.loop.Create(context.Background(), backends.Volume{Name: "vol", Size: 320 << 20, FS: "xfs", CreateID: testID}); err != nil {
 		t.Fatal(err)
+	}
+	if target, err := os.Readlink(f.file); err != nil || target != "vol.img."+testID {
+		t.Fatalf("vol.img links to %q (%v), want the create's image vol.img.%s", target, err, testID)
 	}
 	st, err := os.Stat(f.file)
 	if err != nil {
@@ -364,9 +370,42 @@ func TestCreate(t *testing.T) {
 		t.Errorf("image uses %d blocks before mkfs, want a sparse file", blocks)
 	}
 
-	err = f.loop.Create(context.Background(), backends.Volume{Name: "vol", Size: 320 << 20, FS: "xfs"})
+	err = f.loop.Create(context.Background(), backends.Volume{Name: "vol", Size: 320 << 20, FS: "xfs", CreateID: "fedcba9876543210"})
 	if !errors.Is(err, backends.ErrExists) || !strings.Contains(err.Error(), f.file) {
 		t.Errorf("second Create: err = %v, want ErrExists naming the file", err)
+	}
+	if err := f.loop.Create(context.Background(), backends.Volume{Name: "other", Size: 320 << 20, FS: "xfs"}); err == nil || !strings.Contains(err.Error(), "invalid create ID") {
+		t.Errorf("Create without a create ID: err = %v, want it refused", err)
+	}
+}
+
+// Only the create that made a volume removes it; a create's image left
+// without its link goes with the remove of that create.
+func TestRemoveOnlyWhatACreateMade(t *testing.T) {
+	f := newFixture(t, false)
+	image := f.file + "." + testID
+	if err := os.WriteFile(image, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Base(image), f.file); err != nil {
+		t.Fatal(err)
+	}
+	for _, other := range []string{"", "fedcba9876543210"} {
+		if err := f.loop.Remove(context.Background(), "vol", other); !errors.Is(err, backends.ErrForeign) {
+			t.Errorf("Remove as create %q: %v, want ErrForeign", other, err)
+		}
+	}
+	if _, err := os.Stat(f.file); err != nil {
+		t.Fatalf("foreign storage removed: %v", err)
+	}
+	if err := os.Remove(f.file); err != nil { // as if the create died before linking it
+		t.Fatal(err)
+	}
+	if err := f.loop.Remove(context.Background(), "vol", testID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(image); !os.IsNotExist(err) {
+		t.Errorf("the create's unlinked image is still there: %v", err)
 	}
 }
 
@@ -378,17 +417,17 @@ func TestCreateRollsBack(t *testing.T) {
 	}{
 		{
 			name: "mkfs fails",
-			v:    backends.Volume{Name: "vol", Size: 16 << 20, FS: "xfs"},
+			v:    backends.Volume{Name: "vol", Size: 16 << 20, FS: "xfs", CreateID: testID},
 			script: func(f *fixture) []execx.Call {
 				return []execx.Call{{
-					Argv: []string{"mkfs.xfs", "-q", "-f", f.file},
+					Argv: []string{"mkfs.xfs", "-q", "-f", f.file + "." + testID},
 					Err:  &execx.ExecError{Cmd: []string{"mkfs.xfs"}, ExitCode: 1, Stderr: "Filesystem must be larger than 300MB."},
 				}}
 			},
 		},
 		{
 			name:   "unsupported fs",
-			v:      backends.Volume{Name: "vol", Size: 16 << 20, FS: "zfs"},
+			v:      backends.Volume{Name: "vol", Size: 16 << 20, FS: "zfs", CreateID: testID},
 			script: func(*fixture) []execx.Call { return nil },
 		},
 	}
@@ -399,8 +438,10 @@ func TestCreateRollsBack(t *testing.T) {
 			if err := f.loop.Create(context.Background(), tt.v); err == nil {
 				t.Fatal("Create succeeded, want an error")
 			}
-			if _, err := os.Stat(f.file); !os.IsNotExist(err) {
-				t.Errorf("half-made image left behind: %v", err)
+			for _, file := range []string{f.file, f.file + "." + testID} {
+				if _, err := os.Lstat(file); !os.IsNotExist(err) {
+					t.Errorf("half-made %s left behind: %v", file, err)
+				}
 			}
 		})
 	}

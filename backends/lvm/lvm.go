@@ -33,6 +33,22 @@ const Prefix = "rv-"
 // Tag marks relocvol's LVs.
 const Tag = "relocvol"
 
+// createTag prefixes the LV tag that carries the identity of the create
+// that made the LV (backends.Volume.CreateID): lvcreate adds it in the same
+// command that makes the LV, so no LV of relocvol's is ever without it.
+const createTag = "relocvol-create-"
+
+// createID is the identity an LV's tags carry ("": made before creates
+// carried one).
+func createID(tags string) string {
+	for _, t := range strings.Split(tags, ",") {
+		if id, ok := strings.CutPrefix(strings.TrimSpace(t), createTag); ok {
+			return id
+		}
+	}
+	return ""
+}
+
 // Tools are the commands this package runs itself (its filesystems need
 // fsutil.Tools too): every one is a link to lvm2's lvm binary.
 var Tools = []execx.Tool{
@@ -344,13 +360,16 @@ func (l *LVM) metadata(ctx context.Context, argv ...string) error {
 	return l.classify(err)
 }
 
-// Create implements backends.Backend: lvcreate under the VG lock, then mkfs
-// and deactivation (which change no metadata) outside it; the creating host
-// does not own the volume.
+// Create implements backends.Backend: lvcreate (tagged with the create's
+// identity) under the VG lock, then mkfs and deactivation (which change no
+// metadata) outside it; the creating host does not own the volume.
 func (l *LVM) Create(ctx context.Context, v backends.Volume) (err error) {
 	name, err := lvName(v.Name)
 	if err != nil {
 		return err
+	}
+	if err := backends.ValidCreateID(v.CreateID); err != nil {
+		return fmt.Errorf("create LV %s: %w", l.ref(name), err)
 	}
 	if _, ok, err := l.find(ctx, name); err != nil {
 		return err
@@ -358,7 +377,7 @@ func (l *LVM) Create(ctx context.Context, v backends.Volume) (err error) {
 		return fmt.Errorf("LV %s: %w", l.ref(name), backends.ErrExists)
 	}
 	err = l.metadata(ctx, "lvcreate", "--yes", "--wipesignatures", "y", "--zero", "y",
-		"--addtag", Tag, "--activate", "y", "--name", name, "--size", strconv.FormatInt(v.Size, 10)+"b", l.vg)
+		"--addtag", Tag, "--addtag", createTag+v.CreateID, "--activate", "y", "--name", name, "--size", strconv.FormatInt(v.Size, 10)+"b", l.vg)
 	if err != nil {
 		return fmt.Errorf("create LV %s: %w", l.ref(name), err)
 	}
@@ -383,8 +402,11 @@ func (l *LVM) Create(ctx context.Context, v backends.Volume) (err error) {
 	return nil
 }
 
-// Remove implements backends.Backend.
-func (l *LVM) Remove(ctx context.Context, volName string) error {
+// Remove implements backends.Backend: only an LV whose tags name the create
+// id. Another relocvol host removes or re-creates an LV of that name only
+// under the record this host holds, so the LV read here is the one
+// lvremove removes.
+func (l *LVM) Remove(ctx context.Context, volName, id string) error {
 	name, err := lvName(volName)
 	if err != nil {
 		return err
@@ -392,6 +414,9 @@ func (l *LVM) Remove(ctx context.Context, volName string) error {
 	v, ok, err := l.find(ctx, name)
 	if err != nil || !ok {
 		return err
+	}
+	if made := createID(v.Tags); made != id {
+		return fmt.Errorf("remove LV %s: it was made by create %q, not %q (its tags: %s): %w", l.ref(name), made, id, v.Tags, backends.ErrForeign)
 	}
 	if v.active {
 		return fmt.Errorf("remove LV %s: active on this host: %w", l.ref(name), backends.ErrInUse)

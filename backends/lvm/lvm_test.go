@@ -110,11 +110,11 @@ func TestParsePVs(t *testing.T) {
 func TestCreate(t *testing.T) {
 	l, _, lk := newLVM(t,
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
-		execx.Call{Argv: []string{"lvcreate", "--config", "devices/hints=none", "--yes", "--wipesignatures", "y", "--zero", "y", "--addtag", "relocvol", "--activate", "y", "--name", "rv-new", "--size", "134217728b", "san"}},
+		execx.Call{Argv: []string{"lvcreate", "--config", "devices/hints=none", "--yes", "--wipesignatures", "y", "--zero", "y", "--addtag", "relocvol", "--addtag", "relocvol-create-" + testID, "--activate", "y", "--name", "rv-new", "--size", "134217728b", "san"}},
 		execx.Call{Argv: []string{"mkfs.ext4", "-q", "-F", "/dev/san/rv-new"}},
 		execx.Call{Argv: []string{"lvchange", "--config", "devices/hints=none", "--activate", "n", "san/rv-new"}},
 	)
-	if err := l.Create(context.Background(), backends.Volume{Name: "new", Size: 128 << 20, FS: "ext4"}); err != nil {
+	if err := l.Create(context.Background(), backends.Volume{Name: "new", Size: 128 << 20, FS: "ext4", CreateID: testID}); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(lk.events, ",") != "lock vg/san,unlock vg/san" {
@@ -124,7 +124,7 @@ func TestCreate(t *testing.T) {
 
 func TestCreateExisting(t *testing.T) {
 	l, _, _ := newLVM(t, execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")})
-	err := l.Create(context.Background(), backends.Volume{Name: "db", Size: 64 << 20, FS: "ext4"})
+	err := l.Create(context.Background(), backends.Volume{Name: "db", Size: 64 << 20, FS: "ext4", CreateID: testID})
 	if !errors.Is(err, backends.ErrExists) {
 		t.Fatalf("err = %v", err)
 	}
@@ -133,12 +133,12 @@ func TestCreateExisting(t *testing.T) {
 func TestCreateRollsBackOnMkfsFailure(t *testing.T) {
 	l, _, lk := newLVM(t,
 		execx.Call{Argv: lvsArgv, Stdout: `{"report":[{"lv":[]}]}`},
-		execx.Call{Argv: []string{"lvcreate", "--config", "devices/hints=none", "--yes", "--wipesignatures", "y", "--zero", "y", "--addtag", "relocvol", "--activate", "y", "--name", "rv-new", "--size", "67108864b", "san"}},
+		execx.Call{Argv: []string{"lvcreate", "--config", "devices/hints=none", "--yes", "--wipesignatures", "y", "--zero", "y", "--addtag", "relocvol", "--addtag", "relocvol-create-" + testID, "--activate", "y", "--name", "rv-new", "--size", "67108864b", "san"}},
 		execx.Call{Argv: []string{"mkfs.xfs", "-q", "-f", "/dev/san/rv-new"}, Err: &execx.ExecError{ExitCode: 1, Stderr: "agsize too small"}},
 		execx.Call{Argv: []string{"lvchange", "--config", "devices/hints=none", "--activate", "n", "san/rv-new"}},
 		execx.Call{Argv: []string{"lvremove", "--config", "devices/hints=none", "--yes", "san/rv-new"}},
 	)
-	err := l.Create(context.Background(), backends.Volume{Name: "new", Size: 64 << 20, FS: "xfs"})
+	err := l.Create(context.Background(), backends.Volume{Name: "new", Size: 64 << 20, FS: "xfs", CreateID: testID})
 	if err == nil || !strings.Contains(err.Error(), "agsize too small") {
 		t.Fatalf("err = %v", err)
 	}
@@ -154,7 +154,7 @@ func TestCreateWithoutLock(t *testing.T) {
 	for _, lockErr := range []error{errors.New("etcd unreachable"), fmt.Errorf("lock vg/san: its etcd session ended: %w", store.ErrLockLost)} {
 		l, _, lk := newLVM(t, execx.Call{Argv: lvsArgv, Stdout: `{"report":[{"lv":[]}]}`})
 		lk.err = lockErr
-		err := l.Create(context.Background(), backends.Volume{Name: "new", Size: 64 << 20, FS: "ext4"})
+		err := l.Create(context.Background(), backends.Volume{Name: "new", Size: 64 << 20, FS: "ext4", CreateID: testID})
 		if err == nil || !strings.Contains(err.Error(), "lock the metadata of VG san: "+lockErr.Error()) {
 			t.Fatalf("err = %v", err)
 		}
@@ -165,10 +165,10 @@ func TestCreateWithoutLock(t *testing.T) {
 func TestCreateRacingAnotherHost(t *testing.T) {
 	l, _, _ := newLVM(t,
 		execx.Call{Argv: lvsArgv, Stdout: `{"report":[{"lv":[]}]}`},
-		execx.Call{Argv: []string{"lvcreate", "--config", "devices/hints=none", "--yes", "--wipesignatures", "y", "--zero", "y", "--addtag", "relocvol", "--activate", "y", "--name", "rv-new", "--size", "67108864b", "san"},
+		execx.Call{Argv: []string{"lvcreate", "--config", "devices/hints=none", "--yes", "--wipesignatures", "y", "--zero", "y", "--addtag", "relocvol", "--addtag", "relocvol-create-" + testID, "--activate", "y", "--name", "rv-new", "--size", "67108864b", "san"},
 			Err: &execx.ExecError{ExitCode: 5, Stderr: `  Logical Volume "rv-new" already exists in volume group "san"`}},
 	)
-	err := l.Create(context.Background(), backends.Volume{Name: "new", Size: 64 << 20, FS: "ext4"})
+	err := l.Create(context.Background(), backends.Volume{Name: "new", Size: 64 << 20, FS: "ext4", CreateID: testID})
 	if !errors.Is(err, backends.ErrExists) {
 		t.Fatalf("err = %v, want ErrExists (and no lvremove of the other host's LV)", err)
 	}
@@ -214,21 +214,33 @@ func TestDeactivate(t *testing.T) {
 	}
 }
 
+// testID is a create's identity; rv-logs of the fixture carries it.
+const testID = "0123456789abcdef"
+
 func TestRemove(t *testing.T) {
 	l, _, lk := newLVM(t,
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
 		execx.Call{Argv: []string{"lvremove", "--config", "devices/hints=none", "--yes", "san/rv-logs"}},
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
 	)
 	ctx := context.Background()
-	if err := l.Remove(ctx, "db"); !errors.Is(err, backends.ErrInUse) {
+	if err := l.Remove(ctx, "db", ""); !errors.Is(err, backends.ErrInUse) {
 		t.Fatalf("active: %v", err)
 	}
-	if err := l.Remove(ctx, "logs"); err != nil {
+	// Only the create that made an LV removes it: not another one, nor
+	// one that carried no identity.
+	for _, other := range []string{"", "fedcba9876543210"} {
+		if err := l.Remove(ctx, "logs", other); !errors.Is(err, backends.ErrForeign) {
+			t.Fatalf("remove as create %q: %v, want ErrForeign", other, err)
+		}
+	}
+	if err := l.Remove(ctx, "logs", testID); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Remove(ctx, "nosuch"); err != nil {
+	if err := l.Remove(ctx, "nosuch", testID); err != nil {
 		t.Fatalf("missing: %v", err)
 	}
 	if strings.Join(lk.events, ",") != "lock vg/san,unlock vg/san" {

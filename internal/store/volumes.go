@@ -23,6 +23,10 @@ type Volume struct {
 	State     string    `json:"state"`
 	CreatedAt time.Time `json:"createdAt"`
 	CreatedBy string    `json:"createdBy"`
+	// CreateID identifies the create that makes (made) the storage, which
+	// carries it: only storage with this identity is ever removed in the
+	// volume's name ("" for volumes made before creates carried one).
+	CreateID string `json:"createID,omitempty"`
 	// Grow is the volume's last grow; Size is already its new size.
 	Grow *Grow `json:"grow,omitempty"`
 }
