@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -61,6 +62,8 @@ var Tools = []execx.Tool{
 	{Name: "vgchange", Package: "lvm2"},
 	{Name: "pvs", Package: "lvm2"},
 	{Name: "lvmconfig", Package: "lvm2"},
+	// The device-mapper's own view (dm.go); lvm2 depends on it.
+	{Name: "dmsetup", Package: "dmsetup"},
 }
 
 // Locker runs fn under a cluster-wide lock, having proven just before fn
@@ -235,18 +238,36 @@ func (l *LVM) lookup(ctx context.Context, volName string) (name string, v lv, ok
 	return name, v, ok, err
 }
 
+// lookupAll is lookup that also returns every LV of the VG as read.
+func (l *LVM) lookupAll(ctx context.Context, volName string) (name string, lvs []lv, v lv, ok bool, err error) {
+	if name, err = lvName(volName); err != nil {
+		return "", nil, lv{}, false, err
+	}
+	if lvs, err = l.list(ctx); err != nil {
+		return "", nil, lv{}, false, err
+	}
+	v, ok = findLV(lvs, name)
+	return name, lvs, v, ok, nil
+}
+
 // find returns the LV named lvName, or ok=false.
 func (l *LVM) find(ctx context.Context, lvName string) (lv, bool, error) {
 	lvs, err := l.list(ctx)
 	if err != nil {
 		return lv{}, false, err
 	}
+	v, ok := findLV(lvs, lvName)
+	return v, ok, nil
+}
+
+// findLV returns the LV named lvName among lvs, or ok=false.
+func findLV(lvs []lv, lvName string) (lv, bool) {
 	for _, v := range lvs {
 		if v.Name == lvName {
-			return v, true, nil
+			return v, true
 		}
 	}
-	return lv{}, false, nil
+	return lv{}, false
 }
 
 // classify maps LVM's failures to the backend sentinels (failureKind);
@@ -432,9 +453,11 @@ func (l *LVM) Remove(ctx context.Context, volName, id string) error {
 	return nil
 }
 
-// Activate implements backends.Backend.
+// Activate implements backends.Backend. A stale device-mapper device of
+// the volume's name (an LV removed and created again elsewhere while it
+// was mapped here) is removed first, unless it is open.
 func (l *LVM) Activate(ctx context.Context, volName string) (string, error) {
-	name, v, ok, err := l.lookup(ctx, volName)
+	name, lvs, v, ok, err := l.lookupAll(ctx, volName)
 	if err != nil {
 		return "", err
 	}
@@ -444,6 +467,13 @@ func (l *LVM) Activate(ctx context.Context, volName string) (string, error) {
 	if v.active {
 		return v.Path, nil
 	}
+	if d, stale, err := l.staleMapping(ctx, volName, lvs); err != nil {
+		return "", err
+	} else if stale {
+		if err := l.clearStale(ctx, volName, d); err != nil {
+			return "", err
+		}
+	}
 	if _, err := l.lvm(ctx, "lvchange", "--activate", "y", l.ref(name)); err != nil {
 		return "", fmt.Errorf("activate LV %s: %w", l.ref(name), l.classify(err))
 	}
@@ -451,11 +481,21 @@ func (l *LVM) Activate(ctx context.Context, volName string) (string, error) {
 	return v.Path, nil
 }
 
-// Deactivate implements backends.Backend.
+// Deactivate implements backends.Backend. Where LVM sees the LV inactive
+// (or gone) but the device-mapper still maps the volume's name here (an LV
+// another host removed, or removed and created again), that stale device
+// is removed, or ErrInUse while something holds it open.
 func (l *LVM) Deactivate(ctx context.Context, volName string) error {
-	name, v, ok, err := l.lookup(ctx, volName)
-	if err != nil || !ok || !v.active {
+	name, lvs, v, ok, err := l.lookupAll(ctx, volName)
+	if err != nil {
 		return err
+	}
+	if !ok || !v.active {
+		d, stale, err := l.staleMapping(ctx, volName, lvs)
+		if err != nil || !stale {
+			return err
+		}
+		return l.clearStale(ctx, volName, d)
 	}
 	if _, err := l.lvm(ctx, "lvchange", "--activate", "n", l.ref(name)); err != nil {
 		return fmt.Errorf("deactivate LV %s: %w", l.ref(name), l.classify(err))
@@ -498,19 +538,33 @@ func (l *LVM) Refresh(ctx context.Context, volName string) error {
 	return nil
 }
 
-// Device implements backends.Backend.
+// Device implements backends.Backend: the LV's device, or the stale
+// device-mapper device still mapping the volume's name here (it is active
+// here, whatever LVM's metadata says).
 func (l *LVM) Device(ctx context.Context, volName string) (string, error) {
-	_, v, ok, err := l.lookup(ctx, volName)
-	if err != nil || !ok || !v.active {
+	_, lvs, v, ok, err := l.lookupAll(ctx, volName)
+	if err != nil {
 		return "", err
 	}
-	return v.Path, nil
+	if ok && v.active {
+		return v.Path, nil
+	}
+	d, stale, err := l.staleMapping(ctx, volName, lvs)
+	if err != nil || !stale {
+		return "", err
+	}
+	return "/dev/mapper/" + d.name, nil
 }
 
-// Active lists the volumes whose LVs are active on this host, so that a
+// Active lists the volumes whose LVs are active on this host, and those
+// whose stale device-mapper devices are (staleMappings), sorted, so that a
 // host coming back after being fenced can deactivate all of them.
 func (l *LVM) Active(ctx context.Context) ([]string, error) {
 	lvs, err := l.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	devs, err := l.mappings(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -520,6 +574,10 @@ func (l *LVM) Active(ctx context.Context) ([]string, error) {
 			names = append(names, strings.TrimPrefix(v.Name, Prefix))
 		}
 	}
+	for name := range staleMappings(l.vg, lvs, devs) {
+		names = append(names, name)
+	}
+	sort.Strings(names)
 	return names, nil
 }
 

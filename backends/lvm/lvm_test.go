@@ -178,6 +178,7 @@ func TestActivate(t *testing.T) {
 	l, _, _ := newLVM(t,
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: dmInfoArgv, Stdout: fixture(t, "lab-dmsetup-none.txt")},
 		execx.Call{Argv: []string{"lvchange", "--config", "devices/hints=none", "--activate", "y", "san/rv-logs"}},
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
 	)
@@ -199,6 +200,7 @@ func TestDeactivate(t *testing.T) {
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
 		execx.Call{Argv: []string{"lvchange", "--config", "devices/hints=none", "--activate", "n", "san/rv-db"}, Err: busy},
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: dmInfoArgv, Stdout: fixture(t, "lab-dmsetup-none.txt")},
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
 		execx.Call{Argv: []string{"lvchange", "--config", "devices/hints=none", "--activate", "n", "san/rv-db"}},
 	)
@@ -251,8 +253,10 @@ func TestRemove(t *testing.T) {
 func TestActiveAndDevice(t *testing.T) {
 	l, _, _ := newLVM(t,
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: dmInfoArgv, Stdout: fixture(t, "lab-dmsetup-none.txt")},
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
 		execx.Call{Argv: lvsArgv, Stdout: fixture(t, "handwritten-lvs.json")},
+		execx.Call{Argv: dmInfoArgv, Stdout: fixture(t, "lab-dmsetup-none.txt")},
 		execx.Call{Argv: lvsArgv, Err: &execx.ExecError{ExitCode: 5, Stderr: `  Volume group "san" not found`}},
 	)
 	ctx := context.Background()

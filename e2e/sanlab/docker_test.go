@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -287,7 +288,22 @@ func TestDockerOnSAN(t *testing.T) {
 		if err == nil || !strings.Contains(out, "Invalid exchange") {
 			t.Fatalf("a write from fenced A to the new LUN: err %v, output %q; want a reservation conflict (Invalid exchange)", err, out)
 		}
+		// A device-mapper mapping of a volume's name that LVM does not
+		// count (an LV another host removed while A had it mapped), held
+		// open: A must not rejoin until nothing holds it, then remove it.
+		ghost := dockerVG + "-rv--ghost"
+		d.lab.MustRun(t, a, "dmsetup create "+ghost+` --table "0 2048 zero" && { setsid sh -c 'exec sleep 3600 </dev/mapper/`+ghost+`' >/dev/null 2>&1 & echo $! >/run/ghost-holder.pid; }`)
 		d.lab.StartDocker(t, a)
+		testenv.Eventually(t, 2*time.Minute, "A refusing to rejoin while a stale mapping is held open", func() error {
+			if _, err := d.lab.Run(t, a, "grep -a -m1 'device-mapper device "+ghost+" maps an LV' /var/log/dockerd.log"); err != nil {
+				return errors.New("not refused yet")
+			}
+			return nil
+		})
+		if _, rev, err := d.st.GetFence(context.Background(), a); err != nil || rev == 0 {
+			t.Fatalf("A cleared its fence record (rejoined) while a stale mapping is held open (%v)", err)
+		}
+		d.lab.MustRun(t, a, "kill $(cat /run/ghost-holder.pid)")
 		testenv.Eventually(t, 3*time.Minute, "A rejoined: registered, fence cleared, old writer removed", func() error {
 			if _, rev, err := d.st.GetFence(context.Background(), a); err != nil || rev != 0 {
 				return fmt.Errorf("A's fence record still there (%v)", err)
@@ -302,6 +318,9 @@ func TestDockerOnSAN(t *testing.T) {
 			}
 			return nil
 		})
+		if out, err := d.lab.Run(t, a, "dmsetup info "+ghost); err == nil {
+			t.Fatalf("the stale mapping %s is still there after A rejoined:\n%s", ghost, out)
+		}
 		// It cleaned up before it registered again (its log, in dockerd's).
 		logA := d.lab.MustRun(t, a, `grep -a -e 'before registering' -e 'this host was fenced' -e 'registered the reservation key' /var/log/dockerd.log | cut -c1-300`)
 		iFenced := strings.Index(logA, "making sure nothing is mounted or active before registering")
