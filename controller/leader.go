@@ -33,8 +33,9 @@ type Leader struct {
 
 	mu      sync.Mutex
 	leading bool
-	// down is when this leader first saw each host without a lease.
-	down map[string]time.Time
+	// down is when this leader first saw each host without a lease, in
+	// which of its incarnations.
+	down map[string]downSighting
 	// proven is, for each host this leader fenced, the down time it was
 	// fenced in and the mark it proved: it is fenced again only after it
 	// was seen alive, or when that mark is gone.
@@ -43,6 +44,13 @@ type Leader struct {
 	// and the hosts (host@down-since) whose apps' detections are.
 	announced map[string]bool
 	stuck     map[string]string
+}
+
+// downSighting is when this leader first saw a host without a lease, in
+// which of its incarnations (store.HostState.Incarnation).
+type downSighting struct {
+	at          time.Time
+	incarnation int64
 }
 
 // provenFence is a fence this leader proved: the down time of the host it
@@ -116,7 +124,7 @@ func sleep(ctx context.Context, d time.Duration) {
 func (l *Leader) reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.down, l.proven, l.announced, l.stuck = map[string]time.Time{}, map[string]provenFence{}, map[string]bool{}, map[string]string{}
+	l.down, l.proven, l.announced, l.stuck = map[string]downSighting{}, map[string]provenFence{}, map[string]bool{}, map[string]string{}
 }
 
 // lead runs the failover loop until the leadership ends.
@@ -196,7 +204,7 @@ func (l *Leader) nextDue(now time.Time) (time.Duration, bool) {
 	var next time.Duration
 	found := false
 	for _, down := range l.down {
-		if d := down.Add(l.grace).Sub(now); d > 0 && (!found || d < next) {
+		if d := down.at.Add(l.grace).Sub(now); d > 0 && (!found || d < next) {
 			next, found = d, true
 		}
 	}
@@ -242,13 +250,17 @@ func (l *Leader) snapshot(ctx context.Context, now time.Time) (Snapshot, map[str
 			continue
 		}
 		// A host this leader never saw alive counts as down from now: its
-		// lease may have expired just before this leader was elected.
-		if _, ok := l.down[h]; !ok {
-			l.down[h] = now
+		// lease may have expired just before this leader was elected. So
+		// does one that registered again since it was seen down (seen
+		// alive or not between two looks): its last death is new.
+		inc := snap.Registered[h].Rev
+		if d, ok := l.down[h]; !ok || d.incarnation != inc {
+			l.down[h] = downSighting{at: now, incarnation: inc}
 			l.log.WithField("dead_host", h).Warn("host has no lease")
 		}
+		down := l.down[h].at
 		p, ok := l.proven[h]
-		s.Hosts[h] = HostView{DownSince: l.down[h], Fenced: fenced, Proven: ok && p.down.Equal(l.down[h]), Maintenance: inMaint}
+		s.Hosts[h] = HostView{DownSince: down, Fenced: fenced, Proven: ok && p.down.Equal(down), Maintenance: inMaint}
 	}
 	return s, apps, nil
 }

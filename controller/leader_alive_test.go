@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relocvol/relocvol/fencing"
 	"github.com/relocvol/relocvol/heartbeat"
 	"github.com/relocvol/relocvol/internal/store"
 	"github.com/relocvol/relocvol/internal/testenv"
@@ -65,14 +66,7 @@ func TestLeaderNeverReleasesAHostItFoundAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	fencer := &recordingFencer{}
-	rec := NewRecorder(st, "b", nil, quietLog())
-	grace := 500 * time.Millisecond
-	l := NewLeader(rejoinAtMark{Store: st, t: t, host: "x"}, hbB, fencer, grace, rec, nil, "b", quietLog())
-	lead, err := st.Campaign(ctx, "b", 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.reset()
+	l, lead, grace := steppedLeader(t, st, rejoinAtMark{Store: st, t: t, host: "x"}, hbB, fencer)
 	now := time.Now()
 	if err := l.step(ctx, lead, now); err != nil { // x seen down
 		t.Fatal(err)
@@ -124,35 +118,90 @@ func (f *rejoiningFencer) Fence(ctx context.Context, host string) error {
 
 // A release needs the mark the leader proved: when the host rejoined
 // (clearing it) and died again between two steps the leader never saw it
-// alive in, the release fails, and the leader fences it again first.
+// alive in, the release fails, and the leader fences it again first (once
+// the grace of that last death has passed).
 func TestLeaderFencesAgainWhenItsMarkIsGone(t *testing.T) {
 	st, ctx, hbB := deadHolder(t)
 	fencer := &rejoiningFencer{st: st, t: t, host: "x"}
-	grace := 500 * time.Millisecond
-	l := NewLeader(st, hbB, fencer, grace, NewRecorder(st, "b", nil, quietLog()), nil, "b", quietLog())
-	lead, err := st.Campaign(ctx, "b", 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.reset()
+	l, lead, grace := steppedLeader(t, st, st, hbB, fencer)
 	now := time.Now()
 	if err := l.step(ctx, lead, now); err != nil {
 		t.Fatal(err)
 	}
-	err = l.step(ctx, lead, now.Add(2*grace))
+	err := l.step(ctx, lead, now.Add(2*grace))
 	if !errors.Is(err, store.ErrMarkChanged) {
 		t.Fatalf("release on a mark x cleared: step err = %v, want ErrMarkChanged", err)
 	}
 	if c, _, _ := st.GetClaim(ctx, "db"); c.Host != "x" {
 		t.Fatalf("claim %+v released on a mark x cleared when it rejoined", c)
 	}
-	if err := l.step(ctx, lead, now.Add(3*grace)); err != nil {
-		t.Fatal(err)
-	}
-	if f := fencer.list(); len(f) != 2 {
-		t.Fatalf("fenced %v: want x fenced again before its release", f)
-	}
+	// x registered again meanwhile: its last death is new, and has its
+	// own grace.
+	stepFencing(t, l, lead, now.Add(3*grace), &fencer.recordingFencer, 1, "x's last death waits its own grace")
+	stepFencing(t, l, lead, now.Add(5*grace), &fencer.recordingFencer, 2, "x fenced again before its release")
 	if c, _, _ := st.GetClaim(ctx, "db"); c.Held() {
 		t.Fatalf("claim %+v not released after the second fence", c)
+	}
+}
+
+// A host the leader saw dead (in maintenance, so not failed over) that
+// registered again and died again between two of the leader's looks is
+// dead since its last death, not since the first sighting: the leader
+// waits the whole grace again before it fails it over.
+func TestLeaderGraceCountsFromTheLastDeath(t *testing.T) {
+	st, ctx, hbB := deadHolder(t)
+	if _, err := st.SetMaintenance(ctx, "x", time.Minute, store.MaintenanceByPluginStop, ""); err != nil {
+		t.Fatal(err)
+	}
+	fencer := &recordingFencer{}
+	l, lead, grace := steppedLeader(t, st, st, hbB, fencer)
+	now := time.Now()
+	if err := l.step(ctx, lead, now); err != nil { // x seen dead, in maintenance
+		t.Fatal(err)
+	}
+	grant, err := st.Client().Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RegisterHost(ctx, store.Host{Name: "x", Lease: int64(grant.ID)}, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.EndMaintenance(ctx, "x", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Client().Revoke(ctx, grant.ID); err != nil {
+		t.Fatal(err)
+	}
+	later := now.Add(10 * grace) // x died just now: its grace has not passed
+	stepFencing(t, l, lead, later, fencer, 0, "not at once after x died again: the grace counts from its last death")
+	if c, _, _ := st.GetClaim(ctx, "db"); c.Host != "x" {
+		t.Fatalf("claim %+v released before the grace of x's last death", c)
+	}
+	stepFencing(t, l, lead, later.Add(2*grace), fencer, 1, "x once the grace of its last death passed")
+}
+
+// steppedLeader is b's leader on ls (st, or st with hooks) with fencer
+// and a grace of 500 ms, elected, for tests that run its steps themselves.
+func steppedLeader(t *testing.T, st *store.Store, ls LeaderStore, hbB *heartbeat.Heartbeat, fencer fencing.Method) (*Leader, *store.Leadership, time.Duration) {
+	t.Helper()
+	grace := 500 * time.Millisecond
+	l := NewLeader(ls, hbB, fencer, grace, NewRecorder(st, "b", nil, quietLog()), nil, "b", quietLog())
+	lead, err := st.Campaign(context.Background(), "b", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.reset()
+	return l, lead, grace
+}
+
+// stepFencing runs one step of l at now and checks that fencer has fenced
+// want hosts in all by then.
+func stepFencing(t *testing.T, l *Leader, lead *store.Leadership, now time.Time, fencer *recordingFencer, want int, why string) {
+	t.Helper()
+	if err := l.step(context.Background(), lead, now); err != nil {
+		t.Fatal(err)
+	}
+	if f := fencer.list(); len(f) != want {
+		t.Fatalf("fenced %v, want %d fence(s): %s", f, want, why)
 	}
 }

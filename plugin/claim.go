@@ -61,7 +61,7 @@ func (d *Driver) claim(ctx context.Context, vol store.Volume, vrev int64, id str
 			if owner, err = d.store.HostState(ctx, c.Host); err != nil {
 				return store.Final(err)
 			}
-			d.sawOwner(c.Host, owner.Alive)
+			d.sawOwner(c.Host, owner)
 		}
 		now := time.Now().UTC()
 		next = c
@@ -117,14 +117,26 @@ func (d *Driver) claim(ctx context.Context, vol store.Volume, vrev int64, id str
 	return nil
 }
 
-// sawOwner tracks since when this host has seen each claim holder dead.
-func (d *Driver) sawOwner(host string, alive bool) {
+// deadSighting is when this host first saw a claim holder dead, in which
+// of its incarnations (store.HostState.Incarnation).
+type deadSighting struct {
+	at          time.Time
+	incarnation int64
+}
+
+// sawOwner tracks since when this host has seen each claim holder dead:
+// from its first sighting of that incarnation's death. A holder that
+// registered again since (seen alive or not: this host may not have
+// looked meanwhile) starts afresh, so that a sighting of an earlier death
+// (a Mount refused during its maintenance, say) never shortens the grace
+// of a later one.
+func (d *Driver) sawOwner(host string, st store.HostState) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if alive {
+	if st.Alive {
 		delete(d.deadSince, host)
-	} else if _, ok := d.deadSince[host]; !ok {
-		d.deadSince[host] = time.Now()
+	} else if seen, ok := d.deadSince[host]; !ok || seen.incarnation != st.Incarnation {
+		d.deadSince[host] = deadSighting{at: time.Now(), incarnation: st.Incarnation}
 	}
 }
 
@@ -134,12 +146,12 @@ func (d *Driver) sawOwner(host string, alive bool) {
 // that overran its deadline. Then the caller reads again.
 func (d *Driver) awaitGrace(ctx context.Context, host, volume string) error {
 	d.mu.Lock()
-	since, ok := d.deadSince[host]
+	seen, ok := d.deadSince[host]
 	d.mu.Unlock()
 	if !ok {
 		return nil
 	}
-	left := time.Until(since.Add(d.opt.Grace))
+	left := time.Until(seen.at.Add(d.opt.Grace))
 	if left <= 0 {
 		return nil
 	}

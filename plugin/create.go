@@ -258,7 +258,7 @@ func (d *Driver) creatorGone(ctx context.Context, v store.Volume) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	d.sawOwner(v.CreatedBy, st.Alive)
+	d.sawOwner(v.CreatedBy, st)
 	return !st.Alive, nil
 }
 

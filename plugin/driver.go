@@ -156,7 +156,7 @@ type Driver struct {
 	// self-fencing never reports done over an open device.
 	unsettled map[string]bool
 	// deadSince is when this host first saw each claim holder dead.
-	deadSince map[string]time.Time
+	deadSince map[string]deadSighting
 	// devs are the devices of the volumes this process mounted, for Get
 	// (Docker calls it before every Unmount): no lookup while they are
 	// mounted.
@@ -189,7 +189,7 @@ func New(st Store, be backends.Backend, m Mounter, f Fencer, live Liveness, opt 
 	return &Driver{
 		opt: opt, store: st, backend: be, mounter: m, fencer: f, live: live,
 		log:    opt.Log.WithField("host", opt.Host),
-		mounts: map[string]map[string]mountRef{}, unsettled: map[string]bool{}, deadSince: map[string]time.Time{}, devs: map[string]string{},
+		mounts: map[string]map[string]mountRef{}, unsettled: map[string]bool{}, deadSince: map[string]deadSighting{}, devs: map[string]string{},
 		growNames: map[string]bool{}, growWake: make(chan struct{}, 1),
 	}
 }

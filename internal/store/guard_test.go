@@ -259,3 +259,40 @@ func TestHostLeaseZeroNeverHolds(t *testing.T) {
 		t.Fatalf("claim under lease 0 while the host key is held: err = %v, want ErrLeaseLost", err)
 	}
 }
+
+// Each registration is a new incarnation, which outlasts the host's lease:
+// a peer that saw the host dead tells by it that the host came back (and
+// maybe died again) since, whether or not it looked meanwhile.
+func TestIncarnationOutlastsTheLease(t *testing.T) {
+	st, cli := newStore(t)
+	ctx := context.Background()
+	if hs, err := st.HostState(ctx, "a"); err != nil || hs.Incarnation != 0 || hs.Alive {
+		t.Fatalf("a host never registered: %+v %v", hs, err)
+	}
+	var seen []int64
+	for i := 0; i < 2; i++ {
+		l := grant(t, cli, 30)
+		if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l}, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		alive, err := st.HostState(ctx, "a")
+		if err != nil || !alive.Alive || alive.Incarnation == 0 {
+			t.Fatalf("registered: %+v %v", alive, err)
+		}
+		if _, err := cli.Revoke(ctx, clientv3.LeaseID(l)); err != nil {
+			t.Fatal(err)
+		}
+		dead, err := st.HostState(ctx, "a")
+		if err != nil || dead.Alive || dead.Incarnation != alive.Incarnation {
+			t.Fatalf("dead: %+v %v, want the incarnation %d it died in", dead, err, alive.Incarnation)
+		}
+		seen = append(seen, dead.Incarnation)
+	}
+	if seen[0] == seen[1] {
+		t.Fatalf("two registrations, one incarnation %d", seen[0])
+	}
+	snap, err := st.Snapshot(ctx)
+	if err != nil || snap.Registered["a"].Rev != seen[1] {
+		t.Fatalf("snapshot's registration of a: %+v %v, want revision %d", snap.Registered["a"], err, seen[1])
+	}
+}

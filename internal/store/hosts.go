@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -27,6 +28,17 @@ type Host struct {
 	Agent bool `json:"agent,omitempty"`
 }
 
+// Registration is the trace each registration of a host leaves, outlasting
+// its lease: its revision is the host's incarnation. A peer that saw the
+// host dead tells by it whether the host registered (and perhaps died)
+// again since, which its own sightings cannot: it may not have looked
+// meanwhile.
+type Registration struct {
+	Host  string    `json:"host"`
+	Lease int64     `json:"lease"`
+	At    time.Time `json:"at"`
+}
+
 // HostState is what a peer knows of a host's liveness.
 type HostState struct {
 	Alive bool
@@ -41,6 +53,10 @@ type HostState struct {
 	// Maintenance, for a host that is not alive: its announced
 	// maintenance, during which nobody takes it over (nil: none).
 	Maintenance *Maintenance
+	// Incarnation is the revision of the host's last registration (0: none
+	// recorded, a host registered by an older relocvol): it changes each
+	// time the host registers.
+	Incarnation int64
 }
 
 // LeaseExpired tells from etcd's TimeToLive answer whether a lease is gone.
@@ -49,25 +65,47 @@ type HostState struct {
 // found") is expired.
 func LeaseExpired(ttl int64) bool { return ttl < 0 }
 
-// HostState tells whether host has a live lease and when it was last renewed.
+// HostState tells whether host has a live lease and when it was last
+// renewed, its maintenance and its incarnation, read at one revision.
 func (s *Store) HostState(ctx context.Context, host string) (HostState, error) {
-	var h Host
-	rev, err := s.get(ctx, s.key("hosts", host), &h)
-	if err != nil {
-		return HostState{Info: Host{Name: host}}, err
+	st := HostState{Info: Host{Name: host}}
+	keys := []string{s.key("hosts", host), s.key("maintenance", host), s.key("registered", host)}
+	ops := make([]clientv3.Op, len(keys))
+	for i, k := range keys {
+		ops[i] = clientv3.OpGet(k)
 	}
-	if rev == 0 {
-		st := HostState{Info: Host{Name: host}}
-		m, mrev, err := s.GetMaintenance(ctx, host)
-		if mrev != 0 {
-			st.Maintenance = &m
-		}
-		return st, err
-	}
-	st := HostState{Alive: true, Info: h}
 	tctx, cancel := s.ctx(ctx)
+	resp, err := s.cli.Txn(tctx).Then(ops...).Commit()
+	cancel()
+	if err != nil {
+		return st, s.etcdErr("read the state of host "+host, err)
+	}
+	kv := func(i int) *mvccpb.KeyValue {
+		if kvs := resp.Responses[i].GetResponseRange().Kvs; len(kvs) > 0 {
+			return kvs[0]
+		}
+		return nil
+	}
+	if r := kv(2); r != nil {
+		st.Incarnation = r.ModRevision
+	}
+	h := kv(0)
+	if h == nil {
+		if m := kv(1); m != nil {
+			st.Maintenance = &Maintenance{}
+			if err := json.Unmarshal(m.Value, st.Maintenance); err != nil {
+				return st, decodeErr(keys[1], err)
+			}
+		}
+		return st, nil
+	}
+	if err := json.Unmarshal(h.Value, &st.Info); err != nil {
+		return HostState{Info: Host{Name: host}}, decodeErr(keys[0], err)
+	}
+	st.Alive = true
+	tctx, cancel = s.ctx(ctx)
 	defer cancel()
-	ttl, err := s.cli.TimeToLive(tctx, clientv3.LeaseID(h.Lease))
+	ttl, err := s.cli.TimeToLive(tctx, clientv3.LeaseID(st.Info.Lease))
 	switch {
 	case err != nil:
 		// The key was there a moment ago: alive, renewal time unknown.
@@ -97,7 +135,12 @@ func (s *Store) ListHosts(ctx context.Context) (map[string]Versioned[Host], erro
 func (s *Store) RegisterHost(ctx context.Context, h Host, prevLease, markRev int64) error {
 	key, mark := s.key("hosts", h.Name), s.key("fenced", h.Name)
 	markCmp := clientv3.Compare(clientv3.CreateRevision(mark), "=", 0)
-	ops := []clientv3.Op{clientv3.OpPut(key, mustJSON(h), clientv3.WithLease(clientv3.LeaseID(h.Lease)))}
+	ops := []clientv3.Op{
+		clientv3.OpPut(key, mustJSON(h), clientv3.WithLease(clientv3.LeaseID(h.Lease))),
+		// A new incarnation, unleased: peers that saw the host dead
+		// before learn that it came back since (HostState.Incarnation).
+		clientv3.OpPut(s.key("registered", h.Name), mustJSON(Registration{Host: h.Name, Lease: h.Lease, At: time.Now().UTC()})),
+	}
 	if markRev != 0 {
 		markCmp = clientv3.Compare(clientv3.ModRevision(mark), "=", markRev)
 		ops = append(ops, clientv3.OpDelete(mark))

@@ -19,12 +19,15 @@ type Snapshot struct {
 	Fences      map[string]Versioned[Fence]
 	Maintenance map[string]Versioned[Maintenance]
 	Running     map[string]string // app → the host that runs it
+	// Registered are the hosts' last registrations (HostState.Incarnation
+	// is their Rev), dead hosts' too.
+	Registered map[string]Versioned[Registration]
 }
 
 // Snapshot reads every family of Snapshot in one transaction of range
 // reads (one round trip, one revision).
 func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
-	families := []string{"hosts", "volumes", "claims", "apps", "fenced", "maintenance", "running"}
+	families := []string{"hosts", "volumes", "claims", "apps", "fenced", "maintenance", "running", "registered"}
 	ops := make([]clientv3.Op, len(families))
 	for i, f := range families {
 		ops[i] = clientv3.OpGet(s.dir(f), clientv3.WithPrefix())
@@ -53,6 +56,9 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 		return Snapshot{}, err
 	}
 	if snap.Maintenance, err = decodeAll[Maintenance](kvs(5)); err != nil {
+		return Snapshot{}, err
+	}
+	if snap.Registered, err = decodeAll[Registration](kvs(7)); err != nil {
 		return Snapshot{}, err
 	}
 	return snap, nil
