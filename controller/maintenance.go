@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"regexp"
 	"time"
 
@@ -31,7 +32,16 @@ func (c *Controller) SetMaintenance(ctx context.Context, host string, d time.Dur
 	if !hs.Alive && hs.Maintenance == nil {
 		return api.Maintenance{}, api.Errorf(api.ErrConflict, "host %q is not alive: maintenance is announced before the work, while the host is up (a dead host is being failed over)", host)
 	}
-	m, err := c.st.SetMaintenance(ctx, host, d, "operator", reason)
+	// Only onto what was read: the host still under the lease seen alive
+	// (or its window, which SetMaintenance compares, still there).
+	var guards []store.Guard
+	if hs.Alive {
+		guards = append(guards, c.st.HostLease(host, hs.Info.Lease))
+	}
+	m, err := c.st.SetMaintenance(ctx, host, d, "operator", reason, guards...)
+	if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrConflict) {
+		return api.Maintenance{}, api.Errorf(api.ErrConflict, "host %q lost its lease (or its maintenance ended) while the maintenance was announced: nothing announced; relocvol hosts shows its state", host)
+	}
 	if err != nil {
 		return api.Maintenance{}, err
 	}
@@ -66,7 +76,10 @@ func (c *Controller) MaintainOnStop(ctx context.Context, d time.Duration) {
 	if c.opt.Volumes == nil || len(c.opt.Volumes.Mounts()) == 0 || !c.opt.Beat.Alive() {
 		return
 	}
-	m, err := c.st.SetMaintenance(ctx, c.opt.Host, d, store.MaintenanceByPluginStop, "the plugin stopped with volumes mounted")
+	// Under this host's own lease: once it is gone a peer may be taking
+	// the host over, and a window landing then would shield nothing.
+	m, err := c.st.SetMaintenance(ctx, c.opt.Host, d, store.MaintenanceByPluginStop, "the plugin stopped with volumes mounted",
+		c.st.HostLease(c.opt.Host, int64(c.opt.Beat.Lease())))
 	if err != nil {
 		c.log.WithError(err).Error("cannot announce maintenance while the plugin stops with volumes mounted: peers will fail this host over once its lease expires")
 		return

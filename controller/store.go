@@ -67,7 +67,8 @@ type ViewStore interface {
 	GetFence(ctx context.Context, host string) (store.Fence, int64, error)
 	ListEvents(ctx context.Context, limit int64) ([]store.Event, error)
 	FollowEvents(ctx context.Context, limit int64, listed func([]store.Event) error, fn func(store.Event) error) error
-	SetMaintenance(ctx context.Context, host string, d time.Duration, by, reason string) (store.Maintenance, error)
+	SetMaintenance(ctx context.Context, host string, d time.Duration, by, reason string, guards ...store.Guard) (store.Maintenance, error)
+	HostLease(host string, lease int64) store.Guard
 	EndMaintenance(ctx context.Context, host, by string) (bool, error)
 }
 

@@ -45,14 +45,18 @@ func ValidateMaintenance(d time.Duration) error {
 	return nil
 }
 
-// SetMaintenance puts host in maintenance for d from now, replacing any
-// earlier window of it.
-func (s *Store) SetMaintenance(ctx context.Context, host string, d time.Duration, by, reason string) (Maintenance, error) {
+// SetMaintenance puts host in maintenance for d from now, replacing the
+// earlier window of it read here, if any, in a transaction that requires
+// that window unchanged (ErrConflict: it ended or was replaced meanwhile)
+// and every guard to hold: the host's own lease when it announces its own
+// maintenance, the host's lease read by an operator's request, so that a
+// window never lands on a host taken over meanwhile.
+func (s *Store) SetMaintenance(ctx context.Context, host string, d time.Duration, by, reason string, guards ...Guard) (Maintenance, error) {
 	if err := ValidateMaintenance(d); err != nil {
 		return Maintenance{}, err
 	}
 	key := s.key("maintenance", host)
-	prev, _, err := s.GetMaintenance(ctx, host)
+	prev, prevRev, err := s.GetMaintenance(ctx, host)
 	if err != nil {
 		return Maintenance{}, err
 	}
@@ -64,9 +68,11 @@ func (s *Store) SetMaintenance(ctx context.Context, host string, d time.Duration
 		return Maintenance{}, s.etcdErr("grant the maintenance lease of "+host, err)
 	}
 	m := Maintenance{Host: host, Until: now.Add(d), Set: now, By: by, Reason: reason, Lease: int64(grant.ID)}
-	if _, err := s.cli.Put(tctx, key, mustJSON(m), clientv3.WithLease(grant.ID)); err != nil {
-		_, _ = s.cli.Revoke(context.WithoutCancel(tctx), grant.ID)
-		return Maintenance{}, s.etcdErr("put "+key, err)
+	if _, err := s.guardedTxn(ctx, "announce the maintenance of "+host, guards,
+		[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", prevRev)},
+		clientv3.OpPut(key, mustJSON(m), clientv3.WithLease(grant.ID))); err != nil {
+		s.revokeQuietly(ctx, int64(grant.ID))
+		return Maintenance{}, err
 	}
 	if prev.Lease != 0 {
 		_, _ = s.cli.Revoke(tctx, clientv3.LeaseID(prev.Lease))
