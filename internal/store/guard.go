@@ -133,6 +133,16 @@ func (s *Store) HostLease(host string, lease int64) Guard {
 // (ErrNotLeader, ErrHostAlive, ErrLeaseLost). It returns the revision
 // written.
 func (s *Store) guardedTxn(ctx context.Context, what string, guards []Guard, cmps []clientv3.Cmp, ops ...clientv3.Op) (int64, error) {
+	resp, err := s.guardedCommit(ctx, what, guards, cmps, ops...)
+	if err != nil {
+		return 0, err
+	}
+	return resp.Header.Revision, nil
+}
+
+// guardedCommit is guardedTxn returning etcd's answer, for callers that
+// read what their ops returned (a nested transaction's result).
+func (s *Store) guardedCommit(ctx context.Context, what string, guards []Guard, cmps []clientv3.Cmp, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
 	for _, g := range guards {
 		cmps = append(cmps, g.cmps()...)
 	}
@@ -140,10 +150,10 @@ func (s *Store) guardedTxn(ctx context.Context, what string, guards []Guard, cmp
 	defer cancel()
 	resp, err := s.cli.Txn(tctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
-		return 0, s.etcdErr(what, err)
+		return nil, s.etcdErr(what, err)
 	}
 	if resp.Succeeded {
-		return resp.Header.Revision, nil
+		return resp, nil
 	}
 	for _, g := range guards {
 		for i, c := range g.cmps() {
@@ -151,11 +161,11 @@ func (s *Store) guardedTxn(ctx context.Context, what string, guards []Guard, cmp
 			r, err := s.cli.Txn(gctx).If(c).Commit()
 			gcancel()
 			if err == nil && !r.Succeeded {
-				return 0, fmt.Errorf("%s: %w", what, g.failed(i))
+				return nil, fmt.Errorf("%s: %w", what, g.failed(i))
 			}
 		}
 	}
-	return 0, fmt.Errorf("%s: %w", what, ErrConflict)
+	return nil, fmt.Errorf("%s: %w", what, ErrConflict)
 }
 
 // createOrGet writes value at key unless the key exists, in one

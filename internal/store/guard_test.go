@@ -119,7 +119,19 @@ func TestRegisterRequiresNoFenceMark(t *testing.T) {
 	if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l}, 0, 0); !errors.Is(err, store.ErrFenced) {
 		t.Fatalf("register while marked: err = %v, want ErrFenced", err)
 	}
-	// a cleans up after mark rev1; meanwhile c marks it again.
+	// A second taker shares the mark that stands: same revision, the first
+	// taker's record kept.
+	if again, err := st.MarkFence(ctx, store.Fence{Host: "a", By: "c", Method: "none"}); err != nil || again != rev1 {
+		t.Fatalf("a second mark of a marked host: revision %d, %v; want the standing mark's %d", again, err, rev1)
+	}
+	if f, _, _ := st.GetFence(ctx, "a"); f.By != "b" {
+		t.Fatalf("the standing mark was rewritten: %+v", f)
+	}
+	// a cleans up after mark rev1; meanwhile the mark is removed and
+	// written anew (by hand): a's clean-up was for another mark.
+	if _, err := cli.Delete(ctx, "/test/fenced/a"); err != nil {
+		t.Fatal(err)
+	}
 	rev2, err := st.MarkFence(ctx, store.Fence{Host: "a", By: "c", Method: "none"})
 	if err != nil {
 		t.Fatal(err)
