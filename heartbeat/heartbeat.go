@@ -107,6 +107,22 @@ func (h *Heartbeat) Cutoff() (at time.Time, ok bool) {
 	return h.renewed.Add(h.tm.Cutoff()), h.joined
 }
 
+// Proven asks etcd, now, whether this host's key is still bound to the
+// lease this process renews and no fencing mark names it (scsi3 asks
+// before and after it registers on the storage outside the join):
+// fencing.ErrCutOff when not.
+func (h *Heartbeat) Proven(ctx context.Context) error {
+	lease := h.Lease()
+	ok, err := h.st.StillRegistered(ctx, h.host, int64(lease))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: the key of host %s is no longer bound to lease %x, or a fencing mark names it", fencing.ErrCutOff, h.host, int64(lease))
+	}
+	return nil
+}
+
 // Joined reports whether the host is registered and how long ago its last
 // acknowledged renewal was sent.
 func (h *Heartbeat) Joined() (bool, time.Duration) {

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/relocvol/relocvol/fencing"
 )
 
 // state reads one path's keys and reservation.
@@ -145,16 +148,20 @@ const (
 	modeJoin mode = iota
 	// modeLive: anything else (the periodic check, registering on a new PV
 	// before a write, a takeover's fence): only while this host is alive,
-	// each command bounded by its cut-off, and never registering on a PV
-	// it had joined.
+	// each command bounded by its cut-off, and registering only once etcd
+	// proves that no peer can have preempted it (prove).
 	modeLive
 )
 
 // enforce brings every path of every PV of the VG, as LVM sees it now, to
 // what planPath wants for victim (0: none) and proves it. Every path is
-// planned before any is changed, so that a path where this host was
-// preempted fails the whole before this host registers anywhere. log
-// hears, at warn, each path that needed a step.
+// planned before any is changed. Outside the join, a registration needs
+// etcd's proof that this host is still registered under its lease with no
+// fencing mark, just before it and again just after it (prove): a key
+// missing while that holds is a registration the storage lost (a target
+// reset without APTPL, a LUN added or reused), never a peer's preempt,
+// since a peer marks a host, which needs its lease gone, before it
+// preempts it. log hears, at warn, each path that needed a step.
 func (f *Fencer) enforce(ctx context.Context, victim uint64, m mode, log logrus.FieldLogger, needed string) error {
 	if m == modeLive {
 		if _, ok := f.alive(); !ok {
@@ -166,29 +173,95 @@ func (f *Fencer) enforce(ctx context.Context, victim uint64, m mode, log logrus.
 	if err != nil {
 		return err
 	}
-	// Outside the join, a PV this host has never joined is registered only
-	// while its key is on another one: a host whose key is gone from every
-	// PV was fenced, whatever it has joined.
-	elsewhere := f.registeredOnAny(states)
+	f.forgetGone(paths)
 	plans := make([][]step, len(paths))
-	for i, p := range paths {
-		f.mu.Lock()
-		joinedBefore := f.joined[p.dev]
-		f.mu.Unlock()
-		if plans[i], err = planPath(states[i], f.key, victim, m == modeJoin || (!joinedBefore && elsewhere)); err != nil {
+	registers := false
+	for i := range paths {
+		if plans[i], err = planPath(states[i], f.key, victim); err != nil {
+			return err
+		}
+		registers = registers || slices.Contains(plans[i], stepRegister)
+	}
+	proof := m == modeLive && registers
+	if proof {
+		if err := f.prove(ctx); err != nil {
 			return err
 		}
 	}
+	var registered []path
 	for i, p := range paths {
 		plog := log.WithField("dev", p.dev)
 		if len(plans[i]) > 0 {
 			plog.WithField("steps", fmt.Sprint(plans[i])).Warn(needed)
 		}
-		if err := f.apply(ctx, p, states[i], plans[i], victim, plog); err != nil {
+		err := f.apply(ctx, p, states[i], plans[i], victim, plog)
+		if slices.Contains(plans[i], stepRegister) {
+			registered = append(registered, p)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if proof {
+		if err := f.prove(ctx); err != nil {
+			// Fenced while it registered (a pause between the proof and
+			// the command): take back what it put there, where that
+			// cannot release a reservation.
+			f.withdraw(context.WithoutCancel(ctx), registered, log)
 			return err
 		}
 	}
 	return nil
+}
+
+// prove asks etcd, within this host's cut-off, whether it is still
+// registered under its lease with no fencing mark (Liveness.Proven): a
+// host that is not was fenced, or is about to be (ErrNotRegistered).
+func (f *Fencer) prove(ctx context.Context) error {
+	pctx, cancel, err := bound(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	err = f.live.Proven(pctx)
+	if errors.Is(err, fencing.ErrCutOff) {
+		return fmt.Errorf("%w: it may not register on the storage again by itself: %w", ErrNotRegistered, err)
+	}
+	if err != nil {
+		return fmt.Errorf("prove this host still registered before registering its key: %w", err)
+	}
+	return nil
+}
+
+// withdraw unregisters this host's key from paths, except where it holds
+// the reservation (unregistering the holder would release it, and any host
+// could write).
+func (f *Fencer) withdraw(ctx context.Context, paths []path, log logrus.FieldLogger) {
+	for _, p := range paths {
+		plog := log.WithField("dev", p.dev)
+		s, err := f.state(ctx, p)
+		if err != nil || !s.has(f.key) || (s.res.Held && s.res.Key == f.key) {
+			plog.WithError(err).Error("registered this host's key after it was fenced, and cannot take it back here (it holds the reservation, or the path does not answer): it stops using the storage now")
+			continue
+		}
+		if _, err := f.pr(ctx, p, "--out", "--register", "--param-rk="+hexKey(f.key), "--param-sark=0"); err != nil {
+			plog.WithError(err).Error("cannot unregister this host's key after it was fenced")
+			continue
+		}
+		plog.Warn("unregistered this host's key again: it was fenced while it registered")
+	}
+}
+
+// forgetGone drops from joined the devices that are no PV any more, so
+// that a new LUN reusing a device name is joined afresh.
+func (f *Fencer) forgetGone(paths []path) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for dev := range f.joined {
+		if !slices.ContainsFunc(paths, func(p path) bool { return p.dev == dev }) {
+			delete(f.joined, dev)
+		}
+	}
 }
 
 // errNotAlive: outside its join, a host acts on the storage only while its
@@ -205,9 +278,11 @@ func (f *Fencer) alive() (time.Time, bool) {
 	return at, ok && time.Now().Before(at)
 }
 
-// bound gives one PR command of a live-mode operation a context that ends
-// at this host's cut-off as it is now (renewals move it on): a command
-// never starts, nor runs on, once peers may be fencing this host.
+// bound gives one PR command (or etcd read) of a live-mode operation a
+// context that ends at this host's cut-off as it is now (renewals move it
+// on): a command is not started, and is killed, once peers may soon be
+// fencing this host. (A command already at the target may still land:
+// every lease-based bound has that limit.)
 func bound(ctx context.Context) (context.Context, context.CancelFunc, error) {
 	live, ok := ctx.Value(cutoffKey{}).(Liveness)
 	if !ok {
@@ -257,10 +332,10 @@ func (f *Fencer) Join(ctx context.Context) error {
 // CheckRegistration runs while the host is alive: it repairs what a VG
 // change or a target reset left out (a new PV: register there; a path with
 // no key or no reservation: register, reserve), and reports
-// ErrNotRegistered when this host's key is gone from a PV it had joined
-// while others are registered there: it was fenced, and must stop and
-// rejoin through its clean-up rather than register again. A host that is
-// not alive checks nothing: its heartbeat is rejoining already.
+// ErrNotRegistered when its key is missing somewhere and etcd no longer
+// proves it registered (enforce): it was fenced, and must stop and rejoin
+// through its clean-up rather than register again. A host that is not
+// alive checks nothing: its heartbeat is rejoining already.
 func (f *Fencer) CheckRegistration(ctx context.Context) error {
 	err := f.enforce(ctx, 0, modeLive, f.log, "this host's registration or the reservation is missing on a path (a PV added to the VG, or a target that lost its state): repairing it")
 	if errors.Is(err, errNotAlive) {

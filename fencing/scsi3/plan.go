@@ -32,20 +32,13 @@ func (s step) String() string { return [...]string{"register", "reserve", "preem
 // planPath decides what this host must do on one path so that, after it, a
 // write from victim cannot land there: this host's key registered, a type 5
 // (Write Exclusive, Registrants Only) reservation held, the victim's key
-// (0: no victim, as when joining) absent. A path with no key at all (a LUN
-// added to the VG after the hosts joined, or a target that lost its state)
-// is repaired: register, reserve. A path where other hosts are registered
-// but this one is not is registered only where mayRegister: in the join
-// protocol, or on a PV this host has never joined (added to the VG since);
-// on one it had joined, its key is missing because a peer preempted it:
-// this host was fenced, and must not undo that.
-func planPath(s pathState, self, victim uint64, mayRegister bool) ([]step, error) {
+// (0: no victim, as when joining) absent. Where this host's key is missing
+// it plans to register; whether it may is not the path's to say (enforce
+// asks etcd first outside the join: a peer that preempted it marked it
+// before).
+func planPath(s pathState, self, victim uint64) ([]step, error) {
 	var steps []step
 	if !s.has(self) {
-		if len(s.keys) > 0 && !mayRegister {
-			return nil, fmt.Errorf("%s: %w: keys %s are registered there but not this host's %s: this host was fenced itself (it cleans up and rejoins by itself)",
-				s.dev, ErrNotRegistered, keyList(s.keys), hexKey(self))
-		}
 		steps = append(steps, stepRegister)
 	}
 	switch {

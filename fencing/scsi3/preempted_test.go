@@ -3,6 +3,8 @@ package scsi3
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -32,12 +34,13 @@ func registered(f *execx.Fake) bool {
 	return false
 }
 
-// A host whose key is gone from a PV it had joined was preempted there
-// (a peer fenced it, and that peer may be half way through its other
-// PVs): it never puts its key back, whatever the other PVs say, neither
-// in its periodic check nor in a takeover's fence. Two LUNs: the victim
-// reads d0 (its key still there), the peer preempts d0 and d1, the
-// victim reads d1 (key gone).
+// A host whose key is gone from a PV where others are registered, while
+// etcd says a peer marked it (a peer marks a host before it preempts it),
+// was preempted there, and that peer may be half way through its other
+// PVs: it never puts its key back, whatever the other PVs say, neither in
+// its periodic check nor in a takeover's fence. Two LUNs: the victim reads
+// d0 (its key still there), the peer preempts d0 and d1, the victim reads
+// d1 (key gone).
 func TestNeverReRegistersWherePreempted(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -49,6 +52,7 @@ func TestNeverReRegistersWherePreempted(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &execx.Fake{}
 			fn, d := joinedOn2(t, f)
+			fn.live = fenced()
 			f.Ran = nil
 			f.Script = script(readKeys(d[0], keyA, keyB), readRes(t, d[0], held), readKeys(d[1], keyA), readRes(t, d[1], held))
 			err := tc.call(fn)
@@ -60,6 +64,78 @@ func TestNeverReRegistersWherePreempted(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A key the storage lost while etcd proves that no peer can have
+// preempted it (this host's key bound to its lease, no mark) is registered
+// again by a live host: a LUN that lost its registrations (a reset without
+// APTPL, another host registering first), or a new LUN under a device name
+// a PV that left the VG once had. Fencing itself over it would stop its
+// containers for nothing.
+func TestReRegistersWhatTheStorageLost(t *testing.T) {
+	f := &execx.Fake{}
+	dir := t.TempDir()
+	d0, d1 := filepath.Join(dir, "sdb"), filepath.Join(dir, "sdc")
+	for _, d := range []string{d0, d1} {
+		if err := os.WriteFile(d, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pvs := []string{d0, d1}
+	fn := newFencerOn(t, f, 0)
+	fn.devices = func(context.Context) ([]string, error) { return pvs, nil }
+	ctx := context.Background()
+	f.Script = script(readKeys(d0, keyA, keyB), readRes(t, d0, held), readKeys(d1, keyA, keyB), readRes(t, d1, held))
+	runAll(t, f, fn.Join(ctx))
+	// sdc leaves the VG; a check runs; a new LUN shows up as sdc, which
+	// node-a adds to the VG, registering and reserving it first.
+	pvs = []string{d0}
+	f.Script = script(readKeys(d0, keyA, keyB), readRes(t, d0, held))
+	runAll(t, f, fn.CheckRegistration(ctx))
+	pvs = []string{d0, d1}
+	f.Script = script(readKeys(d0, keyA, keyB), readRes(t, d0, held), readKeys(d1, keyA), readRes(t, d1, held),
+		register(t, d1), readKeys(d1, keyA, keyB), readRes(t, d1, held))
+	runAll(t, f, fn.CheckRegistration(ctx))
+	// d0 loses every registration (a target reset without APTPL) and
+	// node-a registers there first.
+	f.Script = script(readKeys(d0, keyA), readRes(t, d0, held), readKeys(d1, keyA, keyB), readRes(t, d1, held),
+		register(t, d0), readKeys(d0, keyA, keyB), readRes(t, d0, held))
+	runAll(t, f, fn.CheckRegistration(ctx))
+}
+
+// A host fenced between etcd's proof and its registration (paused there:
+// its own clock did not see the time pass) finds out from the proof after
+// it, unregisters where it does not hold the reservation, and reports
+// itself fenced.
+func TestWithdrawsARegistrationMadeWhileFenced(t *testing.T) {
+	f := &execx.Fake{}
+	fn, d := joinedOn2(t, f)
+	proofs := 0
+	fn.live = proofSequence{fakeLive: liveFor(time.Hour), n: &proofs, fail: 2}
+	unregister := execx.Call{Argv: []string{"sg_persist", "--out", "--register", "--param-rk=" + hexKey(keyB), "--param-sark=0", d[1]}}
+	f.Script = script(readKeys(d[0], keyA, keyB), readRes(t, d[0], held), readKeys(d[1], keyA), readRes(t, d[1], held),
+		register(t, d[1]), readKeys(d[1], keyA, keyB), readRes(t, d[1], held),
+		readKeys(d[1], keyA, keyB), readRes(t, d[1], held), unregister)
+	err := fn.CheckRegistration(context.Background())
+	if !errors.Is(err, ErrNotRegistered) {
+		t.Fatalf("err = %v, want ErrNotRegistered", err)
+	}
+	runAll(t, f, nil)
+}
+
+// proofSequence is a liveness whose fail-th proof (from 1) and those after
+// it fail: the host was marked in between.
+type proofSequence struct {
+	fakeLive
+	n    *int
+	fail int
+}
+
+func (p proofSequence) Proven(context.Context) error {
+	if *p.n++; *p.n >= p.fail {
+		return markedNodeB
+	}
+	return nil
 }
 
 // A fresh process (the plugin's re-mount of volumes in use, before it has

@@ -85,11 +85,17 @@ func (notRegistered) Is(target error) bool { return target == fencing.ErrCutOff 
 
 var _ fencing.Method = (*Fencer)(nil)
 
-// Liveness is this host's own liveness (heartbeat.Heartbeat): its
-// cut-off, after which it may hold no volume and its peers may soon fence
-// it; ok is false while it has not joined, or has lost its lease.
+// Liveness is this host's own liveness (heartbeat.Heartbeat).
 type Liveness interface {
+	// Cutoff is when this host may hold no volume any more and its peers
+	// may soon fence it; ok is false while it has not joined, or has lost
+	// its lease.
 	Cutoff() (at time.Time, ok bool)
+	// Proven asks etcd, now, whether this host's key is still bound to
+	// the lease it renews and no fencing mark names it: then no peer can
+	// have preempted it since it joined (a peer marks a host, which needs
+	// its lease gone, before it preempts it). fencing.ErrCutOff when not.
+	Proven(ctx context.Context) error
 }
 
 // Fencer implements the plugin's Fencer with SCSI-3 PR.

@@ -135,13 +135,25 @@ func newFencerOn(t *testing.T, f *execx.Fake, n int, opts ...Option) *Fencer {
 	return New(f, "node-b", liveFor(time.Hour), func(context.Context) ([]string, error) { return devs, nil }, opts...)
 }
 
-// fakeLive is a host's liveness: its cut-off at, ok while it has joined.
+// fakeLive is a host's liveness: its cut-off at, ok while it has joined,
+// and what etcd says of its registration (proven: nil when it is still
+// registered with no mark).
 type fakeLive struct {
-	at time.Time
-	ok bool
+	at     time.Time
+	ok     bool
+	proven error
 }
 
-func (l fakeLive) Cutoff() (time.Time, bool) { return l.at, l.ok }
+func (l fakeLive) Cutoff() (time.Time, bool)    { return l.at, l.ok }
+func (l fakeLive) Proven(context.Context) error { return l.proven }
+
+// markedNodeB is what etcd says of node-b once a peer marked it to fence
+// it (before preempting its key).
+var markedNodeB = fmt.Errorf("%w: a fencing mark names node-b", fencing.ErrCutOff)
+
+// fenced is node-b's liveness once a peer marked it: alive by its own
+// clock, not by etcd's.
+func fenced() fakeLive { l := liveFor(time.Hour); l.proven = markedNodeB; return l }
 
 // liveFor is a host that stays alive for d.
 func liveFor(d time.Duration) fakeLive { return fakeLive{at: time.Now().Add(d), ok: true} }
@@ -219,28 +231,26 @@ func runAll(t *testing.T, f *execx.Fake, err error) {
 func TestPlanPath(t *testing.T) {
 	wero := Reservation{Held: true, Key: keyB, Type: typeWERO}
 	for _, tc := range []struct {
-		name        string
-		s           pathState
-		victim      uint64
-		mayRegister bool
-		want        []step
-		wantErr     string
+		name    string
+		s       pathState
+		victim  uint64
+		want    []step
+		wantErr string
 	}{
-		{name: "victim registered: preempt", s: pathState{keys: []uint64{keyA, keyB}, res: wero}, victim: keyA, mayRegister: true, want: []step{stepPreempt}},
-		{name: "victim gone, reservation held: nothing", s: pathState{keys: []uint64{keyB}, res: wero}, victim: keyA, mayRegister: true},
-		{name: "victim gone, no reservation: reserve", s: pathState{keys: []uint64{keyB}}, victim: keyA, mayRegister: true, want: []step{stepReserve}},
-		{name: "no reservation, victim registered: reserve, preempt", s: pathState{keys: []uint64{keyA, keyB}}, victim: keyA, mayRegister: true, want: []step{stepReserve, stepPreempt}},
-		{name: "new PV, no key at all: register, reserve", s: pathState{}, victim: keyA, mayRegister: true, want: []step{stepRegister, stepReserve}},
-		{name: "target lost its state everywhere: register, reserve", s: pathState{}, victim: keyA, mayRegister: false, want: []step{stepRegister, stepReserve}},
-		{name: "new PV a peer joined first: register, preempt", s: pathState{keys: []uint64{keyA}, res: Reservation{Held: true, Key: keyA, Type: typeWERO}}, victim: keyA, mayRegister: true, want: []step{stepRegister, stepPreempt}},
-		{name: "preempted on a PV it had joined: refuse", s: pathState{dev: "/dev/sdc", keys: []uint64{keyA}, res: wero}, mayRegister: false, wantErr: "/dev/sdc: this host's key is not registered: keys " + hexKey(keyA) + " are registered there but not this host's " + hexKey(keyB) + ": this host was fenced itself"},
-		{name: "this host cut off everywhere: refuse", s: pathState{dev: "/dev/sdb", keys: []uint64{keyA}, res: wero}, victim: keyA, mayRegister: false, wantErr: "/dev/sdb: this host's key is not registered: keys " + hexKey(keyA) + " are registered there but not this host's"},
-		{name: "another reservation type: refuse", s: pathState{dev: "/dev/sdb", keys: []uint64{keyB}, res: Reservation{Held: true, Key: keyA, Type: "Exclusive Access"}}, victim: keyA, mayRegister: true, wantErr: `a "Exclusive Access" reservation is held`},
-		{name: "join: register, reservation held by a peer", s: pathState{keys: []uint64{keyA}, res: Reservation{Held: true, Key: keyA, Type: typeWERO}}, mayRegister: true, want: []step{stepRegister}},
-		{name: "join: nothing to do", s: pathState{keys: []uint64{keyB}, res: wero}, mayRegister: true},
+		{name: "victim registered: preempt", s: pathState{keys: []uint64{keyA, keyB}, res: wero}, victim: keyA, want: []step{stepPreempt}},
+		{name: "victim gone, reservation held: nothing", s: pathState{keys: []uint64{keyB}, res: wero}, victim: keyA},
+		{name: "victim gone, no reservation: reserve", s: pathState{keys: []uint64{keyB}}, victim: keyA, want: []step{stepReserve}},
+		{name: "no reservation, victim registered: reserve, preempt", s: pathState{keys: []uint64{keyA, keyB}}, victim: keyA, want: []step{stepReserve, stepPreempt}},
+		{name: "new PV, no key at all: register, reserve", s: pathState{}, victim: keyA, want: []step{stepRegister, stepReserve}},
+		{name: "target lost its state everywhere: register, reserve", s: pathState{}, victim: keyA, want: []step{stepRegister, stepReserve}},
+		{name: "key missing where others are: register (enforce asks etcd first)", s: pathState{keys: []uint64{keyA}, res: wero}, victim: keyA, want: []step{stepRegister, stepPreempt}},
+		{name: "new PV a peer joined first: register, preempt", s: pathState{keys: []uint64{keyA}, res: Reservation{Held: true, Key: keyA, Type: typeWERO}}, victim: keyA, want: []step{stepRegister, stepPreempt}},
+		{name: "another reservation type: refuse", s: pathState{dev: "/dev/sdb", keys: []uint64{keyB}, res: Reservation{Held: true, Key: keyA, Type: "Exclusive Access"}}, victim: keyA, wantErr: `a "Exclusive Access" reservation is held`},
+		{name: "join: register, reservation held by a peer", s: pathState{keys: []uint64{keyA}, res: Reservation{Held: true, Key: keyA, Type: typeWERO}}, want: []step{stepRegister}},
+		{name: "join: nothing to do", s: pathState{keys: []uint64{keyB}, res: wero}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := planPath(tc.s, keyB, tc.victim, tc.mayRegister)
+			got, err := planPath(tc.s, keyB, tc.victim)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tc.wantErr)
@@ -349,10 +359,11 @@ func TestFenceFailsWhenNotProven(t *testing.T) {
 func TestFenceRefusedWhenSelfNotRegistered(t *testing.T) {
 	f := &execx.Fake{}
 	fn := newFencer(t, f)
+	fn.live = fenced()
 	dev := devOf(fn)
 	f.Script = script(readKeys(dev, keyA), readRes(t, dev, held))
 	err := fn.Fence(context.Background(), "node-a")
-	if !errors.Is(err, ErrNotRegistered) || !strings.Contains(err.Error(), "cannot fence node-a") || !strings.Contains(err.Error(), "fenced itself") {
+	if !errors.Is(err, ErrNotRegistered) || !strings.Contains(err.Error(), "cannot fence node-a") || !strings.Contains(err.Error(), "a fencing mark names node-b") {
 		t.Fatalf("err = %v", err)
 	}
 	if left := f.Left(); len(left) != 0 {
@@ -449,6 +460,7 @@ func TestCheckRegistration(t *testing.T) {
 	t.Run("key gone everywhere: fenced, never re-registered", func(t *testing.T) {
 		f := &execx.Fake{}
 		fn := newFencerOn(t, f, 2)
+		fn.live = fenced()
 		d := devsOf(fn)
 		f.Script = script(readKeys(d[0], keyA), readRes(t, d[0], held), readKeys(d[1], keyA), readRes(t, d[1], held))
 		err := fn.CheckRegistration(context.Background())

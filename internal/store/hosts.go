@@ -119,6 +119,26 @@ func (s *Store) HostState(ctx context.Context, host string) (HostState, error) {
 	return st, nil
 }
 
+// StillRegistered tells, from one read of etcd now, whether host's key is
+// bound to lease and no fencing mark names it. A peer marks a host before
+// it fences it, and only while the host's key is gone, so while this holds
+// no peer can have preempted the host since it registered under lease.
+func (s *Store) StillRegistered(ctx context.Context, host string, lease int64) (bool, error) {
+	if lease == 0 {
+		return false, nil
+	}
+	tctx, cancel := s.ctx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(tctx).If(
+		clientv3.Compare(clientv3.LeaseValue(s.key("hosts", host)), "=", lease),
+		clientv3.Compare(clientv3.CreateRevision(s.key("fenced", host)), "=", 0),
+	).Commit()
+	if err != nil {
+		return false, s.etcdErr("check the registration of host "+host, err)
+	}
+	return resp.Succeeded, nil
+}
+
 // ListHosts returns the hosts with a live lease.
 func (s *Store) ListHosts(ctx context.Context) (map[string]Versioned[Host], error) {
 	return list[Host](ctx, s, "hosts")
