@@ -308,3 +308,39 @@ func TestIncarnationOutlastsTheLease(t *testing.T) {
 		t.Fatalf("snapshot's registration of a: %+v %v, want revision %d", snap.Registered["a"], err, seen[1])
 	}
 }
+
+// StillRegistered is the proof a host asks before it registers on the
+// storage outside its join: its key bound to its lease, and no mark.
+func TestStillRegistered(t *testing.T) {
+	st, cli := newStore(t)
+	ctx := context.Background()
+	l := grant(t, cli, 30)
+	for _, tc := range []struct {
+		name  string
+		setup func()
+		lease int64
+		want  bool
+	}{
+		{"not registered", func() {}, l, false},
+		{"registered under the lease", func() {
+			if err := st.RegisterHost(ctx, store.Host{Name: "a", Lease: l}, 0, 0); err != nil {
+				t.Fatal(err)
+			}
+		}, l, true},
+		{"another lease", func() {}, l + 1, false},
+		{"no lease yet", func() {}, 0, false},
+		{"lease gone and marked", func() {
+			if _, err := cli.Revoke(ctx, clientv3.LeaseID(l)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.MarkFence(ctx, store.Fence{Host: "a", By: "b"}); err != nil {
+				t.Fatal(err)
+			}
+		}, l, false},
+	} {
+		tc.setup()
+		if got, err := st.StillRegistered(ctx, "a", tc.lease); err != nil || got != tc.want {
+			t.Errorf("%s: StillRegistered = %v, %v; want %v", tc.name, got, err, tc.want)
+		}
+	}
+}
