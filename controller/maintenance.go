@@ -32,12 +32,14 @@ func (c *Controller) SetMaintenance(ctx context.Context, host string, d time.Dur
 	if !hs.Alive && hs.Maintenance == nil {
 		return api.Maintenance{}, api.Errorf(api.ErrConflict, "host %q is not alive: maintenance is announced before the work, while the host is up (a dead host is being failed over)", host)
 	}
-	// Only onto what was read: the host still under the lease seen alive
-	// (or its window, which SetMaintenance compares, still there).
-	var guards []store.Guard
-	if hs.Alive {
-		guards = append(guards, c.st.HostLease(host, hs.Info.Lease))
+	// Only onto what was read: the host still under the lease seen alive,
+	// or (dead) still in the window seen: one that ran out meanwhile may
+	// be being failed over.
+	guard := c.st.HostLease(host, hs.Info.Lease)
+	if !hs.Alive {
+		guard = c.st.WindowAt(host, hs.MaintenanceRev)
 	}
+	guards := []store.Guard{guard}
 	m, err := c.st.SetMaintenance(ctx, host, d, "operator", reason, guards...)
 	if errors.Is(err, store.ErrLeaseLost) || errors.Is(err, store.ErrConflict) {
 		return api.Maintenance{}, api.Errorf(api.ErrConflict, "host %q lost its lease (or its maintenance ended) while the maintenance was announced: nothing announced; relocvol hosts shows its state", host)
@@ -76,9 +78,22 @@ func (c *Controller) MaintainOnStop(ctx context.Context, d time.Duration) {
 	if c.opt.Volumes == nil || len(c.opt.Volumes.Mounts()) == 0 || !c.opt.Beat.Alive() {
 		return
 	}
+	by, reason := store.MaintenanceByPluginStop, "the plugin stopped with volumes mounted"
+	cur, rev, err := c.st.GetMaintenance(ctx, c.opt.Host)
+	switch {
+	case err != nil:
+		c.log.WithError(err).Warn("cannot read this host's maintenance; announcing it for the stop")
+	case rev != 0 && cur.By != by && !cur.Until.Before(time.Now().Add(d)):
+		c.log.WithField("until", cur.Until).Warn("plugin stopping with volumes mounted, within an operator's maintenance that lasts longer: kept as it is")
+		return
+	case rev != 0 && cur.By != by:
+		// An operator's window that ends sooner: lengthened, still the
+		// operator's (the rejoin ends only the plugin's own).
+		by, reason = cur.By, cur.Reason
+	}
 	// Under this host's own lease: once it is gone a peer may be taking
 	// the host over, and a window landing then would shield nothing.
-	m, err := c.st.SetMaintenance(ctx, c.opt.Host, d, store.MaintenanceByPluginStop, "the plugin stopped with volumes mounted",
+	m, err := c.st.SetMaintenance(ctx, c.opt.Host, d, by, reason,
 		c.st.HostLease(c.opt.Host, int64(c.opt.Beat.Lease())))
 	if err != nil {
 		c.log.WithError(err).Error("cannot announce maintenance while the plugin stops with volumes mounted: peers will fail this host over once its lease expires")

@@ -68,7 +68,9 @@ type ViewStore interface {
 	ListEvents(ctx context.Context, limit int64) ([]store.Event, error)
 	FollowEvents(ctx context.Context, limit int64, listed func([]store.Event) error, fn func(store.Event) error) error
 	SetMaintenance(ctx context.Context, host string, d time.Duration, by, reason string, guards ...store.Guard) (store.Maintenance, error)
+	GetMaintenance(ctx context.Context, host string) (store.Maintenance, int64, error)
 	HostLease(host string, lease int64) store.Guard
+	WindowAt(host string, rev int64) store.Guard
 	EndMaintenance(ctx context.Context, host, by string) (bool, error)
 }
 

@@ -220,10 +220,11 @@ func (d *Driver) takeCreateOver(ctx context.Context, v store.Volume, vrev int64)
 		guards = append(guards, d.store.HostGone(v.CreatedBy), d.store.FencedBy(v.CreatedBy, markRev))
 	}
 	log.Warn("taking over an unfinished create")
-	// The dead creator's storage carries its create ID: only that goes;
-	// this create's storage will carry a new one.
-	dead := v.CreateID
-	v.CreatedBy, v.CreatedAt, v.CreateID = d.opt.Host, time.Now().UTC(), backends.NewCreateID()
+	// The record keeps the dead create's identity until that create's
+	// storage is gone: stopped in between (a crash, an answer lost), the
+	// next try (this host's or another's) still knows what to remove.
+	creator := v.CreatedBy
+	v.CreatedBy, v.CreatedAt = d.opt.Host, time.Now().UTC()
 	nrev, err := d.store.UpdateVolume(ctx, v, vrev, -1, guards...)
 	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrHostAlive) || errors.Is(err, store.ErrMarkChanged) {
 		return errAgain
@@ -234,15 +235,23 @@ func (d *Driver) takeCreateOver(ctx context.Context, v store.Volume, vrev int64)
 	// The record is this host's now: the half-made storage may go.
 	err = d.readyToWrite(ctx)
 	if err == nil {
-		err = d.backend.Remove(ctx, v.Name, dead)
+		err = d.backend.Remove(ctx, v.Name, v.CreateID)
 	}
 	if errors.Is(err, backends.ErrForeign) {
 		d.undoCreate(ctx, v, nrev)
-		return wrapErr(ErrConflict, err, "volume %q: the unfinished create of host %s was taken over, but the storage of that name was not made by that create (left by another cluster, or made by hand): nothing of it was changed; remove that storage by hand if it is not needed, or choose another name", v.Name, v.CreatedBy)
+		return wrapErr(ErrConflict, err, "volume %q: the unfinished create of host %s was taken over, but the storage of that name was not made by that create (left by another cluster, or made by hand): nothing of it was changed; remove that storage by hand if it is not needed, or choose another name", v.Name, creator)
 	}
 	if err != nil {
 		d.undoCreate(ctx, v, nrev)
 		return fmt.Errorf("clear the unfinished storage: %w", err)
+	}
+	// Only now a new identity, for the storage this create makes.
+	v.CreateID = backends.NewCreateID()
+	if nrev, err = d.store.UpdateVolume(ctx, v, nrev, -1, d.ownLease()); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return errAgain
+		}
+		return fmt.Errorf("record the new create's identity: %w", err)
 	}
 	return d.provision(ctx, v, nrev)
 }

@@ -91,10 +91,6 @@ func (d *Driver) activate(ctx context.Context, vol store.Volume) (err error) {
 		}
 	}
 	log := d.log.WithField("volume", vol.Name)
-	wasActive, err := d.backend.Device(ctx, vol.Name)
-	if err != nil {
-		return err
-	}
 	if err := d.readyToWrite(ctx); err != nil {
 		return err
 	}
@@ -107,10 +103,16 @@ func (d *Driver) activate(ctx context.Context, vol store.Volume) (err error) {
 	failpoint.Hit(failpoint.MountAfterAttach)
 	start = time.Now()
 	defer func() {
-		if err != nil && wasActive == "" {
-			if derr := d.backend.Deactivate(context.WithoutCancel(ctx), vol.Name); derr != nil {
-				log.WithError(derr).Error("cannot deactivate after a failed mount")
-			}
+		if err == nil {
+			return
+		}
+		// Undo whatever is mounted or active here now (a mount command
+		// that failed after the kernel had mounted, a data folder that
+		// could not be made): until that works the volume stays in
+		// Mounts() (unsettled) for self-fencing, and is retried.
+		if derr := d.deactivate(context.WithoutCancel(ctx), vol.Name); derr != nil {
+			log.WithError(derr).Error("cannot undo a failed mount; retrying in the background")
+			d.retrySync(vol.Name)
 		}
 	}()
 	if vol.Grow.Pending() {

@@ -103,6 +103,25 @@ func (g fencedBy) failed(int) error {
 	return fmt.Errorf("%w: host %s (the mark written at revision %d is gone or replaced: it rejoined, or was marked again)", ErrMarkChanged, g.host, g.rev)
 }
 
+type windowAt struct {
+	key, host string
+	rev       int64
+}
+
+func (g windowAt) cmps() []clientv3.Cmp {
+	return []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(g.key), "=", g.rev)}
+}
+
+func (g windowAt) failed(int) error {
+	return fmt.Errorf("%w: the maintenance window of host %s changed or ended", ErrConflict, g.host)
+}
+
+// WindowAt guards a write decided on host's maintenance window as read at
+// rev (0: none): it must still be that window when the write lands.
+func (s *Store) WindowAt(host string, rev int64) Guard {
+	return windowAt{key: s.key("maintenance", host), host: host, rev: rev}
+}
+
 // HostGone guards a takeover: host's key must be absent (its lease expired
 // or revoked) when the write lands, not only when the taker looked, and
 // the host must not be in maintenance (ErrInMaintenance).

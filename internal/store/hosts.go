@@ -51,8 +51,10 @@ type HostState struct {
 	ExpiresIn time.Duration
 	Info      Host
 	// Maintenance, for a host that is not alive: its announced
-	// maintenance, during which nobody takes it over (nil: none).
-	Maintenance *Maintenance
+	// maintenance, during which nobody takes it over (nil: none), read at
+	// MaintenanceRev.
+	Maintenance    *Maintenance
+	MaintenanceRev int64
 	// Incarnation is the revision of the host's last registration (0: none
 	// recorded, a host registered by an older relocvol): it changes each
 	// time the host registers.
@@ -92,7 +94,7 @@ func (s *Store) HostState(ctx context.Context, host string) (HostState, error) {
 	h := kv(0)
 	if h == nil {
 		if m := kv(1); m != nil {
-			st.Maintenance = &Maintenance{}
+			st.Maintenance, st.MaintenanceRev = &Maintenance{}, m.ModRevision
 			if err := json.Unmarshal(m.Value, st.Maintenance); err != nil {
 				return st, decodeErr(keys[1], err)
 			}
