@@ -18,37 +18,45 @@ import (
 // volume moved on. LVM then no longer counts that mapping as the LV's, yet
 // it maps extents that may be another volume's by now, and its name blocks
 // the activation of a re-created LV. So this package asks the
-// device-mapper too, by the names LVM gives its devices.
+// device-mapper too: a device of the VG whose LV UUID no LV of the VG has
+// any more (hidden ones included: a raid or cache LV's sub-LVs) is stale.
 
-// dmInfoArgs lists this host's device-mapper devices with their open counts.
-var dmInfoArgs = []string{"info", "-c", "--noheadings", "--separator", "|", "-o", "name,open"}
+// dmInfoArgs lists this host's device-mapper devices with their UUIDs and
+// open counts.
+var dmInfoArgs = []string{"info", "-c", "--noheadings", "--separator", "|", "-o", "name,uuid,open"}
 
 // dmDevice is one device-mapper device of this host.
 type dmDevice struct {
 	name string
+	// uuid is the device-mapper UUID; LVM's are "LVM-" + the VG's UUID +
+	// the LV's (both without dashes), and a suffix for a layer device.
+	uuid string
 	open int // how many holders have it open (a mount, a process)
 }
 
 // parseDMInfo reads `dmsetup info -c --noheadings --separator | -o
-// name,open`, which prints "No devices found" when there is none.
+// name,uuid,open`, which prints "No devices found" when there is none.
 func parseDMInfo(out []byte) ([]dmDevice, error) {
 	var devs []dmDevice
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		name, open, ok := strings.Cut(strings.TrimSpace(line), "|")
-		if !ok {
+		f := strings.Split(strings.TrimSpace(line), "|")
+		if len(f) != 3 {
 			if line = strings.TrimSpace(line); line != "" && line != "No devices found" {
-				return nil, fmt.Errorf("parse dmsetup info output: %q is not NAME|OPEN", line)
+				return nil, fmt.Errorf("parse dmsetup info output: %q is not NAME|UUID|OPEN", line)
 			}
 			continue
 		}
-		n, err := strconv.Atoi(strings.TrimSpace(open))
+		n, err := strconv.Atoi(strings.TrimSpace(f[2]))
 		if err != nil || n < 0 {
-			return nil, fmt.Errorf("parse dmsetup info output: open count %q of %s", open, name)
+			return nil, fmt.Errorf("parse dmsetup info output: open count %q of %s", f[2], f[0])
 		}
-		devs = append(devs, dmDevice{name: name, open: n})
+		devs = append(devs, dmDevice{name: f[0], uuid: f[1], open: n})
 	}
 	return devs, nil
 }
+
+// lvmUUID is an LVM UUID as the device-mapper writes it: without dashes.
+func lvmUUID(u string) string { return strings.ReplaceAll(u, "-", "") }
 
 // dmName is the device-mapper name LVM gives LV lv of VG vg: both with
 // each dash doubled, joined by a dash.
@@ -56,14 +64,21 @@ func dmName(vg, lv string) string {
 	return strings.ReplaceAll(vg, "-", "--") + "-" + strings.ReplaceAll(lv, "-", "--")
 }
 
-// staleMappings maps each volume to its device-mapper device here that LVM
-// does not count as an active LV of vg (lvs: the VG's LVs as LVM sees them
-// now): the LV is gone from the metadata, or LVM sees it inactive (created
-// again elsewhere: its device here is the old LV's).
+// staleMappings maps each volume to its device-mapper device here that no
+// LV of vg accounts for (lvs: every LV of the VG as LVM sees it now,
+// hidden ones included): a device named as relocvol's LV of the volume
+// whose LV UUID is no LV's any more (removed elsewhere, or removed and
+// created again: the new LV has another UUID). A VG without LVs leaves no
+// UUID to tell its devices by: every LVM device named as one of its
+// relocvol LVs is stale then.
 func staleMappings(vg string, lvs []lv, devs []dmDevice) map[string]dmDevice {
-	active := map[string]bool{}
+	known := map[string]bool{}
+	vgUUID := ""
 	for _, v := range lvs {
-		active[v.Name] = v.active
+		known[lvmUUID(v.UUID)] = true
+		if v.VGUUID != "" {
+			vgUUID = lvmUUID(v.VGUUID)
+		}
 	}
 	prefix := dmName(vg, Prefix)
 	out := map[string]dmDevice{}
@@ -73,7 +88,14 @@ func staleMappings(vg string, lvs []lv, devs []dmDevice) map[string]dmDevice {
 			continue
 		}
 		name := strings.ReplaceAll(rest, "--", "-")
-		if lvName := Prefix + name; dmName(vg, lvName) == d.name && !active[lvName] {
+		if dmName(vg, Prefix+name) != d.name {
+			continue
+		}
+		lvPart, ok := strings.CutPrefix(d.uuid, "LVM-"+vgUUID)
+		if !ok {
+			continue // not an LVM device, or another VG's of that name
+		}
+		if lvPart, _, _ = strings.Cut(lvPart, "-"); vgUUID == "" || !known[lvPart] {
 			out[name] = d
 		}
 	}

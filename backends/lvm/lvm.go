@@ -179,14 +179,18 @@ type lv struct {
 	Size   string `json:"lv_size"`
 	Path   string `json:"lv_path"`
 	Tags   string `json:"lv_tags"`
+	UUID   string `json:"lv_uuid"`
+	VGUUID string `json:"vg_uuid"`
 	active bool
 	bytes  int64
 }
 
-// lvsArgs lists every LV of the VG with the fields parseLVs reads.
+// lvsArgs lists every LV of the VG with the fields parseLVs reads, hidden
+// ones too (their names in brackets: LVM's sub-LVs of a raid or cache LV),
+// so that their devices are not taken for stale ones (staleMappings).
 func (l *LVM) lvsArgs() []string {
-	return []string{"lvs", "--reportformat", "json", "--units", "b", "--nosuffix",
-		"-o", "lv_name,vg_name,lv_attr,lv_size,lv_path,lv_tags", l.vg}
+	return []string{"lvs", "-a", "--reportformat", "json", "--units", "b", "--nosuffix",
+		"-o", "lv_name,vg_name,lv_attr,lv_size,lv_path,lv_tags,lv_uuid,vg_uuid", l.vg}
 }
 
 // parseLVs reads `lvs --reportformat json` output.

@@ -51,7 +51,7 @@ func (l *fakeLock) WithLock(ctx context.Context, key string, fn func(context.Con
 	return err
 }
 
-var lvsArgv = []string{"lvs", "--config", "devices/hints=none", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,vg_name,lv_attr,lv_size,lv_path,lv_tags", "san"}
+var lvsArgv = []string{"lvs", "--config", "devices/hints=none", "-a", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,vg_name,lv_attr,lv_size,lv_path,lv_tags,lv_uuid,vg_uuid", "san"}
 
 func newLVM(t *testing.T, calls ...execx.Call) (*LVM, *execx.Fake, *fakeLock) {
 	t.Helper()
@@ -451,7 +451,7 @@ func TestRefresh(t *testing.T) {
 // Deactivate must deactivate it: taking it for inactive would leave it
 // active here while another host activates it.
 func TestStateUnknownIsActive(t *testing.T) {
-	lvsGrown := []string{"lvs", "--config", "devices/hints=none", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,vg_name,lv_attr,lv_size,lv_path,lv_tags", "rvdocker"}
+	lvsGrown := []string{"lvs", "--config", "devices/hints=none", "-a", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,vg_name,lv_attr,lv_size,lv_path,lv_tags,lv_uuid,vg_uuid", "rvdocker"}
 	grown := fixture(t, "lab-lvs-grown-elsewhere.json")
 	f := &execx.Fake{Script: []execx.Call{
 		{Argv: lvsGrown, Stdout: grown},

@@ -291,8 +291,9 @@ func TestDockerOnSAN(t *testing.T) {
 		// A device-mapper mapping of a volume's name that LVM does not
 		// count (an LV another host removed while A had it mapped), held
 		// open: A must not rejoin until nothing holds it, then remove it.
+		// Its UUID is the VG's with an LV UUID no LV has any more.
 		ghost := dockerVG + "-rv--ghost"
-		d.lab.MustRun(t, a, "dmsetup create "+ghost+` --table "0 2048 zero" && { setsid sh -c 'exec sleep 3600 </dev/mapper/`+ghost+`' >/dev/null 2>&1 & echo $! >/run/ghost-holder.pid; }`)
+		d.lab.MustRun(t, a, "u=LVM-$(vgs --noheadings -o vg_uuid "+dockerVG+" | tr -d ' -')GhostGhostGhostGhostGhostGhost00 && dmsetup create "+ghost+` --uuid "$u" --table "0 2048 zero" && { setsid sh -c 'exec sleep 3600 </dev/mapper/`+ghost+`' >/dev/null 2>&1 & echo $! >/run/ghost-holder.pid; }`)
 		d.lab.StartDocker(t, a)
 		testenv.Eventually(t, 2*time.Minute, "A refusing to rejoin while a stale mapping is held open", func() error {
 			if _, err := d.lab.Run(t, a, "grep -a -m1 'device-mapper device "+ghost+" maps an LV' /var/log/dockerd.log"); err != nil {
