@@ -331,7 +331,7 @@ func (d *Driver) remove(ctx context.Context, name string) error {
 			return wrapErr(ErrInUse, err, "volume %q is still active on host %s", name, d.opt.Host)
 		}
 		if errors.Is(err, backends.ErrForeign) {
-			return wrapErr(ErrConflict, err, "volume %q: the storage of that name was not made by the create its record names (etcd restored from an older backup, or the storage replaced by hand): nothing was removed; check what the storage holds, and remove it by hand if it is not needed", name)
+			return wrapErr(ErrConflict, err, "volume %q: the storage of that name was not made by the create its record names (etcd restored from an older backup; a host running a relocvol older than this one rewrote the record: upgrade every host and try again; or the storage replaced by hand): nothing was removed; check what the storage holds, and remove it by hand if it is not needed", name)
 		}
 		return fmt.Errorf("remove storage: %w", err)
 	}
