@@ -41,6 +41,7 @@ type hostDoctor struct {
 	engine    engineVersion // nil: no agent
 	cluster   store.Cluster
 	endpoints []string
+	etcdTLS   store.TLSFiles // what this host dials etcd with
 	etcdName  string
 }
 
@@ -102,7 +103,7 @@ func (h *hostDoctor) Report(ctx context.Context) doctor.Report {
 
 // clock is this host's clock against the first etcd endpoint's.
 func (h *hostDoctor) clock(ctx context.Context) (offset, uncertainty time.Duration, err error) {
-	tlsCfg, err := (store.TLSFiles{CA: h.cfg.EtcdCA, Cert: h.cfg.EtcdCert, Key: h.cfg.EtcdKey}).Config()
+	tlsCfg, err := h.etcdTLS.Config()
 	if err != nil {
 		return 0, 0, err
 	}

@@ -28,7 +28,6 @@ import (
 	"github.com/relocvol/relocvol/fencing/scsi3"
 	"github.com/relocvol/relocvol/heartbeat"
 	"github.com/relocvol/relocvol/internal/config"
-	"github.com/relocvol/relocvol/internal/etcdembed"
 	"github.com/relocvol/relocvol/internal/execx"
 	"github.com/relocvol/relocvol/internal/failpoint"
 	"github.com/relocvol/relocvol/internal/fsutil"
@@ -169,19 +168,22 @@ func (e *startError) Unwrap() error { return e.err }
 func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *plugin.Starting, known *plugin.Known, served <-chan error) error {
 	failed := func(err error) error { return &startError{err: err} }
 	endpoints := cfg.EtcdEndpoints
+	etcdTLS := store.TLSFiles{CA: cfg.EtcdCA, Cert: cfg.EtcdCert, Key: cfg.EtcdKey}
 	if len(endpoints) == 0 {
-		dir := filepath.Join(cfg.StateDir, "etcd")
-		gate.Step("starting the embedded etcd in " + dir)
-		srv, err := etcdembed.Start(dir, cfg.EmbeddedEtcd, etcdembed.Options{})
+		gate.Step("starting the embedded etcd in " + cfg.StateDir)
+		srv, files, err := startEmbeddedEtcd(cfg, log)
 		if err != nil {
 			return failed(err)
 		}
 		defer srv.Close()
-		endpoints = srv.Endpoints()
-		log.WithFields(logrus.Fields{"endpoints": endpoints, "dir": dir}).Info("started embedded etcd")
+		etcdTLS = files
+		for _, ep := range srv.Endpoints() {
+			endpoints = append(endpoints, dialable(ep))
+		}
+		log.WithFields(logrus.Fields{"endpoints": endpoints, "dir": cfg.StateDir}).Info("started embedded etcd (TLS, for the client certificate of " + files.Cert + " only)")
 	}
 	gate.Step("connecting to etcd at " + strings.Join(endpoints, ","))
-	cli, err := store.Dial(ctx, endpoints, store.TLSFiles{CA: cfg.EtcdCA, Cert: cfg.EtcdCert, Key: cfg.EtcdKey})
+	cli, err := store.Dial(ctx, endpoints, etcdTLS)
 	if err != nil {
 		return failed(err)
 	}
@@ -220,7 +222,7 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	}
 	var docker controller.Docker
 	var engine plugin.Containers
-	hd := &hostDoctor{cfg: cfg, st: st, beat: hb, backend: be, fencer: fencer, cluster: cl, endpoints: endpoints, etcdName: etcdName,
+	hd := &hostDoctor{cfg: cfg, st: st, beat: hb, backend: be, fencer: fencer, cluster: cl, endpoints: endpoints, etcdTLS: etcdTLS, etcdName: etcdName,
 		timings: func() (time.Duration, time.Duration, time.Duration) {
 			return hb.MaxRenewalGap(), hb.Timings().Cutoff(), hb.Timings().Renew
 		}}
