@@ -55,7 +55,7 @@ func checkDoctor(t *testing.T, bin, base string) {
 			t.Errorf("%s: settings %s, want %s", r.Host, settings, want)
 		}
 		for name, want := range map[string]doctor.Status{
-			"etcd": doctor.Pass, "lease": doctor.Pass, "clock": doctor.Pass, "storage identity": doctor.Pass,
+			"etcd": doctor.Pass, "etcd access": doctor.Pass, "lease": doctor.Pass, "clock": doctor.Pass, "storage identity": doctor.Pass,
 			"san folder": doctor.Pass, "fencing": doctor.Warn, "docker": doctor.Pass,
 		} {
 			if c, ok := got[name]; !ok || c.Status != want {
