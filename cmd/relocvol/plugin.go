@@ -252,6 +252,10 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	// the filesystems of those it mounts (RunGrows, once joined).
 	listing.OnChange = drv.VolumeChanged
 	go listing.Run(lctx)
+	apiToken, apiReadToken, err := apiTokens(ctx, st, cfg, log)
+	if err != nil {
+		return failed(err)
+	}
 	var ln net.Listener
 	if cfg.APIAddr != "" {
 		// Before the host joins: a taken port is a configuration error.
@@ -278,7 +282,8 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	go drv.RunGrows(ctx)
 	errc := make(chan error, 2)
 	if ln != nil {
-		h := api.Handler(ctl, api.Options{Token: cfg.APIToken, Metrics: ctl.Metrics(), Log: log})
+		h := api.Handler(ctl, api.Options{Token: apiToken, ReadToken: apiReadToken, TokenFile: cfg.APITokenFile(), ReadTokenFile: cfg.APIReadTokenFile(),
+			Metrics: ctl.Metrics(), Log: log})
 		go func() { errc <- api.Serve(ctx, ln, h) }()
 	}
 	go func() { errc <- <-served }()
