@@ -48,6 +48,8 @@ var (
 	_ plugin.StorageJoiner       = (*scsi3.Fencer)(nil)
 	_ plugin.ClusterMarker       = (*loop.Loop)(nil)
 	_ plugin.ClusterMarker       = (*lvm.LVM)(nil)
+	_ plugin.AppKeyKeeper        = (*loop.Loop)(nil)
+	_ plugin.AppKeyKeeper        = (*lvm.LVM)(nil)
 	_ plugin.ActiveLister        = (*lvm.LVM)(nil)
 	_ storageDiagnoser           = (*lvm.LVM)(nil)
 	_ storageDiagnoser           = (*loop.Loop)(nil)
@@ -246,6 +248,7 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	ctl = controller.New(controller.Options{
 		Host: cfg.Host, Version: version, Store: st, Docker: docker, Beat: hb, Fencer: fencer, Log: log,
 		Volumes: drv, Grower: drv, Diagnose: hd.Report,
+		AppKey: func(ctx context.Context) ([]byte, error) { return plugin.ReadAppKey(ctx, be) },
 	})
 	hb.Member = drv
 	// The cache tells the driver of volumes grown by other hosts: it grows
