@@ -68,6 +68,14 @@ relocvol.relocate=true through the local Docker engine (--docker-host), take
 part in the leader election that fails dead hosts over, and serve the REST
 API, Prometheus metrics (/metrics) and a status page (/) on --api-addr.
 
+Write access to etcd is root on every host, so: the embedded etcd (no
+--etcd-endpoints) answers only over TLS to its client certificate in
+--state-dir/etcd-pki; the API always requires a token (--api-token, or the
+cluster's, made once in etcd), kept in --state-dir/api-token for the CLI run
+as root, with a read-only one in api-token-read; and the agent starts only
+app records an agent of the cluster signed, with the app key kept on the
+storage (the SAN folder's .relocvol-app-key, or a VG tag).
+
 Every flag can also be set with its RELOCVOL_* environment variable (the
 flag wins), e.g. --etcd-endpoints = RELOCVOL_ETCD_ENDPOINTS; in the managed
 plugin: docker plugin set relocvol RELOCVOL_ETCD_ENDPOINTS=http://etcd1:2379
