@@ -8,8 +8,6 @@ import (
 
 	"github.com/relocvol/relocvol/internal/config"
 	"github.com/relocvol/relocvol/internal/doctor"
-	"github.com/relocvol/relocvol/internal/etcdembed"
-	"github.com/relocvol/relocvol/internal/pki"
 	"github.com/relocvol/relocvol/internal/store"
 	"github.com/relocvol/relocvol/internal/testenv"
 )
@@ -23,16 +21,7 @@ func (a alive) Alive() bool { return bool(a) }
 // every host), the embedded one and an external one that asks for client
 // certificates pass.
 func TestDoctorEtcdAccess(t *testing.T) {
-	files, _, err := pki.Ensure(t.TempDir(), []string{"127.0.0.1"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsSrv, err := etcdembed.Start(t.TempDir(), "127.0.0.1:0", etcdembed.Options{NoFsync: true, LogLevel: "fatal", TLS: &files})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tlsSrv.Close)
-	withCert := store.TLSFiles{CA: files.CA(), Cert: files.ClientCert(), Key: files.ClientKey()}
+	tlsEPs, withCert := testenv.EtcdTLS(t)
 	plain := testenv.Etcd(t)
 	for _, tc := range []struct {
 		name      string
@@ -43,8 +32,8 @@ func TestDoctorEtcdAccess(t *testing.T) {
 		says      string
 	}{
 		{name: "external over plain http", endpoints: plain, external: true, want: doctor.Warn, says: "anyone who can reach etcd can write it"},
-		{name: "embedded", endpoints: tlsSrv.Endpoints(), files: withCert, want: doctor.Pass, says: "the embedded etcd answers over TLS to its own client certificate only"},
-		{name: "external with client certificates", endpoints: tlsSrv.Endpoints(), external: true, files: withCert, want: doctor.Pass, says: "refuses clients without a certificate"},
+		{name: "embedded", endpoints: tlsEPs, files: withCert, want: doctor.Pass, says: "the embedded etcd answers over TLS to its own client certificate only"},
+		{name: "external with client certificates", endpoints: tlsEPs, external: true, files: withCert, want: doctor.Pass, says: "refuses clients without a certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Defaults()

@@ -22,8 +22,6 @@ import (
 
 	"github.com/relocvol/relocvol/controller/api"
 	"github.com/relocvol/relocvol/e2e/vmlab"
-	"github.com/relocvol/relocvol/internal/etcdembed"
-	"github.com/relocvol/relocvol/internal/pki"
 	"github.com/relocvol/relocvol/internal/store"
 	"github.com/relocvol/relocvol/internal/testenv"
 )
@@ -79,18 +77,8 @@ func startDockerLab(t *testing.T) *dockerLab {
 	// The hosts' etcd, as production's must be: TLS, for client
 	// certificates only (write access to etcd is root on every host). The
 	// VMs reach it at the host's gateway address.
-	files, _, err := pki.Ensure(t.TempDir(), []string{"127.0.0.1", vmlab.HostGateway}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := etcdembed.Start(t.TempDir(), "127.0.0.1:0", etcdembed.Options{NoFsync: true, LogLevel: "fatal", TLS: &files})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Close)
-	eps := srv.Endpoints()
+	eps, etcdTLS := testenv.EtcdTLS(t, vmlab.HostGateway)
 	etcdPort := eps[0][strings.LastIndex(eps[0], ":")+1:]
-	etcdTLS := store.TLSFiles{CA: files.CA(), Cert: files.ClientCert(), Key: files.ClientKey()}
 	cli, err := store.Dial(context.Background(), eps, etcdTLS)
 	if err != nil {
 		t.Fatal(err)
