@@ -106,8 +106,8 @@ func (a *Agent) refuse(app store.App, why error) {
 			hint = "a relocvol before app keys wrote it, or someone wrote it straight into etcd"
 		}
 		err := fmt.Errorf("%w: not creating or starting its container on host %s (%s); if the app is yours, start its container "+
-			"again with the label %s=true (docker start %s where it exists, or docker run … on the host that should run it) so that the agent there records and signs it",
-			why, a.host, hint, LabelRelocate, app.Name)
+			"on host %s with the label %s=true (docker start %s if it exists there, else docker run it again) so that the agent there records and signs it",
+			why, a.host, hint, a.host, LabelRelocate, app.Name)
 		a.log.WithError(err).WithField("app", app.Name).Error("refused to start an app from a record no agent of this cluster signed")
 		a.rec.Refused(app, err)
 	})
