@@ -40,17 +40,22 @@ type localUserJob struct {
 	TokenFile  string   // the API token file root's CLI reads
 }
 
-// TestLocalUserHelper is not a test: TestManagedPlugin runs the test binary
-// again as nobody with localUserEnv set, and this makes each attempt,
-// printing what came of it as JSON (attempt → error, "" when it worked).
-func TestLocalUserHelper(t *testing.T) {
-	raw := os.Getenv(localUserEnv)
-	if raw == "" {
-		t.Skip("the helper of TestManagedPlugin's local-user checks")
+// TestMain runs the tests, or, in the test binary TestManagedPlugin runs
+// again as nobody with localUserEnv set, the local user's attempts.
+func TestMain(m *testing.M) {
+	if raw := os.Getenv(localUserEnv); raw != "" {
+		os.Exit(localUserAttempts(raw))
 	}
+	os.Exit(m.Run())
+}
+
+// localUserAttempts makes each attempt of the job raw, printing what came
+// of it as JSON (attempt → error, "" when it worked) on a line RESULT.
+func localUserAttempts(raw string) int {
 	var job localUserJob
 	if err := json.Unmarshal([]byte(raw), &job); err != nil {
-		t.Fatal(err)
+		fmt.Println("bad job:", err)
+		return 2
 	}
 	out := map[string]string{}
 	res := func(name string, err error) {
@@ -91,6 +96,7 @@ func TestLocalUserHelper(t *testing.T) {
 	res("relocvol maintenance on", err)
 	b, _ := json.Marshal(out)
 	fmt.Printf("RESULT %s\n", b)
+	return 0
 }
 
 // etcdPut writes a key at endpoint with tlsCfg (nil: plain HTTP).
@@ -124,7 +130,7 @@ func asNobody(t *testing.T, job localUserJob) map[string]string {
 	copyFile(t, job.CLI, cli, 0o755)
 	job.CLI = cli
 	raw, _ := json.Marshal(job)
-	cmd := exec.Command(bin, "-test.run", "^TestLocalUserHelper$", "-test.v")
+	cmd := exec.Command(bin)
 	cmd.Dir = dir
 	cmd.Env = []string{localUserEnv + "=" + string(raw), "PATH=/usr/bin:/bin", "HOME=/nonexistent"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
