@@ -48,6 +48,11 @@ type Agent struct {
 
 	kick chan struct{}
 
+	// keySrc reads the cluster's app key (on the storage, not in etcd);
+	// key is what it read, kept: records are signed and checked with it.
+	keySrc AppKeySource
+	key    []byte
+
 	// vols are the plugin's counts of the volumes mounted here (nil: only
 	// labelled containers are stopped when the lease is lost).
 	vols LocalVolumes
@@ -73,10 +78,12 @@ type Agent struct {
 
 // NewAgent returns an agent for host; vols are the plugin's counts of the
 // volumes mounted here (nil: only labelled containers are stopped when the
-// lease is lost, and no mount ID is collected).
-func NewAgent(st AgentStore, d Docker, hb Liveness, rec *Recorder, m *Metrics, host string, vols LocalVolumes, log logrus.FieldLogger) *Agent {
+// lease is lost, and no mount ID is collected); key reads the cluster's
+// app key, which signs the records this agent writes and checks those it
+// starts from.
+func NewAgent(st AgentStore, d Docker, hb Liveness, rec *Recorder, m *Metrics, host string, vols LocalVolumes, key AppKeySource, log logrus.FieldLogger) *Agent {
 	return &Agent{
-		st: st, docker: d, host: host, hb: hb, rec: rec, m: m, log: log.WithField("host", host), vols: vols,
+		st: st, docker: d, host: host, hb: hb, rec: rec, m: m, log: log.WithField("host", host), vols: vols, keySrc: key,
 		orphanEvery: orphanEvery,
 		kick:        make(chan struct{}, 1), selfStopped: map[string]bool{}, busy: map[string]bool{},
 		pending: map[string]*store.App{}, reported: map[string]string{},

@@ -60,9 +60,16 @@ func (a *Agent) reconcile(ctx context.Context) {
 		a.log.WithError(err).Warn("cannot read running apps; retrying")
 		return
 	}
+	unsigned, err := a.unsigned(ctx, apps)
+	if err != nil {
+		a.report("", "app key: "+err.Error(), func() {
+			a.log.WithError(err).Error("cannot read the cluster's app key from the storage: no app is recorded or started here until it can")
+		})
+		return
+	}
 	a.mu.Lock()
 	v := hostView{Host: a.host, Containers: list, Apps: apps, Running: running,
-		Busy: maps.Clone(a.busy), SelfStopped: maps.Clone(a.selfStopped)}
+		Busy: maps.Clone(a.busy), SelfStopped: maps.Clone(a.selfStopped), Unsigned: unsigned}
 	a.mu.Unlock()
 	steps, nrunning := reconcilePlan(v)
 	if a.m != nil {
@@ -100,6 +107,10 @@ func (a *Agent) do(ctx context.Context, s step) {
 		}
 	case stepStartNew:
 		a.spawn(s.Name, func() { a.startNew(ctx, s.App) })
+	case stepRecord:
+		a.record(ctx, s.Container, s.App, s.Rev)
+	case stepRefuse:
+		a.refuse(s.App, s.Why)
 	}
 }
 
@@ -114,30 +125,46 @@ func (a *Agent) adopt(ctx context.Context, c container.Summary) {
 		}
 		return
 	}
-	ins, err := a.docker.ContainerInspect(ctx, c.ID)
+	app, ok := a.recorded(ctx, c.ID, name, log)
+	if !ok {
+		return
+	}
+	app.Host = a.host
+	if err := a.sign(ctx, &app); err != nil {
+		log.WithError(err).Error("cannot sign the app's record: not recording it")
+		return
+	}
+	if _, err := a.st.PutApp(ctx, app, 0); err != nil {
+		log.WithError(err).Warn("cannot record the app")
+		return
+	}
+	log.WithFields(logrus.Fields{"volumes": app.Volumes, "image": app.Spec.Image}).Info("recorded relocatable app")
+}
+
+// recorded is what this agent records of container id, named name: its
+// spec from docker inspect, the relocvol volumes it uses, the hosts its
+// label allows and whether it runs (no placement, no MAC); false, logged,
+// when it cannot be inspected or uses no relocvol volume.
+func (a *Agent) recorded(ctx context.Context, id, name string, log logrus.FieldLogger) (store.App, bool) {
+	ins, err := a.docker.ContainerInspect(ctx, id)
 	if err != nil {
 		log.WithError(err).Warn("cannot inspect container")
-		return
+		return store.App{}, false
 	}
 	vols, err := a.st.ListVolumes(ctx)
 	if err != nil {
 		log.WithError(err).Warn("cannot read volumes")
-		return
+		return store.App{}, false
 	}
 	spec, used := specFromContainer(ins, func(v string) bool { _, ok := vols[v]; return ok })
 	if len(used) == 0 {
 		a.report(name, "novol", func() {
 			log.Warn("container is labelled relocvol.relocate=true but uses no relocvol volume: nothing to relocate, ignoring it")
 		})
-		return
+		return store.App{}, false
 	}
-	app := store.App{Name: name, Host: a.host, Volumes: used, Allowed: allowedHosts(spec.Labels), Spec: spec,
-		Stopped: ins.State != nil && !ins.State.Running}
-	if _, err := a.st.PutApp(ctx, app, 0); err != nil {
-		log.WithError(err).Warn("cannot record the app")
-		return
-	}
-	log.WithFields(logrus.Fields{"volumes": used, "image": spec.Image}).Info("recorded relocatable app")
+	return store.App{Name: name, Volumes: used, Allowed: allowedHosts(spec.Labels), Spec: spec,
+		Stopped: ins.State != nil && !ins.State.Running}, true
 }
 
 // removeCopy stops and removes this host's copy of an app etcd places on

@@ -224,7 +224,7 @@ func agentEnv(t *testing.T) (*store.Store, *heartbeat.Heartbeat, *fakeDocker, *A
 	d := newFakeDocker()
 	rec := NewRecorder(st, "a", nil, quietLog())
 	go rec.Run(ctx)
-	return st, hb, d, NewAgent(st, d, hb, rec, nil, "a", &fakeVolumes{d: d}, quietLog()), ctx
+	return st, hb, d, NewAgent(st, d, hb, rec, nil, "a", &fakeVolumes{d: d}, testKeySource, quietLog()), ctx
 }
 
 // The agent records a relocatable container that uses relocvol volumes,
@@ -243,6 +243,9 @@ func TestAgentRecordsApps(t *testing.T) {
 	pg := apps["pg"].Value
 	if len(apps) != 1 || pg.Host != "a" || len(pg.Volumes) != 1 || pg.Volumes[0] != "db" || len(pg.Allowed) != 2 || pg.Spec.Image != "img" {
 		t.Fatalf("apps %+v", apps)
+	}
+	if err := verifyApp(testAppKey, pg); err != nil {
+		t.Fatalf("the recorded app does not verify: %v", err)
 	}
 }
 
@@ -301,7 +304,7 @@ func TestAgentStartsRelocatedApp(t *testing.T) {
 	st, _, d, a, ctx := agentEnv(t)
 	started := time.Now().UTC()
 	rel := &store.Relocation{ID: "pg-1", Kind: store.KindMove, From: "b", To: "a", Started: started}
-	if _, err := st.PutApp(ctx, store.App{Name: "pg", Host: "a", Volumes: []string{"db"}, Spec: store.AppSpec{Image: "img", Labels: relocate}, Relocation: rel}, 0); err != nil {
+	if _, err := st.PutApp(ctx, signed(t, store.App{Name: "pg", Host: "a", Volumes: []string{"db"}, Spec: store.AppSpec{Image: "img", Labels: relocate}, Relocation: rel}), 0); err != nil {
 		t.Fatal(err)
 	}
 	// b still holds the volume and is alive: the agent waits.
@@ -370,7 +373,7 @@ func TestAgentPullsMissingImage(t *testing.T) {
 			st, _, d, a, ctx := agentEnv(t)
 			d.images, d.pulls = map[string]bool{}, map[string]string{"img": tc.pullErr}
 			rel := &store.Relocation{ID: "pg-1", Kind: store.KindFailover, From: "b", To: "a", Started: time.Now()}
-			if _, err := st.PutApp(ctx, store.App{Name: "pg", Host: "a", Volumes: []string{"db"}, Spec: store.AppSpec{Image: "img", Labels: relocate}, Relocation: rel}, 0); err != nil {
+			if _, err := st.PutApp(ctx, signed(t, store.App{Name: "pg", Host: "a", Volumes: []string{"db"}, Spec: store.AppSpec{Image: "img", Labels: relocate}, Relocation: rel}), 0); err != nil {
 				t.Fatal(err)
 			}
 			go a.Run(ctx)

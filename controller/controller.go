@@ -43,7 +43,10 @@ type Options struct {
 	Grower Grower
 	// Diagnose runs this host's checks for relocvol doctor (nil: none).
 	Diagnose Diagnoser
-	Log      logrus.FieldLogger
+	// AppKey reads the cluster's app key from the storage (the agent signs
+	// the app records it writes and starts only signed ones: appmac.go).
+	AppKey AppKeySource
+	Log    logrus.FieldLogger
 }
 
 // Controller is one host's controller: agent, leader candidate and the
@@ -77,7 +80,7 @@ func New(opt Options) *Controller {
 	rec := NewRecorder(opt.Store, opt.Host, m, opt.Log)
 	c := &Controller{opt: opt, st: opt.Store, rec: rec, m: m, log: log, doctorWait: doctorWait}
 	if opt.Docker != nil {
-		c.agent = NewAgent(opt.Store, opt.Docker, opt.Beat, rec, m, opt.Host, opt.Volumes, opt.Log)
+		c.agent = NewAgent(opt.Store, opt.Docker, opt.Beat, rec, m, opt.Host, opt.Volumes, opt.AppKey, opt.Log)
 	}
 	c.leader = NewLeader(opt.Store, opt.Beat, opt.Fencer, opt.Grace, rec, m, opt.Host, opt.Log)
 	return c

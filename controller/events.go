@@ -38,6 +38,16 @@ func (r *Recorder) Step(app store.App, phase string, took time.Duration, detail 
 	r.add(e, rel.Started)
 }
 
+// Refused queues the refusal to start app (err says why): a step of its
+// relocation if it has one, else an event of its own (kind "refused").
+func (r *Recorder) Refused(app store.App, err error) {
+	if app.Relocation != nil {
+		r.Step(app, "refused", 0, "", err)
+		return
+	}
+	r.add(store.Event{Kind: "refused", App: app.Name, Phase: "refused", Error: err.Error()}, time.Time{})
+}
+
 // add queues e; Host and At default to this host and now. SinceStartMS is
 // computed from start when it is set.
 func (r *Recorder) add(e store.Event, start time.Time) {

@@ -21,6 +21,9 @@ type hostView struct {
 	Running     map[string]string // app → the host recorded running it
 	Busy        map[string]bool   // apps with a start, stop or removal in progress here
 	SelfStopped map[string]bool   // containers self-fencing stopped (restart candidates)
+	// Unsigned are the apps placed here whose record no agent of this
+	// cluster signed as it is (verifyApp's error): never started from it.
+	Unsigned map[string]error
 }
 
 // stepKind is one thing the agent does to bring this host in line.
@@ -51,12 +54,19 @@ const (
 	stepForget
 	// stepStartNew creates and starts a relocated app's container here.
 	stepStartNew
+	// stepRecord records again, and signs, an app placed here whose
+	// container runs here but whose record is not signed as it is (one
+	// an older relocvol wrote): what runs here is what an agent records.
+	stepRecord
+	// stepRefuse reports that an app placed here is not started: no agent
+	// of this cluster signed its record as it is.
+	stepRefuse
 )
 
 var stepNames = map[stepKind]string{
 	stepAdopt: "adopt", stepMarkRunning: "mark running", stepFinish: "finish", stepStartExisting: "start existing",
 	stepClearRunning: "clear running", stepRemoveCopy: "remove copy", stepRestartPlain: "restart plain",
-	stepForget: "forget", stepStartNew: "start new",
+	stepForget: "forget", stepStartNew: "start new", stepRecord: "record", stepRefuse: "refuse",
 }
 
 func (k stepKind) String() string { return stepNames[k] }
@@ -68,16 +78,19 @@ type step struct {
 	Name      string
 	Container container.Summary // adopt, start existing, remove copy
 	App       store.App         // start existing, remove copy, start new
-	Rev       int64             // forget: the record's revision
+	Rev       int64             // forget, record: the record's revision
 	Restart   bool              // start existing: self-fencing stopped it
+	Why       error             // refuse: why the record is not trusted
 }
 
 // reconcilePlan decides what brings this host in line with etcd, and how
 // many apps placed here run here. Apps with work in progress are left
 // alone; everything else follows where etcd places each app: it runs
 // where placed, its copies elsewhere go, a container nobody knows is
-// adopted. Steps come in a stable order (containers by name, then apps by
-// name), so that a table test can state them.
+// adopted. Only a record an agent signed is started from (a container
+// running here is recorded again instead); the others are refused. Steps
+// come in a stable order (containers by name, then apps by name), so that
+// a table test can state them.
 func reconcilePlan(v hostView) (steps []step, running int) {
 	containers := append([]container.Summary(nil), v.Containers...)
 	sort.Slice(containers, func(i, j int) bool { return containerName(containers[i].Names) < containerName(containers[j].Names) })
@@ -99,6 +112,9 @@ func reconcilePlan(v hostView) (steps []step, running int) {
 			steps = append(steps, step{Kind: stepRemoveCopy, Name: name, Container: c, App: app.Value})
 		case c.State == "running":
 			running++
+			if v.Unsigned[name] != nil {
+				steps = append(steps, step{Kind: stepRecord, Name: name, Container: c, App: app.Value, Rev: app.Rev})
+			}
 			if v.Running[name] != v.Host {
 				steps = append(steps, step{Kind: stepMarkRunning, Name: name})
 			}
@@ -107,6 +123,8 @@ func reconcilePlan(v hostView) (steps []step, running int) {
 			}
 		case app.Value.Relocation != nil && app.Value.Stopped:
 			steps = append(steps, step{Kind: stepFinish, Name: name}) // relocated as the user left it: stopped
+		case (v.SelfStopped[name] || app.Value.Relocation != nil) && v.Unsigned[name] != nil:
+			steps = append(steps, step{Kind: stepRefuse, Name: name, App: app.Value, Why: v.Unsigned[name]})
 		case v.SelfStopped[name] || app.Value.Relocation != nil:
 			steps = append(steps, step{Kind: stepStartExisting, Name: name, Container: c, App: app.Value, Restart: v.SelfStopped[name]})
 		case v.Running[name] == v.Host:
@@ -123,11 +141,14 @@ func reconcilePlan(v hostView) (steps []step, running int) {
 		if app.Value.Host != v.Host || local[name] || v.Busy[name] {
 			continue
 		}
-		if app.Value.Relocation == nil {
+		switch {
+		case app.Value.Relocation == nil:
 			steps = append(steps, step{Kind: stepForget, Name: name, Rev: app.Rev})
-			continue
+		case v.Unsigned[name] != nil:
+			steps = append(steps, step{Kind: stepRefuse, Name: name, App: app.Value, Why: v.Unsigned[name]})
+		default:
+			steps = append(steps, step{Kind: stepStartNew, Name: name, App: app.Value})
 		}
-		steps = append(steps, step{Kind: stepStartNew, Name: name, App: app.Value})
 	}
 	return steps, running
 }

@@ -18,6 +18,13 @@ func TestReconcilePlan(t *testing.T) {
 	app := func(host string, rel *store.Relocation, stopped bool) store.Versioned[store.App] {
 		return store.Versioned[store.App]{Value: store.App{Host: host, Relocation: rel, Stopped: stopped}, Rev: 7}
 	}
+	unsigned := func(names ...string) map[string]error {
+		out := map[string]error{}
+		for _, n := range names {
+			out[n] = errUnsigned
+		}
+		return out
+	}
 	for _, tc := range []struct {
 		name    string
 		view    hostView
@@ -68,6 +75,24 @@ func TestReconcilePlan(t *testing.T) {
 			hostView{SelfStopped: map[string]bool{"cache": true, "job": true}, Busy: map[string]bool{"job": true}}, "restart plain cache", 0},
 		{"an app self-fencing stopped is not restarted as a plain container",
 			hostView{SelfStopped: map[string]bool{"db": true}, Apps: map[string]store.Versioned[store.App]{"db": app("b", nil, false)}}, "", 0},
+		{"an unsigned record of a container running here: recorded again, and signed",
+			hostView{Containers: []container.Summary{ctr("db", "running")}, Apps: map[string]store.Versioned[store.App]{"db": app("a", nil, false)},
+				Running: map[string]string{"db": "a"}, Unsigned: unsigned("db")}, "record db@7", 1},
+		{"an unsigned record relocated here, its container running: recorded again and finished",
+			hostView{Containers: []container.Summary{ctr("db", "running")}, Apps: map[string]store.Versioned[store.App]{"db": app("a", moving, false)}, Unsigned: unsigned("db")},
+			"record db@7; mark running db; finish db", 1},
+		{"an unsigned record placed here by a relocation: refused, never created",
+			hostView{Apps: map[string]store.Versioned[store.App]{"db": app("a", moving, false)}, Unsigned: unsigned("db")}, "refuse db", 0},
+		{"an unsigned record of a stopped container here, relocated: refused, not started",
+			hostView{Containers: []container.Summary{ctr("db", "exited")}, Apps: map[string]store.Versioned[store.App]{"db": app("a", moving, false)}, Unsigned: unsigned("db")},
+			"refuse db", 0},
+		{"an unsigned record of a container self-fencing stopped: refused, not restarted",
+			hostView{Containers: []container.Summary{ctr("db", "exited")}, Apps: map[string]store.Versioned[store.App]{"db": app("a", nil, false)},
+				SelfStopped: map[string]bool{"db": true}, Unsigned: unsigned("db")}, "refuse db", 0},
+		{"an unsigned record placed here and settled, no container: forgotten as any",
+			hostView{Apps: map[string]store.Versioned[store.App]{"db": app("a", nil, false)}, Unsigned: unsigned("db")}, "forget db@7", 0},
+		{"an unsigned record of a container stopped by its user: left as it is",
+			hostView{Containers: []container.Summary{ctr("db", "exited")}, Apps: map[string]store.Versioned[store.App]{"db": app("a", nil, true)}, Unsigned: unsigned("db")}, "", 0},
 		{"many at once, containers by name, then plain restarts, then apps by name",
 			hostView{
 				Containers: []container.Summary{ctr("web", "running"), ctr("db", "running"), ctr("new", "created")},
@@ -85,12 +110,15 @@ func TestReconcilePlan(t *testing.T) {
 			for _, s := range steps {
 				w := s.Kind.String() + " " + s.Name
 				switch {
-				case s.Kind == stepForget:
+				case s.Kind == stepForget || s.Kind == stepRecord:
 					w += fmt.Sprintf("@%d", s.Rev)
 				case s.Restart:
 					w += " (restart)"
 				}
-				if (s.Kind == stepAdopt || s.Kind == stepStartExisting || s.Kind == stepRemoveCopy) && s.Container.ID != "id-"+s.Name {
+				if s.Kind == stepRefuse && s.Why == nil {
+					t.Errorf("step %s says no why", w)
+				}
+				if (s.Kind == stepAdopt || s.Kind == stepStartExisting || s.Kind == stepRemoveCopy || s.Kind == stepRecord) && s.Container.ID != "id-"+s.Name {
 					t.Errorf("step %s carries container %q", w, s.Container.ID)
 				}
 				got = append(got, w)

@@ -191,7 +191,7 @@ func TestSelfFencingRepeatsUntilNothingIsLeft(t *testing.T) {
 	d := &flakyDocker{fakeDocker: fd, listFails: 2, stopFails: map[string]int{"pg": 2}}
 	vols := &fakeVolumes{d: fd, stuck: map[string]time.Time{"orphan": time.Now()}}
 	rec := NewRecorder(st, "a", nil, quietLog())
-	a := NewAgent(st, d, hb, rec, nil, "a", vols, quietLog())
+	a := NewAgent(st, d, hb, rec, nil, "a", vols, testKeySource, quietLog())
 	fd.add("pg", true, relocate, "db")
 	fd.add("job", true, nil, "logs")
 	go a.Run(ctx)
@@ -215,7 +215,7 @@ func TestSelfFencingRepeatsUntilNothingIsLeft(t *testing.T) {
 func TestSelfFencingReportsWhatIsLeft(t *testing.T) {
 	st, hb, fd, ctx, cut := cuttableEnv(t)
 	d := &flakyDocker{fakeDocker: fd, neverStops: map[string]bool{"pg": true}}
-	a := NewAgent(st, d, hb, NewRecorder(st, "a", nil, quietLog()), NewMetrics(nil), "a", &fakeVolumes{d: fd}, quietLog())
+	a := NewAgent(st, d, hb, NewRecorder(st, "a", nil, quietLog()), NewMetrics(nil), "a", &fakeVolumes{d: fd}, testKeySource, quietLog())
 	fd.add("pg", true, relocate, "db")
 	go a.Run(ctx)
 	testenv.WaitFor(t, "pg recorded", 10*time.Second, func() bool { _, _, err := st.GetApp(ctx, "pg"); return err == nil })
@@ -236,7 +236,7 @@ func TestSelfFencingReportsWhatIsLeft(t *testing.T) {
 func TestAgentCollectsOrphanMounts(t *testing.T) {
 	st, hb, fd, _, ctx := agentEnv(t)
 	vols := &fakeVolumes{d: fd, stuck: map[string]time.Time{"recovered": {}, "old": time.Now().Add(-time.Hour), "starting": time.Now()}}
-	a := NewAgent(st, fd, hb, NewRecorder(st, "a", nil, quietLog()), nil, "a", vols, quietLog())
+	a := NewAgent(st, fd, hb, NewRecorder(st, "a", nil, quietLog()), nil, "a", vols, testKeySource, quietLog())
 	a.orphanEvery = 200 * time.Millisecond
 	fd.add("pg", true, nil, "db")
 	go a.Run(ctx)

@@ -71,7 +71,7 @@ func BenchmarkDockerRun(b *testing.B) {
 	b.ReportMetric(msOf(mr), "relocvol-ms")
 	b.ReportMetric(msOf(ml), "local-ms")
 	b.ReportMetric(float64(mr)/float64(ml), "ratio")
-	for phase, mean := range mountPhases(b, bp.api+"/metrics") {
+	for phase, mean := range mountPhases(b, bp.api+"/metrics", bp.dirs.token(b, "api-token-read")) {
 		b.ReportMetric(msOf(mean), phase+"-ms")
 	}
 }
@@ -110,9 +110,11 @@ func installBenchPlugin(b *testing.B, endpoints ...string) benchPlugin {
 
 // mountPhases are the mean durations of the plugin's Mount steps, from its
 // relocvol_mount_phase_seconds histogram.
-func mountPhases(b *testing.B, url string) map[string]time.Duration {
+func mountPhases(b *testing.B, url, token string) map[string]time.Duration {
 	b.Helper()
-	resp, err := http.Get(url)
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		b.Fatalf("GET %s: %v", url, err)
 	}

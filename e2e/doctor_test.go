@@ -55,7 +55,7 @@ func checkDoctor(t *testing.T, bin, base string) {
 			t.Errorf("%s: settings %s, want %s", r.Host, settings, want)
 		}
 		for name, want := range map[string]doctor.Status{
-			"etcd": doctor.Pass, "lease": doctor.Pass, "clock": doctor.Pass, "storage identity": doctor.Pass,
+			"etcd": doctor.Pass, "etcd access": doctor.Pass, "lease": doctor.Pass, "clock": doctor.Pass, "storage identity": doctor.Pass,
 			"san folder": doctor.Pass, "fencing": doctor.Warn, "docker": doctor.Pass,
 		} {
 			if c, ok := got[name]; !ok || c.Status != want {
@@ -74,13 +74,14 @@ func checkDoctor(t *testing.T, bin, base string) {
 }
 
 // checkStatusPage opens the managed plugin's status page (base) in headless
-// Chromium, as an operator's browser does: it shows both hosts and the
-// volume in use, loads nothing from elsewhere, and its screenshot is kept.
-func checkStatusPage(t *testing.T, base string) {
+// Chromium, as an operator's browser does (the token in the address's
+// fragment): it shows both hosts and the volume in use, loads nothing from
+// elsewhere, and its screenshot is kept.
+func checkStatusPage(t *testing.T, base, token string) {
 	t.Helper()
 	testenv.RequireCommands(t, "chromium")
 	b := browser.New(t, base)
-	browser.Navigate(t, b.Ctx, base+"/")
+	browser.Navigate(t, b.Ctx, base+"/#token="+token) // as docs/api.md tells operators
 	testenv.Eventually(t, 30*time.Second, "the status page shows the cluster", func() error {
 		text, err := browser.Eval[string](b.Ctx, `[...document.querySelectorAll('tr[data-host], tr[data-volume]')].map(r => r.innerText.replace(/\s+/g, ' ')).join('\n')`)
 		if err != nil {
@@ -114,7 +115,7 @@ func checkStatusPage(t *testing.T, base string) {
 	// Chromium's start takes both cores a while: host B, at a 3 s lease,
 	// may have missed its renewals meanwhile and be rejoining; the test
 	// goes on once both hosts are alive.
-	cl := api.NewClient(base, "")
+	cl := api.NewClient(base, token)
 	testenv.Eventually(t, 30*time.Second, "both hosts alive after the browser", func() error {
 		hosts, err := cl.Hosts(context.Background())
 		if err != nil {

@@ -92,6 +92,17 @@ func hostDirs(t testing.TB) folders {
 	return f
 }
 
+// token is the plugin's API token of that name in its state folder
+// ("api-token", or "api-token-read" for reads only), as root reads it.
+func (f folders) token(t testing.TB, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(f.state, name))
+	if err != nil {
+		t.Fatalf("the plugin's API token: %v", err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 // sources are the settings (of docker plugin set or install) that point the
 // plugin's mounts at the folders.
 func (f folders) sources() []string {

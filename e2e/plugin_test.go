@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -51,6 +52,9 @@ func TestManagedPlugin(t *testing.T) {
 		fmt.Sprintf("RELOCVOL_API_ADDR=127.0.0.1:%d", apiPort),
 		"RELOCVOL_LOG_LEVEL=debug")...)
 	mustDocker(t, "plugin", "enable", pluginRef)
+	// Root's CLI reads the plugin's API token from its state folder, which
+	// is a temporary one here, not /var/lib/relocvol.
+	t.Setenv("RELOCVOL_API_TOKEN_FILE", filepath.Join(dirs.state, "api-token"))
 
 	// ---- first session: create, ls, inspect ----
 	mustDocker(t, "volume", "create", "-d", driver, "-o", "size=64M", vol)
@@ -84,12 +88,15 @@ func TestManagedPlugin(t *testing.T) {
 	if ls := mustDocker(t, "volume", "ls", "-q"); strings.Contains(ls, "e2e-bad") {
 		t.Errorf("a rejected create left a volume: %s", ls)
 	}
-	if files, _ := filepath.Glob(filepath.Join(san, "*")); !onlyVolume(files, san, vol) {
-		t.Errorf("SAN folder holds %v, want only %s.img (a link to its create's image %[2]s.img.ID) and the cluster's files .relocvol-*", files, vol)
+	if files, _ := filepath.Glob(filepath.Join(san, "*")); !onlyVolume(files, san, vol) || !slices.Contains(files, filepath.Join(san, ".relocvol-cluster")) || !slices.Contains(files, filepath.Join(san, ".relocvol-app-key")) {
+		t.Errorf("SAN folder holds %v, want only %s.img (a link to its create's image %[2]s.img.ID), the cluster's mark .relocvol-cluster and its app key .relocvol-app-key", files, vol)
+	}
+	if m := testenv.Perm(t, filepath.Join(san, ".relocvol-app-key")); m != 0o600 {
+		t.Errorf("the app key file has mode %o, want 600", m)
 	}
 
 	// ---- host B: a second relocvol on the same etcd and SAN folder ----
-	b := startHostB(t, root, san, port)
+	b := startHostB(t, root, dirs, port)
 	// ---- host C: on an etcd of its own (the embedded one), the same SAN
 	// folder would be a second cluster: refused at start ----
 	refusedOnOtherCluster(t, b.bin, san)
@@ -120,9 +127,10 @@ func TestManagedPlugin(t *testing.T) {
 	}
 
 	// ---- the controller's API, CLI, metrics and status page ----
-	checkAPI(t, b.bin, fmt.Sprintf("http://127.0.0.1:%d", apiPort))
+	checkAPI(t, b.bin, fmt.Sprintf("http://127.0.0.1:%d", apiPort), dirs)
 	checkDoctor(t, b.bin, fmt.Sprintf("http://127.0.0.1:%d", apiPort))
-	checkStatusPage(t, fmt.Sprintf("http://127.0.0.1:%d", apiPort))
+	checkStatusPage(t, fmt.Sprintf("http://127.0.0.1:%d", apiPort), dirs.token(t, "api-token"))
+	checkLocalUsers(t, dirs, port, fmt.Sprintf("http://127.0.0.1:%d", apiPort), b.bin)
 
 	// ---- host B is refused while A holds it ----
 	err := b.call("Mount", map[string]string{"Name": vol, "ID": "b1"}, nil)
@@ -351,8 +359,10 @@ func (h hostB) call(method string, req, resp any) error {
 }
 
 // startHostB runs a second relocvol plugin process, host e2e-host-b, on the
-// managed plugin's embedded etcd and the same SAN folder.
-func startHostB(t *testing.T, root, san string, etcdPort int) hostB {
+// managed plugin's embedded etcd and the same SAN folder. That etcd answers
+// only over TLS, to its client certificate: root on the host reads it in
+// the plugin's state folder, as any relocvol process there does.
+func startHostB(t *testing.T, root string, dirs folders, etcdPort int) hostB {
 	t.Helper()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "relocvol")
@@ -365,8 +375,11 @@ func startHostB(t *testing.T, root, san string, etcdPort int) hostB {
 	cmd := exec.Command(bin, "plugin")
 	cmd.Env = append(os.Environ(),
 		"RELOCVOL_HOST=e2e-host-b",
-		fmt.Sprintf("RELOCVOL_ETCD_ENDPOINTS=http://127.0.0.1:%d", etcdPort),
-		"RELOCVOL_SAN_DIR="+san,
+		fmt.Sprintf("RELOCVOL_ETCD_ENDPOINTS=https://127.0.0.1:%d", etcdPort),
+		"RELOCVOL_ETCD_CA="+embeddedPKI(dirs).CA,
+		"RELOCVOL_ETCD_CERT="+embeddedPKI(dirs).Cert,
+		"RELOCVOL_ETCD_KEY="+embeddedPKI(dirs).Key,
+		"RELOCVOL_SAN_DIR="+dirs.san,
 		"RELOCVOL_STATE_DIR="+filepath.Join(dir, "state"),
 		"RELOCVOL_MOUNT_ROOT="+filepath.Join(dir, "mnt"),
 		"RELOCVOL_SOCKET="+sock,
@@ -466,9 +479,11 @@ func removePlugin(t *testing.T) {
 	_, _ = docker(t, "plugin", "rm", "-f", pluginRef)
 }
 
-// checkAPI reads the managed plugin's REST API through the relocvol CLI and
-// plain HTTP while e2e-writer and e2e-idle use the volume on host A.
-func checkAPI(t *testing.T, bin, base string) {
+// checkAPI reads the managed plugin's REST API through the relocvol CLI
+// (root's: it reads the plugin's token file) and plain HTTP while
+// e2e-writer and e2e-idle use the volume on host A; /metrics with the
+// read-only token, as Prometheus scrapes it.
+func checkAPI(t *testing.T, bin, base string, dirs folders) {
 	t.Helper()
 	cli := func(args ...string) string {
 		out, err := exec.Command(bin, append(args, "--api", base)...).CombinedOutput()
@@ -495,8 +510,12 @@ func checkAPI(t *testing.T, bin, base string) {
 	if err := json.Unmarshal([]byte(cli("volumes", "--json")), &parsed); err != nil || len(parsed) != 1 || parsed[0]["owner"] != "e2e-host-a" {
 		t.Errorf("relocvol volumes --json: %v %v", parsed, err)
 	}
-	get := func(path string) (int, string) {
-		resp, err := http.Get(base + path)
+	get := func(path, token string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatalf("GET %s: %v", path, err)
 		}
@@ -504,19 +523,23 @@ func checkAPI(t *testing.T, bin, base string) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body)
 	}
-	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "relocvol_host_alive 1") || !strings.Contains(body, "relocvol_volumes_mounted 1") {
+	read := dirs.token(t, "api-token-read")
+	if code, body := get("/metrics", read); code != 200 || !strings.Contains(body, "relocvol_host_alive 1") || !strings.Contains(body, "relocvol_volumes_mounted 1") {
 		t.Errorf("GET /metrics: %d\n%s", code, body)
+	}
+	if code, body := get("/metrics", ""); code != 401 || !strings.Contains(body, "missing or wrong bearer token") {
+		t.Errorf("GET /metrics without a token: %d\n%s", code, body)
 	}
 	// The status page is static (its data come from the API above, in the
 	// browser: controller/api/uitest drives it in Chromium); the installed
 	// binary serves it and its script.
-	if code, body := get("/"); code != 200 || !strings.Contains(body, `src="/ui/status.js"`) {
+	if code, body := get("/", ""); code != 200 || !strings.Contains(body, `src="/ui/status.js"`) {
 		t.Errorf("GET / (status page): %d\n%s", code, body)
 	}
-	if code, body := get("/ui/status.js"); code != 200 || !strings.Contains(body, "/v1/status") {
+	if code, body := get("/ui/status.js", ""); code != 200 || !strings.Contains(body, "/v1/status") {
 		t.Errorf("GET /ui/status.js: %d\n%s", code, body)
 	}
-	if code, body := get("/v1/nothing"); code != 404 || !strings.Contains(body, `"error": "no such endpoint GET /v1/nothing`) {
+	if code, body := get("/v1/nothing", read); code != 404 || !strings.Contains(body, `"error": "no such endpoint GET /v1/nothing`) {
 		t.Errorf("GET /v1/nothing: %d %s", code, body)
 	}
 }

@@ -51,12 +51,16 @@ func CheckCluster(ctx context.Context, be any, c store.Cluster, etcd string) err
 }
 
 // markCluster writes this cluster's identity (Options.Cluster) on the
-// storage if it has none yet, and refuses another cluster's.
+// storage if it has none yet, and refuses another cluster's; then the
+// cluster's app key, if the storage has none (markAppKey).
 func (d *Driver) markCluster(ctx context.Context) error {
 	if d.opt.Cluster.ID == "" {
 		return nil
 	}
-	return settleMark(ctx, d.backend, d.opt.Cluster, d.opt.Etcd, true, d.log)
+	if err := settleMark(ctx, d.backend, d.opt.Cluster, d.opt.Etcd, true, d.log); err != nil {
+		return err
+	}
+	return d.markAppKey(ctx)
 }
 
 // settleMark reads the identity on the storage, writes c's where there is

@@ -22,7 +22,13 @@
 #
 #   mkdir -p /var/lib/relocvol/san /etc/lvm /run/lvm /run/lock/lvm
 #   docker plugin install --grant-all-permissions --alias relocvol REF \
-#       RELOCVOL_HOST=$(hostname) RELOCVOL_ETCD_ENDPOINTS=http://10.0.0.1:2379
+#       RELOCVOL_HOST=$(hostname) RELOCVOL_ETCD_ENDPOINTS=https://10.0.0.1:2379 \
+#       RELOCVOL_ETCD_CA=/var/lib/relocvol/tls/etcd-ca.pem \
+#       RELOCVOL_ETCD_CERT=/var/lib/relocvol/tls/etcd-client.pem \
+#       RELOCVOL_ETCD_KEY=/var/lib/relocvol/tls/etcd-client-key.pem
+#
+# Write access to etcd is root on every host: give etcd TLS with client
+# certificates (docs/production.md), the files under the state folder.
 #
 # The registry must answer before anything is built. Without one, Debian's
 # docker-registry package provides it (the package's own service on :5000
@@ -177,7 +183,13 @@ settings as KEY=VALUE; the engine must trust $registry, see $0 --help):
 
   mkdir -p /var/lib/relocvol/san /etc/lvm /run/lvm /run/lock/lvm
   docker plugin install --grant-all-permissions --alias relocvol $ref \\
-      RELOCVOL_HOST=\$(hostname) RELOCVOL_ETCD_ENDPOINTS=http://ETCD:2379
+      RELOCVOL_HOST=\$(hostname) RELOCVOL_ETCD_ENDPOINTS=https://ETCD:2379 \\
+      RELOCVOL_ETCD_CA=/var/lib/relocvol/tls/etcd-ca.pem \\
+      RELOCVOL_ETCD_CERT=/var/lib/relocvol/tls/etcd-client.pem \\
+      RELOCVOL_ETCD_KEY=/var/lib/relocvol/tls/etcd-client-key.pem
+
+(Write access to etcd is root on every host: serve it over TLS with client
+certificates, docs/production.md; relocvol doctor warns otherwise.)
 
 This engine keeps the built plugin $ref, disabled: \`docker plugin rm $ref\`
 before installing it from the registry here.

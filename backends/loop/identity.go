@@ -30,24 +30,40 @@ func (l *Loop) ClusterMark(context.Context) (string, error) {
 }
 
 // MarkCluster implements plugin.ClusterMarker: the file is created only if
-// absent (O_EXCL), so two first starts cannot both win.
+// absent (createOnce), so two first starts cannot both win.
 func (l *Loop) MarkCluster(ctx context.Context, id string) (string, error) {
-	path := filepath.Join(l.dir, markFile)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if errors.Is(err, os.ErrExist) {
-		// Another host created it first; it may still be writing it.
-		for i := 0; i < 50; i++ {
-			if found, err := l.ClusterMark(ctx); err != nil || found != "" {
-				return found, err
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		return "", fmt.Errorf("%s exists but stays empty: remove it and start again", path)
-	}
+	created, err := createOnce(filepath.Join(l.dir, markFile), id+"\n", 0o644, func() (bool, error) {
+		found, err := l.ClusterMark(ctx)
+		return found != "", err
+	})
 	if err != nil {
 		return "", err
 	}
-	_, werr := f.WriteString(id + "\n")
+	if created {
+		return id, nil
+	}
+	return l.ClusterMark(ctx)
+}
+
+// createOnce writes content to the new file path (mode), unless it exists
+// (O_EXCL: of two hosts starting at once, one wins); then it waits up to
+// 5 s for complete to report the file written (the other host may still
+// be writing it). created says whether this call made the file.
+func createOnce(path, content string, mode os.FileMode, complete func() (bool, error)) (created bool, err error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if errors.Is(err, os.ErrExist) {
+		for i := 0; i < 50; i++ {
+			if done, err := complete(); err != nil || done {
+				return false, err
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return false, fmt.Errorf("%s exists but stays empty: remove it and start again", path)
+	}
+	if err != nil {
+		return false, err
+	}
+	_, werr := f.WriteString(content)
 	serr := f.Sync()
 	if cerr := f.Close(); werr == nil && serr == nil {
 		werr = cerr
@@ -56,9 +72,9 @@ func (l *Loop) MarkCluster(ctx context.Context, id string) (string, error) {
 	}
 	if werr != nil {
 		_ = os.Remove(path)
-		return "", fmt.Errorf("write %s: %w", path, werr)
+		return false, fmt.Errorf("write %s: %w", path, werr)
 	}
-	return id, nil
+	return true, nil
 }
 
 // ClearHint implements plugin.ClusterMarker.

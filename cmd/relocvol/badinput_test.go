@@ -149,7 +149,6 @@ func TestPluginBadConfiguration(t *testing.T) {
 		{"lease too short", []string{"--lease-ttl", "1s"}, nil, []string{"--lease-ttl (RELOCVOL_LEASE_TTL)", "from 2s"}},
 		{"lease not a duration", []string{"--lease-ttl", "long"}, nil, []string{`invalid argument "long" for "--lease-ttl"`}},
 		{"default size", []string{"--default-size", "lots"}, nil, []string{`--default-size (RELOCVOL_DEFAULT_SIZE): invalid size "lots"`}},
-		{"API beyond the host without a token", []string{"--api-addr", "0.0.0.0:7480"}, nil, []string{"--api-token (RELOCVOL_API_TOKEN)", "set a token"}},
 		{"API certificate without key", []string{"--api-cert", "/x/cert.pem"}, nil, []string{"--api-cert and --api-key go together"}},
 		{"etcd endpoint not a URL", []string{"--etcd-endpoints", "10.0.0.1:2379"}, nil, []string{`"10.0.0.1:2379" is not a URL: use http://host:2379`}},
 		{"bad variable", nil, map[string]string{"RELOCVOL_LEASE_TTL": "forever"}, []string{"RELOCVOL_LEASE_TTL", "forever"}},

@@ -32,13 +32,21 @@ func (f *clientFlags) bind(cmd *cobra.Command) {
 	f.Client.Bind(cmd.PersistentFlags())
 	cmd.PersistentFlags().BoolVar(&f.json, "json", false, "print the API's JSON instead of a table")
 	cmd.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
-		if err := config.ApplyEnv(cmd.Flags(), "api", "token", "api-ca"); err != nil {
+		if err := config.ApplyEnv(cmd.Flags(), "api", "token", "token-file", "api-ca"); err != nil {
 			return err
 		}
 		if err := f.Client.Complete(); err != nil {
 			return err
 		}
+		tokenFrom := "--token (RELOCVOL_API_TOKEN)"
+		if f.Token == "" {
+			tokenFrom = f.TokenFile
+		}
+		// Without a token the request still goes: an unreachable API says
+		// so, and a refusal says why this CLI had none.
+		noToken := f.Client.LoadToken()
 		f.c = api.NewClient(f.API, f.Token)
+		f.c.TokenFrom, f.c.NoToken = tokenFrom, noToken
 		if f.CA != "" {
 			return f.c.WithCA(f.CA)
 		}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -84,14 +86,14 @@ func (m *moveService) FollowEvents(ctx context.Context, f api.EventFilter, liste
 }
 
 func TestMoveFollowsTheTimeline(t *testing.T) {
-	srv := httptest.NewServer(api.Handler(&moveService{}, api.Options{}))
+	srv := httptest.NewServer(api.Handler(&moveService{}, api.Options{Token: "tok"}))
 	defer srv.Close()
 	f := &clientFlags{}
 	cmd := moveCmd(f)
 	f.bind(cmd)
 	var out bytes.Buffer
 	cmd.SetOut(&out)
-	cmd.SetArgs([]string{"db", "--to", "n2", "--api", srv.URL})
+	cmd.SetArgs([]string{"db", "--to", "n2", "--api", srv.URL, "--token", "tok"})
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +206,7 @@ func TestParseSince(t *testing.T) {
 // events --follow prints each event as the stream brings it, one line
 // each, from --since on, until interrupted; --json one object a line.
 func TestEventsFollow(t *testing.T) {
-	srv := httptest.NewServer(api.Handler(&moveService{}, api.Options{}))
+	srv := httptest.NewServer(api.Handler(&moveService{}, api.Options{Token: "tok", ReadToken: "read"}))
 	defer srv.Close()
 	for _, asJSON := range []bool{false, true} {
 		f := &clientFlags{}
@@ -212,7 +214,7 @@ func TestEventsFollow(t *testing.T) {
 		f.bind(cmd)
 		var out bytes.Buffer
 		cmd.SetOut(&out)
-		args := []string{"--follow", "--since", "2026-11-22T12:00:00.350Z", "--relocation", "db-1", "--api", srv.URL}
+		args := []string{"--follow", "--since", "2026-11-22T12:00:00.350Z", "--relocation", "db-1", "--api", srv.URL, "--token", "read"} // the read-only token streams too
 		if asJSON {
 			args = append(args, "--json")
 		}
@@ -243,6 +245,55 @@ func TestEventsFollow(t *testing.T) {
 		// requested (12:00:00.000) and stopped (.300) are before --since.
 		if got := strings.Join(phases, ","); got != "claimed,released,started,done" {
 			t.Errorf("json %v: followed %s, want claimed,released,started,done:\n%s", asJSON, got, out.String())
+		}
+	}
+}
+
+// Without --token the CLI reads the token file (--token-file,
+// RELOCVOL_API_TOKEN_FILE; by default the plugin's, root's): a refusal says
+// which token was sent, or why there was none.
+func TestTokenFile(t *testing.T) {
+	srv := httptest.NewServer(api.Handler(&moveService{}, api.Options{Token: "tok", ReadToken: "read", TokenFile: "/state/api-token"}))
+	defer srv.Close()
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	full, read := write("api-token", "tok\n"), write("api-token-read", "read\n")
+	run := func(args ...string) (string, error) {
+		root := rootCmd()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetArgs(append(args, "--api", srv.URL))
+		err := root.Execute()
+		return out.String(), err
+	}
+	if out, err := run("hosts", "--token-file", full); err != nil || !strings.Contains(out, "n2    fenced by n1") {
+		t.Fatalf("hosts with the token file: %v\n%s", err, out)
+	}
+	t.Setenv("RELOCVOL_API_TOKEN_FILE", read)
+	if out, err := run("hosts"); err != nil || !strings.Contains(out, "n1") {
+		t.Fatalf("hosts with RELOCVOL_API_TOKEN_FILE of the read-only token: %v\n%s", err, out)
+	}
+	_, err := run("maintenance", "on", "n1", "--for", "1m")
+	if want := "the API at " + srv.URL + " refused the token of " + read + ": the read-only token"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("a change with the read-only token: %v, want %q", err, want)
+	}
+	if _, err := run("maintenance", "on", "n1", "--for", "1m", "--token", "tok"); err != nil {
+		t.Fatalf("--token wins over the file: %v", err)
+	}
+	for file, says := range map[string]string{
+		filepath.Join(dir, "none"): "does not exist: the plugin writes it when it starts on this host",
+		dir:                        "no API token: read " + dir,
+		write("empty", "\n"):       "is empty",
+	} {
+		_, err := run("hosts", "--token-file", file)
+		if want := "the API at " + srv.URL + " needs a token, and this command has none: "; err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), says) {
+			t.Errorf("--token-file %s: %v, want %q and %q", file, err, want, says)
 		}
 	}
 }

@@ -26,13 +26,13 @@ var doctorAnswer = api.Doctor{Status: doctor.Fail, Hosts: []doctor.Report{
 // relocvol doctor prints each host's checks with what to do, then a
 // summary, and exits 1 on a failure; --json prints the API's answer.
 func TestDoctorCommand(t *testing.T) {
-	srv := httptest.NewServer(api.Handler(&moveService{}, api.Options{}))
+	srv := httptest.NewServer(api.Handler(&moveService{}, api.Options{Token: "tok"}))
 	defer srv.Close()
 	run := func(args ...string) (string, error) {
 		root := rootCmd()
 		var out bytes.Buffer
 		root.SetOut(&out)
-		root.SetArgs(append(args, "--api", srv.URL))
+		root.SetArgs(append(args, "--api", srv.URL, "--token", "tok"))
 		err := root.Execute()
 		return out.String(), err
 	}

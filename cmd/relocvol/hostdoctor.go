@@ -41,6 +41,7 @@ type hostDoctor struct {
 	engine    engineVersion // nil: no agent
 	cluster   store.Cluster
 	endpoints []string
+	etcdTLS   store.TLSFiles // what this host dials etcd with
 	etcdName  string
 }
 
@@ -62,6 +63,9 @@ func (h *hostDoctor) Report(ctx context.Context) doctor.Report {
 	lat, err := h.st.Latency(sctx, 3)
 	cancel()
 	add(doctor.Etcd(strings.Join(h.endpoints, ","), lat, err, renew))
+	sctx, cancel = step(5 * time.Second)
+	add(doctor.Access(h.etcdAccess(sctx)))
+	cancel()
 	add(doctor.LeaseSlack(h.beat.Alive(), maxGap, cutoff, renew))
 	sctx, cancel = step(5 * time.Second)
 	add(doctor.Clock(h.clock(sctx)))
@@ -102,11 +106,35 @@ func (h *hostDoctor) Report(ctx context.Context) doctor.Report {
 
 // clock is this host's clock against the first etcd endpoint's.
 func (h *hostDoctor) clock(ctx context.Context) (offset, uncertainty time.Duration, err error) {
-	tlsCfg, err := (store.TLSFiles{CA: h.cfg.EtcdCA, Cert: h.cfg.EtcdCert, Key: h.cfg.EtcdKey}).Config()
+	tlsCfg, err := h.etcdTLS.Config()
 	if err != nil {
 		return 0, 0, err
 	}
 	return store.ServerClock(ctx, h.endpoints[0], tlsCfg)
+}
+
+// etcdAccess is what this host knows of who may write its etcd: how it is
+// reached, and, over TLS, whether it answers a client without a
+// certificate (asked of the first endpoint, as anyone could).
+func (h *hostDoctor) etcdAccess(ctx context.Context) doctor.EtcdAccess {
+	a := doctor.EtcdAccess{Endpoints: h.endpoints, Embedded: len(h.cfg.EtcdEndpoints) == 0, ClientCert: h.etcdTLS.Cert != ""}
+	for _, ep := range h.endpoints {
+		if !strings.HasPrefix(ep, "https://") {
+			return a // plain HTTP: nothing to ask
+		}
+	}
+	caOnly, err := store.TLSFiles{CA: h.etcdTLS.CA}.Config()
+	if err != nil {
+		a.ProbeErr = err
+		return a
+	}
+	open, err := store.AnswersWithoutCert(ctx, h.endpoints[0], caOnly)
+	if err != nil {
+		a.ProbeErr = err
+		return a
+	}
+	a.OpenToAnyone = &open
+	return a
 }
 
 // engineVersion is the version of the Docker engine the agent uses ("",

@@ -28,7 +28,6 @@ import (
 	"github.com/relocvol/relocvol/fencing/scsi3"
 	"github.com/relocvol/relocvol/heartbeat"
 	"github.com/relocvol/relocvol/internal/config"
-	"github.com/relocvol/relocvol/internal/etcdembed"
 	"github.com/relocvol/relocvol/internal/execx"
 	"github.com/relocvol/relocvol/internal/failpoint"
 	"github.com/relocvol/relocvol/internal/fsutil"
@@ -49,6 +48,8 @@ var (
 	_ plugin.StorageJoiner       = (*scsi3.Fencer)(nil)
 	_ plugin.ClusterMarker       = (*loop.Loop)(nil)
 	_ plugin.ClusterMarker       = (*lvm.LVM)(nil)
+	_ plugin.AppKeyKeeper        = (*loop.Loop)(nil)
+	_ plugin.AppKeyKeeper        = (*lvm.LVM)(nil)
 	_ plugin.ActiveLister        = (*lvm.LVM)(nil)
 	_ storageDiagnoser           = (*lvm.LVM)(nil)
 	_ storageDiagnoser           = (*loop.Loop)(nil)
@@ -66,6 +67,14 @@ host's lease in etcd, record and relocate containers labelled
 relocvol.relocate=true through the local Docker engine (--docker-host), take
 part in the leader election that fails dead hosts over, and serve the REST
 API, Prometheus metrics (/metrics) and a status page (/) on --api-addr.
+
+Write access to etcd is root on every host, so: the embedded etcd (no
+--etcd-endpoints) answers only over TLS to its client certificate in
+--state-dir/etcd-pki; the API always requires a token (--api-token, or the
+cluster's, made once in etcd), kept in --state-dir/api-token for the CLI run
+as root, with a read-only one in api-token-read; and the agent starts only
+app records an agent of the cluster signed, with the app key kept on the
+storage (the SAN folder's .relocvol-app-key, or a VG tag).
 
 Every flag can also be set with its RELOCVOL_* environment variable (the
 flag wins), e.g. --etcd-endpoints = RELOCVOL_ETCD_ENDPOINTS; in the managed
@@ -169,19 +178,22 @@ func (e *startError) Unwrap() error { return e.err }
 func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *plugin.Starting, known *plugin.Known, served <-chan error) error {
 	failed := func(err error) error { return &startError{err: err} }
 	endpoints := cfg.EtcdEndpoints
+	etcdTLS := store.TLSFiles{CA: cfg.EtcdCA, Cert: cfg.EtcdCert, Key: cfg.EtcdKey}
 	if len(endpoints) == 0 {
-		dir := filepath.Join(cfg.StateDir, "etcd")
-		gate.Step("starting the embedded etcd in " + dir)
-		srv, err := etcdembed.Start(dir, cfg.EmbeddedEtcd, etcdembed.Options{})
+		gate.Step("starting the embedded etcd in " + cfg.StateDir)
+		srv, files, err := startEmbeddedEtcd(cfg, log)
 		if err != nil {
 			return failed(err)
 		}
 		defer srv.Close()
-		endpoints = srv.Endpoints()
-		log.WithFields(logrus.Fields{"endpoints": endpoints, "dir": dir}).Info("started embedded etcd")
+		etcdTLS = files
+		for _, ep := range srv.Endpoints() {
+			endpoints = append(endpoints, dialable(ep))
+		}
+		log.WithFields(logrus.Fields{"endpoints": endpoints, "dir": cfg.StateDir}).Info("started embedded etcd (TLS, for the client certificate of " + files.Cert + " only)")
 	}
 	gate.Step("connecting to etcd at " + strings.Join(endpoints, ","))
-	cli, err := store.Dial(ctx, endpoints, store.TLSFiles{CA: cfg.EtcdCA, Cert: cfg.EtcdCert, Key: cfg.EtcdKey})
+	cli, err := store.Dial(ctx, endpoints, etcdTLS)
 	if err != nil {
 		return failed(err)
 	}
@@ -220,7 +232,7 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	}
 	var docker controller.Docker
 	var engine plugin.Containers
-	hd := &hostDoctor{cfg: cfg, st: st, beat: hb, backend: be, fencer: fencer, cluster: cl, endpoints: endpoints, etcdName: etcdName,
+	hd := &hostDoctor{cfg: cfg, st: st, beat: hb, backend: be, fencer: fencer, cluster: cl, endpoints: endpoints, etcdTLS: etcdTLS, etcdName: etcdName,
 		timings: func() (time.Duration, time.Duration, time.Duration) {
 			return hb.MaxRenewalGap(), hb.Timings().Cutoff(), hb.Timings().Renew
 		}}
@@ -244,12 +256,17 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	ctl = controller.New(controller.Options{
 		Host: cfg.Host, Version: version, Store: st, Docker: docker, Beat: hb, Fencer: fencer, Log: log,
 		Volumes: drv, Grower: drv, Diagnose: hd.Report,
+		AppKey: func(ctx context.Context) ([]byte, error) { return plugin.ReadAppKey(ctx, be) },
 	})
 	hb.Member = drv
 	// The cache tells the driver of volumes grown by other hosts: it grows
 	// the filesystems of those it mounts (RunGrows, once joined).
 	listing.OnChange = drv.VolumeChanged
 	go listing.Run(lctx)
+	apiToken, apiReadToken, err := apiTokens(ctx, st, cfg, log)
+	if err != nil {
+		return failed(err)
+	}
 	var ln net.Listener
 	if cfg.APIAddr != "" {
 		// Before the host joins: a taken port is a configuration error.
@@ -276,7 +293,8 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	go drv.RunGrows(ctx)
 	errc := make(chan error, 2)
 	if ln != nil {
-		h := api.Handler(ctl, api.Options{Token: cfg.APIToken, Metrics: ctl.Metrics(), Log: log})
+		h := api.Handler(ctl, api.Options{Token: apiToken, ReadToken: apiReadToken, TokenFile: cfg.APITokenFile(), ReadTokenFile: cfg.APIReadTokenFile(),
+			Metrics: ctl.Metrics(), Log: log})
 		go func() { errc <- api.Serve(ctx, ln, h) }()
 	}
 	go func() { errc <- <-served }()

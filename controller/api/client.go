@@ -16,7 +16,11 @@ import (
 type Client struct {
 	Base  string // e.g. http://127.0.0.1:7480
 	Token string
-	HTTP  *http.Client
+	// TokenFrom says where Token came from (a flag, a file), and NoToken
+	// why there is none, for the message of a refused request.
+	TokenFrom string
+	NoToken   error
+	HTTP      *http.Client
 }
 
 // NewClient returns a client for base.
@@ -78,9 +82,24 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 	}
 	var e ErrorBody
 	if json.Unmarshal(data, &e) == nil && e.Error != "" {
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			e.Error = c.refused(e.Error)
+		}
 		return nil, received(resp.StatusCode, e.Error)
 	}
 	return nil, received(resp.StatusCode, fmt.Sprintf("%s %s: %s", method, path, resp.Status))
+}
+
+// refused is the message of a 401 or 403 answer, msg, with what this
+// client sent: which token, or why it had none.
+func (c *Client) refused(msg string) string {
+	switch {
+	case c.Token == "" && c.NoToken != nil:
+		return fmt.Sprintf("the API at %s needs a token, and this command has none: %v (the API says: %s)", c.Base, c.NoToken, msg)
+	case c.Token != "" && c.TokenFrom != "":
+		return fmt.Sprintf("the API at %s refused the token of %s: %s", c.Base, c.TokenFrom, msg)
+	}
+	return msg
 }
 
 // Raw returns the JSON the API answers to GET path, as is.

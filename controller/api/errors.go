@@ -21,6 +21,7 @@ var (
 	ErrUnavailable  = errors.New("service unavailable") // etcd or the host is not ready
 	ErrMethod       = errors.New("method not allowed")
 	ErrUnauthorized = errors.New("unauthorized")
+	ErrForbidden    = errors.New("forbidden") // the read-only token on a change
 	ErrInternal     = errors.New("internal error")
 )
 
@@ -33,6 +34,7 @@ var statuses = map[error]int{
 	ErrUnavailable:  http.StatusServiceUnavailable,
 	ErrMethod:       http.StatusMethodNotAllowed,
 	ErrUnauthorized: http.StatusUnauthorized,
+	ErrForbidden:    http.StatusForbidden,
 	ErrInternal:     http.StatusInternalServerError,
 }
 

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -20,11 +18,31 @@ import (
 
 // Options configure the server.
 type Options struct {
-	// Token, when set, is required as "Authorization: Bearer TOKEN" on
-	// every request but those of the status page's files (needsToken).
-	Token   string
-	Metrics http.Handler
-	Log     logrus.FieldLogger
+	// Token is required as "Authorization: Bearer TOKEN" on every request
+	// but those of the status page's files (needsToken); ReadToken is
+	// accepted instead on requests that only read (GET, HEAD). With
+	// neither, every such request is refused: the API never answers data
+	// to whoever asks.
+	Token, ReadToken string
+	// TokenFile and ReadTokenFile are where a host keeps them, for the
+	// messages of refused requests (default: under /var/lib/relocvol).
+	TokenFile, ReadTokenFile string
+	Metrics                  http.Handler
+	Log                      logrus.FieldLogger
+}
+
+func (o Options) tokenFile() string {
+	if o.TokenFile == "" {
+		return "/var/lib/relocvol/api-token"
+	}
+	return o.TokenFile
+}
+
+func (o Options) readTokenFile() string {
+	if o.ReadTokenFile == "" {
+		return "/var/lib/relocvol/api-token-read"
+	}
+	return o.ReadTokenFile
 }
 
 // Handler returns the API's routes.
@@ -41,9 +59,7 @@ func Handler(svc Service, opt Options) http.Handler {
 			opt.Log.WithFields(logrus.Fields{"method": req.Method, "path": req.URL.Path, "took": time.Since(start).String()}).Debug("api request")
 		})
 	})
-	if opt.Token != "" {
-		r.Use(bearer(opt.Token, needsToken))
-	}
+	r.Use(authorize(opt, needsToken))
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, Errorf(ErrNotFound, "no such endpoint %s %s: see GET /v1/status, /v1/hosts, /v1/volumes, /v1/apps, /v1/events, /v1/local, /v1/doctor, POST /v1/apps/{name}/move, /v1/volumes/{name}/grow, /v1/local/volumes/{name}/forget, PUT and DELETE /v1/hosts/{name}/maintenance; the status page is GET /", req.Method, req.URL.Path))
 	})
@@ -212,25 +228,6 @@ func serve[T any](f func(context.Context) (T, error)) http.HandlerFunc {
 			return
 		}
 		writeJSON(w, http.StatusOK, v)
-	}
-}
-
-// bearer requires the token on each request need says needs it.
-func bearer(token string, need func(method, path string) bool) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			if !need(req.Method, req.URL.Path) {
-				next.ServeHTTP(w, req)
-				return
-			}
-			got, ok := strings.CutPrefix(req.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="relocvol"`)
-				writeError(w, Errorf(ErrUnauthorized, "missing or wrong bearer token: send Authorization: Bearer <the host's --api-token> (relocvol CLI: --token or RELOCVOL_API_TOKEN)"))
-				return
-			}
-			next.ServeHTTP(w, req)
-		})
 	}
 }
 

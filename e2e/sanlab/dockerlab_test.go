@@ -22,7 +22,6 @@ import (
 
 	"github.com/relocvol/relocvol/controller/api"
 	"github.com/relocvol/relocvol/e2e/vmlab"
-	"github.com/relocvol/relocvol/internal/etcdembed"
 	"github.com/relocvol/relocvol/internal/store"
 	"github.com/relocvol/relocvol/internal/testenv"
 )
@@ -47,8 +46,12 @@ const (
 type dockerLab struct {
 	lab *vmlab.Lab
 	st  *store.Store
-	// etcdPort is the port of the test's etcd, on vmlab.HostGateway.
-	etcdPort string
+	// etcdTLS are the files the clients of the test's etcd need (it asks
+	// for a certificate, as a production etcd must); regPort is the port of
+	// the test's registry on vmlab.HostGateway (plain HTTP, on the same
+	// machine: the VMs set their clocks from its Date).
+	etcdTLS store.TLSFiles
+	regPort string
 	// fencedOnPurpose is, by host, when a step that made it self-fence
 	// (the doctor's host without its key) was over.
 	fencedOnPurpose map[string]time.Time
@@ -71,14 +74,17 @@ func startDockerLab(t *testing.T) *dockerLab {
 	published := make(chan error, 1)
 	go func() { published <- publishPlugin(t, root, reg+"/"+pluginRef) }()
 
-	srv, err := etcdembed.Start(t.TempDir(), "127.0.0.1:0", etcdembed.Options{NoFsync: true, LogLevel: "fatal"})
+	// The hosts' etcd, as production's must be: TLS, for client
+	// certificates only (write access to etcd is root on every host). The
+	// VMs reach it at the host's gateway address.
+	eps, etcdTLS := testenv.EtcdTLS(t, vmlab.HostGateway)
+	etcdPort := eps[0][strings.LastIndex(eps[0], ":")+1:]
+	cli, err := store.Dial(context.Background(), eps, etcdTLS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Close)
-	eps := srv.Endpoints()
-	etcdPort := eps[0][strings.LastIndex(eps[0], ":")+1:]
-	d := &dockerLab{st: store.New(testenv.EtcdClient(t, eps), "/relocvol"), etcdPort: etcdPort, fencedOnPurpose: map[string]time.Time{}}
+	t.Cleanup(func() { _ = cli.Close() })
+	d := &dockerLab{st: store.New(cli, "/relocvol"), regPort: regPort, etcdTLS: etcdTLS, fencedOnPurpose: map[string]time.Time{}}
 	d.lab = vmlab.Start(t, vmlab.WithDocker(), vmlab.WithMemory(vmMemory))
 	image := busyboxImage(t)
 	if err := <-published; err != nil {
@@ -117,6 +123,16 @@ func (d *dockerLab) install(t *testing.T, vm, ref, etcdPort, image string) error
 	if err := d.lab.CopyTo(vm, image, "/root/app-image.tar"); err != nil {
 		return err
 	}
+	// The host's etcd client certificate, where the plugin's state mount
+	// shows it, for root only.
+	if _, err := d.lab.Run(t, vm, "mkdir -p -m 0700 /var/lib/relocvol/tls"); err != nil {
+		return err
+	}
+	for from, to := range map[string]string{d.etcdTLS.CA: "ca.pem", d.etcdTLS.Cert: "client.pem", d.etcdTLS.Key: "client-key.pem"} {
+		if err := d.lab.CopyTo(vm, from, "/var/lib/relocvol/tls/"+to); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	// The pull and unpacking of the plugin's layers takes minutes under TCG.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -128,7 +144,9 @@ func (d *dockerLab) install(t *testing.T, vm, ref, etcdPort, image string) error
 	r, err := d.lab.Exec(ctx, vm, fmt.Sprintf(`set -e
 docker plugin install --grant-all-permissions --alias %s %s \
 	RELOCVOL_HOST=%s RELOCVOL_BACKEND=lvm RELOCVOL_LVM_VG=%s RELOCVOL_FENCING=scsi3 \
-	RELOCVOL_ETCD_ENDPOINTS=http://%s:%s RELOCVOL_LEASE_TTL=%ds RELOCVOL_LOG_LEVEL=debug
+	RELOCVOL_ETCD_ENDPOINTS=https://%s:%s RELOCVOL_ETCD_CA=/var/lib/relocvol/tls/ca.pem \
+	RELOCVOL_ETCD_CERT=/var/lib/relocvol/tls/client.pem RELOCVOL_ETCD_KEY=/var/lib/relocvol/tls/client-key.pem \
+	RELOCVOL_LEASE_TTL=%ds RELOCVOL_LOG_LEVEL=debug
 cp "/var/lib/docker/plugins/$(docker plugin inspect -f '{{.Id}}' %s)/rootfs/usr/bin/relocvol" /usr/local/bin/relocvol
 docker import /root/app-image.tar %s >/dev/null
 sync`, driver, ref, vm, dockerVG, vmlab.HostGateway, etcdPort, ttl, driver, appImage))

@@ -65,17 +65,18 @@ func wantFinding(t *testing.T, lines []string, prefix string, fragments ...strin
 	t.Errorf("no finding %q with %q in:\n%s", prefix, fragments, strings.Join(lines, "\n"))
 }
 
-// syncClocks sets each host VM's clock from etcd's, as NTP keeps a host's
-// (the VMs start from their RTC, in whole seconds, and an emulated clock
-// drifts; a date set over ssh is off by the second ssh takes under
-// emulation): a loop in the VM, in bash alone, reads the Date of etcd's
-// HTTP answers until its second changes and sets the clock to it then,
-// within a poll or two of the tick.
+// syncClocks sets each host VM's clock from the physical machine's, which
+// etcd's is, as NTP keeps a host's (the VMs start from their RTC, in whole
+// seconds, and an emulated clock drifts; a date set over ssh is off by the
+// second ssh takes under emulation): a loop in the VM, in bash alone,
+// reads the Date of the HTTP answers of the test's registry (etcd answers
+// TLS only) until its second changes and sets the clock to it then, within
+// a poll or two of the tick.
 func (d *dockerLab) syncClocks(t *testing.T) {
 	t.Helper()
 	script := fmt.Sprintf(`get() {
 	exec 3<>/dev/tcp/%s/%s || return 1
-	printf 'GET /version HTTP/1.0\r\nHost: etcd\r\n\r\n' >&3
+	printf 'GET /v2/ HTTP/1.0\r\nHost: registry\r\n\r\n' >&3
 	DATE=
 	local line
 	while IFS= read -r line <&3; do
@@ -90,7 +91,7 @@ for i in $(seq 1000); do
 	get
 	if [[ -n $DATE && $DATE != "$first" ]]; then date -s "$DATE" >/dev/null; exit 0; fi
 done
-exit 1`, vmlab.HostGateway, d.etcdPort)
+exit 1`, vmlab.HostGateway, d.regPort)
 	for _, h := range d.lab.Hosts {
 		d.lab.MustRun(t, h, script)
 	}
@@ -123,7 +124,7 @@ func doctorSteps(t *testing.T, d *dockerLab, step func(string, func(*testing.T))
 		t.Logf("BENCHMARK relocvol doctor on the VM lab (2 hosts, lvm + scsi3, asked on %s): %s", vm, took.Round(10*time.Millisecond))
 		t.Logf("relocvol doctor on %s:\n%s", vm, strings.Join(lines, "\n"))
 		for _, h := range []string{a, b} {
-			for _, name := range []string{"etcd", "lease", "clock", "storage identity", "vg", "vg auto-activation", "pv /dev/", "lvm devices", "pr /dev/", "multipath", "online grow", "docker", "settings"} {
+			for _, name := range []string{"etcd", "etcd access", "lease", "clock", "storage identity", "vg", "vg auto-activation", "pv /dev/", "lvm devices", "pr /dev/", "multipath", "online grow", "docker", "settings"} {
 				wantFinding(t, lines, h+" pass "+name)
 			}
 		}

@@ -1,8 +1,12 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
+	"strings"
 
 	"github.com/spf13/pflag"
 )
@@ -11,23 +15,34 @@ import (
 // host's REST API they ask, with which token. Like the plugin's settings,
 // each is a flag backed by a RELOCVOL_* variable (ApplyEnv); the token's is
 // the plugin's own, RELOCVOL_API_TOKEN, so one environment serves both.
+// Without one, the token is read from the file the plugin keeps it in on
+// its host (LoadToken), which only root reads.
 type Client struct {
 	API   string
 	Token string
+	// TokenFile is read for the token when Token is empty: by default the
+	// file the plugin keeps its token in on this host (root only).
+	TokenFile string
 	// CA is a PEM file of the authorities to trust for an https:// API
 	// (besides the system's), e.g. the hosts' own.
 	CA string
 }
 
-// ClientDefaults asks the API of this host.
-func ClientDefaults() Client { return Client{API: "http://127.0.0.1:7480"} }
+// ClientDefaults asks the API of this host, with the token the plugin
+// keeps in its state folder.
+func ClientDefaults() Client {
+	d := Defaults()
+	return Client{API: "http://127.0.0.1:7480", TokenFile: d.APITokenFile()}
+}
 
 // Bind registers the CLI's flags on fs. Call ApplyEnv after parsing, then
 // Complete.
 func (c *Client) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.API, "api", c.API, "URL of a host's relocvol API (env RELOCVOL_API)")
-	fs.StringVar(&c.Token, "token", c.Token, "bearer token of the API, the host's --api-token (env RELOCVOL_API_TOKEN)")
+	fs.StringVar(&c.Token, "token", c.Token, "bearer token of the API (env RELOCVOL_API_TOKEN); empty: read from --token-file")
 	_ = fs.SetAnnotation("token", envAnnotation, []string{EnvName("api-token")})
+	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "file to read the token from when --token is empty: the plugin keeps its API token there on each host, readable by root (env RELOCVOL_API_TOKEN_FILE)")
+	_ = fs.SetAnnotation("token-file", envAnnotation, []string{EnvName("api-token-file")})
 	fs.StringVar(&c.CA, "api-ca", c.CA, "CA file (PEM) to verify an https:// API's certificate, besides the system's (env RELOCVOL_API_CA)")
 }
 
@@ -43,6 +58,30 @@ func (c *Client) Complete() error {
 	}
 	if c.CA != "" && u.Scheme != "https" {
 		return fmt.Errorf("--api-ca (RELOCVOL_API_CA) is set but --api %q is not https://: an API with a certificate answers at https://HOST:PORT", c.API)
+	}
+	return nil
+}
+
+// LoadToken reads TokenFile when Token is empty (the flag and its variable
+// win), and says what to do when it cannot: the plugin's file is root's.
+func (c *Client) LoadToken() error {
+	if c.Token != "" {
+		return nil
+	}
+	if c.TokenFile == "" {
+		return errors.New("no API token: give --token (RELOCVOL_API_TOKEN) or --token-file (RELOCVOL_API_TOKEN_FILE)")
+	}
+	b, err := os.ReadFile(c.TokenFile)
+	switch {
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("no API token: --token (RELOCVOL_API_TOKEN) is empty and %s cannot be read (%v): run relocvol as root, who alone reads the plugin's token, or give --token (the host's api-token file, or its --api-token)", c.TokenFile, err)
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("no API token: --token (RELOCVOL_API_TOKEN) is empty and %s does not exist: the plugin writes it when it starts on this host (is it enabled? is its state folder elsewhere? then --token-file); from another machine, give --token", c.TokenFile)
+	case err != nil:
+		return fmt.Errorf("no API token: read %s: %w (give --token, RELOCVOL_API_TOKEN, or --token-file)", c.TokenFile, err)
+	}
+	if c.Token = strings.TrimSpace(string(b)); c.Token == "" {
+		return fmt.Errorf("no API token: %s is empty: restart the plugin (it writes the token there), or give --token", c.TokenFile)
 	}
 	return nil
 }

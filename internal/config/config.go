@@ -47,7 +47,7 @@ type Config struct {
 	LogLevel      string
 	DockerHost    string // the local Docker engine the agent drives
 	APIAddr       string // REST API address (host:port), "" for none
-	APIToken      string // bearer token the API requires
+	APIToken      string // bearer token the API requires ("": the cluster's, in etcd)
 	APICert       string // TLS: the API's certificate (PEM), with APIKey
 	APIKey        string // TLS: the API's private key (PEM)
 	// StopMaintenance is the maintenance a plugin that stops cleanly with
@@ -99,16 +99,16 @@ func FlagEnv(f *pflag.Flag) string {
 // Bind registers every setting as a flag on fs. Call ApplyEnv after parsing.
 func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Host, "host", c.Host, "this host's name in the cluster, unique among its hosts (default: the machine's hostname)")
-	fs.StringSliceVar(&c.EtcdEndpoints, "etcd-endpoints", c.EtcdEndpoints, "etcd client URLs, comma-separated; empty starts an embedded single-member etcd under --state-dir")
+	fs.StringSliceVar(&c.EtcdEndpoints, "etcd-endpoints", c.EtcdEndpoints, "etcd client URLs, comma-separated; empty starts an embedded single-member etcd under --state-dir. Write access to etcd is root on every host: use https:// with --etcd-cert")
 	fs.StringVar(&c.EtcdCA, "etcd-ca", c.EtcdCA, "CA file to verify the etcd servers (TLS)")
 	fs.StringVar(&c.EtcdCert, "etcd-cert", c.EtcdCert, "client certificate file for etcd (TLS)")
 	fs.StringVar(&c.EtcdKey, "etcd-key", c.EtcdKey, "client key file for etcd (TLS)")
 	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", c.EtcdPrefix, "prefix of every relocvol key in etcd, so that one etcd can serve several clusters")
-	fs.StringVar(&c.EmbeddedEtcd, "embedded-etcd", c.EmbeddedEtcd, "client address (host:port) of the embedded etcd, used when --etcd-endpoints is empty")
+	fs.StringVar(&c.EmbeddedEtcd, "embedded-etcd", c.EmbeddedEtcd, "client address (host:port) of the embedded etcd, used when --etcd-endpoints is empty; it and its peer port (the next) answer over TLS only, to the client certificate in --state-dir's etcd-pki (root only)")
 	fs.StringVar(&c.Backend, "backend", c.Backend, "storage backend: loop (image files in a shared folder) or lvm (LVs in a shared volume group)")
 	fs.StringVar(&c.SANDir, "san-dir", c.SANDir, "loop backend: shared folder that holds one image file per volume")
 	fs.StringVar(&c.LVMVG, "lvm-vg", c.LVMVG, "lvm backend: the volume group on the SAN LUN(s) that every host sees")
-	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "host-local state folder (embedded etcd data, lease, the names of the volumes this host has seen)")
+	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "host-local state folder (embedded etcd data and certificates, lease, API tokens, the names of the volumes this host has seen)")
 	fs.StringVar(&c.MountRoot, "mount-root", c.MountRoot, "folder under which volumes are mounted (the plugin's propagatedMount)")
 	fs.StringVar(&c.Socket, "socket", c.Socket, "path of the VolumeDriver unix socket")
 	fs.StringVar(&c.Fencing, "fencing", c.Fencing, "fencing method: none (loop backend) or scsi3 (SCSI-3 persistent reservations, lvm backend)")
@@ -118,8 +118,8 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DefaultFS, "default-fs", c.DefaultFS, "filesystem of a volume created without -o fs: ext4 or xfs")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.DockerHost, "docker-host", c.DockerHost, "the local Docker engine the controller records and starts relocatable containers with, and the plugin asks whether a second Swarm task would share a volume; empty: no agent on this host")
-	fs.StringVar(&c.APIAddr, "api-addr", c.APIAddr, "address (host:port) of the REST API, metrics and status page; empty: none. Any address but loopback needs --api-token")
-	fs.StringVar(&c.APIToken, "api-token", c.APIToken, "bearer token the REST API requires (Authorization: Bearer TOKEN)")
+	fs.StringVar(&c.APIAddr, "api-addr", c.APIAddr, "address (host:port) of the REST API, metrics and status page; empty: none. It always requires a token (--api-token)")
+	fs.StringVar(&c.APIToken, "api-token", c.APIToken, "bearer token the REST API requires (Authorization: Bearer TOKEN); empty: the cluster's, made once in etcd; either way kept in --state-dir's api-token (mode 0600) for the CLI run as root, and a read-only token for GET requests (/metrics) in api-token-read")
 	fs.StringVar(&c.APICert, "api-cert", c.APICert, "certificate file (PEM) of the REST API: with --api-key, it serves HTTPS only")
 	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "private key file (PEM) of --api-cert")
 	fs.DurationVar(&c.StopMaintenance, "stop-maintenance", c.StopMaintenance, "maintenance announced when the plugin stops cleanly with volumes mounted (disable, set, enable; upgrade): peers do not fail the host over before it ends; 0: none")
@@ -247,8 +247,6 @@ func (c *Config) Validate() error {
 		_, port, err := net.SplitHostPort(c.APIAddr)
 		if err != nil || port == "" {
 			bad("api-addr", "%q is not host:port, e.g. 127.0.0.1:7480", c.APIAddr)
-		} else if beyondHost(c.APIAddr) && c.APIToken == "" {
-			bad("api-token", "the API listens on %s, beyond this host: set a token (--api-token) so that only its holders can move apps", c.APIAddr)
 		}
 	}
 	switch {
@@ -284,6 +282,14 @@ func beyondHost(addr string) bool {
 	ip := net.ParseIP(host)
 	return ip == nil || !ip.IsLoopback()
 }
+
+// APITokenFile is where the host keeps its API token for the CLI run as
+// root (mode 0600); APIReadTokenFile the read-only one (scrapes of
+// /metrics and other reads).
+func (c *Config) APITokenFile() string { return filepath.Join(c.StateDir, "api-token") }
+
+// APIReadTokenFile is the read-only token's file (see APITokenFile).
+func (c *Config) APIReadTokenFile() string { return filepath.Join(c.StateDir, "api-token-read") }
 
 // SpecDefaults returns the defaults for volume options. Call after Validate.
 func (c *Config) SpecDefaults() spec.Defaults {

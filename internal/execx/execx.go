@@ -68,7 +68,7 @@ func (r *OS) Run(ctx context.Context, name string, args ...string) ([]byte, erro
 	if log == nil {
 		log = logrus.StandardLogger()
 	}
-	log.WithField("argv", argv).Debug("exec")
+	log.WithField("argv", redactAll(ctx, argv)).Debug("exec")
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	var stdout, stderr bytes.Buffer
@@ -83,7 +83,7 @@ func (r *OS) Run(ctx context.Context, name string, args ...string) ([]byte, erro
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w: %w", ctx.Err(), err)
 		}
-		return stdout.Bytes(), &ExecError{Cmd: argv, ExitCode: code, Stderr: stderr.String(), Err: err}
+		return stdout.Bytes(), &ExecError{Cmd: redactAll(ctx, argv), ExitCode: code, Stderr: redact(ctx, stderr.String()), Err: err}
 	}
 	return stdout.Bytes(), nil
 }

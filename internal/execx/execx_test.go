@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sirupsen/logrus"
 )
 
 func TestOSRunsWithFixedLocale(t *testing.T) {
@@ -66,5 +68,26 @@ func TestFakeAssertsArgv(t *testing.T) {
 	}
 	if _, err := f.Run(context.Background(), "extra"); err == nil {
 		t.Fatal("unexpected command accepted")
+	}
+}
+
+// A secret in a command's argv (a key in an LVM tag) reaches neither the
+// log nor the error, stderr included; the command gets it as it is.
+func TestOSKeepsSecretsOutOfLogsAndErrors(t *testing.T) {
+	const key = "relocvol-appkey-0123456789abcdef"
+	log := logrus.New()
+	var logged strings.Builder
+	log.SetOutput(&logged)
+	log.SetLevel(logrus.DebugLevel)
+	ctx := WithSecret(context.Background(), key)
+	out, err := (&OS{Log: log}).Run(ctx, "sh", "-c", `echo "$1"; echo "tag $1 refused" >&2; exit 5`, "sh", key)
+	if strings.TrimSpace(string(out)) != key {
+		t.Fatalf("the command got %q, want the secret itself", out)
+	}
+	if err == nil || strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "tag [secret] refused") {
+		t.Fatalf("error %v shows the secret, or not where it was", err)
+	}
+	if strings.Contains(logged.String(), key) || !strings.Contains(logged.String(), "[secret]") {
+		t.Fatalf("the log shows the secret:\n%s", logged.String())
 	}
 }

@@ -29,6 +29,12 @@ type App struct {
 	// clears it once the container runs there.
 	Relocation *Relocation `json:"relocation,omitempty"`
 	UpdatedAt  time.Time   `json:"updatedAt"`
+	// MAC is the recording agent's signature (hex HMAC-SHA256, keyed with
+	// the cluster's app key kept on the storage, not in etcd) of what it
+	// took from docker inspect: Name, Volumes, Allowed and Spec. Agents
+	// start only what it covers (controller.verifyApp); placements (Host,
+	// Relocation) and Stopped are not covered.
+	MAC string `json:"mac,omitempty"`
 }
 
 // Relocation kinds.

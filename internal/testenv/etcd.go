@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/relocvol/relocvol/internal/etcdembed"
+	"github.com/relocvol/relocvol/internal/pki"
 	"github.com/relocvol/relocvol/internal/store"
 )
 
@@ -50,6 +51,24 @@ func startEtcd(t testing.TB, addr, dir string, noFsync bool) []string {
 	}
 	t.Cleanup(srv.Close)
 	return srv.Endpoints()
+}
+
+// EtcdTLS starts a real single-member etcd for t as production's should
+// be: TLS only, to client certificates of its own CA (valid for 127.0.0.1
+// and hosts). It returns its endpoints and the files a client dials it
+// with.
+func EtcdTLS(t testing.TB, hosts ...string) ([]string, store.TLSFiles) {
+	t.Helper()
+	files, _, err := pki.Ensure(t.TempDir(), append([]string{"127.0.0.1"}, hosts...), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := etcdembed.Start(t.TempDir(), "127.0.0.1:0", etcdembed.Options{NoFsync: true, LogLevel: "fatal", TLS: &files})
+	if err != nil {
+		t.Fatalf("start embedded etcd with TLS: %v", err)
+	}
+	t.Cleanup(srv.Close)
+	return srv.Endpoints(), store.TLSFiles{CA: files.CA(), Cert: files.ClientCert(), Key: files.ClientKey()}
 }
 
 // EtcdClient returns a client of endpoints, closed when t ends.

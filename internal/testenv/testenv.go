@@ -45,3 +45,13 @@ func unmet(t testing.TB, ci bool, reason string) {
 	}
 	t.Skip(reason + " (set up the machine or run as root; with CI=true this fails instead)")
 }
+
+// Perm is the permission bits of path's mode.
+func Perm(t testing.TB, path string) os.FileMode {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode().Perm()
+}

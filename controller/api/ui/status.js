@@ -165,9 +165,11 @@ function askToken() {
   renderData();
   const form = $('token-form');
   form.hidden = false;
+  const where = 'the file api-token in the plugin\'s state folder, /var/lib/relocvol/api-token, readable by root, ' +
+    'or the host\'s RELOCVOL_API_TOKEN; the read-only api-token-read shows the page too';
   $('token-why').textContent = refused
-    ? 'The API answered 401: the token was refused. Enter this host\'s API token (RELOCVOL_API_TOKEN).'
-    : 'The API answered 401: it requires a token. Enter this host\'s API token (RELOCVOL_API_TOKEN), or open the page as ' +
+    ? `The API answered 401: the token was refused. Enter this host's API token (${where}).`
+    : `The API answered 401: it requires a token. Enter this host's API token (${where}), or open the page as ` +
       `${location.origin}/#token=TOKEN.`;
   $('token-input').focus();
   renderHealth();

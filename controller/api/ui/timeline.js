@@ -29,16 +29,17 @@ export function groupRelocations(events) {
     r.start = new Date(r.startMs);
     r.totalMs = Math.max(0, ...r.steps.map((s) => s.sinceStartMs || 0));
     const last = r.steps[r.steps.length - 1].phase;
+    // A refused start (a record no agent signed) ends it as a failure.
     r.state = r.steps.some((s) => s.phase === 'done') ? 'done'
-      : last === 'failed' || last === 'stuck' ? last : 'running';
+      : last === 'failed' || last === 'stuck' ? last : last === 'refused' ? 'failed' : 'running';
   }
   return out.sort((a, b) => b.startMs - a.startMs);
 }
 
 // stepOrder is the order steps happened in: by time, then by when they
-// ended in the relocation; the final step (done, failed, stuck) last among
-// steps of the same moment.
-const FINAL = new Set(['done', 'failed', 'stuck']);
+// ended in the relocation; the final step (done, failed, stuck, refused)
+// last among steps of the same moment.
+const FINAL = new Set(['done', 'failed', 'stuck', 'refused']);
 function stepOrder(a, b) {
   return Date.parse(a.at) - Date.parse(b.at) || (a.sinceStartMs || 0) - (b.sinceStartMs || 0) ||
     FINAL.has(a.phase) - FINAL.has(b.phase);
@@ -53,7 +54,7 @@ const PHASE_GROUP = {
   pulled: 'start', created: 'start', started: 'start',
   claimed: 'storage', activated: 'storage', mounted: 'storage',
   done: 'done',
-  failed: 'error', stuck: 'error',
+  failed: 'error', stuck: 'error', refused: 'error',
 };
 
 // Layout, in pixels.
