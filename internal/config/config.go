@@ -106,7 +106,7 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.EtcdPrefix, "etcd-prefix", c.EtcdPrefix, "prefix of every relocvol key in etcd, so that one etcd can serve several clusters")
 	fs.StringVar(&c.EmbeddedEtcd, "embedded-etcd", c.EmbeddedEtcd, "client address (host:port) of the embedded etcd, used when --etcd-endpoints is empty; it and its peer port (the next) answer over TLS only, to the client certificate in --state-dir's etcd-pki (root only)")
 	fs.StringVar(&c.Backend, "backend", c.Backend, "storage backend: loop (image files in a shared folder) or lvm (LVs in a shared volume group)")
-	fs.StringVar(&c.SANDir, "san-dir", c.SANDir, "loop backend: shared folder that holds one image file per volume")
+	fs.StringVar(&c.SANDir, "san-dir", c.SANDir, "loop backend: shared folder that holds one image file per volume (<name>.img, a link to <name>.img.<ID>, the image the create with that identity made)")
 	fs.StringVar(&c.LVMVG, "lvm-vg", c.LVMVG, "lvm backend: the volume group on the SAN LUN(s) that every host sees")
 	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "host-local state folder (embedded etcd data and certificates, lease, API tokens, the names of the volumes this host has seen)")
 	fs.StringVar(&c.MountRoot, "mount-root", c.MountRoot, "folder under which volumes are mounted (the plugin's propagatedMount)")
