@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/sirupsen/logrus"
@@ -68,6 +70,19 @@ func (a *Agent) unsigned(ctx context.Context, apps map[string]store.Versioned[st
 	return out, nil
 }
 
+// allowedHere refuses an app placed on host although its label
+// relocvol.hosts (the signed Allowed) leaves host out: its placement is not
+// signed, so only the signed list says where it may run.
+func allowedHere(app store.App, host string) error {
+	if len(app.Allowed) == 0 || slices.Contains(app.Allowed, host) {
+		return nil
+	}
+	return fmt.Errorf("%w: app %s is placed on host %s, which its label relocvol.hosts (%s) leaves out", errNotAllowed, app.Name, host, strings.Join(app.Allowed, ","))
+}
+
+// errNotAllowed: an app placed on a host its signed label leaves out.
+var errNotAllowed = errors.New("placed on a host it may not run on")
+
 // record records again, and signs, the app placed here whose container c
 // runs here but whose record (read at rev) no agent signed as it is: what
 // runs here is what an agent records. A record an older relocvol wrote
@@ -102,13 +117,16 @@ func (a *Agent) record(ctx context.Context, c container.Summary, placed store.Ap
 func (a *Agent) refuse(app store.App, why error) {
 	a.report(app.Name, "refused: "+why.Error(), func() {
 		hint := "someone who can write etcd wrote or changed it: check who can (relocvol doctor, its etcd access check)"
-		if errors.Is(why, errUnsigned) {
+		switch {
+		case errors.Is(why, errUnsigned):
 			hint = "a relocvol before app keys wrote it, or someone wrote it straight into etcd"
+		case errors.Is(why, errNotAllowed):
+			hint = "its placement is not signed, its label is: someone who can write etcd placed it here; move it to an allowed host (relocvol move)"
 		}
 		err := fmt.Errorf("%w: not creating or starting its container on host %s (%s); if the app is yours, start its container "+
 			"on host %s with the label %s=true (docker start %s if it exists there, else docker run it again) so that the agent there records and signs it",
 			why, a.host, hint, a.host, LabelRelocate, app.Name)
-		a.log.WithError(err).WithField("app", app.Name).Error("refused to start an app from a record no agent of this cluster signed")
+		a.log.WithError(err).WithField("app", app.Name).Error("refused to start an app from a record this host may not start from")
 		a.rec.Refused(app, err)
 	})
 }

@@ -105,8 +105,29 @@ func (a *Agent) awaitFree(ctx context.Context, app *store.App) bool {
 	if err != nil || cur.Host != a.host || cur.Relocation == nil || cur.Relocation.ID != app.Relocation.ID {
 		return false
 	}
+	// What is started is what is checked now: the record may have been
+	// rewritten while this agent waited (its placement is not signed, its
+	// spec is).
+	if why := a.untrusted(ctx, cur); why != nil {
+		a.refuse(cur, why)
+		return false
+	}
 	*app = cur
 	return true
+}
+
+// untrusted says why app's record may not be started here (nil: it may):
+// no agent of this cluster signed it as it is, or it is placed on a host
+// its label relocvol.hosts does not allow.
+func (a *Agent) untrusted(ctx context.Context, app store.App) error {
+	key, err := a.appKey(ctx)
+	if err != nil {
+		return err
+	}
+	if err := verifyApp(key, app); err != nil {
+		return err
+	}
+	return allowedHere(app, a.host)
 }
 
 // startNew creates and starts an app placed here by a relocation.

@@ -83,6 +83,16 @@ type step struct {
 	Why       error             // refuse: why the record is not trusted
 }
 
+// untrusted says why this host may not start app from its record (nil: it
+// may): no agent signed it as it is, or it is placed on a host its signed
+// label relocvol.hosts leaves out.
+func untrusted(v hostView, name string, app store.App) error {
+	if err := v.Unsigned[name]; err != nil {
+		return err
+	}
+	return allowedHere(app, v.Host)
+}
+
 // reconcilePlan decides what brings this host in line with etcd, and how
 // many apps placed here run here. Apps with work in progress are left
 // alone; everything else follows where etcd places each app: it runs
@@ -123,8 +133,8 @@ func reconcilePlan(v hostView) (steps []step, running int) {
 			}
 		case app.Value.Relocation != nil && app.Value.Stopped:
 			steps = append(steps, step{Kind: stepFinish, Name: name}) // relocated as the user left it: stopped
-		case (v.SelfStopped[name] || app.Value.Relocation != nil) && v.Unsigned[name] != nil:
-			steps = append(steps, step{Kind: stepRefuse, Name: name, App: app.Value, Why: v.Unsigned[name]})
+		case (v.SelfStopped[name] || app.Value.Relocation != nil) && untrusted(v, name, app.Value) != nil:
+			steps = append(steps, step{Kind: stepRefuse, Name: name, App: app.Value, Why: untrusted(v, name, app.Value)})
 		case v.SelfStopped[name] || app.Value.Relocation != nil:
 			steps = append(steps, step{Kind: stepStartExisting, Name: name, Container: c, App: app.Value, Restart: v.SelfStopped[name]})
 		case v.Running[name] == v.Host:
@@ -144,8 +154,8 @@ func reconcilePlan(v hostView) (steps []step, running int) {
 		switch {
 		case app.Value.Relocation == nil:
 			steps = append(steps, step{Kind: stepForget, Name: name, Rev: app.Rev})
-		case v.Unsigned[name] != nil:
-			steps = append(steps, step{Kind: stepRefuse, Name: name, App: app.Value, Why: v.Unsigned[name]})
+		case untrusted(v, name, app.Value) != nil:
+			steps = append(steps, step{Kind: stepRefuse, Name: name, App: app.Value, Why: untrusted(v, name, app.Value)})
 		default:
 			steps = append(steps, step{Kind: stepStartNew, Name: name, App: app.Value})
 		}

@@ -18,6 +18,10 @@ func TestReconcilePlan(t *testing.T) {
 	app := func(host string, rel *store.Relocation, stopped bool) store.Versioned[store.App] {
 		return store.Versioned[store.App]{Value: store.App{Host: host, Relocation: rel, Stopped: stopped}, Rev: 7}
 	}
+	allowedOnly := func(a store.Versioned[store.App], hosts ...string) store.Versioned[store.App] {
+		a.Value.Allowed = hosts
+		return a
+	}
 	unsigned := func(names ...string) map[string]error {
 		out := map[string]error{}
 		for _, n := range names {
@@ -91,6 +95,16 @@ func TestReconcilePlan(t *testing.T) {
 				SelfStopped: map[string]bool{"db": true}, Unsigned: unsigned("db")}, "refuse db", 0},
 		{"an unsigned record placed here and settled, no container: forgotten as any",
 			hostView{Apps: map[string]store.Versioned[store.App]{"db": app("a", nil, false)}, Unsigned: unsigned("db")}, "forget db@7", 0},
+		{"placed here by a relocation, its signed label allows only b: refused, never created",
+			hostView{Host: "a", Apps: map[string]store.Versioned[store.App]{"db": allowedOnly(app("a", moving, false), "b")}}, "refuse db", 0},
+		{"its container here, relocated, its label allows only b: refused, not started",
+			hostView{Host: "a", Containers: []container.Summary{ctr("db", "exited")}, Apps: map[string]store.Versioned[store.App]{"db": allowedOnly(app("a", moving, false), "b")}},
+			"refuse db", 0},
+		{"running here although its label allows only b: left running, not recorded again",
+			hostView{Host: "a", Containers: []container.Summary{ctr("db", "running")}, Apps: map[string]store.Versioned[store.App]{"db": allowedOnly(app("a", nil, false), "b")},
+				Running: map[string]string{"db": "a"}}, "", 1},
+		{"placed here by a relocation, its label allows a: started",
+			hostView{Host: "a", Apps: map[string]store.Versioned[store.App]{"db": allowedOnly(app("a", moving, false), "a", "b")}}, "start new db", 0},
 		{"an unsigned record of a container stopped by its user: left as it is",
 			hostView{Containers: []container.Summary{ctr("db", "exited")}, Apps: map[string]store.Versioned[store.App]{"db": app("a", nil, true)}, Unsigned: unsigned("db")}, "", 0},
 		{"many at once, containers by name, then plain restarts, then apps by name",
