@@ -189,30 +189,48 @@ func (f *Fencer) enforce(ctx context.Context, victim uint64, m mode, log logrus.
 		}
 	}
 	var registered []path
+	var applied error
 	for i, p := range paths {
 		plog := log.WithField("dev", p.dev)
 		if len(plans[i]) > 0 {
 			plog.WithField("steps", fmt.Sprint(plans[i])).Warn(needed)
 		}
-		err := f.apply(ctx, p, states[i], plans[i], victim, plog)
+		applied = f.apply(ctx, p, states[i], plans[i], victim, plog)
 		if slices.Contains(plans[i], stepRegister) {
 			registered = append(registered, p)
 		}
-		if err != nil {
-			return err
+		if applied != nil {
+			break
 		}
 	}
-	if proof {
+	if proof && len(registered) > 0 {
 		if err := f.prove(ctx); err != nil {
-			// Fenced while it registered (a pause between the proof and
-			// the command): take back what it put there, where that
-			// cannot release a reservation.
-			f.withdraw(context.WithoutCancel(ctx), registered, log)
+			// Fenced while it registered (paused between the proof and
+			// the command: then its cut-off has passed too, since a peer
+			// marks it only once its lease is gone), or it cannot tell:
+			// it takes back what it put there, where that cannot release
+			// a reservation, with no cut-off (removing its own key is
+			// always safe), and counts itself fenced.
+			f.withdraw(unbounded(ctx), registered, log)
+			if !errors.Is(err, ErrNotRegistered) {
+				err = fmt.Errorf("%w: it cannot prove it was not fenced while it registered its key (%v): it takes that back and rejoins through its clean-up", ErrNotRegistered, err)
+			}
 			return err
 		}
 	}
-	return nil
+	return applied
 }
+
+// unbounded is ctx without its cut-off bound or its cancellation, for at
+// most withdrawTimeout: for taking this host's own key back.
+func unbounded(ctx context.Context) context.Context {
+	c, cancel := context.WithTimeout(context.WithValue(context.WithoutCancel(ctx), cutoffKey{}, nil), withdrawTimeout)
+	context.AfterFunc(c, cancel)
+	return c
+}
+
+// withdrawTimeout bounds taking a registration back.
+const withdrawTimeout = 10 * time.Second
 
 // prove asks etcd, within this host's cut-off, whether it is still
 // registered under its lease with no fencing mark (Liveness.Proven): a
