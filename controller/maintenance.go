@@ -82,7 +82,8 @@ func (c *Controller) MaintainOnStop(ctx context.Context, d time.Duration) {
 	cur, rev, err := c.st.GetMaintenance(ctx, c.opt.Host)
 	switch {
 	case err != nil:
-		c.log.WithError(err).Warn("cannot read this host's maintenance; announcing it for the stop")
+		c.log.WithError(err).Error("cannot read this host's maintenance while the plugin stops with volumes mounted: peers will fail this host over once its lease expires")
+		return
 	case rev != 0 && cur.By != by && !cur.Until.Before(time.Now().Add(d)):
 		c.log.WithField("until", cur.Until).Warn("plugin stopping with volumes mounted, within an operator's maintenance that lasts longer: kept as it is")
 		return
@@ -91,10 +92,11 @@ func (c *Controller) MaintainOnStop(ctx context.Context, d time.Duration) {
 		// operator's (the rejoin ends only the plugin's own).
 		by, reason = cur.By, cur.Reason
 	}
-	// Under this host's own lease: once it is gone a peer may be taking
-	// the host over, and a window landing then would shield nothing.
+	// Under this host's own lease (once it is gone a peer may be taking
+	// the host over, and a window landing then would shield nothing), and
+	// onto the window read (an operator's set meanwhile is kept).
 	m, err := c.st.SetMaintenance(ctx, c.opt.Host, d, by, reason,
-		c.st.HostLease(c.opt.Host, int64(c.opt.Beat.Lease())))
+		c.st.HostLease(c.opt.Host, int64(c.opt.Beat.Lease())), c.st.WindowAt(c.opt.Host, rev))
 	if err != nil {
 		c.log.WithError(err).Error("cannot announce maintenance while the plugin stops with volumes mounted: peers will fail this host over once its lease expires")
 		return

@@ -31,8 +31,13 @@ func access(opt Options, token string) Access {
 	return NoAccess
 }
 
-// safe methods only read.
-func safe(method string) bool { return method == http.MethodGet || method == http.MethodHead }
+// readOnly tells whether the read-only token may make a request: a safe
+// method (GET, HEAD) on anything but the doctor, whose every request makes
+// each host run its storage commands (PR reads and writes, LVM under its
+// locks): a scrape token must not be able to load them.
+func readOnly(method, path string) bool {
+	return (method == http.MethodGet || method == http.MethodHead) && path != "/v1/doctor"
+}
 
 // authorize lets through a request that need says needs no token (the
 // status page's files), one with the full token, and a safe one with the
@@ -52,11 +57,11 @@ func authorize(opt Options, need func(method, path string) bool) func(http.Handl
 				next.ServeHTTP(w, req)
 				return
 			case ReadAccess:
-				if safe(req.Method) {
+				if readOnly(req.Method, req.URL.Path) {
 					next.ServeHTTP(w, req)
 					return
 				}
-				writeError(w, Errorf(ErrForbidden, "the read-only token (%s) only reads (GET, HEAD): %s %s changes the cluster; send the API token of %s instead (the relocvol CLI run as root reads it itself)",
+				writeError(w, Errorf(ErrForbidden, "the read-only token (%s) only reads (GET, HEAD, but not the doctor, which runs commands on every host): %s %s needs the API token of %s instead (the relocvol CLI run as root reads it itself)",
 					opt.readTokenFile(), req.Method, req.URL.Path, opt.tokenFile()))
 				return
 			}
