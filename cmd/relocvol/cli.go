@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -35,6 +36,8 @@ func (f *clientFlags) bind(cmd *cobra.Command) {
 		if err := config.ApplyEnv(cmd.Flags(), "api", "token", "token-file", "api-ca"); err != nil {
 			return err
 		}
+		_, fromEnv := os.LookupEnv(config.EnvName("api-token-file"))
+		f.Client.TokenFileGiven = fromEnv || cmd.Flags().Changed("token-file")
 		if err := f.Client.Complete(); err != nil {
 			return err
 		}

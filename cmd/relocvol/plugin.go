@@ -291,11 +291,19 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	}
 	ctl.Run(ctx)
 	go drv.RunGrows(ctx)
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	h := api.Handler(ctl, api.Options{Token: apiToken, ReadToken: apiReadToken, TokenFile: cfg.APITokenFile(), ReadTokenFile: cfg.APIReadTokenFile(),
+		Metrics: ctl.Metrics(), Log: log})
 	if ln != nil {
-		h := api.Handler(ctl, api.Options{Token: apiToken, ReadToken: apiReadToken, TokenFile: cfg.APITokenFile(), ReadTokenFile: cfg.APIReadTokenFile(),
-			Metrics: ctl.Metrics(), Log: log})
 		go func() { errc <- api.Serve(ctx, ln, h) }()
+	}
+	// And on the root-only socket the CLI run as root asks (and alone
+	// sends the token file to by itself). Without it the CLI still works
+	// with --api and a token.
+	if sock, err := api.ListenUnix(cfg.APISocket()); err != nil {
+		log.WithError(err).Warn("the API's socket cannot be served: the relocvol CLI needs --api and --token on this host")
+	} else {
+		go func() { errc <- api.Serve(ctx, sock, h) }()
 	}
 	go func() { errc <- <-served }()
 	gate.Ready(drv)

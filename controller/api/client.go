@@ -21,11 +21,27 @@ type Client struct {
 	TokenFrom string
 	NoToken   error
 	HTTP      *http.Client
+	// Where names the API in messages: Base, or the unix socket asked.
+	Where string
 }
 
-// NewClient returns a client for base.
+// NewClient returns a client for base: an http:// or https:// URL, or
+// unix:///path of a host's API socket.
 func NewClient(base, token string) *Client {
-	return &Client{Base: strings.TrimSuffix(base, "/"), Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	c := &Client{Base: strings.TrimSuffix(base, "/"), Token: token, HTTP: &http.Client{Timeout: 30 * time.Second}}
+	c.Where = c.Base
+	if url, tr := unixBase(c.Base); tr != nil {
+		c.Base, c.HTTP.Transport = url, tr
+	}
+	return c
+}
+
+// where names the API asked, for messages.
+func (c *Client) where() string {
+	if c.Where != "" {
+		return c.Where
+	}
+	return c.Base
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
@@ -60,7 +76,7 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, rd)
 	if err != nil {
-		return nil, fmt.Errorf("API address %q: %w", c.Base, err)
+		return nil, fmt.Errorf("API address %q: %w", c.where(), err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -70,7 +86,7 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the relocvol API at %s: %w (is the plugin enabled on this host? set --api or RELOCVOL_API)", c.Base, err)
+		return nil, fmt.Errorf("cannot reach the relocvol API at %s: %w (is the plugin enabled on this host? its socket answers root only; set --api or RELOCVOL_API)", c.where(), err)
 	}
 	if resp.StatusCode < 300 {
 		return resp, nil
@@ -95,9 +111,9 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 func (c *Client) refused(msg string) string {
 	switch {
 	case c.Token == "" && c.NoToken != nil:
-		return fmt.Sprintf("the API at %s needs a token, and this command has none: %v (the API says: %s)", c.Base, c.NoToken, msg)
+		return fmt.Sprintf("the API at %s needs a token, and this command has none: %v (the API says: %s)", c.where(), c.NoToken, msg)
 	case c.Token != "" && c.TokenFrom != "":
-		return fmt.Sprintf("the API at %s refused the token of %s: %s", c.Base, c.TokenFrom, msg)
+		return fmt.Sprintf("the API at %s refused the token of %s: %s", c.where(), c.TokenFrom, msg)
 	}
 	return msg
 }

@@ -79,22 +79,22 @@ func (c *Client) FollowEvents(ctx context.Context, f EventFilter, fn func(Event)
 				return nil
 			}
 			if errors.Is(err, io.EOF) {
-				return fmt.Errorf("the relocvol API at %s ended the event stream", c.Base)
+				return fmt.Errorf("the relocvol API at %s ended the event stream", c.where())
 			}
-			return fmt.Errorf("read the event stream of %s: %w", c.Base, err)
+			return fmt.Errorf("read the event stream of %s: %w", c.where(), err)
 		}
 		if bytes.HasPrefix(bytes.TrimSpace(raw), []byte("[")) {
-			return fmt.Errorf("the relocvol API at %s lists events but does not stream them: its plugin is older than this CLI; upgrade it", c.Base)
+			return fmt.Errorf("the relocvol API at %s lists events but does not stream them: its plugin is older than this CLI; upgrade it", c.where())
 		}
 		var line struct {
 			Event
 			Failure string `json:"error"`
 		}
 		if err := json.Unmarshal(raw, &line); err != nil {
-			return fmt.Errorf("decode an event from %s: %w", c.Base, err)
+			return fmt.Errorf("decode an event from %s: %w", c.where(), err)
 		}
 		if line.Phase == "" && line.Failure != "" {
-			return fmt.Errorf("the event stream of %s failed: %s", c.Base, line.Failure)
+			return fmt.Errorf("the event stream of %s failed: %s", c.where(), line.Failure)
 		}
 		line.Event.Error = line.Failure
 		if err := fn(line.Event); err != nil {

@@ -288,6 +288,10 @@ func beyondHost(addr string) bool {
 // /metrics and other reads).
 func (c *Config) APITokenFile() string { return filepath.Join(c.StateDir, "api-token") }
 
+// APISocket is the API's unix socket (mode 0600: root only), which the
+// CLI run as root asks by default.
+func (c *Config) APISocket() string { return filepath.Join(c.StateDir, "api.sock") }
+
 // APIReadTokenFile is the read-only token's file (see APITokenFile).
 func (c *Config) APIReadTokenFile() string { return filepath.Join(c.StateDir, "api-token-read") }
 
