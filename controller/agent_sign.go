@@ -65,6 +65,9 @@ func (a *Agent) unsigned(ctx context.Context, apps map[string]store.Versioned[st
 		}
 		if err := verifyApp(key, app.Value); err != nil {
 			out[name] = err
+		} else if app.Value.Name != name {
+			// A signed record copied under another app's key.
+			out[name] = fmt.Errorf("%w: the record under apps/%s is app %s's", errBadMAC, name, app.Value.Name)
 		}
 	}
 	return out, nil

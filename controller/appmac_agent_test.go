@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -106,5 +107,36 @@ func TestAgentSignsWhatRunsHere(t *testing.T) {
 				t.Errorf("the agent acted on the running container: %v", calls)
 			}
 		})
+	}
+}
+
+// A signed record copied under another app's key (apps/evil holding app
+// good's record, placed here with a relocation) is refused: what is
+// signed is the record of the app it names, not of the key it is under.
+func TestAgentRefusesARecordUnderAnotherAppsKey(t *testing.T) {
+	st, _, d, a, ctx := agentEnv(t)
+	good := signed(t, store.App{Name: "good", Volumes: []string{"db"}, Spec: store.AppSpec{Image: "img", Labels: relocate,
+		Mounts: []store.AppMount{{Type: "volume", Source: "db", Target: "/db", Driver: "relocvol"}}}})
+	good.Host = "a"
+	good.Relocation = &store.Relocation{ID: "r1", Kind: store.KindMove, From: "b", To: "a", Started: time.Now().UTC()}
+	rec, err := json.Marshal(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Client().Put(ctx, "/test/apps/evil", string(rec)); err != nil {
+		t.Fatal(err)
+	}
+	go a.Run(ctx)
+	testenv.WaitFor(t, "the copied record refused", 10*time.Second, func() bool {
+		ev, _ := st.ListEvents(ctx, 20)
+		for _, e := range ev {
+			if e.Phase == "refused" && strings.Contains(e.Error, "the record under apps/evil is app good's") {
+				return true
+			}
+		}
+		return false
+	})
+	if calls := d.log(); len(calls) != 0 {
+		t.Fatalf("the agent acted on a record copied under another app's key: docker calls %v", calls)
 	}
 }
