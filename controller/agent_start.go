@@ -107,7 +107,11 @@ func (a *Agent) awaitFree(ctx context.Context, app *store.App) bool {
 	}
 	// What is started is what is checked now: the record may have been
 	// rewritten while this agent waited (its placement is not signed, its
-	// spec is).
+	// spec is), or be another app's copied under this one's key.
+	if cur.Name != app.Name {
+		a.refuse(cur, fmt.Errorf("%w: the record under apps/%s is app %s's", errBadMAC, app.Name, cur.Name))
+		return false
+	}
 	if why := a.untrusted(ctx, cur); why != nil {
 		a.refuse(cur, why)
 		return false

@@ -78,30 +78,51 @@ func (c *Controller) MaintainOnStop(ctx context.Context, d time.Duration) {
 	if c.opt.Volumes == nil || len(c.opt.Volumes.Mounts()) == 0 || !c.opt.Beat.Alive() {
 		return
 	}
-	by, reason := store.MaintenanceByPluginStop, "the plugin stopped with volumes mounted"
-	cur, rev, err := c.st.GetMaintenance(ctx, c.opt.Host)
+	var m store.Maintenance
+	kept := false
+	// A window that changes between the read and the write (an operator's
+	// set or ended meanwhile) is read again and decided on again.
+	err := store.Retry(3, func(int) error {
+		cur, rev, err := c.st.GetMaintenance(ctx, c.opt.Host)
+		if err != nil {
+			return store.Final(err)
+		}
+		var by, reason string
+		if kept, by, reason = stopWindow(cur, rev, time.Now(), d); kept {
+			m = cur
+			return nil
+		}
+		// Under this host's own lease (once it is gone a peer may be
+		// taking the host over, and a window landing then would shield
+		// nothing), and onto the window read.
+		m, err = c.st.SetMaintenance(ctx, c.opt.Host, d, by, reason,
+			c.st.HostLease(c.opt.Host, int64(c.opt.Beat.Lease())), c.st.WindowAt(c.opt.Host, rev))
+		return err
+	})
 	switch {
 	case err != nil:
-		c.log.WithError(err).Error("cannot read this host's maintenance while the plugin stops with volumes mounted: peers will fail this host over once its lease expires")
-		return
-	case rev != 0 && cur.By != by && !cur.Until.Before(time.Now().Add(d)):
-		c.log.WithField("until", cur.Until).Warn("plugin stopping with volumes mounted, within an operator's maintenance that lasts longer: kept as it is")
-		return
-	case rev != 0 && cur.By != by:
-		// An operator's window that ends sooner: lengthened, still the
-		// operator's (the rejoin ends only the plugin's own).
-		by, reason = cur.By, cur.Reason
-	}
-	// Under this host's own lease (once it is gone a peer may be taking
-	// the host over, and a window landing then would shield nothing), and
-	// onto the window read (an operator's set meanwhile is kept).
-	m, err := c.st.SetMaintenance(ctx, c.opt.Host, d, by, reason,
-		c.st.HostLease(c.opt.Host, int64(c.opt.Beat.Lease())), c.st.WindowAt(c.opt.Host, rev))
-	if err != nil {
 		c.log.WithError(err).Error("cannot announce maintenance while the plugin stops with volumes mounted: peers will fail this host over once its lease expires")
-		return
+	case kept:
+		c.log.WithField("until", m.Until).Warn("plugin stopping with volumes mounted, within an operator's maintenance that lasts longer: kept as it is")
+	default:
+		c.log.WithField("until", m.Until).Warn("plugin stopping with volumes mounted: maintenance announced, so peers do not fail this host over before then; enable the plugin again before it ends")
 	}
-	c.log.WithField("until", m.Until).Warn("plugin stopping with volumes mounted: maintenance announced, so peers do not fail this host over before then; enable the plugin again before it ends")
+}
+
+// stopWindow decides the maintenance a plugin stopping with volumes
+// mounted announces for d from now, given the window cur read at rev (0:
+// none): an operator's that lasts longer is kept as it is (keep); one that
+// ends sooner is lengthened, still the operator's (the rejoin ends only
+// the plugin's own); otherwise the plugin's own.
+func stopWindow(cur store.Maintenance, rev int64, now time.Time, d time.Duration) (keep bool, by, reason string) {
+	by, reason = store.MaintenanceByPluginStop, "the plugin stopped with volumes mounted"
+	switch {
+	case rev == 0 || cur.By == by:
+		return false, by, reason
+	case !cur.Until.Before(now.Add(d)):
+		return true, cur.By, cur.Reason
+	}
+	return false, cur.By, cur.Reason
 }
 
 // endStopMaintenance ends the maintenance this host's plugin announced when

@@ -120,3 +120,28 @@ func stoppingHost(t *testing.T) (*store.Store, context.Context, *Controller) {
 	vols := &fakeVolumes{d: &fakeDocker{}, stuck: map[string]time.Time{"db": {}}}
 	return st, ctx, New(Options{Host: "a", Store: st, Beat: hb, Fencer: &recordingFencer{}, Log: quietLog(), Volumes: vols})
 }
+
+func TestStopWindow(t *testing.T) {
+	now := time.Now()
+	op := func(until time.Duration) store.Maintenance {
+		return store.Maintenance{By: "operator", Reason: "kernel", Until: now.Add(until)}
+	}
+	for _, tc := range []struct {
+		name       string
+		cur        store.Maintenance
+		rev        int64
+		keep       bool
+		by, reason string
+	}{
+		{"none: the plugin's own", store.Maintenance{}, 0, false, store.MaintenanceByPluginStop, "the plugin stopped with volumes mounted"},
+		{"the plugin's own of an earlier stop: replaced", store.Maintenance{By: store.MaintenanceByPluginStop, Until: now.Add(time.Hour)}, 5, false, store.MaintenanceByPluginStop, "the plugin stopped with volumes mounted"},
+		{"an operator's, longer: kept", op(time.Hour), 5, true, "operator", "kernel"},
+		{"an operator's, as long: kept", op(10 * time.Minute), 5, true, "operator", "kernel"},
+		{"an operator's, shorter: lengthened, the operator's", op(time.Minute), 5, false, "operator", "kernel"},
+	} {
+		keep, by, reason := stopWindow(tc.cur, tc.rev, now, 10*time.Minute)
+		if keep != tc.keep || by != tc.by || reason != tc.reason {
+			t.Errorf("%s: stopWindow = %v %q %q, want %v %q %q", tc.name, keep, by, reason, tc.keep, tc.by, tc.reason)
+		}
+	}
+}

@@ -133,7 +133,11 @@ func reconcilePlan(v hostView) (steps []step, running int) {
 			}
 		case app.Value.Relocation != nil && app.Value.Stopped:
 			steps = append(steps, step{Kind: stepFinish, Name: name}) // relocated as the user left it: stopped
-		case (v.SelfStopped[name] || app.Value.Relocation != nil) && untrusted(v, name, app.Value) != nil:
+		case app.Value.Relocation == nil && v.SelfStopped[name] && v.Unsigned[name] != nil:
+			// Its own container, stopped by self-fencing: restarted as
+			// it is, if its record is one an agent signed.
+			steps = append(steps, step{Kind: stepRefuse, Name: name, App: app.Value, Why: v.Unsigned[name]})
+		case app.Value.Relocation != nil && untrusted(v, name, app.Value) != nil:
 			steps = append(steps, step{Kind: stepRefuse, Name: name, App: app.Value, Why: untrusted(v, name, app.Value)})
 		case v.SelfStopped[name] || app.Value.Relocation != nil:
 			steps = append(steps, step{Kind: stepStartExisting, Name: name, Container: c, App: app.Value, Restart: v.SelfStopped[name]})

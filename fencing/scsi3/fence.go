@@ -163,6 +163,11 @@ const (
 // since a peer marks a host, which needs its lease gone, before it
 // preempts it. log hears, at warn, each path that needed a step.
 func (f *Fencer) enforce(ctx context.Context, victim uint64, m mode, log logrus.FieldLogger, needed string) error {
+	// One at a time: a check's withdrawal must not take back the key a
+	// join or a fence just put there, nor unregister the holder of a
+	// reservation taken meanwhile.
+	f.opMu.Lock()
+	defer f.opMu.Unlock()
 	if m == modeLive {
 		if _, ok := f.alive(); !ok {
 			return errNotAlive
@@ -212,9 +217,12 @@ func (f *Fencer) enforce(ctx context.Context, victim uint64, m mode, log logrus.
 			// a reservation, with no cut-off (removing its own key is
 			// always safe), and counts itself fenced.
 			f.withdraw(unbounded(ctx), registered, log)
-			if !errors.Is(err, ErrNotRegistered) {
-				err = fmt.Errorf("%w: it cannot prove it was not fenced while it registered its key (%v): it takes that back and rejoins through its clean-up", ErrNotRegistered, err)
+			if errors.Is(err, errNotAlive) {
+				// Past its cut-off: peers may be fencing it by now.
+				err = fmt.Errorf("%w: its cut-off passed while it registered its key: it takes that back and rejoins through its clean-up", ErrNotRegistered)
 			}
+			// Any other failure (etcd did not answer) is passing: the key
+			// is taken back, and the next check proves and registers again.
 			return err
 		}
 	}
@@ -266,6 +274,9 @@ func (f *Fencer) withdraw(ctx context.Context, paths []path, log logrus.FieldLog
 			plog.WithError(err).Error("cannot unregister this host's key after it was fenced")
 			continue
 		}
+		f.mu.Lock()
+		delete(f.joined, p.dev) // not registered there any more
+		f.mu.Unlock()
 		plog.Warn("unregistered this host's key again: it was fenced while it registered")
 	}
 }

@@ -111,6 +111,9 @@ type Fencer struct {
 	delay   time.Duration
 	log     logrus.FieldLogger
 
+	// opMu serializes the operations that change PR state (enforce: join,
+	// check, fence, and their withdrawals).
+	opMu sync.Mutex
 	mu   sync.Mutex
 	ptpl map[string]bool // device -> the target keeps registrations through power loss
 	// joined are the devices where this host registered (or found itself

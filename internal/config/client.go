@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 )
 
 // Client is what the relocvol CLI's API commands are configured with: which
@@ -39,11 +40,12 @@ func ClientDefaults() Client {
 	return Client{TokenFile: d.APITokenFile()}
 }
 
-// localAPI is this host's API: its root-only socket where it is there (the
-// plugin runs, and this is root), else its default loopback address.
+// localAPI is this host's API: its root-only socket where it is there and
+// this process may connect to it (root), else its default loopback
+// address.
 func localAPI() string {
 	d := Defaults()
-	if fi, err := os.Stat(d.APISocket()); err == nil && fi.Mode()&fs.ModeSocket != 0 {
+	if fi, err := os.Stat(d.APISocket()); err == nil && fi.Mode()&fs.ModeSocket != 0 && unix.Access(d.APISocket(), unix.W_OK) == nil {
 		return "unix://" + d.APISocket()
 	}
 	return "http://127.0.0.1:7480"
@@ -87,7 +89,7 @@ func (c *Client) LoadToken() error {
 	if c.TokenFile == "" {
 		return errors.New("no API token: give --token (RELOCVOL_API_TOKEN) or --token-file (RELOCVOL_API_TOKEN_FILE)")
 	}
-	if !c.TokenFileGiven && !strings.HasPrefix(c.API, "unix://") {
+	if d := Defaults(); !c.TokenFileGiven && c.API != "unix://"+d.APISocket() {
 		// Whoever listens on a TCP port (on loopback, anyone, while the
 		// plugin is down) would receive root's token: only the socket,
 		// which only root can have made, gets it unasked.

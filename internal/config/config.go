@@ -118,7 +118,7 @@ func (c *Config) Bind(fs *pflag.FlagSet) {
 	fs.StringVar(&c.DefaultFS, "default-fs", c.DefaultFS, "filesystem of a volume created without -o fs: ext4 or xfs")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.DockerHost, "docker-host", c.DockerHost, "the local Docker engine the controller records and starts relocatable containers with, and the plugin asks whether a second Swarm task would share a volume; empty: no agent on this host")
-	fs.StringVar(&c.APIAddr, "api-addr", c.APIAddr, "address (host:port) of the REST API, metrics and status page; empty: none. It always requires a token (--api-token)")
+	fs.StringVar(&c.APIAddr, "api-addr", c.APIAddr, "address (host:port) of the REST API, metrics and status page; empty: none over TCP (the root-only socket api.sock in --state-dir answers anyway). It always requires a token (--api-token)")
 	fs.StringVar(&c.APIToken, "api-token", c.APIToken, "bearer token the REST API requires (Authorization: Bearer TOKEN); empty: the cluster's, made once in etcd; either way kept in --state-dir's api-token (mode 0600) for the CLI run as root, and a read-only token for GET requests (/metrics) in api-token-read")
 	fs.StringVar(&c.APICert, "api-cert", c.APICert, "certificate file (PEM) of the REST API: with --api-key, it serves HTTPS only")
 	fs.StringVar(&c.APIKey, "api-key", c.APIKey, "private key file (PEM) of --api-cert")
