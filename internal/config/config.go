@@ -80,6 +80,20 @@ func Defaults() Config {
 	}
 }
 
+// ThisHost is the name the plugin gives this host when --host is not on
+// its command line: RELOCVOL_HOST, else the machine's hostname. It goes
+// through Defaults, Bind and ApplyEnv as the plugin does, so that a command
+// run outside the plugin (relocvol host key) cannot come to another name.
+// A managed plugin reads RELOCVOL_HOST from its own settings (docker plugin
+// set), not from the shell this runs in.
+func ThisHost() string {
+	c := Defaults()
+	fs := pflag.NewFlagSet("host", pflag.ContinueOnError)
+	c.Bind(fs)
+	_ = ApplyEnv(fs, "host") // a string flag takes any value
+	return c.Host
+}
+
 // EnvName is the environment variable that backs a flag of that name.
 func EnvName(flag string) string {
 	return "RELOCVOL_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
@@ -158,16 +172,29 @@ func ApplyEnv(fs *pflag.FlagSet, only ...string) error {
 	return errors.Join(errs...)
 }
 
+// ValidateHost says what is wrong with a host name, if anything. It is
+// the plugin's rule for --host, shared with the commands that take a host
+// name before any plugin runs (relocvol host key): a name it refuses would
+// never hold a lease or register a key. The name is a segment of etcd keys
+// (<prefix>/fenced/<host>), hence no '/' and no "..".
+func ValidateHost(name string) error {
+	if name == "" {
+		return errors.New("empty: set a host name unique in the cluster")
+	}
+	if err := spec.ValidateName(name); err != nil || strings.Contains(name, "..") {
+		return fmt.Errorf("%q is not a usable host name: use 2 to %d letters, digits, '.', '_' and '-', starting with a letter or digit, without \"..\"", spec.Shorten(name), spec.MaxNameLen)
+	}
+	return nil
+}
+
 // Validate reports every invalid setting.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(flag, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("--%s (%s): %s", flag, EnvName(flag), fmt.Sprintf(format, a...)))
 	}
-	if c.Host == "" {
-		bad("host", "empty: set a host name unique in the cluster")
-	} else if err := spec.ValidateName(c.Host); err != nil || strings.Contains(c.Host, "..") {
-		bad("host", "%q is not a usable host name: use letters, digits, '.', '_' and '-'", c.Host)
+	if err := ValidateHost(c.Host); err != nil {
+		bad("host", "%v", err)
 	}
 	for _, ep := range c.EtcdEndpoints {
 		if !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +90,65 @@ func fromEnv(t *testing.T, env map[string]string, args ...string) (Config, error
 		t.Fatal(err)
 	}
 	return c, ApplyEnv(fs)
+}
+
+// ThisHost is the plugin's host name without --host: RELOCVOL_HOST, else
+// the hostname.
+func TestThisHost(t *testing.T) {
+	hostname, _ := os.Hostname()
+	for _, tc := range []struct {
+		name string
+		env  *string
+		want string
+	}{
+		{name: "hostname", want: hostname},
+		{name: "RELOCVOL_HOST", env: ptr("node-7"), want: "node-7"},
+		{name: "empty RELOCVOL_HOST", env: ptr(""), want: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("RELOCVOL_HOST", "")
+			if tc.env == nil {
+				os.Unsetenv("RELOCVOL_HOST")
+			} else {
+				t.Setenv("RELOCVOL_HOST", *tc.env)
+			}
+			if got := ThisHost(); got != tc.want {
+				t.Errorf("ThisHost() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// ValidateHost is --host's rule, and says what a usable name is.
+func TestValidateHost(t *testing.T) {
+	for _, tc := range []struct {
+		host string
+		want string // "" when valid
+	}{
+		{host: "node-1"},
+		{host: "db01.example.com"},
+		{host: "", want: "empty: set a host name"},
+		{host: "a", want: `"a" is not a usable host name: use 2 to 96 letters`},
+		{host: "a/b", want: `"a/b" is not a usable host name`},
+		{host: "a..b", want: `"a..b" is not a usable host name`},
+		{host: "-x", want: "starting with a letter or digit"},
+		{host: "node 1", want: `"node 1" is not a usable host name`},
+	} {
+		t.Run(tc.host, func(t *testing.T) {
+			err := ValidateHost(tc.host)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
 }
 
 func TestEnvFallback(t *testing.T) {
