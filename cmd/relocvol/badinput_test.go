@@ -109,6 +109,11 @@ func TestCLIBadInput(t *testing.T) {
 		{"volume grow: smaller", with("volume", "grow", "db", "512M"), []string{`grow volume "db" to 512M: it is 1G already`, "relocvol only grows volumes", "create a smaller volume and copy the data"}},
 		{"volume grow: not a size", with("volume", "grow", "db", "12QB"), []string{`grow volume "db": invalid size "12QB"`, "use a positive number with K, M, G or T"}},
 		{"volume grow: unknown volume", with("volume", "grow", "nosuch", "2G"), []string{`volume "nosuch" not found`}},
+		{"host: no subcommand", []string{"host"}, []string{"relocvol host needs a subcommand: relocvol host key [HOST]"}},
+		{"host key: two hosts", []string{"host", "key", "n1", "n2"}, []string{"relocvol host key takes at most 1 argument, got 2", "use relocvol host key [HOST]"}},
+		{"host key: empty host", []string{"host", "key", ""}, []string{"HOST: empty: set a host name"}},
+		{"host key: bad host", []string{"host", "key", "a/b"}, []string{`HOST: "a/b" is not a usable host name`, "use 2 to 96 letters, digits"}},
+		{"host key: unknown flag", []string{"host", "key", "--api", srv.URL}, []string{"unknown flag: --api", "see relocvol host key --help"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := rootCmd()

@@ -37,7 +37,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(pluginCmd(), driverCmd(), versionCmd())
+	root.AddCommand(pluginCmd(), driverCmd(), hostCmd(), versionCmd())
 	root.AddCommand(apiCmds()...)
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return fmt.Errorf("%w: see %s --help", err, cmd.CommandPath())

@@ -76,6 +76,10 @@ func KeyFor(host string) uint64 {
 	return keyPrefix | binary.BigEndian.Uint64(sum[:8])&(1<<48-1) | 1
 }
 
+// KeyHex is host's key as sg_persist, mpathpersist and multipath.conf
+// write it (0x5256…): what an operator compares and configures.
+func KeyHex(host string) string { return hexKey(KeyFor(host)) }
+
 func hexKey(k uint64) string { return "0x" + strconv.FormatUint(k, 16) }
 
 type notRegistered struct{}

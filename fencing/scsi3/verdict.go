@@ -157,6 +157,21 @@ func contains(keys []uint64, k uint64) bool {
 // config` output (or multipath.conf).
 var reservationKeyRe = regexp.MustCompile(`(?m)^\s*reservation_key\s+"?([^"\s]+)"?`)
 
+// The /etc/multipath.conf setting a host needs where a PV is a multipath
+// map, said the same way by the doctor's fix and by `relocvol host key`.
+// relocvol registers through mpathpersist, whose REGISTER hands the key to
+// multipathd; with reservation_key file, multipathd keeps it in
+// /etc/multipath/prkeys under the map's WWID and registers the paths it
+// adds later (a path that comes back) with it: without a reservation_key,
+// writes through such a path fail. One line in defaults covers every map
+// and every host's own key, so the file is the same on every host.
+const (
+	MultipathKeySetting = "reservation_key file"
+	MultipathReload     = "multipathd reconfigure"
+	MultipathFix        = "add " + MultipathKeySetting + " to the defaults section of /etc/multipath.conf (defaults { " + MultipathKeySetting + " }), then " +
+		MultipathReload + "; or this host's key itself (reservation_key 0x…) in the map's multipaths { multipath { wwid … } } section. relocvol host key prints both"
+)
+
 // multipathVerdict judges multipathd's configuration where a PV is a
 // multipath map: mpathpersist registers the paths of a map there now, and
 // multipathd registers a path it adds later only with a reservation_key.
@@ -172,6 +187,6 @@ func multipathVerdict(maps []string, config string, err error) doctor.Check {
 	if m := reservationKeyRe.FindStringSubmatch(config); m != nil {
 		return doctor.Passed(name, "reservation_key %s in multipathd's configuration: paths it adds to %s are registered too", m[1], strings.Join(maps, ", "))
 	}
-	return doctor.Failed(name, `add reservation_key file to the defaults section of /etc/multipath.conf, then multipathd reconfigure`,
+	return doctor.Failed(name, MultipathFix,
 		"PVs %s are multipath maps but multipathd's configuration has no reservation_key: a path multipathd adds later (one that comes back) is not registered, and writes through it fail", strings.Join(maps, ", "))
 }

@@ -115,18 +115,25 @@ func TestMultipathVerdict(t *testing.T) {
 		err    error
 		want   doctor.Status
 		says   string
+		fix    []string // what the fix says, for a failure
 	}{
 		{name: "no multipath", want: doctor.Pass, says: "no PV is a multipath map"},
 		{name: "key set", maps: maps, config: config, want: doctor.Pass, says: "reservation_key file"},
 		{name: "key in a map's section", maps: maps, config: "multipaths {\n\tmultipath {\n\t\twwid 3600\n\t\treservation_key 0x5256aa\n\t}\n}\n", want: doctor.Pass, says: "reservation_key 0x5256aa"},
-		{name: "no key", maps: maps, config: "defaults {\n\tverbosity 2\n}\n", want: doctor.Fail, says: "has no reservation_key"},
-		{name: "a commented key does not count", maps: maps, config: "defaults {\n#\treservation_key file\n}\n", want: doctor.Fail, says: "has no reservation_key"},
-		{name: "multipathd down", maps: maps, err: errors.New("exit 1: can't connect"), want: doctor.Fail, says: "multipathd does not answer"},
+		{name: "no key", maps: maps, config: "defaults {\n\tverbosity 2\n}\n", want: doctor.Fail, says: "has no reservation_key",
+			fix: []string{"add reservation_key file to the defaults section of /etc/multipath.conf", "then multipathd reconfigure", "in the map's multipaths { multipath { wwid … } } section", "relocvol host key prints both"}},
+		{name: "a commented key does not count", maps: maps, config: "defaults {\n#\treservation_key file\n}\n", want: doctor.Fail, says: "has no reservation_key", fix: []string{"defaults { reservation_key file }"}},
+		{name: "multipathd down", maps: maps, err: errors.New("exit 1: can't connect"), want: doctor.Fail, says: "multipathd does not answer", fix: []string{"systemctl enable --now multipathd"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := multipathVerdict(tc.maps, tc.config, tc.err)
 			if c.Status != tc.want || !strings.Contains(c.Detail, tc.says) {
 				t.Fatalf("%+v, want %s saying %q", c, tc.want, tc.says)
+			}
+			for _, f := range tc.fix {
+				if !strings.Contains(c.Fix, f) {
+					t.Errorf("fix %q does not say %q", c.Fix, f)
+				}
 			}
 		})
 	}
