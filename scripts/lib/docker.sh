@@ -44,8 +44,12 @@ ensure_docker() {
 	if ! proc_running dockerd; then
 		log "starting dockerd (log: $RELOCVOL_DOCKERD_LOG)"
 		mkdir -p "$(dirname "$RELOCVOL_DOCKERD_LOG")"
-		# shellcheck disable=SC2086 # word splitting of the extra args is wanted
-		setsid nohup dockerd ${RELOCVOL_DOCKERD_ARGS:-} >>"$RELOCVOL_DOCKERD_LOG" 2>&1 </dev/null &
+		# It keeps none of this script's other open files: a lock its caller
+		# holds (flock FILE scripts/test.sh) would stay held as long as
+		# dockerd runs.
+		# shellcheck disable=SC2086,SC2016 # word splitting of the extra args is wanted; $fd is the inner shell's
+		setsid nohup bash -c 'for fd in /proc/self/fd/*; do fd=${fd##*/}; ((fd > 2)) && eval "exec $fd>&-"; done; exec dockerd "$@"' dockerd \
+			${RELOCVOL_DOCKERD_ARGS:-} >>"$RELOCVOL_DOCKERD_LOG" 2>&1 </dev/null &
 		disown || true
 	else
 		log "dockerd runs but does not answer yet; waiting"
