@@ -67,6 +67,7 @@ type config struct {
 	hosts  []string
 	mem    int
 	docker bool
+	paths  int
 }
 
 // WithMemory gives each VM mib MiB of RAM (default: lab.sh's, 640).
@@ -76,6 +77,13 @@ func WithMemory(mib int) Option { return func(c *config) { c.mem = mib } }
 // once it sees the LUN, as a host's docker.service would; the lab is ready
 // when dockerd answers. Without it the VMs have docker.io but never start it.
 func WithDocker() Option { return func(c *config) { c.docker = true } }
+
+// WithPaths gives each host VM n SAN links to the san VM, each to a portal
+// of its target (default 1). With 2 or more each host logs in through every
+// link and reaches each LUN through a dm-multipath map over its paths
+// (multipathd set up as docs/production.md says), as on a real SAN: LUN
+// then names the map, Paths its disks.
+func WithPaths(n int) Option { return func(c *config) { c.paths = n } }
 
 // Start boots a lab of its own (fresh disks, free ports, in a temporary
 // folder) and stops it when t ends; it fails t if the lab does not come up.
@@ -116,6 +124,9 @@ func Start(t testing.TB, opts ...Option) *Lab {
 	}
 	if c.docker {
 		l.env = append(l.env, "RELOCVOL_VMLAB_DOCKER=on")
+	}
+	if c.paths > 0 {
+		l.env = append(l.env, "RELOCVOL_VMLAB_PATHS="+strconv.Itoa(c.paths))
 	}
 	keep := os.Getenv("RELOCVOL_VMLAB_KEEP") == "1"
 	if !keep {
@@ -316,21 +327,29 @@ func (l *Lab) MustRun(t testing.TB, vm, cmd string) string {
 	return out
 }
 
-// LUN is the shared LUN's device on host vm (e.g. /dev/sda), as its role
-// script found it after the iSCSI login.
+// LUN is the shared LUN's device on host vm (e.g. /dev/sda, or
+// /dev/mapper/mpatha in a lab WithPaths), as its role script found it after
+// the iSCSI logins.
 func (l *Lab) LUN(t testing.TB, vm string) string {
 	t.Helper()
 	return strings.TrimSpace(l.MustRun(t, vm, "cat /run/relocvol/lun"))
 }
 
+// Paths are the disks through which host vm reaches the shared LUN, one per
+// SAN link (the paths of its multipath map in a lab WithPaths).
+func (l *Lab) Paths(t testing.TB, vm string) []string {
+	t.Helper()
+	return strings.Fields(l.MustRun(t, vm, "relocvol-lun --paths 0"))
+}
+
 // AddLUN exports another LUN from the san VM while the lab runs (LUN n,
 // size bytes, backed by a sparse file on the san VM's disk), as when a
 // storage admin adds a LUN for a VG to grow on; every host rescans its
-// iSCSI session. It returns each host's device of the new LUN. A host that
-// boots again logs in to both LUNs by itself.
+// iSCSI sessions. It returns each host's device of the new LUN (its
+// multipath map in a lab WithPaths). A host that boots again logs in to
+// both LUNs by itself.
 func (l *Lab) AddLUN(t testing.TB, n int, size int64) map[string]string {
 	t.Helper()
-	iqn := strings.TrimSpace(l.MustRun(t, San, ". /etc/relocvol-vmlab.conf && echo $VMLAB_TARGET_IQN"))
 	l.MustRun(t, San, fmt.Sprintf(`set -e
 . /etc/relocvol-vmlab.conf
 T=/sys/kernel/config/target
@@ -350,10 +369,7 @@ for acl in $tpg/acls/*; do
 done`, n, size, n+1))
 	devs := map[string]string{}
 	for _, h := range l.Hosts {
-		devs[h] = strings.TrimSpace(l.MustRun(t, h, fmt.Sprintf(`iscsiadm -m session --rescan >/dev/null
-link=/dev/disk/by-path/ip-$(head -n1 /run/relocvol/san-addrs):3260-iscsi-%s-lun-%d
-for i in $(seq 120); do [ -b "$link" ] && break; udevadm settle --timeout=5 || true; sleep 0.5; done
-[ -b "$link" ] && readlink -f "$link"`, iqn, n)))
+		devs[h] = strings.TrimSpace(l.MustRun(t, h, fmt.Sprintf("iscsiadm -m session --rescan >/dev/null && relocvol-lun %d", n)))
 		if devs[h] == "" || !strings.HasPrefix(devs[h], "/dev/") {
 			t.Fatalf("%s does not see LUN %d after a rescan", h, n)
 		}

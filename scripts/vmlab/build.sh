@@ -119,6 +119,7 @@ install -m 0755 "$VMLAB_DIR/guest/init" "$stage/usr/local/sbin/relocvol-init"
 install -m 0755 "$VMLAB_DIR/guest/san.sh" "$stage/usr/local/sbin/relocvol-san"
 install -m 0755 "$VMLAB_DIR/guest/host.sh" "$stage/usr/local/sbin/relocvol-host"
 install -m 0755 "$VMLAB_DIR/guest/docker.sh" "$stage/usr/local/sbin/relocvol-docker"
+install -m 0755 "$VMLAB_DIR/guest/lun.sh" "$stage/usr/local/sbin/relocvol-lun"
 # Docker as on a host of the lab's network: no iptables (nothing to NAT),
 # the registry on the physical machine (10.0.2.2) over plain HTTP; and the
 # host folders the relocvol plugin's mounts need.

@@ -19,6 +19,9 @@
 #   RELOCVOL_VMLAB_BOOT_TIMEOUT    seconds a VM has to answer on ssh (and see the LUN) (240)
 #   RELOCVOL_VMLAB_DOCKER  on: host VMs start dockerd at boot, after the LUN
 #                          (off; the image has docker.io either way)
+#   RELOCVOL_VMLAB_PATHS   SAN links (portals) per host VM (1); with 2 each host
+#                          logs in through both and reaches the LUN through a
+#                          dm-multipath map, as on a real SAN
 
 # The settings below are for the scripts that source this file.
 # shellcheck disable=SC2034
@@ -35,10 +38,12 @@ VMLAB_ACCEL=${RELOCVOL_VMLAB_ACCEL:-tcg}
 VMLAB_LUN_SIZE=${RELOCVOL_VMLAB_LUN_SIZE:-2G}
 VMLAB_BOOT_TIMEOUT=${RELOCVOL_VMLAB_BOOT_TIMEOUT:-240}
 VMLAB_DOCKER=${RELOCVOL_VMLAB_DOCKER:-off}
+VMLAB_PATHS=${RELOCVOL_VMLAB_PATHS:-1}
 
 # What the VMs run. udev gives /dev/disk/by-id and LVM its usual setup;
-# docker.io (Debian's Docker 20.10) runs the managed plugin on host VMs.
-VMLAB_PACKAGES="open-iscsi,lvm2,sg3-utils,e2fsprogs,xfsprogs,openssh-server,kmod,iproute2,util-linux,procps,udev,iputils-ping,docker.io"
+# docker.io (Debian's Docker 20.10) runs the managed plugin on host VMs;
+# multipath-tools (multipathd) holds the LUN's paths in a lab of 2 paths.
+VMLAB_PACKAGES="open-iscsi,lvm2,sg3-utils,e2fsprogs,xfsprogs,openssh-server,kmod,iproute2,util-linux,procps,udev,iputils-ping,docker.io,multipath-tools"
 if [[ -n ${RELOCVOL_VMLAB_EXTRA_PACKAGES:-} ]]; then
 	VMLAB_PACKAGES+=",$RELOCVOL_VMLAB_EXTRA_PACKAGES"
 fi

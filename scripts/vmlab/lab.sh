@@ -30,9 +30,12 @@
 # Inside a VM, 10.0.2.2 is the physical machine's 127.0.0.1 (qemu user
 # network): an etcd listening there is reachable at 10.0.2.2:PORT.
 # Hosts reach the san VM over private point-to-point links (qemu dgram
-# sockets on 127.0.0.1): host number i is 192.168.(100+i).(10+i), the san VM
-# 192.168.(100+i).1; the LUN is /dev/disk/by-path/ip-...-lun-0 (its device
-# path is in /run/relocvol/lun on each host).
+# sockets on 127.0.0.1), RELOCVOL_VMLAB_PATHS (P) of them per host: link
+# L = (i-1)*P+p is path p of host number i, where the host is
+# 192.168.(100+L).(10+i) and the san VM 192.168.(100+L).1, a portal of its
+# target. With one path the LUN is /dev/disk/by-path/ip-...-lun-0; with more,
+# the dm-multipath map over them (/dev/mapper/mpatha). Its device path is in
+# /run/relocvol/lun on each host, the path devices in /run/relocvol/paths.
 #
 # Knobs: see common.sh.
 set -euo pipefail
@@ -54,6 +57,7 @@ load_env() {
 	VMLAB_HOSTS=$LAB_HOSTS
 	VMLAB_MEM=${LAB_MEM:-$VMLAB_MEM}
 	VMLAB_DOCKER=${LAB_DOCKER:-off}
+	VMLAB_PATHS=${LAB_PATHS:-1}
 }
 
 # vm_index NAME: 1 for the san VM, 10+i for host number i (1-based).
@@ -89,8 +93,8 @@ running() { pid_of "$1" >/dev/null; }
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # pick_port_base: a base above which the lab's ports are free: ssh ports
-# base+1 (san) and base+10+i (host i), UDP ports of the SAN links base+50+2i
-# (san's end) and base+51+2i (host i's end).
+# base+1 (san) and base+10+i (host i), UDP ports of the SAN links base+50+2L
+# (san's end) and base+51+2L (the host's end of link L).
 pick_port_base() {
 	local base p ok tries=0
 	if [[ -n ${RELOCVOL_VMLAB_PORT_BASE:-} ]]; then
@@ -120,29 +124,33 @@ pick_port_base() {
 # disk; a host VM starts Docker at boot as DOCKER says (on, off, hold;
 # default the lab's).
 start_vm() {
-	local name=$1 docker=${2:-$VMLAB_DOCKER} idx role link netdevs=() i=0 h disks=() append
+	local name=$1 docker=${2:-$VMLAB_DOCKER} idx role link netdevs=() i disks=() append
 	running "$name" && die "$name is already running (pid $(pid_of "$name"))"
 	idx=$(vm_index "$name")
 	local mac_idx
 	mac_idx=$(printf '%02x' "$idx")
+	local p l nhosts
+	nhosts=$(wc -w <<<"$VMLAB_HOSTS")
 	if [[ $name == san ]]; then
 		role=san
-		for h in $VMLAB_HOSTS; do
-			i=$((i + 1))
-			link=$(printf '%02x' "$i")
-			netdevs+=(-netdev "dgram,id=link$i,local.type=inet,local.host=127.0.0.1,local.port=$((LAB_PORT_BASE + 50 + 2 * i)),remote.type=inet,remote.host=127.0.0.1,remote.port=$((LAB_PORT_BASE + 51 + 2 * i))"
-				-device "virtio-net-pci,netdev=link$i,mac=52:54:00:ab:$link:$mac_idx")
+		for l in $(seq $((nhosts * VMLAB_PATHS))); do
+			link=$(printf '%02x' "$l")
+			netdevs+=(-netdev "dgram,id=link$l,local.type=inet,local.host=127.0.0.1,local.port=$((LAB_PORT_BASE + 50 + 2 * l)),remote.type=inet,remote.host=127.0.0.1,remote.port=$((LAB_PORT_BASE + 51 + 2 * l))"
+				-device "virtio-net-pci,netdev=link$l,mac=52:54:00:ab:$link:$mac_idx")
 		done
 		disks+=(-drive "file=$VMLAB_RUN/san-lun.img,format=raw,if=virtio,cache=unsafe,aio=threads")
 	else
 		role=host
 		i=$((idx - 10))
-		link=$(printf '%02x' "$i")
-		netdevs+=(-netdev "dgram,id=link$i,local.type=inet,local.host=127.0.0.1,local.port=$((LAB_PORT_BASE + 51 + 2 * i)),remote.type=inet,remote.host=127.0.0.1,remote.port=$((LAB_PORT_BASE + 50 + 2 * i))"
-			-device "virtio-net-pci,netdev=link$i,mac=52:54:00:ab:$link:$mac_idx")
+		for p in $(seq "$VMLAB_PATHS"); do
+			l=$(((i - 1) * VMLAB_PATHS + p))
+			link=$(printf '%02x' "$l")
+			netdevs+=(-netdev "dgram,id=link$l,local.type=inet,local.host=127.0.0.1,local.port=$((LAB_PORT_BASE + 51 + 2 * l)),remote.type=inet,remote.host=127.0.0.1,remote.port=$((LAB_PORT_BASE + 50 + 2 * l))"
+				-device "virtio-net-pci,netdev=link$l,mac=52:54:00:ab:$link:$mac_idx")
+		done
 	fi
 	append="console=ttyS0 root=/dev/vda rw panic=1 net.ifnames=0 quiet loglevel=4"
-	append+=" relocvol.role=$role relocvol.name=$name relocvol.hosts=$(tr ' ' , <<<"$VMLAB_HOSTS") relocvol.docker=$docker"
+	append+=" relocvol.role=$role relocvol.name=$name relocvol.hosts=$(tr ' ' , <<<"$VMLAB_HOSTS") relocvol.docker=$docker relocvol.paths=$VMLAB_PATHS"
 	printf '\n===== %s: boot of %s =====\n' "$(date '+%F %T')" "$name" >>"$VMLAB_RUN/$name.log"
 	if ! qemu-system-x86_64 -name "relocvol-vmlab-$name" -accel "$VMLAB_ACCEL" -smp 1 -m "$VMLAB_MEM" \
 		-display none -no-reboot -monitor none \
@@ -257,6 +265,7 @@ cmd_start() {
 		echo "LAB_HOSTS='$LAB_HOSTS'"
 		echo "LAB_MEM=$VMLAB_MEM"
 		echo "LAB_DOCKER=$VMLAB_DOCKER"
+		echo "LAB_PATHS=$VMLAB_PATHS"
 		echo "LAB_KEY=$VMLAB_KEY"
 		for vm in $(all_vms); do echo "SSH_PORT_$vm=$(ssh_port "$vm")"; done
 	} >"$ENVFILE"
