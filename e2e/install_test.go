@@ -113,7 +113,8 @@ func TestInstallFromRegistry(t *testing.T) {
 	for _, m := range p.Settings.Mounts {
 		mounts[m.Name] = m
 	}
-	wantMounts := map[string][2]string{"dev": {"/dev", "/dev"}, "state": {dirs.state, "/var/lib/relocvol"}, "san": {san, "/var/lib/relocvol/san"}}
+	wantMounts := map[string][2]string{"dev": {"/dev", "/dev"}, "state": {dirs.state, "/var/lib/relocvol"}, "san": {san, "/var/lib/relocvol/san"},
+		"host-etc": {"/etc", "/host/etc"}}
 	for name, dest := range lvmMounts {
 		wantMounts[name] = [2]string{dirs.lvm[name], dest}
 	}
@@ -122,6 +123,9 @@ func TestInstallFromRegistry(t *testing.T) {
 		if !ok || m.Source != want[0] || m.Destination != want[1] || m.Type != "bind" || !slices.Contains(m.Options, "rbind") {
 			t.Errorf("mount %s = %+v, want bind (rbind) %s -> %s", name, m, want[0], want[1])
 		}
+	}
+	if m := mounts["host-etc"]; !slices.Contains(m.Options, "ro") {
+		t.Errorf("mount host-etc = %+v: the host's /etc must be read-only in the plugin", m)
 	}
 	for _, want := range []string{"RELOCVOL_HOST=" + regHost, fmt.Sprintf("RELOCVOL_EMBEDDED_ETCD=127.0.0.1:%d", etcdPort)} {
 		if !slices.Contains(p.Settings.Env, want) {

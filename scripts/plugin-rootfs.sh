@@ -109,6 +109,11 @@ for f in /etc/mke2fs.conf /etc/ssl/certs/ca-certificates.crt; do
 	[[ -e $f ]] && add "$f"
 done
 mkdir -p "$dest/etc" "$dest/root" "$dest/run" "$dest/tmp"
+# multipath-tools reads the host's configuration, through the host-etc
+# mount (the host's /etc, read-only): mpathpersist must see the
+# reservation_key setting multipathd runs with (docs/production.md).
+ln -s /host/etc/multipath.conf "$dest/etc/multipath.conf"
+ln -s /host/etc/multipath "$dest/etc/multipath"
 chmod 1777 "$dest/tmp"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$dest/etc/passwd"
 printf 'root:x:0:\n' >"$dest/etc/group"

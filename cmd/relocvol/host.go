@@ -78,8 +78,7 @@ set there, give that name. --json prints {"host": …, "key": "0x…"}.`,
 // key, or why host is no name the plugin would run with (a key for it
 // would never be registered). The multipath lines are the doctor's fix
 // (scsi3.MultipathFix), spelled out: reservation_key file in defaults is
-// the one setting, the same on every host; the key in a map's own section
-// is the alternative where multipathd must not depend on the prkeys file.
+// the one setting, the same on every host.
 func hostKeyText(host string) (string, error) {
 	if err := config.ValidateHost(host); err != nil {
 		return "", err
@@ -96,21 +95,14 @@ the same on every host,
     }
 
 then: %[4]s
-relocvol's mpathpersist REGISTER hands the key to multipathd, which keeps it
-in /etc/multipath/prkeys and registers with it the paths it adds later (one
-that comes back): without it, writes through such a path fail. A map this
-host registered before the setting needs the key handed over once:
-
-    multipathd map MAP setprkey key %[2]s
-
-Or instead, this host's key itself in each map's section (WWID: multipath -ll):
-
-    multipaths {
-        multipath {
-            wwid WWID
-            reservation_key %[2]s
-        }
-    }
+relocvol's mpathpersist (which reads this file: the plugin's host-etc mount)
+hands the key to multipathd when it registers; multipathd keeps it in
+/etc/multipath/prkeys and registers with it the paths it adds later (one
+that comes back): without it, writes through such a path fail, and
+mpathpersist 0.9.x refuses to reserve or preempt. Only the defaults section
+counts (mpathpersist before 0.10 ignores a key in a map's own section).
+The plugin hands multipathd its key again each time it joins: after
+changing the file, restart it (docker plugin disable, enable).
 
 Without multipath (one path per LUN) there is nothing to configure here.
 

@@ -9,15 +9,14 @@ import (
 	"github.com/relocvol/relocvol/internal/sysblock"
 )
 
-// MultipathD is multipathd's client, which the doctor asks for its
-// configuration where a PV is a multipath map (it answers over the
-// daemon's socket, reachable from the plugin in the host's network
-// namespace).
+// MultipathD is multipathd's client, which the doctor asks for the key it
+// holds for each map that is a PV (it answers over the daemon's abstract
+// socket, reachable from the plugin in the host's network namespace).
 var MultipathD = execx.Tool{Name: "multipathd", Package: "multipath-tools"}
 
 // Diagnose checks persistent reservations on every path of every LUN of
-// the VG as this host sees it now (prVerdicts), and multipathd's
-// configuration where a PV is a multipath map. live names the live hosts,
+// the VG as this host sees it now (prVerdicts), and the key multipathd
+// holds where a PV is a multipath map. live names the live hosts,
 // whose keys must all be there. It changes nothing: its PERSISTENT RESERVE
 // OUT re-registers this host's key over itself (REGISTER, which a path
 // where the key is gone refuses), only where it is registered.
@@ -41,11 +40,12 @@ func (f *Fencer) Diagnose(ctx context.Context, live []string) []doctor.Check {
 		}
 	}
 	checks := prVerdicts(f.key, keys, facts)
-	var config []byte
-	if len(maps) > 0 {
-		config, err = f.run.Run(ctx, MultipathD.Name, "show", "config")
+	var mk []mapKey
+	for _, m := range maps {
+		out, err := f.run.Run(ctx, MultipathD.Name, "getprkey", "map", filepath.Base(m))
+		mk = append(mk, mapKey{dev: m, out: string(out), err: err})
 	}
-	return append(checks, multipathVerdict(maps, string(config), err))
+	return append(checks, multipathVerdict(f.key, mk))
 }
 
 // pathFacts reads one path (a SCSI disk) of lun.

@@ -354,6 +354,9 @@ func (f *Fencer) Join(ctx context.Context) error {
 	if err := f.enforce(ctx, 0, modeJoin, f.log, "joining this path"); err != nil {
 		return fmt.Errorf("join: %w", err)
 	}
+	if paths, err := f.paths(ctx); err == nil {
+		f.handKeys(ctx, paths, f.log)
+	}
 	f.log.WithField("key", hexKey(f.key)).Info("registered the reservation key")
 	return nil
 }

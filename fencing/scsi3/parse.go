@@ -45,10 +45,12 @@ type Reservation struct {
 
 var (
 	resKeyRe  = regexp.MustCompile(`Key\s*=\s*0x([0-9a-fA-F]+)`)
-	resTypeRe = regexp.MustCompile(`type:\s*(.+?)\s*$`)
+	// sg_persist says "type: …", mpathpersist "type = …".
+	resTypeRe = regexp.MustCompile(`type\s*[:=]\s*(.+?)\s*$`)
 )
 
-// ParseReservation reads `sg_persist --in --read-reservation` output.
+// ParseReservation reads `sg_persist --in --read-reservation` (or
+// mpathpersist) output.
 func ParseReservation(out []byte) (Reservation, error) {
 	text := string(out)
 	if !genRe.MatchString(text) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +74,18 @@ func TestParseKeys(t *testing.T) {
 	}
 }
 
+// mpathpersist's read-keys (a tab before the count) and
+// report-capabilities, as multipath-tools 0.9.4 prints them in the VM lab.
+func TestParseMpathpersist(t *testing.T) {
+	keys, err := ParseKeys(fixture(t, "lab-mpathpersist-read-keys.txt"))
+	if err != nil || !slices.Equal(keys, []uint64{0x5256a901e3011c3d, 0x5256a901e3011c3d, 0x5256202b6bb9c7f1, 0x5256202b6bb9c7f1}) {
+		t.Errorf("read-keys: %x %v", keys, err)
+	}
+	if ptpl, err := ParseCapabilities(fixture(t, "lab-mpathpersist-report-capabilities.txt")); err != nil || !ptpl {
+		t.Errorf("report-capabilities: PTPL_C %v %v", ptpl, err)
+	}
+}
+
 func TestParseReservation(t *testing.T) {
 	r, err := ParseReservation(fixture(t, "handwritten-read-reservation-held.txt"))
 	if err != nil || !r.Held || r.Key != 0x5256aaaaaaaaaaab || r.Type != "Write Exclusive, registrants only" {
@@ -82,6 +95,9 @@ func TestParseReservation(t *testing.T) {
 		"lab-read-reservation-held.txt":          0x72760000000000a1,
 		"lab-read-reservation-held-n.txt":        0x72760000000000a1,
 		"lab-read-reservation-after-preempt.txt": 0x72760000000000b2, // the preemptor holds it now
+		// mpathpersist (multipath-tools 0.9.4) on a map in the VM lab:
+		// "Key = …" and "scope = …, type = …".
+		"lab-mpathpersist-read-reservation-held.txt": 0x5256a901e3011c3d,
 	} {
 		r, err := ParseReservation(fixture(t, file))
 		if err != nil || !r.Held || r.Key != key || r.Type != "Write Exclusive, registrants only" {
@@ -608,7 +624,21 @@ func TestJoinOnMultipathMap(t *testing.T) {
 	for _, c := range script(readKeys(pv), readRes(t, pv, none), register(t, pv), reserve(pv, nil), readKeys(pv, keyB), readRes(t, pv, held)) {
 		calls = append(calls, mp(c))
 	}
+	// Then multipathd holds the key, for the paths it adds later: handed
+	// over where it has none (mpathpersist does so only where it reads
+	// reservation_key file; a map registered before the setting).
+	calls = append(calls,
+		execx.Call{Argv: []string{"multipathd", "getprkey", "map", "dm-0"}, Stdout: "none\n"},
+		execx.Call{Argv: []string{"multipathd", "setprkey", "map", "dm-0", "key", hexKey(keyB)}, Stdout: "ok\n"})
 	f.Script = calls
+	runAll(t, f, fn.Join(context.Background()))
+
+	// A join that finds it there changes nothing.
+	f.Script = nil
+	for _, c := range script(readKeys(pv, keyB), readRes(t, pv, held)) {
+		f.Script = append(f.Script, mp(c))
+	}
+	f.Script = append(f.Script, execx.Call{Argv: []string{"multipathd", "getprkey", "map", "dm-0"}, Stdout: hexKey(keyB) + "\n"})
 	runAll(t, f, fn.Join(context.Background()))
 }
 

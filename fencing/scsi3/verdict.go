@@ -153,40 +153,58 @@ func contains(keys []uint64, k uint64) bool {
 	return false
 }
 
-// reservationKeyRe finds a reservation_key setting in `multipathd show
-// config` output (or multipath.conf).
-var reservationKeyRe = regexp.MustCompile(`(?m)^\s*reservation_key\s+"?([^"\s]+)"?`)
-
 // The /etc/multipath.conf setting a host needs where a PV is a multipath
 // map, said the same way by the doctor's fix and by `relocvol host key`.
-// relocvol registers through mpathpersist, whose REGISTER hands the key to
-// multipathd; with reservation_key file, multipathd keeps it in
+// relocvol registers through mpathpersist, which reads the host's
+// configuration (the plugin's host-etc mount): with reservation_key file
+// its REGISTER hands the key to multipathd, which keeps it in
 // /etc/multipath/prkeys under the map's WWID and registers the paths it
-// adds later (a path that comes back) with it: without a reservation_key,
-// writes through such a path fail. One line in defaults covers every map
-// and every host's own key, so the file is the same on every host.
+// adds later (a path that comes back) with it; without a reservation_key,
+// writes through such a path fail, and mpathpersist (0.9.x) refuses to
+// reserve or preempt. Only the defaults section counts: mpathpersist before
+// 0.10 ignores a key in a map's own section. One line covers every map and
+// every host's own key, so the file is the same on every host.
 const (
 	MultipathKeySetting = "reservation_key file"
 	MultipathReload     = "multipathd reconfigure"
 	MultipathFix        = "add " + MultipathKeySetting + " to the defaults section of /etc/multipath.conf (defaults { " + MultipathKeySetting + " }), then " +
-		MultipathReload + "; or this host's key itself (reservation_key 0x…) in the map's multipaths { multipath { wwid … } } section. relocvol host key prints both"
+		MultipathReload + " and restart the plugin (it hands multipathd its key when it joins); relocvol host key prints it"
 )
 
-// multipathVerdict judges multipathd's configuration where a PV is a
-// multipath map: mpathpersist registers the paths of a map there now, and
-// multipathd registers a path it adds later only with a reservation_key.
-func multipathVerdict(maps []string, config string, err error) doctor.Check {
+// mapKey is what multipathd says of one map's reservation key
+// (`multipathd getprkey map NAME`): "none", or a key in hex.
+type mapKey struct {
+	dev string // the PV (multipath map)
+	out string
+	err error
+}
+
+// multipathVerdict judges whether multipathd holds this host's key for
+// every map that is a PV: it registers a path it adds later (one that comes
+// back as a new I_T nexus) only with that key, and writes through a path it
+// did not register fail.
+func multipathVerdict(self uint64, maps []mapKey) doctor.Check {
 	const name = "multipath"
 	if len(maps) == 0 {
 		return doctor.Passed(name, "no PV is a multipath map (each PV's disk takes the PR commands itself)")
 	}
-	if err != nil {
-		return doctor.Failed(name, "start multipathd (systemctl enable --now multipathd): it keeps the maps' paths and their registrations",
-			"PVs %s are multipath maps but multipathd does not answer (multipathd show config): %v", strings.Join(maps, ", "), err)
+	var held []string
+	for _, m := range maps {
+		if m.err != nil {
+			return doctor.Failed(name, "start multipathd (systemctl enable --now multipathd): it keeps the maps' paths and their registrations",
+				"%s is a multipath map but multipathd does not answer (multipathd getprkey): %v", m.dev, m.err)
+		}
+		got := strings.TrimSpace(m.out)
+		k, ok := parseMapKey(got)
+		switch {
+		case !ok:
+			return doctor.Failed(name, MultipathFix,
+				"multipathd has no reservation key for %s (getprkey: %q): a path it adds later (one that comes back) is not registered, and writes through it fail", m.dev, got)
+		case k != self:
+			return doctor.Failed(name, "set "+MultipathKeySetting+" in the defaults section of /etc/multipath.conf (not a key of its own), "+MultipathReload+", and restart the plugin",
+				"multipathd's reservation key for %s is %s, not this host's %s: it would register the paths it adds later with a key no host fences", m.dev, hexKey(k), hexKey(self))
+		}
+		held = append(held, m.dev)
 	}
-	if m := reservationKeyRe.FindStringSubmatch(config); m != nil {
-		return doctor.Passed(name, "reservation_key %s in multipathd's configuration: paths it adds to %s are registered too", m[1], strings.Join(maps, ", "))
-	}
-	return doctor.Failed(name, MultipathFix,
-		"PVs %s are multipath maps but multipathd's configuration has no reservation_key: a path multipathd adds later (one that comes back) is not registered, and writes through it fail", strings.Join(maps, ", "))
+	return doctor.Passed(name, "multipathd holds this host's key %s for %s: paths it adds later are registered too", hexKey(self), strings.Join(held, ", "))
 }

@@ -106,33 +106,32 @@ func show(cs []doctor.Check) string {
 }
 
 func TestMultipathVerdict(t *testing.T) {
-	maps := []string{"/dev/dm-0"}
-	const config = "defaults {\n\tverbosity 2\n\treservation_key \"file\"\n}\nblacklist {\n}\n"
+	const self = uint64(0x5256aa01)
+	m := func(out string) []mapKey { return []mapKey{{dev: "/dev/dm-0", out: out}} }
 	for _, tc := range []struct {
-		name   string
-		maps   []string
-		config string
-		err    error
-		want   doctor.Status
-		says   string
-		fix    []string // what the fix says, for a failure
+		name string
+		maps []mapKey
+		want doctor.Status
+		says string
+		fix  []string // what the fix says, for a failure
 	}{
 		{name: "no multipath", want: doctor.Pass, says: "no PV is a multipath map"},
-		{name: "key set", maps: maps, config: config, want: doctor.Pass, says: "reservation_key file"},
-		{name: "key in a map's section", maps: maps, config: "multipaths {\n\tmultipath {\n\t\twwid 3600\n\t\treservation_key 0x5256aa\n\t}\n}\n", want: doctor.Pass, says: "reservation_key 0x5256aa"},
-		{name: "no key", maps: maps, config: "defaults {\n\tverbosity 2\n}\n", want: doctor.Fail, says: "has no reservation_key",
-			fix: []string{"add reservation_key file to the defaults section of /etc/multipath.conf", "then multipathd reconfigure", "in the map's multipaths { multipath { wwid … } } section", "relocvol host key prints both"}},
-		{name: "a commented key does not count", maps: maps, config: "defaults {\n#\treservation_key file\n}\n", want: doctor.Fail, says: "has no reservation_key", fix: []string{"defaults { reservation_key file }"}},
-		{name: "multipathd down", maps: maps, err: errors.New("exit 1: can't connect"), want: doctor.Fail, says: "multipathd does not answer", fix: []string{"systemctl enable --now multipathd"}},
+		{name: "this host's key", maps: m("0x5256aa01\n"), want: doctor.Pass, says: "multipathd holds this host's key 0x5256aa01 for /dev/dm-0"},
+		{name: "every map", maps: append(m("0x5256aa01"), mapKey{dev: "/dev/dm-1", out: "0x5256aa01"}), want: doctor.Pass, says: "/dev/dm-0, /dev/dm-1"},
+		{name: "no key", maps: m("none\n"), want: doctor.Fail, says: `multipathd has no reservation key for /dev/dm-0 (getprkey: "none")`,
+			fix: []string{"add reservation_key file to the defaults section of /etc/multipath.conf", "then multipathd reconfigure", "restart the plugin", "relocvol host key"}},
+		{name: "one map without", maps: append(m("0x5256aa01"), mapKey{dev: "/dev/dm-1", out: "none"}), want: doctor.Fail, says: "no reservation key for /dev/dm-1"},
+		{name: "another key", maps: m("0x99"), want: doctor.Fail, says: "is 0x99, not this host's 0x5256aa01", fix: []string{"not a key of its own"}},
+		{name: "multipathd down", maps: []mapKey{{dev: "/dev/dm-0", err: errors.New("exit 1: can't connect")}}, want: doctor.Fail, says: "multipathd does not answer", fix: []string{"systemctl enable --now multipathd"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := multipathVerdict(tc.maps, tc.config, tc.err)
+			c := multipathVerdict(self, tc.maps)
 			if c.Status != tc.want || !strings.Contains(c.Detail, tc.says) {
 				t.Fatalf("%+v, want %s saying %q", c, tc.want, tc.says)
 			}
 			for _, f := range tc.fix {
 				if !strings.Contains(c.Fix, f) {
-					t.Errorf("fix %q does not say %q", c.Fix, f)
+					t.Errorf("fix %q lacks %q", c.Fix, f)
 				}
 			}
 		})

@@ -1,0 +1,49 @@
+package scsi3
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/sirupsen/logrus"
+)
+
+// parseMapKey reads `multipathd getprkey map NAME`: a key in hex, or
+// "none" (ok false).
+func parseMapKey(out string) (uint64, bool) {
+	k, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(out), "0x"), 16, 64)
+	return k, err == nil && k != 0
+}
+
+// handKeys makes sure multipathd holds this host's key for every map that
+// is a PV. multipathd registers a path it adds later (one that comes back
+// as a new I_T nexus after a re-login) only with that key and only where
+// the key is registered through the map's other paths; without it, every
+// write dm-multipath sends through such a path fails with a reservation
+// conflict. mpathpersist's REGISTER hands the key over where it reads
+// reservation_key file in the host's multipath.conf; a map registered
+// before that (an upgrade, the setting added since) would never get it, so
+// the join hands it over itself. Only the join does: the host has just
+// proven its registration, so multipathd may register new paths with it.
+// A multipathd that refuses (no reservation_key file) is logged; the
+// doctor's multipath check fails and says what to write.
+func (f *Fencer) handKeys(ctx context.Context, paths []path, log logrus.FieldLogger) {
+	for _, p := range paths {
+		if !p.multipath {
+			continue
+		}
+		name := filepath.Base(p.dev)
+		plog := log.WithField("dev", p.dev)
+		out, err := f.run.Run(ctx, MultipathD.Name, "getprkey", "map", name)
+		if k, ok := parseMapKey(string(out)); err == nil && ok && k == f.key {
+			continue
+		}
+		out, err = f.run.Run(ctx, MultipathD.Name, "setprkey", "map", name, "key", hexKey(f.key))
+		if err != nil || strings.TrimSpace(string(out)) != "ok" {
+			plog.WithError(err).WithField("multipathd", strings.TrimSpace(string(out))).Warn("multipathd holds no reservation key for this map and refused this host's: a path it adds later will not be registered, and writes through it fail: " + MultipathFix)
+			continue
+		}
+		plog.WithField("key", hexKey(f.key)).Info("handed multipathd this host's reservation key: it registers the paths it adds to this map with it")
+	}
+}
