@@ -9,10 +9,12 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// parseMapKey reads `multipathd getprkey map NAME`: a key in hex, or
-// "none" (ok false).
-func parseMapKey(out string) (uint64, bool) {
-	k, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(out), "0x"), 16, 64)
+// parseMapKey reads `multipathd getprkey map NAME`: a key in hex, with
+// ":aptpl" where multipathd registers with APTPL (0.9.4 prints
+// "0x5256…:aptpl"), or "none" (ok false).
+func parseMapKey(out string) (key uint64, ok bool) {
+	s, _ := strings.CutSuffix(strings.TrimSpace(out), ":aptpl")
+	k, err := strconv.ParseUint(strings.TrimPrefix(s, "0x"), 16, 64)
 	return k, err == nil && k != 0
 }
 
@@ -39,11 +41,17 @@ func (f *Fencer) handKeys(ctx context.Context, paths []path, log logrus.FieldLog
 		if k, ok := parseMapKey(string(out)); err == nil && ok && k == f.key {
 			continue
 		}
-		out, err = f.run.Run(ctx, MultipathD.Name, "setprkey", "map", name, "key", hexKey(f.key))
+		// With APTPL where this host registered with it, so that the
+		// paths multipathd registers keep theirs through a power loss too.
+		key := hexKey(f.key)
+		if f.aptpl(ctx, p) {
+			key += ":aptpl"
+		}
+		out, err = f.run.Run(ctx, MultipathD.Name, "setprkey", "map", name, "key", key)
 		if err != nil || strings.TrimSpace(string(out)) != "ok" {
 			plog.WithError(err).WithField("multipathd", strings.TrimSpace(string(out))).Warn("multipathd holds no reservation key for this map and refused this host's: a path it adds later will not be registered, and writes through it fail: " + MultipathFix)
 			continue
 		}
-		plog.WithField("key", hexKey(f.key)).Info("handed multipathd this host's reservation key: it registers the paths it adds to this map with it")
+		plog.WithField("key", key).Info("handed multipathd this host's reservation key: it registers the paths it adds to this map with it")
 	}
 }

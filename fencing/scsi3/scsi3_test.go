@@ -629,7 +629,7 @@ func TestJoinOnMultipathMap(t *testing.T) {
 	// reservation_key file; a map registered before the setting).
 	calls = append(calls,
 		execx.Call{Argv: []string{"multipathd", "getprkey", "map", "dm-0"}, Stdout: "none\n"},
-		execx.Call{Argv: []string{"multipathd", "setprkey", "map", "dm-0", "key", hexKey(keyB)}, Stdout: "ok\n"})
+		execx.Call{Argv: []string{"multipathd", "setprkey", "map", "dm-0", "key", hexKey(keyB) + ":aptpl"}, Stdout: "ok\n"})
 	f.Script = calls
 	runAll(t, f, fn.Join(context.Background()))
 
@@ -638,7 +638,7 @@ func TestJoinOnMultipathMap(t *testing.T) {
 	for _, c := range script(readKeys(pv, keyB), readRes(t, pv, held)) {
 		f.Script = append(f.Script, mp(c))
 	}
-	f.Script = append(f.Script, execx.Call{Argv: []string{"multipathd", "getprkey", "map", "dm-0"}, Stdout: hexKey(keyB) + "\n"})
+	f.Script = append(f.Script, execx.Call{Argv: []string{"multipathd", "getprkey", "map", "dm-0"}, Stdout: hexKey(keyB) + ":aptpl\n"})
 	runAll(t, f, fn.Join(context.Background()))
 }
 

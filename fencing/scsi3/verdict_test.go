@@ -117,6 +117,7 @@ func TestMultipathVerdict(t *testing.T) {
 	}{
 		{name: "no multipath", want: doctor.Pass, says: "no PV is a multipath map"},
 		{name: "this host's key", maps: m("0x5256aa01\n"), want: doctor.Pass, says: "multipathd holds this host's key 0x5256aa01 for /dev/dm-0"},
+		{name: "with APTPL", maps: m("0x5256aa01:aptpl\n"), want: doctor.Pass, says: "multipathd holds this host's key 0x5256aa01"},
 		{name: "every map", maps: append(m("0x5256aa01"), mapKey{dev: "/dev/dm-1", out: "0x5256aa01"}), want: doctor.Pass, says: "/dev/dm-0, /dev/dm-1"},
 		{name: "no key", maps: m("none\n"), want: doctor.Fail, says: `multipathd has no reservation key for /dev/dm-0 (getprkey: "none")`,
 			fix: []string{"add reservation_key file to the defaults section of /etc/multipath.conf", "then multipathd reconfigure", "restart the plugin", "relocvol host key"}},
