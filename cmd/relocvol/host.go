@@ -99,7 +99,7 @@ relocvol's mpathpersist (which reads this file: the plugin's host-etc mount)
 hands the key to multipathd when it registers; multipathd keeps it in
 /etc/multipath/prkeys and registers with it the paths it adds later (one
 that comes back): without it, writes through such a path fail, and
-mpathpersist 0.9.x refuses to reserve or preempt. Only the defaults section
+mpathpersist 0.9.x refuses to preempt. Only the defaults section
 counts (mpathpersist before 0.10 ignores a key in a map's own section).
 The plugin hands multipathd its key again each time it joins: after
 changing the file, restart it (docker plugin disable, enable).

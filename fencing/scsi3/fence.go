@@ -357,6 +357,11 @@ func (f *Fencer) Join(ctx context.Context) error {
 	if paths, err := f.paths(ctx); err == nil {
 		f.handKeys(ctx, paths, f.log)
 	}
+	if err := ctx.Err(); err != nil {
+		// Its bound (the lease no longer provably current) passed
+		// meanwhile: not joined.
+		return fmt.Errorf("join: %w", err)
+	}
 	f.log.WithField("key", hexKey(f.key)).Info("registered the reservation key")
 	return nil
 }

@@ -44,7 +44,7 @@ type Reservation struct {
 }
 
 var (
-	resKeyRe  = regexp.MustCompile(`Key\s*=\s*0x([0-9a-fA-F]+)`)
+	resKeyRe = regexp.MustCompile(`Key\s*=\s*0x([0-9a-fA-F]+)`)
 	// sg_persist says "type: …", mpathpersist "type = …".
 	resTypeRe = regexp.MustCompile(`type\s*[:=]\s*(.+?)\s*$`)
 )

@@ -36,7 +36,7 @@ import (
 // Errors callers branch on.
 var (
 	// ErrReservationConflict: the target refused the command because of a
-	// reservation (sg_persist exit 24), e.g. this host's own key is gone.
+	// reservation (sg_persist exit 24, mpathpersist 11), e.g. this host's own key is gone.
 	ErrReservationConflict = errors.New("reservation conflict")
 	// ErrNotRegistered: this host's key is not registered on a path where
 	// other hosts' are, so it was fenced itself: it may neither write nor
@@ -56,14 +56,26 @@ var (
 // carries them all; CheckTools says which this host needs.
 var Tools = []execx.Tool{SGPersist, MPathPersist, MultipathD}
 
-// sg3_utils exit codes (sg_lib.h) that need handling.
-const (
-	exitNotReady       = 2
-	exitUnitAttention  = 6
-	exitAbortedCommand = 11
-	exitResConflict    = 24
-	exitBusy           = 26
+// exitCodes are the exit statuses pr branches on, per tool: sg3_utils'
+// (sg_lib.h) and mpathpersist's (mpath_persist.h, MPATH_PR_*) differ:
+// mpathpersist's 11 is a reservation conflict, sg_persist's an aborted
+// command. noExit: the tool has no such status (never -1, which
+// execx.ExitCode gives a command that did not start or was killed).
+type exitCodes struct{ notReady, unitAttention, aborted, conflict, busy int }
+
+const noExit = -1000
+
+var (
+	sgExits    = exitCodes{notReady: 2, unitAttention: 6, aborted: 11, conflict: 24, busy: 26}
+	mpathExits = exitCodes{notReady: 2, unitAttention: 6, aborted: 8, conflict: 11, busy: noExit}
 )
+
+func (p path) exits() exitCodes {
+	if p.multipath {
+		return mpathExits
+	}
+	return sgExits
+}
 
 // keyPrefix makes relocvol's keys recognisable in `sg_persist --read-keys`
 // output: 0x5256…, "RV".
@@ -273,13 +285,13 @@ func (f *Fencer) pr(ctx context.Context, p path, args ...string) ([]byte, error)
 		}
 		out, err := f.run.Run(cctx, p.tool().Name, args...)
 		cancel()
-		code := execx.ExitCode(err)
+		code, ex := execx.ExitCode(err), p.exits()
 		switch {
 		case err == nil:
 			return out, nil
-		case code == exitResConflict:
+		case code == ex.conflict:
 			return out, fmt.Errorf("%s: %w: %w", p.dev, ErrReservationConflict, err)
-		case (code == exitUnitAttention || code == exitNotReady || code == exitBusy || code == exitAbortedCommand) && attempt < f.retries:
+		case (code == ex.unitAttention || code == ex.notReady || code == ex.busy || code == ex.aborted) && attempt < f.retries:
 			f.log.WithFields(logrus.Fields{"dev": p.dev, "exit": code}).Debug("PR command to retry")
 			select {
 			case <-ctx.Done():

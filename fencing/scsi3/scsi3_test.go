@@ -642,6 +642,39 @@ func TestJoinOnMultipathMap(t *testing.T) {
 	runAll(t, f, fn.Join(context.Background()))
 }
 
+// mpathpersist's exit statuses are its own (MPATH_PR_*), not sg_persist's:
+// 11 is a reservation conflict (sg_persist's aborted command), so a peer
+// that reserved the map first is no failure of the join; 8, an aborted
+// command, is tried again.
+func TestMultipathExitCodes(t *testing.T) {
+	pv, sysfs := multipathPV(t)
+	f := &execx.Fake{}
+	log := logrus.New()
+	log.SetOutput(nopWriter{})
+	fn := New(f, "node-b", liveFor(time.Hour), func(context.Context) ([]string, error) { return []string{pv}, nil },
+		WithSysfs(sysfs), WithRetry(3, time.Millisecond), WithLogger(log))
+	mp := func(c execx.Call) execx.Call {
+		c.Argv = append([]string{"mpathpersist"}, c.Argv[1:]...)
+		return c
+	}
+	conflict := &execx.ExecError{Cmd: []string{"mpathpersist"}, ExitCode: 11, Stderr: "PR out: command failed"}
+	aborted := &execx.ExecError{Cmd: []string{"mpathpersist"}, ExitCode: 8, Stderr: "PR out: command failed"}
+	var calls []execx.Call
+	for _, c := range script(readKeys(pv, keyA), readRes(t, pv, none), register(t, pv), reserve(pv, conflict), readKeys(pv, keyA, keyB), readRes(t, pv, held)) {
+		calls = append(calls, mp(c))
+	}
+	f.Script = append(calls,
+		execx.Call{Argv: []string{"multipathd", "getprkey", "map", "dm-0"}, Stdout: hexKey(keyB) + ":aptpl\n"})
+	runAll(t, f, fn.Join(context.Background()))
+
+	f.Script = nil
+	for _, c := range script(readKeys(pv, keyA, keyB), readRes(t, pv, none), reserve(pv, aborted), reserve(pv, nil), readKeys(pv, keyA, keyB), readRes(t, pv, held)) {
+		f.Script = append(f.Script, mp(c))
+	}
+	f.Script = append(f.Script, execx.Call{Argv: []string{"multipathd", "getprkey", "map", "dm-0"}, Stdout: hexKey(keyB) + "\n"})
+	runAll(t, f, fn.Join(context.Background()))
+}
+
 // CheckTools asks for mpathpersist only where a PV is a multipath map, and
 // names the PVs that need what is missing.
 func TestCheckTools(t *testing.T) {

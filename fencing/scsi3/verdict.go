@@ -161,7 +161,7 @@ func contains(keys []uint64, k uint64) bool {
 // /etc/multipath/prkeys under the map's WWID and registers the paths it
 // adds later (a path that comes back) with it; without a reservation_key,
 // writes through such a path fail, and mpathpersist (0.9.x) refuses to
-// reserve or preempt. Only the defaults section counts: mpathpersist before
+// preempt. Only the defaults section counts: mpathpersist before
 // 0.10 ignores a key in a map's own section. One line covers every map and
 // every host's own key, so the file is the same on every host.
 const (
