@@ -199,6 +199,58 @@ func TestDockerOnSAN(t *testing.T) {
 		d.checkLog(t, a, a, b, a)
 	})
 
+	// A path of A's map goes (its iSCSI session logged out, as when a SAN
+	// link fails and the session is torn down) and comes back as a new
+	// session: a new I_T nexus, which the target has no registration for.
+	// multipathd registers it with the key relocvol handed it (a path it
+	// does not register fails every write sent through it with a
+	// reservation conflict, which dm-multipath does not retry elsewhere).
+	// The writer on A never stops; the doctor finds every path registered.
+	step("a path of A goes and comes back: multipathd registers it", func(t *testing.T) {
+		before := d.lab.Paths(t, a)
+		portal := strings.TrimSpace(d.lab.MustRun(t, a, "sed -n 2p /run/relocvol/san-addrs")) + ":3260"
+		node := ". /etc/relocvol-vmlab.conf && iscsiadm -m node -T $VMLAB_TARGET_IQN -p " + portal
+		_, n, err := d.lastLine(t, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tally := testenv.NewTally(t, "a path of the writer's host lost, then back as a new session (VM lab: Docker, lvm + scsi3, multipath)")
+		tally.Start()
+		d.lab.MustRun(t, a, node+" --logout")
+		n = d.waitLines(t, a, n+3)
+		back0 := time.Now()
+		d.lab.MustRun(t, a, node+" --login")
+		d.lab.MustRun(t, a, "relocvol-lun 0") // until both paths are active in the map
+		after := d.lab.Paths(t, a)
+		var back string
+		for _, p := range after {
+			if !slices.Contains(before, p) {
+				back = p
+			}
+		}
+		t.Logf("A's paths %v before, %v after; the path that came back: %q", before, after, back)
+		if back == "" {
+			back = after[1]
+		}
+		// A REGISTER of A's key over itself succeeds only through a path
+		// (I_T nexus) where it is registered (the doctor's probe).
+		keyHex := fmt.Sprintf("0x%x", keyA)
+		testenv.Eventually(t, 30*time.Second, "A's key registered through the path that came back ("+back+")", func() error {
+			if out, err := d.lab.Run(t, a, fmt.Sprintf("sg_persist --out --register --param-rk=%s --param-sark=%s --param-aptpl %s", keyHex, keyHex, back)); err != nil {
+				return fmt.Errorf("%v\n%s\nmultipathd's key for the map: %s", err, out,
+					d.lab.MustRun(t, a, "multipathd show maps raw format %n | xargs -I{} multipathd getprkey map {}"))
+			}
+			return nil
+		})
+		registered := time.Since(back0)
+		t.Logf("BENCHMARK a path of the writer's host back as a new session: registered by multipathd and the writer going on %s after the login", registered.Round(100*time.Millisecond))
+		d.waitLines(t, a, n+5)
+		tally.Log(d.readLog(t, a))
+		tally.Pass(registered)
+		d.healthy(t, a)
+		d.fsckClean(t, a, appName, "v1")
+	})
+
 	// A LUN exported and added to the VG after both hosts joined (vgextend)
 	// carries a second app's volume: the takeover must fence the new LUN
 	// too (every PV as LVM sees it now), repairing a LUN without
@@ -244,8 +296,16 @@ func TestDockerOnSAN(t *testing.T) {
 		if got := sizes[0] + sizes[1] + sizes[2]; got < seen {
 			t.Fatalf("the log has %d lines before B's, but A had written %d before its power loss", got, seen)
 		}
-		if k := keysOn(t, d.lab, b); slices.Contains(k, keyA) || !slices.Contains(k, keyB) {
-			t.Fatalf("keys after the failover: %x: A's %x must be gone, B's %x there", k, keyA, keyB)
+		// A's key is gone from the LUN, as read through each of B's paths,
+		// and B holds the type 5 reservation there.
+		for _, p := range d.lab.Paths(t, b) {
+			if k := keysOnDev(t, d.lab, b, p); slices.Contains(k, keyA) || !slices.Contains(k, keyB) {
+				t.Fatalf("keys after the failover through %s: %x: A's %x must be gone, B's %x there", p, k, keyA, keyB)
+			}
+			res, err := scsi3.ParseReservation([]byte(d.lab.MustRun(t, b, "sg_persist --in --read-reservation "+p)))
+			if err != nil || !res.Held || res.Type != "Write Exclusive, registrants only" || res.Key != keyB {
+				t.Fatalf("reservation after the failover through %s: %+v %v; want type 5 held by B", p, res, err)
+			}
 		}
 		// The second app, from the new LUN: its pattern intact.
 		d.waitApp(t, b, sideApp, b, 2*time.Minute)
@@ -268,6 +328,8 @@ func TestDockerOnSAN(t *testing.T) {
 		tally.Pass(started.Sub(killed))
 		t.Logf("BENCHMARK failover through Docker on the VM lab: writer started on %s %s after A's qemu was killed (lease TTL %ds; B's clock %+v off this machine's, corrected); %s until the test saw it running",
 			b, started.Sub(killed).Round(100*time.Millisecond), ttl, offB.Round(10*time.Millisecond), running.Round(100*time.Millisecond))
+		d.fsckClean(t, b, appName, "v1")
+		d.fsckClean(t, b, sideApp, "v3")
 	})
 
 	step("A boots: fenced until it rejoins, its old writer never starts", func(t *testing.T) {
@@ -286,7 +348,7 @@ func TestDockerOnSAN(t *testing.T) {
 			t.Fatalf("a write from fenced A: err %v, output %q; want a reservation conflict (Invalid exchange)", err, out)
 		}
 		// And to the LUN added later (A logs in to both at boot).
-		link := strings.TrimSpace(d.lab.MustRun(t, a, `for i in $(seq 120); do l=$(ls /dev/disk/by-path/ | grep -- '-lun-1$') && { echo "$l"; exit 0; }; sleep 0.5; done; exit 1`))
+		link := strings.TrimSpace(d.lab.MustRun(t, a, `for i in $(seq 120); do l=$(ls /dev/disk/by-path/ | grep -m1 -- '-lun-1$') && { echo "$l"; exit 0; }; sleep 0.5; done; exit 1`))
 		out, err = d.lab.Run(t, a, fmt.Sprintf("dd if=/dev/zero of=/dev/disk/by-path/%s bs=4096 count=1 seek=%d oflag=direct conv=notrunc", link, (512<<20)/4096-16))
 		if err == nil || !strings.Contains(out, "Invalid exchange") {
 			t.Fatalf("a write from fenced A to the new LUN: err %v, output %q; want a reservation conflict (Invalid exchange)", err, out)
@@ -322,6 +384,14 @@ func TestDockerOnSAN(t *testing.T) {
 			}
 			return nil
 		})
+		// Registered through every path of its map once each, under the
+		// same iSCSI session IDs (so the same I_T nexuses) as before its
+		// power loss: no registration left from an earlier session (the
+		// fence removed every one of A's key, the path that came back's
+		// old nexus too).
+		if k := keysOn(t, d.lab, b); count(k, keyA) != paths || count(k, keyB) != paths {
+			t.Fatalf("keys after A rejoined: %x: want A's %x and B's %x %d times each (once per path)", k, keyA, keyB, paths)
+		}
 		if out, err := d.lab.Run(t, a, "dmsetup info "+ghost); err == nil {
 			t.Fatalf("the stale mapping %s is still there after A rejoined:\n%s", ghost, out)
 		}
@@ -351,13 +421,15 @@ func TestDockerOnSAN(t *testing.T) {
 		}
 	})
 
+	partitionSteps(t, d, step)
+
 	step("volume rm: refused while in use elsewhere, then removed everywhere", func(t *testing.T) {
-		out, err := d.docker(t, a, "volume rm v1")
-		if err == nil || !strings.Contains(out, "hostB") {
-			t.Fatalf("docker volume rm v1 on A while B's writer uses it: %v\n%s\nwant a refusal naming hostB", err, out)
+		out, err := d.docker(t, b, "volume rm v1")
+		if err == nil || !strings.Contains(out, "hostA") {
+			t.Fatalf("docker volume rm v1 on B while A's writer uses it: %v\n%s\nwant a refusal naming hostA", err, out)
 		}
-		d.mustDocker(t, b, "rm -f "+appName)
-		d.mustDocker(t, a, "volume rm v1")
+		d.mustDocker(t, a, "rm -f "+appName)
+		d.mustDocker(t, b, "volume rm v1")
 		for _, h := range d.lab.Hosts {
 			if out := d.lab.MustRun(t, h, "lvs --noheadings -o lv_name "+dockerVG); strings.Contains(out, "rv-v1") {
 				t.Errorf("%s still sees rv-v1 after docker volume rm:\n%s", h, out)
@@ -570,6 +642,17 @@ for v in %[1]s; do echo "$v $(cat /tmp/race-$v.rc) $(tr '\n' ' ' </tmp/race-$v.o
 		}
 	}
 	return winners
+}
+
+// count is how many times key is registered in keys (once per I_T nexus).
+func count(keys []uint64, key uint64) int {
+	n := 0
+	for _, k := range keys {
+		if k == key {
+			n++
+		}
+	}
+	return n
 }
 
 // keysOn reads the reservation keys registered on the LUN from vm.

@@ -1,9 +1,10 @@
 // Package sanlab proves the production path in the VM lab, as an operator
 // runs it: two host VMs, each its own kernel, with Docker (Debian's
 // docker.io) and the managed plugin installed from a registry with `docker
-// plugin install`, the lvm backend and scsi3 fencing on one iSCSI LUN with
-// real SCSI-3 persistent reservations, coordinated by a real etcd in the
-// test process. Everything goes through the docker and relocvol CLIs on
+// plugin install`, the lvm backend and scsi3 fencing on iSCSI LUNs with
+// real SCSI-3 persistent reservations, each reached through two portals
+// and a dm-multipath map as on a real SAN, coordinated by a real etcd in
+// the test process. Everything goes through the docker and relocvol CLIs on
 // the VMs.
 package sanlab
 
@@ -38,6 +39,9 @@ const (
 	pluginRef = "relocvol:lab" // repository:tag in the test's registry
 	ttl       = 6              // seconds of lease: TCG VMs are slow, a tighter lease would flap
 	perHost   = 10             // volumes each host creates at once, later contended
+	// paths: SAN links per host: each LUN is a dm-multipath map over two
+	// iSCSI sessions, as on a real SAN.
+	paths = 2
 )
 
 // dockerLab is the VM lab with Docker on each host VM and the managed
@@ -52,6 +56,9 @@ type dockerLab struct {
 	// machine: the VMs set their clocks from its Date).
 	etcdTLS store.TLSFiles
 	regPort string
+	// etcdPort is the etcd's port on vmlab.HostGateway, which a test cuts
+	// a host off.
+	etcdPort string
 	// fencedOnPurpose is, by host, when a step that made it self-fence
 	// (the doctor's host without its key) was over.
 	fencedOnPurpose map[string]time.Time
@@ -84,8 +91,8 @@ func startDockerLab(t *testing.T) *dockerLab {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cli.Close() })
-	d := &dockerLab{st: store.New(cli, "/relocvol"), regPort: regPort, etcdTLS: etcdTLS, fencedOnPurpose: map[string]time.Time{}}
-	d.lab = vmlab.Start(t, vmlab.WithDocker(), vmlab.WithMemory(vmMemory))
+	d := &dockerLab{st: store.New(cli, "/relocvol"), regPort: regPort, etcdTLS: etcdTLS, etcdPort: etcdPort, fencedOnPurpose: map[string]time.Time{}}
+	d.lab = vmlab.Start(t, vmlab.WithDocker(), vmlab.WithMemory(vmMemory), vmlab.WithPaths(paths))
 	image := busyboxImage(t)
 	if err := <-published; err != nil {
 		t.Fatal(err)

@@ -369,7 +369,11 @@ for acl in $tpg/acls/*; do
 done`, n, size, n+1))
 	devs := map[string]string{}
 	for _, h := range l.Hosts {
-		devs[h] = strings.TrimSpace(l.MustRun(t, h, fmt.Sprintf("iscsiadm -m session --rescan >/dev/null && relocvol-lun %d", n)))
+		// The device is the last line of stdout (MustRun adds stderr).
+		out := strings.Fields(l.MustRun(t, h, fmt.Sprintf("iscsiadm -m session --rescan >/dev/null 2>&1; relocvol-lun %d 2>/dev/null", n)))
+		if len(out) > 0 {
+			devs[h] = out[len(out)-1]
+		}
 		if devs[h] == "" || !strings.HasPrefix(devs[h], "/dev/") {
 			t.Fatalf("%s does not see LUN %d after a rescan", h, n)
 		}

@@ -34,7 +34,7 @@ until out=$(disks) && mapfile -t ds <<<"$out" && ((${#ds[@]} == ${#sans[@]})); d
 		echo "relocvol-lun: LUN $n is not seen through every portal (${sans[*]})" >&2
 		exit 1
 	fi
-	udevadm settle --timeout=5 || true
+	udevadm settle --timeout=5 >/dev/null 2>&1 || true
 	sleep 0.5
 done
 if ((paths)); then
@@ -59,7 +59,7 @@ until {
 		exit 1
 	fi
 	multipathd add path "${ds[0]##*/}" >/dev/null 2>&1 || true
-	udevadm settle --timeout=5 || true
+	udevadm settle --timeout=5 >/dev/null 2>&1 || true
 	sleep 0.5
 done
 echo "/dev/mapper/$map"
