@@ -56,9 +56,6 @@ type dockerLab struct {
 	// machine: the VMs set their clocks from its Date).
 	etcdTLS store.TLSFiles
 	regPort string
-	// etcdPort is the etcd's port on vmlab.HostGateway, which a test cuts
-	// a host off.
-	etcdPort string
 	// fencedOnPurpose is, by host, when a step that made it self-fence
 	// (the doctor's host without its key) was over.
 	fencedOnPurpose map[string]time.Time
@@ -91,7 +88,7 @@ func startDockerLab(t *testing.T) *dockerLab {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cli.Close() })
-	d := &dockerLab{st: store.New(cli, "/relocvol"), regPort: regPort, etcdTLS: etcdTLS, etcdPort: etcdPort, fencedOnPurpose: map[string]time.Time{}}
+	d := &dockerLab{st: store.New(cli, "/relocvol"), regPort: regPort, etcdTLS: etcdTLS, fencedOnPurpose: map[string]time.Time{}}
 	d.lab = vmlab.Start(t, vmlab.WithDocker(), vmlab.WithMemory(vmMemory), vmlab.WithPaths(paths))
 	image := busyboxImage(t)
 	if err := <-published; err != nil {

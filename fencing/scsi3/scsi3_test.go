@@ -607,19 +607,30 @@ func multipathPV(t *testing.T) (pv, sysfs string) {
 	return pv, sysfs
 }
 
+// multipathFencer is node-b's fencer on a VG of one PV that is a multipath
+// map (multipathPV), with its scripted runner.
+func multipathFencer(t *testing.T) (pv string, f *execx.Fake, fn *Fencer) {
+	t.Helper()
+	pv, sysfs := multipathPV(t)
+	f = &execx.Fake{}
+	log := logrus.New()
+	log.SetOutput(nopWriter{})
+	fn = New(f, "node-b", liveFor(time.Hour), func(context.Context) ([]string, error) { return []string{pv}, nil },
+		WithSysfs(sysfs), WithRetry(3, time.Millisecond), WithLogger(log))
+	return pv, f, fn
+}
+
+// mp is a scripted sg_persist call as mpathpersist takes it on a map: the
+// same arguments.
+func mp(c execx.Call) execx.Call {
+	c.Argv = append([]string{"mpathpersist"}, c.Argv[1:]...)
+	return c
+}
+
 // A PV that is a multipath map takes its PR commands through mpathpersist,
 // with the same arguments as sg_persist, on the map itself.
 func TestJoinOnMultipathMap(t *testing.T) {
-	pv, sysfs := multipathPV(t)
-	f := &execx.Fake{}
-	log := logrus.New()
-	log.SetOutput(nopWriter{})
-	fn := New(f, "node-b", liveFor(time.Hour), func(context.Context) ([]string, error) { return []string{pv}, nil },
-		WithSysfs(sysfs), WithRetry(3, time.Millisecond), WithLogger(log))
-	mp := func(c execx.Call) execx.Call {
-		c.Argv = append([]string{"mpathpersist"}, c.Argv[1:]...)
-		return c
-	}
+	pv, f, fn := multipathFencer(t)
 	var calls []execx.Call
 	for _, c := range script(readKeys(pv), readRes(t, pv, none), register(t, pv), reserve(pv, nil), readKeys(pv, keyB), readRes(t, pv, held)) {
 		calls = append(calls, mp(c))
@@ -647,16 +658,7 @@ func TestJoinOnMultipathMap(t *testing.T) {
 // that reserved the map first is no failure of the join; 8, an aborted
 // command, is tried again.
 func TestMultipathExitCodes(t *testing.T) {
-	pv, sysfs := multipathPV(t)
-	f := &execx.Fake{}
-	log := logrus.New()
-	log.SetOutput(nopWriter{})
-	fn := New(f, "node-b", liveFor(time.Hour), func(context.Context) ([]string, error) { return []string{pv}, nil },
-		WithSysfs(sysfs), WithRetry(3, time.Millisecond), WithLogger(log))
-	mp := func(c execx.Call) execx.Call {
-		c.Argv = append([]string{"mpathpersist"}, c.Argv[1:]...)
-		return c
-	}
+	pv, f, fn := multipathFencer(t)
 	conflict := &execx.ExecError{Cmd: []string{"mpathpersist"}, ExitCode: 11, Stderr: "PR out: command failed"}
 	aborted := &execx.ExecError{Cmd: []string{"mpathpersist"}, ExitCode: 8, Stderr: "PR out: command failed"}
 	var calls []execx.Call
