@@ -70,7 +70,7 @@ RUN if command -v losetup && command -v mount && command -v mkfs.ext4 && command
 # the Debian tree: the plugin installs that much faster); sh for a look.
 COPY scripts/plugin-rootfs.sh /usr/local/bin/plugin-rootfs.sh
 RUN bash /usr/local/bin/plugin-rootfs.sh /rootfs \
-        lvs lvcreate lvchange lvextend lvremove vgs vgchange pvs lvmconfig dmsetup \
+        lvs lvcreate lvchange lvextend lvremove vgs vgchange pvs lvmconfig pvcreate pvremove pvscan vgextend dmsetup \
         sg_persist mpathpersist multipathd \
         mkfs.ext4 mkfs.xfs resize2fs e2fsck xfs_growfs mount umount losetup \
         sh

@@ -41,6 +41,9 @@ type Options struct {
 	Volumes LocalVolumes
 	// Grower grows volumes (the plugin's driver; nil: none served here).
 	Grower Grower
+	// VG changes the shared volume group (the plugin's driver; nil: none
+	// served here).
+	VG VGChanger
 	// Diagnose runs this host's checks for relocvol doctor (nil: none).
 	Diagnose Diagnoser
 	// AppKey reads the cluster's app key from the storage (the agent signs

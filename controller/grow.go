@@ -37,6 +37,27 @@ func (c *Controller) GrowVolume(ctx context.Context, name, size string) (api.Gro
 	return g, nil
 }
 
+// VGChanger changes the shared VG: the plugin's driver
+// (plugin.Driver.ExtendVG).
+type VGChanger interface {
+	ExtendVG(ctx context.Context, devices []string) error
+}
+
+// ExtendVG implements api.Service.
+func (c *Controller) ExtendVG(ctx context.Context, devices []string) (api.VGExtend, error) {
+	if c.opt.VG == nil {
+		return api.VGExtend{}, api.Errorf(api.ErrUnsupported, "host %s serves no volumes: ask the API of a host that runs the plugin", c.opt.Host)
+	}
+	if err := c.opt.VG.ExtendVG(ctx, devices); err != nil {
+		return api.VGExtend{}, apiError(err)
+	}
+	vg := ""
+	if v, ok := c.opt.VG.(interface{ VGName() string }); ok {
+		vg = v.VGName()
+	}
+	return api.VGExtend{VG: vg, Devices: devices, Host: c.opt.Host}, nil
+}
+
 // growView is a volume's last grow as the API shows it; a volume never
 // grown has its size "from" its size, its filesystem grown.
 func growView(name string, v store.Volume) api.Grow {

@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/relocvol/relocvol/fencing"
+	"github.com/relocvol/relocvol/internal/execx"
 	"github.com/relocvol/relocvol/internal/store"
 )
 
@@ -379,7 +380,7 @@ func (l *Leader) perform(ctx context.Context, lead *store.Leadership, act Action
 		l.announce(act.Host, s, apps)
 		log.WithField("method", l.fencer.Name()).Warn("fencing dead host")
 		start := time.Now()
-		markRev, err := fencing.Host(ctx, l.st, l.fencer, act.Host, l.host, "", lead)
+		markRev, err := fencing.Host(execx.WithTrace(ctx, "leader fence "+act.Host), l.st, l.fencer, act.Host, l.host, "", lead)
 		if errors.Is(err, store.ErrHostAlive) {
 			// Nothing of it is released this step (releases need the
 			// mark this leader proved): the next plan sees it alive, or

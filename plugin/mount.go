@@ -8,6 +8,7 @@ import (
 
 	"github.com/docker/go-plugins-helpers/volume"
 
+	"github.com/relocvol/relocvol/internal/execx"
 	"github.com/relocvol/relocvol/internal/failpoint"
 	"github.com/relocvol/relocvol/internal/spec"
 	"github.com/relocvol/relocvol/internal/store"
@@ -17,7 +18,7 @@ import (
 func (d *Driver) Mount(r *volume.MountRequest) (*volume.MountResponse, error) {
 	ctx, cancel := d.reqCtx(2)
 	defer cancel()
-	mp, err := d.mount(ctx, r.Name, r.ID)
+	mp, err := d.mount(execx.WithTrace(ctx, "mount "+r.Name), r.Name, r.ID)
 	if err != nil {
 		return nil, d.fail("mount", r.Name, err)
 	}

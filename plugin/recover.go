@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -33,6 +34,16 @@ type RegistrationChecker interface {
 type StorageJoiner interface {
 	EnsureJoined(ctx context.Context) error
 }
+
+// KeyReleaser is an optional ability of a Fencer: taking this host's key
+// back from what would register it by itself on paths that come back
+// (multipathd: scsi3.(*Fencer).ReleaseKeys), once the host lost its lease.
+type KeyReleaser interface {
+	ReleaseKeys(ctx context.Context)
+}
+
+// releaseTimeout bounds ReleaseKeys in Prepare.
+const releaseTimeout = 10 * time.Second
 
 // readyToWrite makes sure this host may write every PV of the VG before it
 // creates, activates or removes storage.
@@ -68,7 +79,8 @@ func (d *Driver) Check(ctx context.Context) error {
 
 // Prepare implements heartbeat.Member: it rebuilds this host's mount counts from the mount table, the
 // backend and etcd, and cleans up, before the host registers: at start-up
-// and at every rejoin after a lost lease. It returns the revision of the
+// and at every rejoin after a lost lease. First of all it takes the host's
+// key back from multipathd (KeyReleaser). It returns the revision of the
 // fencing mark it cleaned up after (0: none), which the registration clears
 // in the same transaction that requires no other mark. The host mounts
 // nothing until it has registered, and joins the storage only after that.
@@ -88,6 +100,13 @@ func (d *Driver) Check(ctx context.Context) error {
 // unmounted and deactivated and its own claims released; only then may it
 // register (clearing the mark) and join the storage again.
 func (d *Driver) Prepare(ctx context.Context) (int64, error) {
+	if kr, ok := d.fencer.(KeyReleaser); ok {
+		// Before etcd is asked anything: cut off it, the host may be
+		// fenced any moment (the join hands the key back).
+		rctx, cancel := context.WithTimeout(ctx, releaseTimeout)
+		kr.ReleaseKeys(rctx)
+		cancel()
+	}
 	f, frev, err := d.store.GetFence(ctx, d.opt.Host)
 	if err != nil {
 		return 0, err

@@ -101,6 +101,13 @@ if command -v mpathpersist >/dev/null; then
 	while IFS= read -r so; do
 		add "$so"
 	done < <(dpkg -L multipath-tools | grep -E '/multipath/lib[^/]*\.so$')
+	# glibc loads libgcc_s (dlopen) to unwind a thread that ends with
+	# pthread_exit, as mpathpersist's per-path threads do: without it
+	# mpathpersist aborts ("libgcc_s.so.1 must be installed for
+	# pthread_exit to work"), seen failing preempts in the VM lab.
+	gcc_s=$(ldconfig -p | awk '$1 == "libgcc_s.so.1" && /x86-64|64bit/ { print $NF; exit }')
+	[[ -n $gcc_s ]] || die "libgcc_s.so.1 not found (package libgcc-s1): mpathpersist needs it"
+	add "$gcc_s"
 fi
 
 # Files the commands read: mke2fs's defaults, and the CA bundle for TLS to

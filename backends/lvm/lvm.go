@@ -25,6 +25,7 @@ import (
 	"github.com/relocvol/relocvol/backends"
 	"github.com/relocvol/relocvol/internal/execx"
 	"github.com/relocvol/relocvol/internal/fsutil"
+	"github.com/relocvol/relocvol/internal/sysblock"
 )
 
 // Prefix starts every LV name relocvol makes, so that its LVs stand apart
@@ -62,14 +63,21 @@ var Tools = []execx.Tool{
 	{Name: "vgchange", Package: "lvm2"},
 	{Name: "pvs", Package: "lvm2"},
 	{Name: "lvmconfig", Package: "lvm2"},
+	// relocvol vg extend (extend.go).
+	{Name: "pvcreate", Package: "lvm2"},
+	{Name: "pvremove", Package: "lvm2"},
+	{Name: "pvscan", Package: "lvm2"},
+	{Name: "vgextend", Package: "lvm2"},
 	// The device-mapper's own view (dm.go); lvm2 depends on it.
 	{Name: "dmsetup", Package: "dmsetup"},
 }
 
 // Locker runs fn under a cluster-wide lock, having proven just before fn
-// that the lock is still held (store.Store).
+// that the lock is still held (store.Store); WithLockSteps runs a series
+// of steps under one, fn proving it held (held) before each.
 type Locker interface {
 	WithLock(ctx context.Context, key string, fn func(ctx context.Context) error) error
+	WithLockSteps(ctx context.Context, key string, fn func(ctx context.Context, held func(context.Context) error) error) error
 }
 
 // ConfigFile is LVM's configuration. Inside the managed plugin /etc/lvm is
@@ -85,6 +93,10 @@ type LVM struct {
 	lock Locker
 	log  logrus.FieldLogger
 	conf string // ConfigFile; tests point it elsewhere
+	// blockDevice resolves a device named for an extend (blockDevice;
+	// tests use files), sysfs tells what it is.
+	blockDevice func(dev string) (string, error)
+	sysfs       sysblock.Sysfs
 }
 
 var (
@@ -104,7 +116,7 @@ func New(vg string, run execx.Runner, lock Locker, opts ...Option) (*LVM, error)
 	if err := validVGName(vg); err != nil {
 		return nil, err
 	}
-	l := &LVM{vg: vg, run: run, fs: fsutil.FS{Run: run}, lock: lock, log: logrus.StandardLogger(), conf: ConfigFile}
+	l := &LVM{vg: vg, run: run, fs: fsutil.FS{Run: run}, lock: lock, log: logrus.StandardLogger(), conf: ConfigFile, blockDevice: blockDevice, sysfs: "/sys"}
 	for _, o := range opts {
 		o(l)
 	}

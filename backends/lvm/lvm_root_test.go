@@ -25,6 +25,12 @@ func (l *processLock) WithLock(ctx context.Context, _ string, fn func(context.Co
 	return fn(ctx)
 }
 
+func (l *processLock) WithLockSteps(ctx context.Context, _ string, fn func(context.Context, func(context.Context) error) error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return fn(ctx, func(context.Context) error { return nil })
+}
+
 // TestConformance runs the shared backend suite on real LVM, in the scratch
 // volume group named by RELOCVOL_TEST_VG. It needs device-mapper, which this
 // machine's own kernel lacks: e2e/sanlab compiles this test and runs it

@@ -34,6 +34,7 @@ type fakeLock struct {
 	mu     sync.Mutex
 	events []string
 	err    error
+	lost   error
 }
 
 func (l *fakeLock) WithLock(ctx context.Context, key string, fn func(context.Context) error) error {
@@ -49,6 +50,19 @@ func (l *fakeLock) WithLock(ctx context.Context, key string, fn func(context.Con
 	l.events = append(l.events, "unlock "+key)
 	l.mu.Unlock()
 	return err
+}
+
+// WithLockSteps records the lock, each proof that it is held ("held key")
+// and the unlock; lost makes every proof fail.
+func (l *fakeLock) WithLockSteps(ctx context.Context, key string, fn func(context.Context, func(context.Context) error) error) error {
+	return l.WithLock(ctx, key, func(ctx context.Context) error {
+		return fn(ctx, func(context.Context) error {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.events = append(l.events, "held "+key)
+			return l.lost
+		})
+	})
 }
 
 var lvsArgv = []string{"lvs", "--config", "devices/hints=none", "-a", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", "lv_name,vg_name,lv_attr,lv_size,lv_path,lv_tags,lv_uuid,vg_uuid", "san"}

@@ -44,6 +44,16 @@ func (s *strictService) SetMaintenance(_ context.Context, h string, d time.Durat
 	return api.Maintenance{Host: h}, nil
 }
 
+func (s *strictService) ExtendVG(_ context.Context, devs []string) (api.VGExtend, error) {
+	for _, d := range devs {
+		if !strings.HasPrefix(d, "/dev/") {
+			return api.VGExtend{}, api.Errorf(api.ErrInvalid, "device %q: give the absolute path of the LUN or multipath map under /dev (e.g. /dev/mapper/mpathb)", d)
+		}
+	}
+	s.changes++
+	return api.VGExtend{VG: "san", Devices: devs, Host: "n1"}, nil
+}
+
 func (s *strictService) GrowVolume(_ context.Context, v, size string) (api.Grow, error) {
 	if v != "db" {
 		return api.Grow{}, api.Errorf(api.ErrNotFound, "volume %q not found: create it with `docker volume create -d relocvol %s`", v, v)
@@ -109,6 +119,9 @@ func TestCLIBadInput(t *testing.T) {
 		{"volume grow: smaller", with("volume", "grow", "db", "512M"), []string{`grow volume "db" to 512M: it is 1G already`, "relocvol only grows volumes", "create a smaller volume and copy the data"}},
 		{"volume grow: not a size", with("volume", "grow", "db", "12QB"), []string{`grow volume "db": invalid size "12QB"`, "use a positive number with K, M, G or T"}},
 		{"volume grow: unknown volume", with("volume", "grow", "nosuch", "2G"), []string{`volume "nosuch" not found`}},
+		{"vg: no subcommand", with("vg"), []string{"relocvol vg needs a subcommand: relocvol vg extend DEVICE..."}},
+		{"vg extend: no device", with("vg", "extend"), []string{"relocvol vg extend takes at least 1 device", "e.g. /dev/mapper/mpathb"}},
+		{"vg extend: over the network", with("vg", "extend", "/dev/mapper/mpathb"), []string{"vg extend is served only on the host's root-only API socket", "run relocvol vg extend as root on a host"}},
 		{"host: no subcommand", []string{"host"}, []string{"relocvol host needs a subcommand: relocvol host key [HOST]"}},
 		{"host key: two hosts", []string{"host", "key", "n1", "n2"}, []string{"relocvol host key takes at most 1 argument, got 2", "use relocvol host key [HOST]"}},
 		{"host key: empty host", []string{"host", "key", ""}, []string{"HOST: empty: set a host name"}},

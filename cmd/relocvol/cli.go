@@ -71,6 +71,7 @@ func apiCmds() []*cobra.Command {
 		forgetMountsCmd(f),
 		maintenanceCmd(f),
 		volumeCmd(f),
+		vgCmd(f),
 		doctorCmd(f),
 	}
 	for _, c := range cmds {
@@ -427,6 +428,62 @@ func growLine(g api.Grow) string {
 		return fmt.Sprintf("%s; host %s is growing its filesystem (relocvol volumes shows when it is done)", grew, g.Host)
 	}
 	return fmt.Sprintf("%s; its filesystem grows when the volume is next mounted: %s", grew, g.Detail)
+}
+
+func vgCmd(f *clientFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "vg",
+		Short: "Change the shared volume group (lvm backend): extend",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return fmt.Errorf("%s needs a subcommand: relocvol vg extend DEVICE... (see relocvol vg --help)", cmd.CommandPath())
+		},
+	}
+	extend := &cobra.Command{
+		Use:   "extend DEVICE...",
+		Short: "Add LUNs (multipath maps) to the shared VG, every host registered on them first",
+		Long: `Add DEVICE... (as this host names them, e.g. /dev/mapper/mpathb) to the
+shared volume group, instead of pvcreate and vgextend by hand, which can
+race another host's lvcreate and leave the new LUN unfenced:
+
+  1. under the cluster's lock of VG changes, pvcreate each device that is
+     no PV yet (a device holding a filesystem or partitions is refused:
+     nothing is wiped);
+  2. every live host refreshes its LVM device hints (pvscan --cache),
+     finds the new PVs and registers its reservation key on every path of
+     them (the first reserves them);
+  3. only once every live host has, vgextend, under the VG's metadata
+     lock that every lvcreate takes.
+
+Only a whole SCSI disk or a multipath map that nothing holds is taken.
+Before step 3, every other relocvol key on the LUN (a host that is down, a
+failed extend's leftovers) is removed; another system's key refuses it.
+A host that does not see the LUN, or cannot register on it, refuses, and
+nothing is added (the PV labels written in step 1 are removed). Attach the
+LUN on every host first (iSCSI rescan, multipath). Run it as root on any
+host of the cluster: the API serves it only on the host's root-only
+socket. It waits up to 5 minutes, and goes on if interrupted.`,
+		Args: func(cmd *cobra.Command, got []string) error {
+			if len(got) == 0 {
+				return fmt.Errorf("%s takes at least 1 device: use relocvol vg extend DEVICE... (e.g. /dev/mapper/mpathb)", cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			x, err := f.c.ExtendVG(cmd.Context(), args)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if f.json {
+				return printJSON(out, x)
+			}
+			_, err = fmt.Fprintf(out, "added %s to volume group %s (asked on host %s): every live host is registered on it\n", strings.Join(x.Devices, ", "), x.VG, x.Host)
+			return err
+		},
+	}
+	cmd.AddCommand(extend)
+	return cmd
 }
 
 func maintenanceCmd(f *clientFlags) *cobra.Command {

@@ -31,6 +31,9 @@ func (*moveService) Doctor(context.Context) (api.Doctor, error)   { return docto
 func (*moveService) GrowVolume(context.Context, string, string) (api.Grow, error) {
 	return api.Grow{}, nil
 }
+func (*moveService) ExtendVG(_ context.Context, devs []string) (api.VGExtend, error) {
+	return api.VGExtend{VG: "san", Devices: devs, Host: "n1"}, nil
+}
 
 func (m *moveService) Status(context.Context) (api.Status, error) { return api.Status{}, nil }
 func (m *moveService) Hosts(context.Context) ([]api.Host, error) {

@@ -255,7 +255,7 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	})
 	ctl = controller.New(controller.Options{
 		Host: cfg.Host, Version: version, Store: st, Docker: docker, Beat: hb, Fencer: fencer, Log: log,
-		Volumes: drv, Grower: drv, Diagnose: hd.Report,
+		Volumes: drv, Grower: drv, VG: drv, Diagnose: hd.Report,
 		AppKey: func(ctx context.Context) ([]byte, error) { return plugin.ReadAppKey(ctx, be) },
 	})
 	hb.Member = drv
@@ -291,6 +291,7 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	}
 	ctl.Run(ctx)
 	go drv.RunGrows(ctx)
+	go drv.RunVGOps(ctx)
 	errc := make(chan error, 3)
 	h := api.Handler(ctl, api.Options{Token: apiToken, ReadToken: apiReadToken, TokenFile: cfg.APITokenFile(), ReadTokenFile: cfg.APIReadTokenFile(),
 		Metrics: ctl.Metrics(), Log: log})
@@ -303,7 +304,7 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 	if sock, err := api.ListenUnix(cfg.APISocket()); err != nil {
 		log.WithError(err).Warn("the API's socket cannot be served: the relocvol CLI needs --api and --token on this host")
 	} else {
-		go func() { errc <- api.Serve(ctx, sock, h) }()
+		go func() { errc <- api.Serve(ctx, sock, api.OnSocket(h)) }()
 	}
 	go func() { errc <- <-served }()
 	gate.Ready(drv)

@@ -11,7 +11,7 @@ import (
 // right status, and changes nothing.
 func TestAPIBadInput(t *testing.T) {
 	svc := &fakeService{}
-	h := Handler(svc, Options{Token: "s3cret"})
+	h := OnSocket(Handler(svc, Options{Token: "s3cret"}))
 	huge := `{"to": "` + strings.Repeat("b", 70<<10) + `"}`
 	for _, tc := range []struct {
 		name, method, path, token, body string
@@ -41,6 +41,9 @@ func TestAPIBadInput(t *testing.T) {
 		{"events: limit too large", "GET", "/v1/events?limit=10001", "s3cret", "", 400, []string{`invalid limit \"10001\"`}},
 		{"events: bad follow", "GET", "/v1/events?follow=sometimes", "s3cret", "", 400, []string{`invalid follow \"sometimes\"`, "use true"}},
 		{"forget: unknown volume", "POST", "/v1/local/volumes/nosuch/forget", "s3cret", "", 404, []string{`no mount of volume \"nosuch\"`}},
+		{"vg extend: no devices", "POST", "/v1/vg/extend", "s3cret", `{"devices":[]}`, 400, []string{`\"devices\" is empty`, `send {\"devices\": [\"/dev/mapper/mpathb\"]}`}},
+		{"vg extend: devices a string", "POST", "/v1/vg/extend", "s3cret", `{"devices":"/dev/sdb"}`, 400, []string{"invalid vg extend request"}},
+		{"vg extend: refused device", "POST", "/v1/vg/extend", "s3cret", `{"devices":["/dev/sdq"]}`, 400, []string{`device \"/dev/sdq\" refused`}},
 		{"grow: unknown volume", "POST", "/v1/volumes/nosuch/grow", "s3cret", `{"size":"2G"}`, 404, []string{`volume \"nosuch\" not found`}},
 		{"grow: bad size", "POST", "/v1/volumes/db/grow", "s3cret", `{"size":"big"}`, 400, []string{`invalid size \"big\"`}},
 		{"grow: empty size", "POST", "/v1/volumes/db/grow", "s3cret", `{"size":""}`, 400, []string{`\"size\" is empty`, `send {\"size\": \"20G\"}`}},

@@ -45,7 +45,12 @@ func (c *Client) where() string {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
-	resp, err := c.send(ctx, c.HTTP, method, path, body)
+	return c.doWith(ctx, c.HTTP, method, path, body, out)
+}
+
+// doWith is do with hc.
+func (c *Client) doWith(ctx context.Context, hc *http.Client, method, path string, body, out any) error {
+	resp, err := c.send(ctx, hc, method, path, body)
 	if err != nil {
 		return err
 	}
@@ -189,6 +194,19 @@ func (c *Client) EndMaintenance(ctx context.Context, host string) error {
 func (c *Client) GrowVolume(ctx context.Context, volume, size string) (Grow, error) {
 	var out Grow
 	err := c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(volume)+"/grow", GrowRequest{Size: size}, &out)
+	return out, err
+}
+
+// ExtendVGTimeout bounds POST /v1/vg/extend: every live host's part, and
+// another extend's before it, take longer than other requests.
+const ExtendVGTimeout = 5 * time.Minute
+
+// ExtendVG is POST /v1/vg/extend.
+func (c *Client) ExtendVG(ctx context.Context, devices []string) (VGExtend, error) {
+	var out VGExtend
+	hc := *c.HTTP
+	hc.Timeout = ExtendVGTimeout
+	err := c.doWith(ctx, &hc, http.MethodPost, "/v1/vg/extend", VGExtendRequest{Devices: devices}, &out)
 	return out, err
 }
 

@@ -61,7 +61,7 @@ func Handler(svc Service, opt Options) http.Handler {
 	})
 	r.Use(authorize(opt, needsToken))
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
-		writeError(w, Errorf(ErrNotFound, "no such endpoint %s %s: see GET /v1/status, /v1/hosts, /v1/volumes, /v1/apps, /v1/events, /v1/local, /v1/doctor, POST /v1/apps/{name}/move, /v1/volumes/{name}/grow, /v1/local/volumes/{name}/forget, PUT and DELETE /v1/hosts/{name}/maintenance; the status page is GET /", req.Method, req.URL.Path))
+		writeError(w, Errorf(ErrNotFound, "no such endpoint %s %s: see GET /v1/status, /v1/hosts, /v1/volumes, /v1/apps, /v1/events, /v1/local, /v1/doctor, POST /v1/apps/{name}/move, /v1/volumes/{name}/grow, /v1/vg/extend, /v1/local/volumes/{name}/forget, PUT and DELETE /v1/hosts/{name}/maintenance; the status page is GET /", req.Method, req.URL.Path))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
 		writeError(w, Errorf(ErrMethod, "method %s not allowed on %s", req.Method, req.URL.Path))
@@ -130,6 +130,30 @@ func Handler(svc Service, opt Options) http.Handler {
 				code = http.StatusAccepted // the filesystem follows later
 			}
 			writeJSON(w, code, g)
+		})
+		r.Post("/vg/extend", func(w http.ResponseWriter, req *http.Request) {
+			// It writes to a device named by path on this host: only
+			// root on the host may ask (the socket), not a token holder
+			// over the network.
+			if !onSocket(req.Context()) {
+				writeError(w, Errorf(ErrUnsupported, "vg extend is served only on the host's root-only API socket: run relocvol vg extend as root on a host of the cluster"))
+				return
+			}
+			var body VGExtendRequest
+			if err := decodeBody(w, req, &body); err != nil {
+				writeError(w, Errorf(ErrInvalid, `invalid vg extend request: %v; send {"devices": ["/dev/mapper/mpathb"]}`, err))
+				return
+			}
+			if len(body.Devices) == 0 {
+				writeError(w, Errorf(ErrInvalid, `invalid vg extend request: "devices" is empty; send {"devices": ["/dev/mapper/mpathb"]}`))
+				return
+			}
+			out, err := svc.ExtendVG(req.Context(), body.Devices)
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, out)
 		})
 		r.Get("/apps/{name}", func(w http.ResponseWriter, req *http.Request) {
 			apps, err := svc.Apps(req.Context())

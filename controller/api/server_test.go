@@ -44,6 +44,14 @@ func (f *fakeService) Doctor(context.Context) (Doctor, error) {
 	return Doctor{Status: doctor.Warn, Hosts: []doctor.Report{{Host: "a", Checks: []doctor.Check{doctor.Warned("clock", "run NTP", "+0.900s off etcd's")}}}}, nil
 }
 
+func (f *fakeService) ExtendVG(_ context.Context, devs []string) (VGExtend, error) {
+	if devs[0] != "/dev/mapper/mpathb" {
+		return VGExtend{}, Errorf(ErrInvalid, "device %q refused", devs[0])
+	}
+	f.changes++
+	return VGExtend{VG: "san", Devices: devs, Host: "a"}, nil
+}
+
 func (f *fakeService) GrowVolume(_ context.Context, v, size string) (Grow, error) {
 	switch {
 	case v != "db":
@@ -136,7 +144,7 @@ func do(t *testing.T, h http.Handler, method, path, token, body string) (int, st
 
 func TestHandler(t *testing.T) {
 	svc := &fakeService{}
-	h := Handler(svc, Options{Token: "t"})
+	h := OnSocket(Handler(svc, Options{Token: "t"}))
 	for _, tc := range []struct {
 		name, method, path, body string
 		code                     int
@@ -158,6 +166,7 @@ func TestHandler(t *testing.T) {
 		{name: "move not JSON", method: "POST", path: "/v1/apps/db/move", body: `b`, code: 400, want: `invalid move request`},
 		{name: "doctor", method: "GET", path: "/v1/doctor", code: 200, want: `"status": "warn"`},
 		{name: "grow", method: "POST", path: "/v1/volumes/db/grow", body: `{"size":"2G"}`, code: 200, want: `"filesystem": "grown"`},
+		{name: "vg extend", method: "POST", path: "/v1/vg/extend", body: `{"devices":["/dev/mapper/mpathb"]}`, code: 200, want: `"vg": "san"`},
 		{name: "grow, the filesystem follows", method: "POST", path: "/v1/volumes/db/grow", body: `{"size":"1G"}`, code: 202, want: `"filesystem": "growing"`},
 		{name: "wrong method", method: "DELETE", path: "/v1/apps", code: 405, want: `method DELETE not allowed on /v1/apps`},
 		{name: "unknown path", method: "GET", path: "/v2/x", code: 404, want: `no such endpoint GET /v2/x`},
@@ -300,5 +309,15 @@ func TestFollowAnEmptyTimelineAnswersAtOnce(t *testing.T) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/x-ndjson" {
 		t.Fatalf("answer %s %q", resp.Status, resp.Header.Get("Content-Type"))
+	}
+}
+
+// vg extend writes to a device of the host: only the root-only socket
+// serves it, not the network.
+func TestExtendVGOnlyOnTheSocket(t *testing.T) {
+	svc := &fakeService{}
+	code, body := do(t, Handler(svc, Options{Token: "t"}), "POST", "/v1/vg/extend", "t", `{"devices":["/dev/mapper/mpathb"]}`)
+	if code != http.StatusNotImplemented || !strings.Contains(body, "served only on the host's root-only API socket") || svc.changes != 0 {
+		t.Fatalf("vg extend over the network: %d %s (changes %d); want 501 naming the socket, nothing done", code, body, svc.changes)
 	}
 }

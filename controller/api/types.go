@@ -133,6 +133,19 @@ type Doctor struct {
 	Hosts  []doctor.Report `json:"hosts"`
 }
 
+// VGExtendRequest is the body of POST /v1/vg/extend: the devices, as the
+// host asked names them.
+type VGExtendRequest struct {
+	Devices []string `json:"devices"`
+}
+
+// VGExtend is the answer to POST /v1/vg/extend.
+type VGExtend struct {
+	VG      string   `json:"vg"`
+	Devices []string `json:"devices"`
+	Host    string   `json:"host"`
+}
+
 // GrowRequest is the body of POST /v1/volumes/{name}/grow.
 type GrowRequest struct {
 	Size string `json:"size"`
@@ -225,6 +238,9 @@ type Service interface {
 	// its storage, then the filesystem on the host that mounts it; it
 	// answers once that host grew it, or says what is left.
 	GrowVolume(ctx context.Context, volume, size string) (Grow, error)
+	// ExtendVG adds devices to the shared VG once every live host has
+	// registered on them, under the VG's lock.
+	ExtendVG(ctx context.Context, devices []string) (VGExtend, error)
 }
 
 // Maintenance is a host's announced maintenance: peers neither fence it

@@ -19,6 +19,23 @@ import (
 // upgrade, a boot), and a local user listening on it would receive the
 // token.
 
+type onSocketKey struct{}
+
+// OnSocket marks the requests h serves as asked on the host's root-only
+// unix socket (the API's socket, where only root connects): the requests
+// that change the host's devices are served only there.
+func OnSocket(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		h.ServeHTTP(w, req.WithContext(context.WithValue(req.Context(), onSocketKey{}, true)))
+	})
+}
+
+// onSocket tells whether the request came through OnSocket.
+func onSocket(ctx context.Context) bool {
+	v, _ := ctx.Value(onSocketKey{}).(bool)
+	return v
+}
+
 // UnixScheme prefixes an API address that is a unix socket's path.
 const UnixScheme = "unix://"
 

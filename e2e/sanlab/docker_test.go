@@ -251,15 +251,66 @@ func TestDockerOnSAN(t *testing.T) {
 		d.fsckClean(t, a, appName, "v1")
 	})
 
-	// A LUN exported and added to the VG after both hosts joined (vgextend)
-	// carries a second app's volume: the takeover must fence the new LUN
-	// too (every PV as LVM sees it now), repairing a LUN without
-	// registrations or a reservation before it counts as fenced.
+	// A LUN exported after both hosts joined is added to the VG with
+	// `relocvol vg extend` while both hosts create volumes: no metadata
+	// error, every volume usable, both hosts registered on the new LUN
+	// through every path (and their LVM hints refreshed) before it joined
+	// the VG. It then carries a second app's volume: the takeover must
+	// fence the new LUN too (every PV as LVM sees it now).
 	var newLUN map[string]string
-	step("a LUN added to the VG carries a second app", func(t *testing.T) {
+	step("a LUN added with relocvol vg extend while both hosts create volumes carries a second app", func(t *testing.T) {
 		newLUN = d.lab.AddLUN(t, 1, 512<<20)
 		oldA, newA := d.lab.LUN(t, a), newLUN[a]
-		d.lab.MustRun(t, a, fmt.Sprintf("pvcreate -y %s && vgextend %s %s && pvchange -x n %s", newA, dockerVG, newA, oldA))
+		errs := make(chan error, len(d.lab.Hosts))
+		var vols []string
+		for _, h := range d.lab.Hosts {
+			for i := 1; i <= 3; i++ {
+				vols = append(vols, fmt.Sprintf("ext-%s-%d", strings.ToLower(h), i))
+			}
+			go func() {
+				_, err := d.lab.Run(t, h, fmt.Sprintf(`set -e; for i in 1 2 3; do docker volume create -d %s -o size=8M ext-%s-$i >/dev/null; done`, driver, strings.ToLower(h)))
+				errs <- err
+			}()
+		}
+		out, err := d.lab.Run(t, a, "relocvol vg extend "+newA)
+		for range d.lab.Hosts {
+			if cerr := <-errs; cerr != nil {
+				t.Errorf("docker volume create while the VG was extended: %v", cerr)
+			}
+		}
+		if err != nil || !strings.Contains(out, "added "+newA+" to volume group "+dockerVG) {
+			t.Fatalf("relocvol vg extend %s: %v\n%s", newA, err, out)
+		}
+		t.Logf("relocvol vg extend: %s", out)
+		for _, h := range d.lab.Hosts {
+			// The host's own LVM (with its device hints, not rescanned by
+			// the test) sees the new PV: the plugin refreshed them.
+			if pvs := d.lab.MustRun(t, h, "pvs --noheadings -o pv_name "+dockerVG); !strings.Contains(pvs, newLUN[h]) {
+				t.Errorf("%s's own LVM does not list %s in %s after the extend (its hints were not refreshed):\n%s", h, newLUN[h], dockerVG, pvs)
+			}
+			d.lab.MustRun(t, h, "vgck "+dockerVG)
+			// Both hosts registered through every path, the LUN reserved.
+			if k := keysOnDev(t, d.lab, h, newLUN[h]); count(k, keyA) != paths || count(k, keyB) != paths {
+				t.Fatalf("keys on the new LUN read from %s: %x; want A's and B's once per path", h, k)
+			}
+			res, err := scsi3.ParseReservation([]byte(d.lab.MustRun(t, h, "sg_persist --in --read-reservation "+newLUN[h])))
+			if err != nil || !res.Held || res.Type != "Write Exclusive, registrants only" {
+				t.Fatalf("reservation on the new LUN after the extend: %+v %v; want type 5 held", res, err)
+			}
+		}
+		// Every volume created meanwhile is usable: all of them written
+		// and read in one container.
+		var mounts, dirs []string
+		for i, v := range vols {
+			mounts = append(mounts, fmt.Sprintf("-v %s:/v%d", v, i))
+			dirs = append(dirs, fmt.Sprintf("/v%d", i))
+		}
+		if got := d.mustDocker(t, b, "run --rm "+strings.Join(mounts, " ")+" "+appImage+" sh -c "+shq("for d in "+strings.Join(dirs, " ")+"; do echo ok >$d/f && sync $d/f && cat $d/f; done")); strings.Count(got, "ok") != len(vols) {
+			t.Fatalf("the volumes created during the extend, written from B: %q", got)
+		}
+		// The second app's volume on the new LUN (the old one not
+		// allocatable for the moment).
+		d.lab.MustRun(t, a, "pvchange -x n "+oldA)
 		d.mustDocker(t, a, "volume create -d "+driver+" -o size=32M v3")
 		d.lab.MustRun(t, a, "pvchange -x y "+oldA)
 		if pv := strings.TrimSpace(d.lab.MustRun(t, a, "lvs --noheadings -o devices "+dockerVG+"/rv-v3")); !strings.HasPrefix(pv, newA) {
@@ -328,6 +379,12 @@ func TestDockerOnSAN(t *testing.T) {
 		tally.Pass(started.Sub(killed))
 		t.Logf("BENCHMARK failover through Docker on the VM lab: writer started on %s %s after A's qemu was killed (lease TTL %ds; B's clock %+v off this machine's, corrected); %s until the test saw it running",
 			b, started.Sub(killed).Round(100*time.Millisecond), ttl, offB.Round(10*time.Millisecond), running.Round(100*time.Millisecond))
+		// The commands on the takeover's critical path, from B's plugin
+		// log: the leader's fence of A, each volume's Mount.
+		since := killed.Add(offB)
+		for _, op := range []string{"leader fence " + a, "mount v1", "mount v3"} {
+			logCriticalPath(t, op+" (takeover after A's power loss)", d.execTrace(t, b, since, op))
+		}
 		d.fsckClean(t, b, appName, "v1")
 		d.fsckClean(t, b, sideApp, "v3")
 	})
@@ -421,13 +478,15 @@ func TestDockerOnSAN(t *testing.T) {
 		}
 	})
 
+	partitionSteps(t, d, step)
+
 	step("volume rm: refused while in use elsewhere, then removed everywhere", func(t *testing.T) {
-		out, err := d.docker(t, a, "volume rm v1")
-		if err == nil || !strings.Contains(out, "hostB") {
-			t.Fatalf("docker volume rm v1 on A while B's writer uses it: %v\n%s\nwant a refusal naming hostB", err, out)
+		out, err := d.docker(t, b, "volume rm v1")
+		if err == nil || !strings.Contains(out, "hostA") {
+			t.Fatalf("docker volume rm v1 on B while A's writer uses it: %v\n%s\nwant a refusal naming hostA", err, out)
 		}
-		d.mustDocker(t, b, "rm -f "+appName)
-		d.mustDocker(t, a, "volume rm v1")
+		d.mustDocker(t, a, "rm -f "+appName)
+		d.mustDocker(t, b, "volume rm v1")
 		for _, h := range d.lab.Hosts {
 			if out := d.lab.MustRun(t, h, "lvs --noheadings -o lv_name "+dockerVG); strings.Contains(out, "rv-v1") {
 				t.Errorf("%s still sees rv-v1 after docker volume rm:\n%s", h, out)
@@ -438,7 +497,7 @@ func TestDockerOnSAN(t *testing.T) {
 		}
 	})
 
-	step("20 volumes created at once from both hosts", func(t *testing.T) {
+	step("10 volumes created at once from both hosts", func(t *testing.T) {
 		errs := make(chan error, len(d.lab.Hosts))
 		for _, h := range d.lab.Hosts {
 			go func() {
@@ -472,14 +531,14 @@ func TestDockerOnSAN(t *testing.T) {
 		}
 	})
 
-	// Exclusivity under contention: each of the 20 volumes requested with
+	// Exclusivity under contention: each of the 10 volumes requested with
 	// `docker run` from both hosts at the same moment, two volumes a round
 	// (all 20 at once starved the 1-vCPU emulated hosts so that neither
 	// renewed its lease in time, and both refused every Mount: safe, but no
 	// test). The winners keep running, so that every volume stays held
 	// while the later rounds race: a `docker start` costs about 6 s under
 	// TCG, and removing them after each round doubled the step's time.
-	step("exclusive under contention: the 20 volumes requested from both hosts at once", func(t *testing.T) {
+	step("exclusive under contention: the 10 volumes requested from both hosts at once", func(t *testing.T) {
 		var vols []string
 		for _, p := range []string{"hosta", "hostb"} {
 			for i := 1; i <= perHost; i++ {
@@ -508,7 +567,7 @@ func TestDockerOnSAN(t *testing.T) {
 				t.Errorf("%s after the contention: claim by %q with mounts %v; want held by its winner %s with one mount", vol, c.Host, c.Mounts, winners[vol])
 			}
 		}
-		t.Logf("20 volumes, each requested from both hosts at the same moment (two a round): won by %v; every loser refused naming the winner", wins)
+		t.Logf("10 volumes, each requested from both hosts at the same moment (two a round): won by %v; every loser refused naming the winner", wins)
 	})
 
 	// The emulated hosts come closest to their liveness cut-off under the

@@ -38,7 +38,7 @@ const (
 	volSize   = "64M"
 	pluginRef = "relocvol:lab" // repository:tag in the test's registry
 	ttl       = 6              // seconds of lease: TCG VMs are slow, a tighter lease would flap
-	perHost   = 10             // volumes each host creates at once, later contended
+	perHost   = 5              // volumes each host creates at once, later contended
 	// paths: SAN links per host: each LUN is a dm-multipath map over two
 	// iSCSI sessions, as on a real SAN.
 	paths = 2
@@ -56,6 +56,9 @@ type dockerLab struct {
 	// machine: the VMs set their clocks from its Date).
 	etcdTLS store.TLSFiles
 	regPort string
+	// etcdPort is the test's etcd's client port on vmlab.HostGateway (a
+	// partition drops a host's packets to it).
+	etcdPort string
 	// fencedOnPurpose is, by host, when a step that made it self-fence
 	// (the doctor's host without its key) was over.
 	fencedOnPurpose map[string]time.Time
@@ -88,8 +91,21 @@ func startDockerLab(t *testing.T) *dockerLab {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cli.Close() })
-	d := &dockerLab{st: store.New(cli, "/relocvol"), regPort: regPort, etcdTLS: etcdTLS, fencedOnPurpose: map[string]time.Time{}}
+	d := &dockerLab{st: store.New(cli, "/relocvol"), regPort: regPort, etcdPort: etcdPort, etcdTLS: etcdTLS, fencedOnPurpose: map[string]time.Time{}}
 	d.lab = vmlab.Start(t, vmlab.WithDocker(), vmlab.WithMemory(vmMemory), vmlab.WithPaths(paths))
+	// On a failure, what each host's plugin said last (before the lab's
+	// own clean-up stops the VMs).
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, h := range d.lab.Hosts {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			r, err := d.lab.Exec(ctx, h, "tail -n 200 /var/log/dockerd.log | cut -c1-500; free -m")
+			cancel()
+			t.Logf("---- last lines of dockerd's log (the plugin's) on %s (%v) ----\n%s", h, err, r.Combined())
+		}
+	})
 	image := busyboxImage(t)
 	if err := <-published; err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -35,7 +36,21 @@ func (f *Fencer) state(ctx context.Context, p path) (pathState, error) {
 
 // states reads every path of every PV of the VG, as LVM sees it now.
 func (f *Fencer) states(ctx context.Context) ([]path, []pathState, error) {
-	paths, err := f.paths(ctx)
+	return f.statesOf(ctx, nil, nil)
+}
+
+// statesOf reads every path of pvs (nil: of every PV of the VG, as LVM
+// sees it now, or known, the VG's paths as the caller just read them).
+func (f *Fencer) statesOf(ctx context.Context, pvs []string, known []path) ([]path, []pathState, error) {
+	paths := known
+	var err error
+	switch {
+	case known != nil:
+	case pvs == nil:
+		paths, err = f.paths(ctx)
+	default:
+		paths, err = resolveAll(f.sysfs, pvs)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -163,6 +178,12 @@ const (
 // since a peer marks a host, which needs its lease gone, before it
 // preempts it. log hears, at warn, each path that needed a step.
 func (f *Fencer) enforce(ctx context.Context, victim uint64, m mode, log logrus.FieldLogger, needed string) error {
+	return f.enforceOn(ctx, nil, nil, victim, m, log, needed)
+}
+
+// enforceOn is enforce on the paths of pvs (nil: of every PV of the VG,
+// known when the caller just read them).
+func (f *Fencer) enforceOn(ctx context.Context, pvs []string, known []path, victim uint64, m mode, log logrus.FieldLogger, needed string) error {
 	// One at a time: a check's withdrawal must not take back the key a
 	// join or a fence just put there, nor unregister the holder of a
 	// reservation taken meanwhile.
@@ -174,11 +195,13 @@ func (f *Fencer) enforce(ctx context.Context, victim uint64, m mode, log logrus.
 		}
 		ctx = context.WithValue(ctx, cutoffKey{}, f.live)
 	}
-	paths, states, err := f.states(ctx)
+	paths, states, err := f.statesOf(ctx, pvs, known)
 	if err != nil {
 		return err
 	}
-	f.forgetGone(paths)
+	if pvs == nil {
+		f.forgetGone(paths)
+	}
 	plans := make([][]step, len(paths))
 	registers := false
 	for i := range paths {
@@ -270,13 +293,24 @@ func (f *Fencer) withdraw(ctx context.Context, paths []path, log logrus.FieldLog
 			plog.WithError(err).Error("registered this host's key after it was fenced, and cannot take it back here (it holds the reservation, or the path does not answer): it stops using the storage now")
 			continue
 		}
-		if _, err := f.pr(ctx, p, "--out", "--register", "--param-rk="+hexKey(f.key), "--param-sark=0"); err != nil {
+		// REGISTER AND IGNORE with key 0: no key check and no conflict
+		// through a nexus that is not registered (REGISTER would fail
+		// there, and mpathpersist's own check of the key against its
+		// prkeys), and mpathpersist tells multipathd to forget the key.
+		if _, err := f.pr(ctx, p, "--out", "--register-ignore", "--param-sark=0"); err != nil {
 			plog.WithError(err).Error("cannot unregister this host's key after it was fenced")
 			continue
 		}
 		f.mu.Lock()
 		delete(f.joined, p.dev) // not registered there any more
 		f.mu.Unlock()
+		// mpathpersist sends it only through the paths it finds up, and
+		// exits 0: a path down now keeps the key, read again.
+		out, err := f.pr(ctx, p, "--in", "--read-keys")
+		if keys, perr := ParseKeys(out); err != nil || perr != nil || slices.Contains(keys, f.key) {
+			plog.WithError(errors.Join(err, perr)).Error("this host's key is still registered after it unregistered it (a path was down): it stops using the storage now; the peer that fences it removes the key")
+			continue
+		}
 		plog.Warn("unregistered this host's key again: it was fenced while it registered")
 	}
 }
@@ -332,15 +366,61 @@ func bound(ctx context.Context) (context.Context, context.CancelFunc, error) {
 // fails the fence. It is idempotent: an absent key is only verified. Only
 // a live host fences, each command bounded by its cut-off.
 func (f *Fencer) Fence(ctx context.Context, host string) error {
+	return f.fence(ctx, host, nil)
+}
+
+// fence is Fence on the VG's paths as known (nil: read now).
+func (f *Fencer) fence(ctx context.Context, host string, known []path) error {
 	victim := KeyFor(host)
 	if victim == f.key {
 		return fmt.Errorf("refusing to fence %s: it is this host", host)
 	}
 	log := f.log.WithFields(logrus.Fields{"fenced_host": host, "key": hexKey(victim)})
-	if err := f.enforce(ctx, victim, modeLive, log, "fencing host on this path"); err != nil {
+	if err := f.enforceOn(ctx, nil, known, victim, modeLive, log, "fencing host on this path"); err != nil {
 		return fmt.Errorf("cannot fence %s: %w", host, err)
 	}
 	log.Warn("fenced host on every path")
+	return nil
+}
+
+// proof is a fence proven for one mark of one host.
+type proof struct {
+	markRev int64
+	devs    []string
+	at      time.Time
+}
+
+// proofLife bounds how long a proof stands for the takeovers that share
+// its mark: they come within seconds of each other (the leader's, each
+// volume's Mount).
+const proofLife = time.Minute
+
+// FenceMark implements fencing.MarkFencer: Fence, unless a fence of host
+// for the same mark was proven less than proofLife ago on the same PVs.
+// While that mark stands host has not registered in etcd again, and so
+// (the join protocol) not on the storage; a PV added since is fenced
+// afresh. Takeovers of one host's volumes at once wait for one another
+// here, so the storage sees one fence, not one per volume.
+func (f *Fencer) FenceMark(ctx context.Context, host string, markRev int64) error {
+	f.fenceMu.Lock()
+	defer f.fenceMu.Unlock()
+	paths, err := f.paths(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot fence %s: %w", host, err)
+	}
+	devs := make([]string, len(paths))
+	for i, p := range paths {
+		devs[i] = p.dev
+	}
+	if p, ok := f.proofs[host]; ok && p.markRev == markRev && slices.Equal(p.devs, devs) && time.Since(p.at) < proofLife {
+		f.log.WithFields(logrus.Fields{"fenced_host": host, "mark": markRev}).Info("fenced already under this mark on every PV: not repeated on the storage")
+		return nil
+	}
+	delete(f.proofs, host)
+	if err := f.fence(ctx, host, paths); err != nil {
+		return err
+	}
+	f.proofs[host] = proof{markRev: markRev, devs: devs, at: time.Now()}
 	return nil
 }
 
@@ -363,6 +443,65 @@ func (f *Fencer) Join(ctx context.Context) error {
 		return fmt.Errorf("join: %w", err)
 	}
 	f.log.WithField("key", hexKey(f.key)).Info("registered the reservation key")
+	return nil
+}
+
+// JoinPVs registers this host's key on every path of pvs, devices that
+// are not (yet) in the VG, and reserves them where no reservation is held:
+// the step of `relocvol vg extend` each live host takes before the PVs join
+// the VG, so that no LV lands on a LUN a host cannot write or fence. It
+// runs only while the host is alive, each registration proven by etcd just
+// before and after (as a live host's repair of a new PV: enforce), and
+// hands multipathd the key for the maps among them.
+func (f *Fencer) JoinPVs(ctx context.Context, pvs []string) error {
+	if len(pvs) == 0 {
+		return nil
+	}
+	log := f.log.WithField("pvs", strings.Join(pvs, ","))
+	if err := f.enforceOn(ctx, pvs, nil, 0, modeLive, log, "registering on a PV being added to the VG"); err != nil {
+		return fmt.Errorf("register on %s: %w", strings.Join(pvs, ", "), err)
+	}
+	if paths, err := resolveAll(f.sysfs, pvs); err == nil {
+		f.handKeys(ctx, paths, log)
+	}
+	return nil
+}
+
+// ClearKeys removes from every path of pvs (devices about to join the VG)
+// every relocvol key (KeyFor's 0x5256 prefix) but this host's and those of
+// keep (the hosts alive now that registered there), preempting each as a
+// fence does: a host that died or was fenced since it registered there,
+// or a failed extend's leftovers, must not keep a registration on a PV of
+// the VG that no fence of it covered. A key of another system is refused:
+// the LUN is someone else's. Live mode: only while this host is alive.
+func (f *Fencer) ClearKeys(ctx context.Context, pvs []string, keep []string) error {
+	kept := map[uint64]bool{f.key: true}
+	for _, h := range keep {
+		kept[KeyFor(h)] = true
+	}
+	_, states, err := f.statesOf(ctx, pvs, nil)
+	if err != nil {
+		return err
+	}
+	var stale []uint64
+	for _, s := range states {
+		for _, k := range s.keys {
+			if kept[k] || slices.Contains(stale, k) {
+				continue
+			}
+			if k&^(1<<48-1) != keyPrefix {
+				return fmt.Errorf("%s carries the reservation key %s, not a relocvol host's: another system uses this LUN; relocvol adds only LUNs no one else reserves", s.dev, hexKey(k))
+			}
+			stale = append(stale, k)
+		}
+	}
+	slices.Sort(stale)
+	for _, k := range stale {
+		log := f.log.WithFields(logrus.Fields{"stale_key": hexKey(k), "pvs": strings.Join(pvs, ",")})
+		if err := f.enforceOn(ctx, pvs, nil, k, modeLive, log, "removing the key of a host that is not alive from a PV being added to the VG"); err != nil {
+			return fmt.Errorf("remove the key %s of a host that is not alive from %s: %w", hexKey(k), strings.Join(pvs, ", "), err)
+		}
+	}
 	return nil
 }
 

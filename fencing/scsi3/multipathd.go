@@ -31,6 +31,9 @@ func parseMapKey(out string) (key uint64, ok bool) {
 // A multipathd that refuses (no reservation_key file) is logged; the
 // doctor's multipath check fails and says what to write.
 func (f *Fencer) handKeys(ctx context.Context, paths []path, log logrus.FieldLogger) {
+	f.mu.Lock()
+	f.released = false
+	f.mu.Unlock()
 	for _, p := range paths {
 		if !p.multipath {
 			continue
@@ -53,5 +56,47 @@ func (f *Fencer) handKeys(ctx context.Context, paths []path, log logrus.FieldLog
 			continue
 		}
 		plog.WithField("key", key).Info("handed multipathd this host's reservation key: it registers the paths it adds to this map with it")
+	}
+}
+
+// ReleaseKeys takes this host's key back from multipathd for every map
+// that is a PV (`multipathd unsetprkey`: multipathd's prkeys entry only,
+// no command to the storage, so always safe). A host that lost its lease
+// calls it first, before it asks etcd anything: peers may fence it soon,
+// and multipathd registers a path it adds or reinstates with the key it
+// holds wherever the key is still listed; its read-keys-then-register
+// races a peer's preempt (multipath-tools before 0.13, upstream
+// 601d09a7), which could put a fenced host's key back on a new I_T nexus.
+// Without the key multipathd registers nothing. The next join hands it
+// back (handKeys); until then a path that comes back stays unregistered,
+// which costs only writes the host may not make anyway. Once released it
+// does nothing until that join.
+func (f *Fencer) ReleaseKeys(ctx context.Context) {
+	f.mu.Lock()
+	done := f.released
+	f.mu.Unlock()
+	if done {
+		return
+	}
+	paths, err := f.paths(ctx)
+	if err != nil {
+		f.log.WithError(err).Warn("cannot list the VG's PVs to take this host's key back from multipathd")
+		return
+	}
+	all := true
+	for _, p := range paths {
+		if !p.multipath {
+			continue
+		}
+		out, err := f.run.Run(ctx, MultipathD.Name, "unsetprkey", "map", filepath.Base(p.dev))
+		if err != nil || strings.TrimSpace(string(out)) != "ok" {
+			all = false
+			f.log.WithError(err).WithFields(logrus.Fields{"dev": p.dev, "multipathd": strings.TrimSpace(string(out))}).Warn("multipathd did not give up this host's reservation key for the map: a path it adds while this host is fenced could be registered again")
+		}
+	}
+	if all {
+		f.mu.Lock()
+		f.released = true
+		f.mu.Unlock()
 	}
 }

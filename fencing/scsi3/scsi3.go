@@ -137,6 +137,12 @@ type Fencer struct {
 	// added since; its key missing from one in it means it was preempted
 	// there.
 	joined map[string]bool
+	// released: multipathd holds no key of this host since ReleaseKeys
+	// (until the next join's handKeys).
+	released bool
+	// fenceMu serializes FenceMark; proofs are its proven fences by host.
+	fenceMu sync.Mutex
+	proofs  map[string]proof
 }
 
 // Option configures a Fencer.
@@ -166,7 +172,7 @@ func New(run execx.Runner, host string, live Liveness, devices func(ctx context.
 	f := &Fencer{
 		run: run, host: host, key: KeyFor(host), live: live, devices: devices, abort: true,
 		sysfs: "/sys", retries: 5, delay: 200 * time.Millisecond, log: logrus.StandardLogger(),
-		ptpl: map[string]bool{}, joined: map[string]bool{},
+		ptpl: map[string]bool{}, joined: map[string]bool{}, proofs: map[string]proof{},
 	}
 	for _, o := range opts {
 		o(f)
@@ -200,10 +206,15 @@ func (f *Fencer) paths(ctx context.Context) ([]path, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list the LUNs to fence on: %w", err)
 	}
+	return resolveAll(f.sysfs, pvs)
+}
+
+// resolveAll resolves pvs, each device once.
+func resolveAll(sysfs string, pvs []string) ([]path, error) {
 	var out []path
 	seen := map[string]bool{}
 	for _, pv := range pvs {
-		p, err := resolve(f.sysfs, pv)
+		p, err := resolve(sysfs, pv)
 		if err != nil {
 			return nil, err
 		}

@@ -761,3 +761,162 @@ func TestEnsureJoined(t *testing.T) {
 func TestMain(m *testing.M) {
 	os.Exit(execx.FakesDeclared(m.Run(), "scsi3.Tools", Tools))
 }
+
+// newDev is a plain disk that is no PV of the VG (yet).
+func newDev(t *testing.T) string {
+	t.Helper()
+	dev := filepath.Join(t.TempDir(), "sdz")
+	if err := os.WriteFile(dev, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dev
+}
+
+// JoinPVs (relocvol vg extend's step on each host) registers on devices
+// that are not in the VG yet, reserving one no peer reserved, and only
+// while etcd proves the host registered; the VG's own PVs are not touched.
+func TestJoinPVs(t *testing.T) {
+	t.Run("first host reserves", func(t *testing.T) {
+		f := &execx.Fake{}
+		fn := newFencer(t, f)
+		dev := newDev(t)
+		f.Script = script(readKeys(dev), readRes(t, dev, none), register(t, dev), reserve(dev, nil), readKeys(dev, keyB), readRes(t, dev, held))
+		runAll(t, f, fn.JoinPVs(context.Background(), []string{dev}))
+	})
+	t.Run("a peer reserved it", func(t *testing.T) {
+		f := &execx.Fake{}
+		fn := newFencer(t, f)
+		dev := newDev(t)
+		f.Script = script(readKeys(dev, keyA), readRes(t, dev, held), register(t, dev), readKeys(dev, keyA, keyB), readRes(t, dev, held))
+		runAll(t, f, fn.JoinPVs(context.Background(), []string{dev}))
+	})
+	t.Run("registered already", func(t *testing.T) {
+		f := &execx.Fake{}
+		fn := newFencer(t, f)
+		dev := newDev(t)
+		f.Script = script(readKeys(dev, keyA, keyB), readRes(t, dev, held))
+		runAll(t, f, fn.JoinPVs(context.Background(), []string{dev}))
+	})
+	t.Run("not proven by etcd: no registration", func(t *testing.T) {
+		f := &execx.Fake{}
+		log := logrus.New()
+		log.SetOutput(nopWriter{})
+		fn := New(f, "node-b", fenced(), func(context.Context) ([]string, error) { return nil, nil }, WithSysfs(t.TempDir()), WithRetry(3, time.Millisecond), WithLogger(log))
+		dev := newDev(t)
+		f.Script = script(readKeys(dev, keyA), readRes(t, dev, held))
+		err := fn.JoinPVs(context.Background(), []string{dev})
+		if !errors.Is(err, ErrNotRegistered) {
+			t.Fatalf("JoinPVs of a host a peer marked: %v, want ErrNotRegistered", err)
+		}
+		runAll(t, f, nil)
+	})
+	t.Run("not alive: nothing asked", func(t *testing.T) {
+		f := &execx.Fake{}
+		log := logrus.New()
+		log.SetOutput(nopWriter{})
+		fn := New(f, "node-b", fakeLive{}, func(context.Context) ([]string, error) { return nil, nil }, WithSysfs(t.TempDir()), WithLogger(log))
+		if err := fn.JoinPVs(context.Background(), []string{newDev(t)}); err == nil {
+			t.Fatal("JoinPVs of a host that is not alive succeeded")
+		}
+		runAll(t, f, nil)
+	})
+}
+
+// A host that lost its lease takes its key back from multipathd before
+// anything else (review of issue 25, finding 1): multipathd registers a
+// path it adds or reinstates with the key it holds wherever the key is
+// still listed, and its read-then-register races a peer's preempt
+// (multipath-tools before 0.13), so a host that may be fenced any moment
+// must leave it nothing to register with. It touches no storage, runs
+// once until the next join hands the key back, and a plain disk needs
+// nothing.
+func TestReleaseKeys(t *testing.T) {
+	pv, f, fn := multipathFencer(t)
+	f.Script = []execx.Call{{Argv: []string{"multipathd", "unsetprkey", "map", "dm-0"}, Stdout: "ok\n"}}
+	fn.ReleaseKeys(context.Background())
+	runAll(t, f, nil)
+	fn.ReleaseKeys(context.Background()) // released already: nothing
+	runAll(t, f, nil)
+
+	// The join hands it back; the next release takes it again.
+	var calls []execx.Call
+	for _, c := range script(readKeys(pv, keyB), readRes(t, pv, held)) {
+		calls = append(calls, mp(c))
+	}
+	f.Script = append(calls,
+		execx.Call{Argv: []string{"multipathd", "getprkey", "map", "dm-0"}, Stdout: "none\n"},
+		execx.Call{Argv: []string{"mpathpersist", "--in", "--report-capabilities", pv}, Stdout: string(fixture(t, "lab-report-capabilities.txt"))},
+		execx.Call{Argv: []string{"multipathd", "setprkey", "map", "dm-0", "key", hexKey(keyB) + ":aptpl"}, Stdout: "ok\n"})
+	runAll(t, f, fn.Join(context.Background()))
+	f.Script = []execx.Call{{Argv: []string{"multipathd", "unsetprkey", "map", "dm-0"}, Stdout: "ok\n"}}
+	fn.ReleaseKeys(context.Background())
+	runAll(t, f, nil)
+
+	// A plain disk: no command.
+	f2 := &execx.Fake{}
+	newFencer(t, f2).ReleaseKeys(context.Background())
+	runAll(t, f2, nil)
+}
+
+// Several takeovers of one dead host (the leader's, a Mount's for each of
+// its volumes) share one fencing mark: the fence proven for that mark is
+// not repeated on the storage while the mark stands and the VG has the
+// same PVs (issue 25, item 5: each LUN fenced once, not once per volume).
+// Another mark (the host came back and was marked again) or another PV
+// set fences again.
+func TestFenceMarkOncePerMark(t *testing.T) {
+	f := &execx.Fake{}
+	fn := newFencer(t, f)
+	d := devOf(fn)
+	full := script(readKeys(d, keyA, keyB), readRes(t, d, held), preempt(d, "--preempt-abort"), readKeys(d, keyB), readRes(t, d, held))
+	f.Script = full
+	runAll(t, f, fn.FenceMark(context.Background(), "node-a", 7))
+	f.Ran = nil
+	runAll(t, f, fn.FenceMark(context.Background(), "node-a", 7))
+	if len(f.Ran) != 0 {
+		t.Fatalf("a second takeover under the same mark ran %q", f.Ran)
+	}
+	f.Script = script(readKeys(d, keyB), readRes(t, d, held))
+	runAll(t, f, fn.FenceMark(context.Background(), "node-a", 9))
+	// A failed fence proves nothing.
+	f.Script = script(readKeys(d, keyA, keyB), readRes(t, d, held), preempt(d, "--preempt-abort"), readKeys(d, keyA, keyB), readRes(t, d, held))
+	if err := fn.FenceMark(context.Background(), "node-a", 11); err == nil {
+		t.Fatal("a fence that did not remove the key succeeded")
+	}
+	f.Script = script(readKeys(d, keyB), readRes(t, d, held))
+	runAll(t, f, fn.FenceMark(context.Background(), "node-a", 11))
+}
+
+// Before a LUN joins the VG, the asking host removes every relocvol key on
+// it but those of the hosts alive now that registered there (review of
+// vg extend, F1): a host that died or was fenced since it registered, or
+// a failed extend's leftovers, would otherwise keep a registration on a PV
+// of the VG that no fence covered. A key of another system is refused.
+func TestClearKeys(t *testing.T) {
+	t.Run("a dead host's key is preempted", func(t *testing.T) {
+		f := &execx.Fake{}
+		fn := newFencer(t, f)
+		dev := newDev(t)
+		f.Script = script(readKeys(dev, keyA, keyB), readRes(t, dev, held),
+			readKeys(dev, keyA, keyB), readRes(t, dev, held), preempt(dev, "--preempt-abort"), readKeys(dev, keyB), readRes(t, dev, held))
+		runAll(t, f, fn.ClearKeys(context.Background(), []string{dev}, []string{"node-b"}))
+	})
+	t.Run("only live hosts' keys: nothing changed", func(t *testing.T) {
+		f := &execx.Fake{}
+		fn := newFencer(t, f)
+		dev := newDev(t)
+		f.Script = script(readKeys(dev, keyA, keyB), readRes(t, dev, held))
+		runAll(t, f, fn.ClearKeys(context.Background(), []string{dev}, []string{"node-a", "node-b"}))
+	})
+	t.Run("another system's key: refused", func(t *testing.T) {
+		f := &execx.Fake{}
+		fn := newFencer(t, f)
+		dev := newDev(t)
+		f.Script = script(readKeys(dev, 0xabc, keyB), readRes(t, dev, held))
+		err := fn.ClearKeys(context.Background(), []string{dev}, []string{"node-b"})
+		if err == nil || !strings.Contains(err.Error(), "0xabc") || !strings.Contains(err.Error(), "not a relocvol host's") {
+			t.Fatalf("err = %v, want a refusal naming the foreign key", err)
+		}
+		runAll(t, f, nil)
+	})
+}

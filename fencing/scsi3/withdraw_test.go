@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+	"github.com/sirupsen/logrus/hooks/test"
+
 	"github.com/relocvol/relocvol/internal/execx"
 )
 
@@ -58,7 +61,9 @@ func TestWithdrawsPastTheCutoff(t *testing.T) {
 	fn.run = pausingRunner{Fake: f, resumed: &resumed}
 	fn.live = pausedLive{resumed: &resumed}
 	f.Ran = nil
-	unregister := execx.Call{Argv: []string{"sg_persist", "--out", "--register", "--param-rk=" + hexKey(keyB), "--param-sark=0", d[1]}}
+	// Unregistered with REGISTER AND IGNORE (no key check, no conflict
+	// through a nexus that is not registered), then read again.
+	unregister := []execx.Call{{Argv: []string{"sg_persist", "--out", "--register-ignore", "--param-sark=0", d[1]}}, readKeys(d[1], keyA)}
 	// After the register, the check of it is past the cut-off (refused):
 	// the withdrawal reads the path and unregisters, unbounded.
 	f.Script = script(readKeys(d[0], keyA, keyB), readRes(t, d[0], held), readKeys(d[1], keyA), readRes(t, d[1], held),
@@ -71,4 +76,34 @@ func TestWithdrawsPastTheCutoff(t *testing.T) {
 	if !errors.Is(err, ErrNotRegistered) {
 		t.Errorf("err = %v, want ErrNotRegistered (the host was fenced)", err)
 	}
+}
+
+// On a map, a withdrawal goes through mpathpersist, which unregisters only
+// through the paths it finds up and exits 0: the host reads the keys
+// again and says so where its key is still there (review of issue 25,
+// finding 4), rather than counting the key gone.
+func TestWithdrawOnMapRereads(t *testing.T) {
+	pv, f, fn := multipathFencer(t)
+	log, hook := test.NewNullLogger()
+	fn.log = log
+	proofs := 0
+	fn.live = proofSequence{fakeLive: liveFor(time.Hour), n: &proofs, fail: 2}
+	var calls []execx.Call
+	for _, c := range script(readKeys(pv, keyA), readRes(t, pv, held), register(t, pv), readKeys(pv, keyA, keyB), readRes(t, pv, held),
+		readKeys(pv, keyA, keyB), readRes(t, pv, held),
+		execx.Call{Argv: []string{"sg_persist", "--out", "--register-ignore", "--param-sark=0", pv}}, readKeys(pv, keyA, keyB)) {
+		calls = append(calls, mp(c))
+	}
+	f.Script = calls
+	err := fn.CheckRegistration(context.Background())
+	if !errors.Is(err, ErrNotRegistered) {
+		t.Fatalf("err = %v, want ErrNotRegistered", err)
+	}
+	runAll(t, f, nil)
+	for _, e := range hook.AllEntries() {
+		if e.Level == logrus.ErrorLevel && strings.Contains(e.Message, "still registered after it unregistered it") {
+			return
+		}
+	}
+	t.Fatalf("no error logged for the key left registered; log: %v", hook.AllEntries())
 }

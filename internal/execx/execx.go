@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 )
@@ -52,6 +53,22 @@ func ExitCode(err error) int {
 	return -1
 }
 
+type traceKey struct{}
+
+// WithTrace names, in ctx, the operation the commands run with ctx serve
+// (e.g. "mount db"): their log lines carry it as trace, so that the
+// commands on a takeover's critical path can be counted from the plugin's
+// log (BENCHMARKS.md).
+func WithTrace(ctx context.Context, op string) context.Context {
+	return context.WithValue(ctx, traceKey{}, op)
+}
+
+// Trace is the operation WithTrace named in ctx ("": none).
+func Trace(ctx context.Context) string {
+	op, _ := ctx.Value(traceKey{}).(string)
+	return op
+}
+
 // OS runs commands on this machine.
 type OS struct {
 	// Prefix is prepended to every argv, e.g. {"nsenter", "-t", "1", "-m", "--"}.
@@ -68,12 +85,19 @@ func (r *OS) Run(ctx context.Context, name string, args ...string) ([]byte, erro
 	if log == nil {
 		log = logrus.StandardLogger()
 	}
-	log.WithField("argv", redactAll(ctx, argv)).Debug("exec")
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
 	err := cmd.Run()
+	// Logged once done, with its time and the operation it serves (Trace):
+	// the commands of a takeover are counted from this line.
+	fields := logrus.Fields{"argv": redactAll(ctx, argv), "took_ms": time.Since(start).Milliseconds()}
+	if op := Trace(ctx); op != "" {
+		fields["trace"] = op
+	}
+	log.WithFields(fields).Debug("exec")
 	if err != nil {
 		code := -1
 		var xe *exec.ExitError

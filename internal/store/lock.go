@@ -86,3 +86,16 @@ func (s *Store) WithLock(ctx context.Context, key string, fn func(ctx context.Co
 	}
 	return fn(ctx)
 }
+
+// WithLockSteps runs fn under the cluster-wide lock key for a series of
+// steps; fn calls held (Held.Check) before each step the lock protects,
+// so that a holder cut off etcd stops at the next step once its lock may
+// be another's.
+func (s *Store) WithLockSteps(ctx context.Context, key string, fn func(ctx context.Context, held func(context.Context) error) error) error {
+	h, err := s.Lock(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer h.Unlock()
+	return fn(ctx, h.Check)
+}
