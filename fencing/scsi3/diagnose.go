@@ -2,6 +2,7 @@ package scsi3
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 
 	"github.com/relocvol/relocvol/internal/doctor"
@@ -45,7 +46,31 @@ func (f *Fencer) Diagnose(ctx context.Context, live []string) []doctor.Check {
 		out, err := f.run.Run(ctx, MultipathD.Name, "getprkey", "map", filepath.Base(m))
 		mk = append(mk, mapKey{dev: m, out: string(out), err: err})
 	}
-	return append(checks, multipathVerdict(f.key, mk))
+	var conf mpConf
+	if len(maps) > 0 {
+		conf = readMPConf(f.mpConf)
+	}
+	return append(checks, multipathVerdict(f.key, mk, conf))
+}
+
+// readMPConf reads the multipath configuration as mpathpersist here reads
+// it: file, then the *.conf of /etc/multipath/conf.d beside it.
+func readMPConf(file string) mpConf {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return mpConf{err: err}
+	}
+	c := mpConf{text: string(b), files: file}
+	more, _ := filepath.Glob(filepath.Join(filepath.Dir(file), "multipath", "conf.d", "*.conf"))
+	for _, m := range more {
+		b, err := os.ReadFile(m)
+		if err != nil {
+			return mpConf{err: err}
+		}
+		c.text += "\n" + string(b)
+		c.files += ", " + m
+	}
+	return c
 }
 
 // pathFacts reads one path (a SCSI disk) of lun.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/relocvol/relocvol/fencing"
+	"github.com/relocvol/relocvol/internal/sysblock"
 )
 
 // state reads one path's keys and reservation.
@@ -120,6 +122,9 @@ func (f *Fencer) apply(ctx context.Context, p path, cur pathState, steps []step,
 			}
 			_, err = f.pr(ctx, p, args...)
 			log.WithField("aptpl", len(args) == 4).Info("registered this host's key")
+			if err == nil && p.multipath {
+				f.probePaths(ctx, p, len(args) == 4, log)
+			}
 		case stepReserve:
 			_, err = f.pr(ctx, p, "--out", "--reserve", "--param-rk="+key, "--prout-type=5")
 			if errors.Is(err, ErrReservationConflict) {
@@ -144,6 +149,43 @@ func (f *Fencer) apply(ctx context.Context, p path, cur pathState, steps []step,
 		return err
 	}
 	return verifyPath(s, f.key, victim)
+}
+
+// probePaths makes sure this host's key is registered through every path
+// of map p after mpathpersist registered it there: mpathpersist sends the
+// REGISTER only through the paths its own checker finds up, and exits 0,
+// so a path briefly down (an iSCSI session recovering) stays unregistered
+// while dm-multipath keeps it in the map, and every write sent through it
+// fails with a reservation conflict, which dm-multipath does not retry on
+// another path. Each path's REGISTER of the key over itself succeeds only
+// through a registered nexus (the doctor's probe); where it conflicts, the
+// key is registered through that path. A path that does not answer is left
+// to multipathd, which registers it with the key it holds when it comes
+// back. It runs within the caller's registration (between its proofs,
+// outside the join).
+func (f *Fencer) probePaths(ctx context.Context, p path, aptpl bool, log logrus.FieldLogger) {
+	key := hexKey(f.key)
+	for _, sd := range sysblock.Sysfs(f.sysfs).Paths(filepath.Base(p.dev)) {
+		sp := path{dev: "/dev/" + sd}
+		plog := log.WithField("path", sp.dev)
+		args := []string{"--out", "--register", "--param-rk=" + key, "--param-sark=" + key}
+		reg := []string{"--out", "--register-ignore", "--param-sark=" + key}
+		if aptpl {
+			args, reg = append(args, "--param-aptpl"), append(reg, "--param-aptpl")
+		}
+		_, err := f.pr(ctx, sp, args...)
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrReservationConflict):
+			if _, err := f.pr(ctx, sp, reg...); err != nil {
+				plog.WithError(err).Warn("this host's key is not registered through this path of the map and registering it there failed: writes sent through it fail until multipathd registers it")
+				continue
+			}
+			plog.Warn("registered this host's key through a path of the map that mpathpersist had skipped")
+		default:
+			plog.WithError(err).Warn("cannot check this host's registration through a path of the map (down?): multipathd registers it when it comes back")
+		}
+	}
 }
 
 // joinedOn records that this host is registered on dev.

@@ -140,6 +140,8 @@ type Fencer struct {
 	// released: multipathd holds no key of this host since ReleaseKeys
 	// (until the next join's handKeys).
 	released bool
+	// mpConf is the multipath configuration mpathpersist reads here.
+	mpConf string
 	// fenceMu serializes FenceMark; proofs are its proven fences by host.
 	fenceMu sync.Mutex
 	proofs  map[string]proof
@@ -154,6 +156,9 @@ func WithPlainPreempt() Option { return func(f *Fencer) { f.abort = false } }
 
 // WithLogger sets the logger.
 func WithLogger(log logrus.FieldLogger) Option { return func(f *Fencer) { f.log = log } }
+
+// WithMultipathConf reads the multipath configuration from file (tests).
+func WithMultipathConf(file string) Option { return func(f *Fencer) { f.mpConf = file } }
 
 // WithSysfs reads device topology under root instead of /sys (tests).
 func WithSysfs(root string) Option { return func(f *Fencer) { f.sysfs = root } }
@@ -172,7 +177,7 @@ func New(run execx.Runner, host string, live Liveness, devices func(ctx context.
 	f := &Fencer{
 		run: run, host: host, key: KeyFor(host), live: live, devices: devices, abort: true,
 		sysfs: "/sys", retries: 5, delay: 200 * time.Millisecond, log: logrus.StandardLogger(),
-		ptpl: map[string]bool{}, joined: map[string]bool{}, proofs: map[string]proof{},
+		ptpl: map[string]bool{}, joined: map[string]bool{}, proofs: map[string]proof{}, mpConf: "/etc/multipath.conf",
 	}
 	for _, o := range opts {
 		o(f)

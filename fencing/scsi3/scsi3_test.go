@@ -920,3 +920,33 @@ func TestClearKeys(t *testing.T) {
 		runAll(t, f, nil)
 	})
 }
+
+// mpathpersist registers only through the paths it finds up and exits 0:
+// a path it skipped stays unregistered, and writes dm-multipath sends
+// through it fail with a reservation conflict. After registering on a map,
+// the host probes each path with a REGISTER of its key over itself (which
+// succeeds only through a registered nexus) and registers through the
+// path where it conflicts (review of issue 25, finding 3).
+func TestJoinOnMultipathMapProbesEachPath(t *testing.T) {
+	pv, f, fn := multipathFencer(t)
+	for _, sd := range []string{"sda", "sdb"} {
+		if err := os.MkdirAll(filepath.Join(fn.sysfs, "class/block/dm-0/slaves", sd), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := hexKey(keyB)
+	conflict := &execx.ExecError{Cmd: []string{"sg_persist"}, ExitCode: 24, Stderr: "persistent reservation out: Reservation conflict"}
+	var calls []execx.Call
+	for _, c := range script(readKeys(pv), readRes(t, pv, none), register(t, pv)) {
+		calls = append(calls, mp(c))
+	}
+	calls = append(calls,
+		execx.Call{Argv: []string{"sg_persist", "--out", "--register", "--param-rk=" + k, "--param-sark=" + k, "--param-aptpl", "/dev/sda"}},
+		execx.Call{Argv: []string{"sg_persist", "--out", "--register", "--param-rk=" + k, "--param-sark=" + k, "--param-aptpl", "/dev/sdb"}, Err: conflict},
+		execx.Call{Argv: []string{"sg_persist", "--out", "--register-ignore", "--param-sark=" + k, "--param-aptpl", "/dev/sdb"}})
+	for _, c := range script(reserve(pv, nil), readKeys(pv, keyB, keyB), readRes(t, pv, held)) {
+		calls = append(calls, mp(c))
+	}
+	f.Script = append(calls, execx.Call{Argv: []string{"multipathd", "getprkey", "map", "dm-0"}, Stdout: k + ":aptpl\n"})
+	runAll(t, f, fn.Join(context.Background()))
+}

@@ -183,7 +183,40 @@ type mapKey struct {
 // every map that is a PV: it registers a path it adds later (one that comes
 // back as a new I_T nexus) only with that key, and writes through a path it
 // did not register fail.
-func multipathVerdict(self uint64, maps []mapKey) doctor.Check {
+// mpConf is the multipath configuration as the plugin reads it: the text of
+// its files (multipath.conf, then conf.d), or why it could not.
+type mpConf struct {
+	text, files string
+	err         error
+}
+
+// confSetsKey tells whether a multipath configuration sets reservation_key
+// in its defaults section (where mpathpersist before 0.10 looks).
+func confSetsKey(conf string) bool {
+	depth, inDefaults := 0, false
+	for _, line := range strings.Split(conf, "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if depth == 0 && f[0] == "defaults" && strings.Contains(line, "{") {
+			inDefaults = true
+		}
+		if depth == 1 && inDefaults && f[0] == "reservation_key" && len(f) > 1 {
+			return true
+		}
+		depth += strings.Count(line, "{") - strings.Count(line, "}")
+		if depth <= 0 {
+			depth, inDefaults = 0, false
+		}
+	}
+	return false
+}
+
+func multipathVerdict(self uint64, maps []mapKey, conf mpConf) doctor.Check {
 	const name = "multipath"
 	if len(maps) == 0 {
 		return doctor.Passed(name, "no PV is a multipath map (each PV's disk takes the PR commands itself)")
@@ -205,6 +238,18 @@ func multipathVerdict(self uint64, maps []mapKey) doctor.Check {
 				"multipathd's reservation key for %s is %s, not this host's %s: it would register the paths it adds later with a key no host fences", m.dev, hexKey(k), hexKey(self))
 		}
 		held = append(held, m.dev)
+	}
+	// What mpathpersist in the plugin reads: the host's file through the
+	// host-etc mount. A link that leaves /etc resolves inside the plugin
+	// (to nothing), and mpathpersist then runs with no key: every preempt
+	// fails ("configured reservation key doesn't match").
+	switch {
+	case conf.err != nil:
+		return doctor.Failed(name, "make /etc/multipath.conf (and /etc/multipath/conf.d) regular files, not links to outside /etc: the plugin sees the host's /etc only",
+			"the plugin cannot read the multipath configuration mpathpersist uses (%v): mpathpersist then has no reservation key and every fence fails", conf.err)
+	case !confSetsKey(conf.text):
+		return doctor.Failed(name, MultipathFix,
+			"the multipath configuration as the plugin reads it (%s) sets no reservation_key in its defaults section: mpathpersist's preempt of a dead host fails", conf.files)
 	}
 	return doctor.Passed(name, "multipathd holds this host's key %s for %s: paths it adds later are registered too", hexKey(self), strings.Join(held, ", "))
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -114,6 +115,7 @@ func TestMultipathVerdict(t *testing.T) {
 		want doctor.Status
 		says string
 		fix  []string // what the fix says, for a failure
+		conf *mpConf  // default: defaults { reservation_key file }
 	}{
 		{name: "no multipath", want: doctor.Pass, says: "no PV is a multipath map"},
 		{name: "this host's key", maps: m("0x5256aa01\n"), want: doctor.Pass, says: "multipathd holds this host's key 0x5256aa01 for /dev/dm-0"},
@@ -124,9 +126,22 @@ func TestMultipathVerdict(t *testing.T) {
 		{name: "one map without", maps: append(m("0x5256aa01"), mapKey{dev: "/dev/dm-1", out: "none"}), want: doctor.Fail, says: "no reservation key for /dev/dm-1"},
 		{name: "another key", maps: m("0x99"), want: doctor.Fail, says: "is 0x99, not this host's 0x5256aa01", fix: []string{"not a key of its own"}},
 		{name: "multipathd down", maps: []mapKey{{dev: "/dev/dm-0", err: errors.New("exit 1: can't connect")}}, want: doctor.Fail, says: "multipathd does not answer", fix: []string{"systemctl enable --now multipathd"}},
+		// multipathd holds the key (the join handed it over), but the
+		// configuration mpathpersist reads in the plugin has none (review
+		// of issue 25, finding 6): every preempt would fail.
+		{name: "the plugin's view without the key", maps: m("0x5256aa01"), conf: &mpConf{text: "defaults {\n\tuser_friendly_names yes\n}\n", files: "/etc/multipath.conf"}, want: doctor.Fail,
+			says: "as the plugin reads it (/etc/multipath.conf) sets no reservation_key in its defaults section", fix: []string{"reservation_key file"}},
+		{name: "the key in a map's section only", maps: m("0x5256aa01"), conf: &mpConf{text: "multipaths {\n multipath {\n  wwid 3600\n  reservation_key file\n }\n}\n"}, want: doctor.Fail, says: "sets no reservation_key in its defaults section"},
+		{name: "a commented key", maps: m("0x5256aa01"), conf: &mpConf{text: "defaults {\n # reservation_key file\n}\n"}, want: doctor.Fail, says: "sets no reservation_key"},
+		{name: "the plugin cannot read it", maps: m("0x5256aa01"), conf: &mpConf{err: errors.New("open /etc/multipath.conf: no such file or directory")}, want: doctor.Fail,
+			says: "cannot read the multipath configuration", fix: []string{"not links to outside /etc"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := multipathVerdict(self, tc.maps)
+			conf := mpConf{text: "defaults {\n\treservation_key file\n}\n"}
+			if tc.conf != nil {
+				conf = *tc.conf
+			}
+			c := multipathVerdict(self, tc.maps, conf)
 			if c.Status != tc.want || !strings.Contains(c.Detail, tc.says) {
 				t.Fatalf("%+v, want %s saying %q", c, tc.want, tc.says)
 			}
@@ -197,5 +212,22 @@ func TestDiagnose(t *testing.T) {
 	}
 	if doctor.Worst(checks) != doctor.Fail {
 		t.Errorf("worst %s, want fail", doctor.Worst(checks))
+	}
+}
+
+// The configuration as mpathpersist reads it: multipath.conf, then the
+// conf.d files beside it (the key may be set in either).
+func TestReadMPConf(t *testing.T) {
+	dir := t.TempDir()
+	testenv.WriteFiles(t, dir, map[string]string{
+		"multipath.conf":             "defaults {\n\tuser_friendly_names yes\n}\n",
+		"multipath/conf.d/keys.conf": "defaults {\n\treservation_key file\n}\n",
+	})
+	c := readMPConf(filepath.Join(dir, "multipath.conf"))
+	if c.err != nil || !confSetsKey(c.text) || !strings.Contains(c.files, "keys.conf") {
+		t.Fatalf("readMPConf = %+v; want both files, the key set", c)
+	}
+	if c := readMPConf(filepath.Join(dir, "none.conf")); c.err == nil {
+		t.Fatal("a missing multipath.conf read without an error")
 	}
 }
