@@ -75,11 +75,6 @@ func planExtend(vg string, devs, real []string, pvs []pvRow, pvReal []string) ([
 	return acts, nil
 }
 
-// JoinFunc is the cluster's part of an extend: every live host registers on
-// the new PVs (named by UUID) before they join the VG; it returns only once
-// the PVs may join (no key left on them but those of hosts alive now).
-type JoinFunc func(ctx context.Context, uuids []string) error
-
 // cmdTimeout bounds each LVM command of an extend, which runs detached from
 // its caller: a command killed half way (a client that gave up) could leave
 // the VG's metadata written on some PVs and not others.
@@ -100,7 +95,11 @@ const cmdTimeout = 2 * time.Minute
 // has started, labels stay whatever happens (the VG may name them), and a
 // retry reuses them. Afterwards this host's own LVM hints are refreshed
 // (pvscan --cache); the other hosts refreshed theirs when they joined.
-func (l *LVM) Extend(ctx context.Context, devs []string, join JoinFunc) error {
+//
+// join is the cluster's part: every live host registers on the new PVs
+// (named by UUID) before they join the VG; it returns only once the PVs
+// may join (no key left on them but those of hosts alive now).
+func (l *LVM) Extend(ctx context.Context, devs []string, join func(ctx context.Context, uuids []string) error) error {
 	real := make([]string, len(devs))
 	for i, dev := range devs {
 		if err := ValidDevice(dev); err != nil {

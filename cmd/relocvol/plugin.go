@@ -329,6 +329,14 @@ func runHost(ctx context.Context, cfg config.Config, log *logrus.Logger, gate *p
 // alive. The commands they run are checked first, all at once, so that a
 // missing one is named with its package at start-up rather than met as an
 // exec error in the middle of a Mount.
+// The lvm backend and scsi3 fencing offer what relocvol vg extend needs.
+var (
+	_ plugin.VGExtender  = (*lvm.LVM)(nil)
+	_ plugin.PVJoiner    = (*scsi3.Fencer)(nil)
+	_ plugin.KeyReleaser = (*scsi3.Fencer)(nil)
+	_ fencing.MarkFencer = (*scsi3.Fencer)(nil)
+)
+
 func storage(ctx context.Context, cfg config.Config, run execx.Runner, st *store.Store, hb *heartbeat.Heartbeat, log *logrus.Logger) (backends.Backend, plugin.Fencer, error) {
 	switch cfg.Backend {
 	case "lvm":
