@@ -285,7 +285,7 @@ func TestDockerOnSAN(t *testing.T) {
 		for _, h := range d.lab.Hosts {
 			// The host's own LVM (with its device hints, not rescanned by
 			// the test) sees the new PV: the plugin refreshed them.
-			if pvs := d.lab.MustRun(t, h, "pvs --noheadings -o pv_name "+dockerVG); !strings.Contains(pvs, newLUN[h]) {
+			if pvs := d.lab.MustRun(t, h, "pvs --noheadings -o pv_name -S vg_name="+dockerVG); !strings.Contains(pvs, newLUN[h]) {
 				t.Errorf("%s's own LVM does not list %s in %s after the extend (its hints were not refreshed):\n%s", h, newLUN[h], dockerVG, pvs)
 			}
 			d.lab.MustRun(t, h, "vgck "+dockerVG)
