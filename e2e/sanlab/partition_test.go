@@ -29,7 +29,8 @@ func partitionSteps(t *testing.T, d *dockerLab, step func(string, func(*testing.
 	keyB := scsi3.KeyFor(b)
 	step("B cut off etcd with a writer it cannot stop: fenced, nothing it writes lands", func(t *testing.T) {
 		// The plugin's mount of v1, as the host sees it (its
-		// propagatedMount), not a container's.
+		// propagatedMount), not a container's; containers get its data
+		// folder, where the process writes.
 		mp := strings.TrimSpace(d.lab.MustRun(t, b, `findmnt -rn -o SOURCE,TARGET | awk '$1 ~ /rv--v1$/ && $2 ~ /propagated-mount/ { print $2; exit }'`))
 		if mp == "" {
 			t.Fatal("B shows no mount of v1 under the plugin's propagated mount")
@@ -37,7 +38,7 @@ func partitionSteps(t *testing.T, d *dockerLab, step func(string, func(*testing.
 		// Only the process in the background, its output to files: a
 		// backgrounded list would keep ssh's output open and the command
 		// would never return.
-		d.lab.MustRun(t, b, fmt.Sprintf(`cd %[1]s && { setsid sh -c 'i=0; while :; do i=$((i+1)); if echo "rogue $i" | dd of=rogue.log oflag=append conv=notrunc,fsync status=none 2>>/root/rogue.err; then echo "ok $i"; else echo "fail $i"; fi; sleep 0.2; done' >/root/rogue.status 2>&1 </dev/null & echo $! >/root/rogue.pid; }`, mp))
+		d.lab.MustRun(t, b, fmt.Sprintf(`cd %[1]s/data && { setsid sh -c 'i=0; while :; do i=$((i+1)); if echo "rogue $i" | dd of=rogue.log oflag=append conv=notrunc,fsync status=none 2>>/root/rogue.err; then echo "ok $i"; else echo "fail $i"; fi; sleep 0.2; done' >/root/rogue.status 2>&1 </dev/null & echo $! >/root/rogue.pid; }`, mp))
 		t.Cleanup(func() { _, _ = d.lab.Run(t, b, "kill $(cat /root/rogue.pid) 2>/dev/null; true") })
 		testenv.Eventually(t, time.Minute, "the process on B writing to the volume", func() error {
 			if n, _ := strconv.Atoi(strings.TrimSpace(d.lab.MustRun(t, b, "grep -c '^ok' /root/rogue.status || true"))); n < 3 {
