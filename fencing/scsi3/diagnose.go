@@ -18,9 +18,11 @@ var MultipathD = execx.Tool{Name: "multipathd", Package: "multipath-tools"}
 // Diagnose checks persistent reservations on every path of every LUN of
 // the VG as this host sees it now (prVerdicts), and the key multipathd
 // holds where a PV is a multipath map. live names the live hosts,
-// whose keys must all be there. It changes nothing: its PERSISTENT RESERVE
-// OUT re-registers this host's key over itself (REGISTER, which a path
-// where the key is gone refuses), only where it is registered.
+// whose keys must all be there. It changes nothing but APTPL: its
+// PERSISTENT RESERVE OUT re-registers this host's key over itself
+// (REGISTER, which a path where the key is gone refuses), only where it is
+// registered, with APTPL where the target can keep registrations (as
+// every relocvol registration).
 func (f *Fencer) Diagnose(ctx context.Context, live []string) []doctor.Check {
 	pvs, err := f.paths(ctx)
 	if err != nil {
@@ -88,8 +90,11 @@ func (f *Fencer) pathFacts(ctx context.Context, lun, dev string) pathFacts {
 	pf.capsErr = err
 	if contains(s.keys, f.key) {
 		args := []string{"--out", "--register", "--param-rk=" + hexKey(f.key), "--param-sark=" + hexKey(f.key)}
-		if pf.caps.PTPLActive {
-			args = append(args, "--param-aptpl") // as registered: a REGISTER without it would turn APTPL off
+		if pf.caps.PTPLCapable {
+			// As relocvol registers: a REGISTER without it turns APTPL
+			// off for the LU, and one that preserved PTPL_A as read
+			// would keep it off once anything had.
+			args = append(args, "--param-aptpl")
 		}
 		_, pf.outErr = f.pr(ctx, p, args...)
 		pf.outTry = true

@@ -231,3 +231,22 @@ func TestReadMPConf(t *testing.T) {
 		t.Fatal("a missing multipath.conf read without an error")
 	}
 }
+
+// The doctor's probe registers with APTPL wherever the target can keep
+// registrations (as every relocvol registration does), not "as it was": a
+// REGISTER without it (a storage admin's, or a probe that read PTPL_A 0
+// just before a host registered with it) turns APTPL off for the LU, and
+// probes that preserved it kept it off for good (found in the VM lab: the
+// doctor warned "PTPL_A 0" on a correct setup until the end).
+func TestDiagnoseProbesWithAPTPLWhereCapable(t *testing.T) {
+	f := &execx.Fake{}
+	fn := newFencer(t, f)
+	dev := devOf(fn)
+	f.Script = script(
+		readKeys(dev, keyA, keyB), readRes(t, dev, held),
+		execx.Call{Argv: []string{"sg_persist", "--in", "--report-capabilities", dev}, Stdout: string(fixture(t, "lab-report-capabilities.txt"))},
+		execx.Call{Argv: []string{"sg_persist", "--out", "--register", "--param-rk=" + hexKey(keyB), "--param-sark=" + hexKey(keyB), "--param-aptpl", dev}},
+	)
+	fn.Diagnose(context.Background(), []string{"node-a", "node-b"})
+	runAll(t, f, nil)
+}
