@@ -272,7 +272,9 @@ func TestDockerOnSAN(t *testing.T) {
 				errs <- err
 			}()
 		}
+		extendAt := time.Now()
 		out, err := d.lab.Run(t, a, "relocvol vg extend "+newA)
+		extendTook := time.Since(extendAt)
 		for range d.lab.Hosts {
 			if cerr := <-errs; cerr != nil {
 				t.Errorf("docker volume create while the VG was extended: %v", cerr)
@@ -282,6 +284,7 @@ func TestDockerOnSAN(t *testing.T) {
 			t.Fatalf("relocvol vg extend %s: %v\n%s", newA, err, out)
 		}
 		t.Logf("relocvol vg extend: %s", out)
+		t.Logf("BENCHMARK relocvol vg extend of one LUN (2 paths), both hosts registering on it, while they create volumes: %s", extendTook.Round(100*time.Millisecond))
 		for _, h := range d.lab.Hosts {
 			// The host's own LVM (with its device hints, not rescanned by
 			// the test) sees the new PV: the plugin refreshed them.
