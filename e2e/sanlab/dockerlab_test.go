@@ -38,7 +38,7 @@ const (
 	volSize   = "64M"
 	pluginRef = "relocvol:lab" // repository:tag in the test's registry
 	ttl       = 6              // seconds of lease: TCG VMs are slow, a tighter lease would flap
-	perHost   = 5              // volumes each host creates at once, later contended
+	perHost   = 4              // volumes each host creates at once, later contended
 	// paths: SAN links per host: each LUN is a dm-multipath map over two
 	// iSCSI sessions, as on a real SAN.
 	paths = 2

@@ -12,7 +12,9 @@ import (
 // xfs) must find it clean. The app is started again after.
 func (d *dockerLab) fsckClean(t *testing.T, vm, app string, vols ...string) {
 	t.Helper()
-	d.mustDocker(t, vm, "stop "+app)
+	// The apps ignore SIGTERM (a shell as PID 1): killed after 1 s, not
+	// Docker's 10.
+	d.mustDocker(t, vm, "stop -t 1 "+app)
 	for _, v := range vols {
 		lv := dockerVG + "/rv-" + v
 		out, err := d.lab.Run(t, vm, fmt.Sprintf(`pvscan --cache >/dev/null 2>&1; lvchange -ay %[1]s || exit 1

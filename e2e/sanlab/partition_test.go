@@ -98,7 +98,7 @@ func partitionSteps(t *testing.T, d *dockerLab, step func(string, func(*testing.
 
 		// Healed: B cannot clean up while its process holds the volume.
 		d.lab.MustRun(t, b, "iptables -D OUTPUT -p tcp -d "+vmlab.HostGateway+" --dport "+d.etcdPort+" -j DROP")
-		time.Sleep(15 * time.Second)
+		time.Sleep(10 * time.Second)
 		if _, rev, err := d.st.GetFence(context.Background(), b); err != nil || rev == 0 {
 			t.Fatalf("B rejoined (its fence record cleared) while a process holds its volume open (%v)", err)
 		}
@@ -118,8 +118,8 @@ func partitionSteps(t *testing.T, d *dockerLab, step func(string, func(*testing.
 			return nil
 		})
 		d.fencedOnPurpose[b] = time.Now()
+		// The volume B's process wrote to (v3's LUN was checked after
+		// the power loss).
 		d.fsckClean(t, a, appName, "v1")
-		d.waitApp(t, a, sideApp, a, 2*time.Minute)
-		d.fsckClean(t, a, sideApp, "v3")
 	})
 }
