@@ -43,8 +43,9 @@ type Marker interface {
 // etcd, in a transaction that requires the victim to have no lease (and
 // every guard to hold), so that the victim cannot register again before it
 // has cleaned up; then the method cuts the victim off and proves it. A mark
-// is never taken as proof: the method runs for every mark (a MarkFencer
-// once per mark, shared by the takeovers of one dead host). It returns the
+// is never taken as proof: the method runs every time (a second takeover
+// of the same dead host reads the storage again: it preempts only a key
+// that came back, and sees a reservation the target lost). It returns the
 // revision of the mark it wrote: every release or takeover of the victim's
 // claims that relies on this fence requires that very mark in its own
 // transaction (store.FencedBy). A victim with a lease is
@@ -56,23 +57,10 @@ func Host(ctx context.Context, m Marker, method Method, victim, by, volume strin
 	if err != nil {
 		return 0, fmt.Errorf("mark host %s as being fenced: %w", victim, err)
 	}
-	if mf, ok := method.(MarkFencer); ok {
-		err = mf.FenceMark(ctx, victim, rev)
-	} else {
-		err = method.Fence(ctx, victim)
-	}
-	if err != nil {
+	if err := method.Fence(ctx, victim); err != nil {
 		return 0, fmt.Errorf("fence host %s with %s: %w", victim, method.Name(), err)
 	}
 	return rev, nil
-}
-
-// MarkFencer is an optional ability of a Method: fencing a host for the
-// mark at markRev, where the fence proven for that very mark is not run
-// again on the storage (scsi3: while the mark stands the host cannot have
-// registered again; several takeovers of one dead host share the mark).
-type MarkFencer interface {
-	FenceMark(ctx context.Context, host string, markRev int64) error
 }
 
 // None performs no fencing. It only logs, loudly, that a takeover happened

@@ -334,7 +334,6 @@ var (
 	_ plugin.VGExtender  = (*lvm.LVM)(nil)
 	_ plugin.PVJoiner    = (*scsi3.Fencer)(nil)
 	_ plugin.KeyReleaser = (*scsi3.Fencer)(nil)
-	_ fencing.MarkFencer = (*scsi3.Fencer)(nil)
 )
 
 func storage(ctx context.Context, cfg config.Config, run execx.Runner, st *store.Store, hb *heartbeat.Heartbeat, log *logrus.Logger) (backends.Backend, plugin.Fencer, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -38,16 +39,15 @@ func (f *Fencer) state(ctx context.Context, p path) (pathState, error) {
 
 // states reads every path of every PV of the VG, as LVM sees it now.
 func (f *Fencer) states(ctx context.Context) ([]path, []pathState, error) {
-	return f.statesOf(ctx, nil, nil)
+	return f.statesOf(ctx, nil)
 }
 
 // statesOf reads every path of pvs (nil: of every PV of the VG, as LVM
-// sees it now, or known, the VG's paths as the caller just read them).
-func (f *Fencer) statesOf(ctx context.Context, pvs []string, known []path) ([]path, []pathState, error) {
-	paths := known
+// sees it now).
+func (f *Fencer) statesOf(ctx context.Context, pvs []string) ([]path, []pathState, error) {
+	var paths []path
 	var err error
 	switch {
-	case known != nil:
 	case pvs == nil:
 		paths, err = f.paths(ctx)
 	default:
@@ -165,9 +165,18 @@ func (f *Fencer) apply(ctx context.Context, p path, cur pathState, steps []step,
 // outside the join).
 func (f *Fencer) probePaths(ctx context.Context, p path, aptpl bool, log logrus.FieldLogger) {
 	key := hexKey(f.key)
-	for _, sd := range sysblock.Sysfs(f.sysfs).Paths(filepath.Base(p.dev)) {
+	sys := sysblock.Sysfs(f.sysfs)
+	for _, sd := range sys.Paths(filepath.Base(p.dev)) {
 		sp := path{dev: "/dev/" + sd}
 		plog := log.WithField("path", sp.dev)
+		// A path whose SCSI device is not running (an iSCSI session in
+		// recovery: blocked) would hold the command, uninterruptibly,
+		// until the session recovers or gives up: multipathd registers
+		// it when it comes back.
+		if st, err := os.ReadFile(filepath.Join(sys.Block(sd), "device", "state")); err == nil && strings.TrimSpace(string(st)) != "running" {
+			plog.WithField("state", strings.TrimSpace(string(st))).Info("not probing a path of the map that is not running: multipathd registers it when it comes back")
+			continue
+		}
 		args := []string{"--out", "--register", "--param-rk=" + key, "--param-sark=" + key}
 		reg := []string{"--out", "--register-ignore", "--param-sark=" + key}
 		if aptpl {
@@ -220,12 +229,11 @@ const (
 // since a peer marks a host, which needs its lease gone, before it
 // preempts it. log hears, at warn, each path that needed a step.
 func (f *Fencer) enforce(ctx context.Context, victim uint64, m mode, log logrus.FieldLogger, needed string) error {
-	return f.enforceOn(ctx, nil, nil, victim, m, log, needed)
+	return f.enforceOn(ctx, nil, victim, m, log, needed)
 }
 
-// enforceOn is enforce on the paths of pvs (nil: of every PV of the VG,
-// known when the caller just read them).
-func (f *Fencer) enforceOn(ctx context.Context, pvs []string, known []path, victim uint64, m mode, log logrus.FieldLogger, needed string) error {
+// enforceOn is enforce on the paths of pvs (nil: of every PV of the VG).
+func (f *Fencer) enforceOn(ctx context.Context, pvs []string, victim uint64, m mode, log logrus.FieldLogger, needed string) error {
 	// One at a time: a check's withdrawal must not take back the key a
 	// join or a fence just put there, nor unregister the holder of a
 	// reservation taken meanwhile.
@@ -237,7 +245,7 @@ func (f *Fencer) enforceOn(ctx context.Context, pvs []string, known []path, vict
 		}
 		ctx = context.WithValue(ctx, cutoffKey{}, f.live)
 	}
-	paths, states, err := f.statesOf(ctx, pvs, known)
+	paths, states, err := f.statesOf(ctx, pvs)
 	if err != nil {
 		return err
 	}
@@ -408,61 +416,15 @@ func bound(ctx context.Context) (context.Context, context.CancelFunc, error) {
 // fails the fence. It is idempotent: an absent key is only verified. Only
 // a live host fences, each command bounded by its cut-off.
 func (f *Fencer) Fence(ctx context.Context, host string) error {
-	return f.fence(ctx, host, nil)
-}
-
-// fence is Fence on the VG's paths as known (nil: read now).
-func (f *Fencer) fence(ctx context.Context, host string, known []path) error {
 	victim := KeyFor(host)
 	if victim == f.key {
 		return fmt.Errorf("refusing to fence %s: it is this host", host)
 	}
 	log := f.log.WithFields(logrus.Fields{"fenced_host": host, "key": hexKey(victim)})
-	if err := f.enforceOn(ctx, nil, known, victim, modeLive, log, "fencing host on this path"); err != nil {
+	if err := f.enforce(ctx, victim, modeLive, log, "fencing host on this path"); err != nil {
 		return fmt.Errorf("cannot fence %s: %w", host, err)
 	}
 	log.Warn("fenced host on every path")
-	return nil
-}
-
-// proof is a fence proven for one mark of one host.
-type proof struct {
-	markRev int64
-	devs    []string
-	at      time.Time
-}
-
-// proofLife bounds how long a proof stands for the takeovers that share
-// its mark: they come within seconds of each other (the leader's, each
-// volume's Mount).
-const proofLife = time.Minute
-
-// FenceMark implements fencing.MarkFencer: Fence, unless a fence of host
-// for the same mark was proven less than proofLife ago on the same PVs.
-// While that mark stands host has not registered in etcd again, and so
-// (the join protocol) not on the storage; a PV added since is fenced
-// afresh. Takeovers of one host's volumes at once wait for one another
-// here, so the storage sees one fence, not one per volume.
-func (f *Fencer) FenceMark(ctx context.Context, host string, markRev int64) error {
-	f.fenceMu.Lock()
-	defer f.fenceMu.Unlock()
-	paths, err := f.paths(ctx)
-	if err != nil {
-		return fmt.Errorf("cannot fence %s: %w", host, err)
-	}
-	devs := make([]string, len(paths))
-	for i, p := range paths {
-		devs[i] = p.dev
-	}
-	if p, ok := f.proofs[host]; ok && p.markRev == markRev && slices.Equal(p.devs, devs) && time.Since(p.at) < proofLife {
-		f.log.WithFields(logrus.Fields{"fenced_host": host, "mark": markRev}).Info("fenced already under this mark on every PV: not repeated on the storage")
-		return nil
-	}
-	delete(f.proofs, host)
-	if err := f.fence(ctx, host, paths); err != nil {
-		return err
-	}
-	f.proofs[host] = proof{markRev: markRev, devs: devs, at: time.Now()}
 	return nil
 }
 
@@ -500,7 +462,7 @@ func (f *Fencer) JoinPVs(ctx context.Context, pvs []string) error {
 		return nil
 	}
 	log := f.log.WithField("pvs", strings.Join(pvs, ","))
-	if err := f.enforceOn(ctx, pvs, nil, 0, modeLive, log, "registering on a PV being added to the VG"); err != nil {
+	if err := f.enforceOn(ctx, pvs, 0, modeLive, log, "registering on a PV being added to the VG"); err != nil {
 		return fmt.Errorf("register on %s: %w", strings.Join(pvs, ", "), err)
 	}
 	if paths, err := resolveAll(f.sysfs, pvs); err == nil {
@@ -521,7 +483,7 @@ func (f *Fencer) ClearKeys(ctx context.Context, pvs []string, keep []string) err
 	for _, h := range keep {
 		kept[KeyFor(h)] = true
 	}
-	_, states, err := f.statesOf(ctx, pvs, nil)
+	_, states, err := f.statesOf(ctx, pvs)
 	if err != nil {
 		return err
 	}
@@ -540,7 +502,7 @@ func (f *Fencer) ClearKeys(ctx context.Context, pvs []string, keep []string) err
 	slices.Sort(stale)
 	for _, k := range stale {
 		log := f.log.WithFields(logrus.Fields{"stale_key": hexKey(k), "pvs": strings.Join(pvs, ",")})
-		if err := f.enforceOn(ctx, pvs, nil, k, modeLive, log, "removing the key of a host that is not alive from a PV being added to the VG"); err != nil {
+		if err := f.enforceOn(ctx, pvs, k, modeLive, log, "removing the key of a host that is not alive from a PV being added to the VG"); err != nil {
 			return fmt.Errorf("remove the key %s of a host that is not alive from %s: %w", hexKey(k), strings.Join(pvs, ", "), err)
 		}
 	}

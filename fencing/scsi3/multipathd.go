@@ -31,9 +31,6 @@ func parseMapKey(out string) (key uint64, ok bool) {
 // A multipathd that refuses (no reservation_key file) is logged; the
 // doctor's multipath check fails and says what to write.
 func (f *Fencer) handKeys(ctx context.Context, paths []path, log logrus.FieldLogger) {
-	f.mu.Lock()
-	f.released = false
-	f.mu.Unlock()
 	for _, p := range paths {
 		if !p.multipath {
 			continue
@@ -69,34 +66,23 @@ func (f *Fencer) handKeys(ctx context.Context, paths []path, log logrus.FieldLog
 // 601d09a7), which could put a fenced host's key back on a new I_T nexus.
 // Without the key multipathd registers nothing. The next join hands it
 // back (handKeys); until then a path that comes back stays unregistered,
-// which costs only writes the host may not make anyway. Once released it
-// does nothing until that join.
+// which costs only writes the host may not make anyway. It runs every
+// time: a join that failed half way may have handed multipathd the key
+// again (mpathpersist does on its REGISTER), and unsetting a key that is
+// not set is harmless.
 func (f *Fencer) ReleaseKeys(ctx context.Context) {
-	f.mu.Lock()
-	done := f.released
-	f.mu.Unlock()
-	if done {
-		return
-	}
 	paths, err := f.paths(ctx)
 	if err != nil {
 		f.log.WithError(err).Warn("cannot list the VG's PVs to take this host's key back from multipathd")
 		return
 	}
-	all := true
 	for _, p := range paths {
 		if !p.multipath {
 			continue
 		}
 		out, err := f.run.Run(ctx, MultipathD.Name, "unsetprkey", "map", filepath.Base(p.dev))
 		if err != nil || strings.TrimSpace(string(out)) != "ok" {
-			all = false
 			f.log.WithError(err).WithFields(logrus.Fields{"dev": p.dev, "multipathd": strings.TrimSpace(string(out))}).Warn("multipathd did not give up this host's reservation key for the map: a path it adds while this host is fenced could be registered again")
 		}
-	}
-	if all {
-		f.mu.Lock()
-		f.released = true
-		f.mu.Unlock()
 	}
 }

@@ -137,14 +137,8 @@ type Fencer struct {
 	// added since; its key missing from one in it means it was preempted
 	// there.
 	joined map[string]bool
-	// released: multipathd holds no key of this host since ReleaseKeys
-	// (until the next join's handKeys).
-	released bool
 	// mpConf is the multipath configuration mpathpersist reads here.
 	mpConf string
-	// fenceMu serializes FenceMark; proofs are its proven fences by host.
-	fenceMu sync.Mutex
-	proofs  map[string]proof
 }
 
 // Option configures a Fencer.
@@ -177,7 +171,7 @@ func New(run execx.Runner, host string, live Liveness, devices func(ctx context.
 	f := &Fencer{
 		run: run, host: host, key: KeyFor(host), live: live, devices: devices, abort: true,
 		sysfs: "/sys", retries: 5, delay: 200 * time.Millisecond, log: logrus.StandardLogger(),
-		ptpl: map[string]bool{}, joined: map[string]bool{}, proofs: map[string]proof{}, mpConf: "/etc/multipath.conf",
+		ptpl: map[string]bool{}, joined: map[string]bool{}, mpConf: "/etc/multipath.conf",
 	}
 	for _, o := range opts {
 		o(f)

@@ -827,15 +827,16 @@ func TestJoinPVs(t *testing.T) {
 // path it adds or reinstates with the key it holds wherever the key is
 // still listed, and its read-then-register races a peer's preempt
 // (multipath-tools before 0.13), so a host that may be fenced any moment
-// must leave it nothing to register with. It touches no storage, runs
-// once until the next join hands the key back, and a plain disk needs
-// nothing.
+// must leave it nothing to register with. It touches no storage, and a
+// plain disk needs nothing.
 func TestReleaseKeys(t *testing.T) {
 	pv, f, fn := multipathFencer(t)
 	f.Script = []execx.Call{{Argv: []string{"multipathd", "unsetprkey", "map", "dm-0"}, Stdout: "ok\n"}}
 	fn.ReleaseKeys(context.Background())
 	runAll(t, f, nil)
-	fn.ReleaseKeys(context.Background()) // released already: nothing
+	// Every time (a half join may have handed the key back).
+	f.Script = []execx.Call{{Argv: []string{"multipathd", "unsetprkey", "map", "dm-0"}, Stdout: "ok\n"}}
+	fn.ReleaseKeys(context.Background())
 	runAll(t, f, nil)
 
 	// The join hands it back; the next release takes it again.
@@ -858,33 +859,19 @@ func TestReleaseKeys(t *testing.T) {
 	runAll(t, f2, nil)
 }
 
-// Several takeovers of one dead host (the leader's, a Mount's for each of
-// its volumes) share one fencing mark: the fence proven for that mark is
-// not repeated on the storage while the mark stands and the VG has the
-// same PVs (issue 25, item 5: each LUN fenced once, not once per volume).
-// Another mark (the host came back and was marked again) or another PV
-// set fences again.
-func TestFenceMarkOncePerMark(t *testing.T) {
+// A second takeover of the same dead host (the leader's, then a Mount's)
+// reads the storage again rather than trusting the first fence: a victim
+// key that came back (multipathd's read-then-register racing the preempt,
+// before multipath-tools 0.13) is preempted again (review of this
+// session's FenceMark, which skipped it; FenceMark is gone).
+func TestFenceAgainReadsTheStorage(t *testing.T) {
 	f := &execx.Fake{}
 	fn := newFencer(t, f)
 	d := devOf(fn)
-	full := script(readKeys(d, keyA, keyB), readRes(t, d, held), preempt(d, "--preempt-abort"), readKeys(d, keyB), readRes(t, d, held))
-	f.Script = full
-	runAll(t, f, fn.FenceMark(context.Background(), "node-a", 7))
-	f.Ran = nil
-	runAll(t, f, fn.FenceMark(context.Background(), "node-a", 7))
-	if len(f.Ran) != 0 {
-		t.Fatalf("a second takeover under the same mark ran %q", f.Ran)
-	}
-	f.Script = script(readKeys(d, keyB), readRes(t, d, held))
-	runAll(t, f, fn.FenceMark(context.Background(), "node-a", 9))
-	// A failed fence proves nothing.
-	f.Script = script(readKeys(d, keyA, keyB), readRes(t, d, held), preempt(d, "--preempt-abort"), readKeys(d, keyA, keyB), readRes(t, d, held))
-	if err := fn.FenceMark(context.Background(), "node-a", 11); err == nil {
-		t.Fatal("a fence that did not remove the key succeeded")
-	}
-	f.Script = script(readKeys(d, keyB), readRes(t, d, held))
-	runAll(t, f, fn.FenceMark(context.Background(), "node-a", 11))
+	f.Script = script(readKeys(d, keyA, keyB), readRes(t, d, held), preempt(d, "--preempt-abort"), readKeys(d, keyB), readRes(t, d, held))
+	runAll(t, f, fn.Fence(context.Background(), "node-a"))
+	f.Script = script(readKeys(d, keyA, keyB), readRes(t, d, held), preempt(d, "--preempt-abort"), readKeys(d, keyB), readRes(t, d, held))
+	runAll(t, f, fn.Fence(context.Background(), "node-a"))
 }
 
 // Before a LUN joins the VG, the asking host removes every relocvol key on
@@ -949,4 +936,72 @@ func TestJoinOnMultipathMapProbesEachPath(t *testing.T) {
 	}
 	f.Script = append(calls, execx.Call{Argv: []string{"multipathd", "getprkey", "map", "dm-0"}, Stdout: k + ":aptpl\n"})
 	runAll(t, f, fn.Join(context.Background()))
+}
+
+// Review of this session, R2: a join that registered on one map (mpathpersist handed multipathd
+// the key) and then failed leaves released true: the next Prepare's
+// ReleaseKeys sends nothing, and multipathd keeps the key while peers fence.
+func TestReleaseKeysAfterAHalfJoin(t *testing.T) {
+	pv, f, fn := multipathFencer(t)
+	f.Script = []execx.Call{{Argv: []string{"multipathd", "unsetprkey", "map", "dm-0"}, Stdout: "ok\n"}}
+	fn.ReleaseKeys(context.Background())
+	runAll(t, f, nil)
+	// The join registers through mpathpersist (which sets multipathd's
+	// key), then its reserve fails.
+	var calls []execx.Call
+	for _, c := range script(readKeys(pv), readRes(t, pv, none), register(t, pv), reserve(pv, &execx.ExecError{ExitCode: 1})) {
+		calls = append(calls, mp(c))
+	}
+	f.Script = calls
+	if err := fn.Join(context.Background()); err == nil {
+		t.Fatal("join succeeded")
+	}
+	f.Ran = nil
+	f.Script = []execx.Call{{Argv: []string{"multipathd", "unsetprkey", "map", "dm-0"}, Stdout: "ok\n"}}
+	fn.ReleaseKeys(context.Background())
+	if len(f.Left()) != 0 {
+		t.Fatalf("after a half join ReleaseKeys sent nothing: multipathd keeps the key mpathpersist handed it")
+	}
+}
+
+// Review of this session, R4: probePaths sends SG_IO to a path whose SCSI device is blocked (an
+// iSCSI session in recovery: mpathpersist's own checker skips it as
+// PENDING); the kernel queues the command until the session recovers or
+// replacement_timeout (120 s by default) passes, uninterruptibly, under
+// opMu (and fenceMu in a takeover).
+func TestProbeSkipsABlockedPath(t *testing.T) {
+	pv, f, fn := multipathFencer(t)
+	for _, sd := range []string{"sda", "sdb"} {
+		dir := filepath.Join(fn.sysfs, "class/block/dm-0/slaves", sd)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		state := "running"
+		if sd == "sdb" {
+			state = "blocked"
+		}
+		if err := os.MkdirAll(filepath.Join(fn.sysfs, "class/block", sd, "device"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(fn.sysfs, "class/block", sd, "device", "state"), []byte(state+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k := hexKey(keyB)
+	var calls []execx.Call
+	for _, c := range script(readKeys(pv), readRes(t, pv, none), register(t, pv)) {
+		calls = append(calls, mp(c))
+	}
+	calls = append(calls,
+		execx.Call{Argv: []string{"sg_persist", "--out", "--register", "--param-rk=" + k, "--param-sark=" + k, "--param-aptpl", "/dev/sda"}})
+	for _, c := range script(reserve(pv, nil), readKeys(pv, keyB, keyB), readRes(t, pv, held)) {
+		calls = append(calls, mp(c))
+	}
+	f.Script = append(calls, execx.Call{Argv: []string{"multipathd", "getprkey", "map", "dm-0"}, Stdout: k + ":aptpl\n"})
+	err := fn.Join(context.Background())
+	for _, c := range f.Ran {
+		if c[len(c)-1] == "/dev/sdb" {
+			t.Fatalf("probed the blocked path /dev/sdb: %q (join err %v)", c, err)
+		}
+	}
 }
