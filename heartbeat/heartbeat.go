@@ -48,6 +48,21 @@ type Member interface {
 	Check(ctx context.Context) error
 }
 
+// Releaser is an optional ability of a Member: giving up, with no storage
+// command, what would let the storage register this host again by itself
+// (the plugin: multipathd's copy of its reservation key). The heartbeat
+// calls it at the cut-off, the moment the host stops counting as alive,
+// which comes before etcd can expire its lease and so before any peer may
+// fence it (the TTL plus their grace); and before it gives its lease up
+// when it finds itself fenced. Prepare releases again at each join.
+type Releaser interface {
+	Release(ctx context.Context)
+}
+
+// releaseTimeout bounds one Release: it must be done before peers may fence
+// this host (TTL + grace - cut-off: 3 s at TTL 5, 2.1 s at TTL 2).
+const releaseTimeout = 2 * time.Second
+
 // checkEvery is how often a live host checks its registration with the
 // storage (Member.Check), and so how soon it notices a new PV.
 const checkEvery = 5 * time.Second
@@ -167,6 +182,9 @@ func (h *Heartbeat) run(ctx context.Context, id clientv3.LeaseID) {
 		if h.Member != nil {
 			go h.checkLoop(kctx, id, cancel)
 		}
+		if r, ok := h.Member.(Releaser); ok {
+			go h.releaseAtCutoff(kctx, r)
+		}
 		lost := h.keepAlive(kctx, id)
 		cancel()
 		if !lost && ctx.Err() != nil {
@@ -260,12 +278,48 @@ func (h *Heartbeat) checkLoop(ctx context.Context, id clientv3.LeaseID, stop con
 		h.mu.Lock()
 		h.joined = false
 		h.mu.Unlock()
+		// Before the revoke: from then on peers may fence this host after
+		// their grace alone.
+		if r, ok := h.Member.(Releaser); ok {
+			h.release(ctx, r)
+		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		_, _ = h.st.Client().Revoke(rctx, id)
 		cancel()
 		stop()
 		return
 	}
+}
+
+// releaseAtCutoff calls r.Release once each time this host, joined, passes
+// its cut-off (a renewal that lands late makes it alive again, and a later
+// cut-off releases again), until ctx ends.
+func (h *Heartbeat) releaseAtCutoff(ctx context.Context, r Releaser) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	released := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		at, joined := h.Cutoff()
+		switch past := joined && !time.Now().Before(at); {
+		case past && !released:
+			h.log.Warn("past the cut-off (the lease is not provably current): giving up multipathd's copy of the reservation key before peers may fence this host")
+			h.release(ctx, r)
+			released = true
+		case !past && joined:
+			released = false
+		}
+	}
+}
+
+func (h *Heartbeat) release(ctx context.Context, r Releaser) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	r.Release(rctx)
 }
 
 // rejoin retries registration every second until it works or ctx ends (0).
@@ -310,6 +364,12 @@ func (h *Heartbeat) join(ctx context.Context) (clientv3.LeaseID, error) {
 		h.Info(&info)
 	}
 	drop := func() {
+		// What the join handed the storage side (mpathpersist's REGISTER
+		// hands multipathd the key) goes before the lease: once it is
+		// revoked, peers may fence this host after their grace alone.
+		if r, ok := h.Member.(Releaser); ok {
+			h.release(ctx, r)
+		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		_, _ = cli.Revoke(rctx, grant.ID)
 		cancel()

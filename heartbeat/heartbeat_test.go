@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -251,5 +252,137 @@ func TestHeartbeatAliveAfterCleanStopUntilCutoff(t *testing.T) {
 	testenv.WaitFor(t, "not alive at the cut-off", 5*time.Second, func() bool { return !hb.Alive() })
 	if d, cut := time.Since(stopped), hb.Timings().Cutoff(); d > cut+500*time.Millisecond {
 		t.Fatalf("alive %s after a clean stop, past its cut-off %s", d, cut)
+	}
+}
+
+// releasingMember is a member that is also a Releaser, recording when it
+// was asked to release and whether its lease was still current in etcd
+// then.
+type releasingMember struct {
+	*member
+	mu        sync.Mutex
+	released  []time.Time
+	onRelease func()
+}
+
+func (r *releasingMember) Release(context.Context) {
+	r.mu.Lock()
+	r.released = append(r.released, time.Now())
+	f := r.onRelease
+	r.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+func (r *releasingMember) first() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.released) == 0 {
+		return time.Time{}
+	}
+	return r.released[0]
+}
+
+// A host cut off etcd releases what would let the storage register it
+// again by itself (multipathd's key) at its cut-off, before etcd could even
+// expire its lease, so before any peer may fence it (TTL plus the grace).
+// Before, the release came with the rejoin's Prepare, once the heartbeat
+// counted the lease lost and waited a second: at or after the earliest
+// preempt (review of issue 25, session 3, finding 2).
+func TestReleaseAtTheCutoff(t *testing.T) {
+	srv, err := etcdembed.Start(t.TempDir(), "127.0.0.1:0", etcdembed.Options{NoFsync: true, LogLevel: "fatal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := testenv.EtcdClient(t, srv.Endpoints())
+	hb, m := newHeartbeat(t, store.New(cli, "/test"), "node-a")
+	r := &releasingMember{member: m}
+	hb.Member = r
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := hb.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if !r.first().IsZero() {
+		t.Fatal("released while alive")
+	}
+	srv.Close()
+	hb.mu.Lock()
+	renewed := hb.renewed
+	hb.mu.Unlock()
+	testenv.WaitFor(t, "the release", 10*time.Second, func() bool { return !r.first().IsZero() })
+	at, tm := r.first().Sub(renewed), hb.Timings()
+	t.Logf("released %s after the last renewal; cut-off %s, TTL %s, earliest preempt %s", at.Round(time.Millisecond), tm.Cutoff(), tm.TTL, tm.TTL+tm.Grace)
+	if at < tm.Cutoff() || at >= tm.TTL {
+		t.Fatalf("released %s after the last renewal: want at the cut-off (%s), before the lease can expire (%s)", at.Round(time.Millisecond), tm.Cutoff(), tm.TTL)
+	}
+}
+
+// A host that finds itself fenced releases before it gives its lease up:
+// once the lease is revoked, peers may fence it after the grace alone.
+func TestReleaseBeforeGivingTheLeaseUp(t *testing.T) {
+	st, ctx := testenv.Store(t, "/test")
+	hb, m := newHeartbeat(t, st, "node-a")
+	hb.checkEvery = 100 * time.Millisecond
+	r := &releasingMember{member: m}
+	hb.Member = r
+	var cut atomic.Bool
+	m.check = func(context.Context) error {
+		if cut.Load() {
+			return fmt.Errorf("key gone on /dev/sdb: %w", fencing.ErrCutOff)
+		}
+		return nil
+	}
+	leaseLive := leaseAtRelease(st, hb, r)
+	if err := hb.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cut.Store(true)
+	testenv.WaitFor(t, "the release", 10*time.Second, func() bool { return leaseLive.Load() != 0 })
+	if leaseLive.Load() != 1 {
+		t.Fatal("released only after the lease was given up")
+	}
+}
+
+// leaseAtRelease records, at r's first release, whether hb's lease was
+// still current in etcd (1) or already gone (2); 0 until then.
+func leaseAtRelease(st *store.Store, hb *Heartbeat, r *releasingMember) *atomic.Int32 {
+	var leaseLive atomic.Int32
+	r.onRelease = func() {
+		if leaseLive.Load() != 0 {
+			return
+		}
+		ttl, err := st.Client().TimeToLive(context.Background(), hb.Lease())
+		if err == nil && ttl.TTL > 0 {
+			leaseLive.Store(1)
+		} else {
+			leaseLive.Store(2)
+		}
+	}
+	return &leaseLive
+}
+
+// A join that fails (canceled at the cut-off, or any storage error after
+// mpathpersist's REGISTER handed multipathd the key) is dropped: its lease
+// is revoked at once, and from then on peers may fence this host after
+// their grace alone. The release must come before (review of this change:
+// it came only with the next Prepare, after the revoke and rejoin's 1 s).
+func TestReleaseBeforeDroppingAFailedJoin(t *testing.T) {
+	st, ctx := testenv.Store(t, "/test")
+	hb, m := newHeartbeat(t, st, "node-a")
+	r := &releasingMember{member: m}
+	hb.Member = r
+	leaseLive := leaseAtRelease(st, hb, r)
+	m.join = func(context.Context) error { return errors.New("reserve on /dev/dm-1: exit 1") }
+	if _, err := hb.join(ctx); err == nil {
+		t.Fatal("join succeeded")
+	}
+	switch leaseLive.Load() {
+	case 0:
+		t.Fatal("a failed join gave its lease up without releasing multipathd's key")
+	case 2:
+		t.Fatal("released only after the lease was given up")
 	}
 }

@@ -31,7 +31,8 @@ func TestKnownVolumesFoundWhileEtcdIsDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := store.New(testenv.EtcdClient(t, srv.Endpoints()), "/relocvol")
+	// Each call to the etcd that is down gives up after a second, not 5 s.
+	st := store.New(testenv.EtcdClient(t, srv.Endpoints()), "/relocvol").WithCallTimeout(time.Second)
 	state, root := t.TempDir(), t.TempDir()
 	newDriver := func() (*plugin.Driver, *plugin.Known) {
 		t.Helper()

@@ -45,6 +45,16 @@ type KeyReleaser interface {
 // releaseTimeout bounds ReleaseKeys in Prepare.
 const releaseTimeout = 10 * time.Second
 
+// Release takes this host's key back from multipathd (KeyReleaser), as
+// heartbeat.Releaser: at the cut-off, before peers may fence this host, and
+// before a fenced host gives its lease up; the next join hands it back, and
+// so does the periodic check if a late renewal made the host alive again.
+func (d *Driver) Release(ctx context.Context) {
+	if kr, ok := d.fencer.(KeyReleaser); ok {
+		kr.ReleaseKeys(ctx)
+	}
+}
+
 // readyToWrite makes sure this host may write every PV of the VG before it
 // creates, activates or removes storage.
 func (d *Driver) readyToWrite(ctx context.Context) error {

@@ -56,6 +56,31 @@ export HOME RELOCVOL_REPO
 # tests logged in the go test -v output file $1 (testenv.Tally).
 reliability_rows() { sed -n 's/^ *[a-z_]*\.go:[0-9]*: RELIABILITY //p' "$1"; }
 
+# failure_tails prints, for each test of the go test -v output file $1 that
+# failed with no failing subtest of its own, the last 40 lines of its own
+# output (lines cut at 400 characters): where its failure was reported. A
+# failing e2e test's clean-up dumps VM consoles and daemon logs after that,
+# and more tests run after it; this brings the reason to the end of the log.
+failure_tails() {
+	awk '
+	/^=== (RUN|NAME|CONT) / { cur = $3; next }
+	/^=== / { cur = ""; next }
+	/^ *--- (FAIL|PASS|SKIP): / {
+		if ($2 == "FAIL:" && !($3 in failed)) { failed[$3] = 1; order[++nf] = $3 }
+		cur = ""; next
+	}
+	cur != "" { n[cur]++; text[cur, n[cur]] = substr($0, 1, 400) }
+	END {
+		for (i = 1; i <= nf; i++) {
+			t = order[i]; leaf = 1
+			for (u in failed) if (index(u, t "/") == 1) leaf = 0
+			if (!leaf) continue
+			print "---- the end of " t "'"'"'s output ----"
+			for (j = (n[t] > 40 ? n[t] - 39 : 1); j <= n[t]; j++) print text[t, j]
+		}
+	}' "$1"
+}
+
 log() { printf '[relocvol %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
 	log "ERROR: $*"

@@ -91,6 +91,10 @@ if ((${#e2e[@]} > 0)); then
 		log "reliability figures of this run (scenario | cycles | passed | lines lost | two-writer moments | worst recovery):"
 		echo "$rows"
 	fi
+	if ((rc != 0)); then
+		log "the failing tests' last lines (their full output is above):"
+		failure_tails "$e2e_log"
+	fi
 fi
 if ((rc != 0)); then
 	log "FAILED after $((SECONDS - start))s"

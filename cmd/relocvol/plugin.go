@@ -41,6 +41,8 @@ import (
 // the backends keep the cluster's mark (and lvm lists what is active).
 var (
 	_ heartbeat.Member           = (*plugin.Driver)(nil)
+	_ heartbeat.Releaser         = (*plugin.Driver)(nil)
+	_ plugin.KeyReleaser         = (*scsi3.Fencer)(nil)
 	_ plugin.Fencer              = (*scsi3.Fencer)(nil)
 	_ plugin.Fencer              = fencing.None{}
 	_ plugin.FenceChecker        = (*scsi3.Fencer)(nil)

@@ -157,6 +157,9 @@ func (l *Lab) stop(keep bool) {
 	if l.t.Failed() {
 		l.logConsoles()
 	}
+	for _, vm := range l.VMs() {
+		l.closeSSH(vm)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := l.labsh(ctx, "clean"); err != nil {
@@ -246,10 +249,31 @@ func (l *Lab) SSHArgs(vm string) []string {
 	return append(l.sshOpts(), "-p", strconv.Itoa(l.ports[vm]), "root@127.0.0.1")
 }
 
+// sshOpts share one connection per VM between the commands run on it (a
+// master that stays 60 s after its last command): under TCG a VM's sshd
+// takes a second or two to set up each new connection, a command on an
+// open one a few hundred milliseconds, and the lab's tests run hundreds.
+// A VM that dies takes its master with it (qemu's forwarded socket
+// closes); the next command starts a new one.
 func (l *Lab) sshOpts() []string {
 	return []string{"-i", l.key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
 		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
-		"-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6"}
+		"-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6",
+		"-o", "ControlMaster=auto", "-o", "ControlPath=" + l.controlPath(), "-o", "ControlPersist=60"}
+}
+
+// controlPath is where the VM's shared connection listens (%p: its port).
+func (l *Lab) controlPath() string { return filepath.Join(l.Dir, "ssh-%p") }
+
+// closeSSH stops vm's shared connection, if one runs: after a power loss
+// (it may not have noticed yet) and when the lab stops.
+func (l *Lab) closeSSH(vm string) {
+	if l.ports[vm] == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = exec.CommandContext(ctx, "ssh", "-o", "ControlPath="+l.controlPath(), "-p", strconv.Itoa(l.ports[vm]), "-O", "exit", "root@127.0.0.1").Run()
 }
 
 // Result is what a command run on a VM did.
@@ -305,9 +329,11 @@ func (l *Lab) Run(t testing.TB, vm, cmd string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), RunTimeout)
 	defer cancel()
+	at := time.Now()
 	r, err := l.Exec(ctx, vm, cmd)
 	out := r.Combined()
-	t.Logf("%s# %s\n%s[exit %d]", vm, cmd, out, r.ExitCode)
+	// The time each command took: where a slow or failing step spent it.
+	t.Logf("%s# %s\n%s[exit %d, %s]", vm, cmd, out, r.ExitCode, time.Since(at).Round(10*time.Millisecond))
 	if err != nil {
 		return out, err
 	}
@@ -385,7 +411,9 @@ done`, n, size, n+1))
 func (l *Lab) Kill(vm string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return l.labsh(ctx, "kill", vm)
+	err := l.labsh(ctx, "kill", vm)
+	l.closeSSH(vm)
+	return err
 }
 
 // Boot starts vm again on its disk and waits until it is ready (a host has

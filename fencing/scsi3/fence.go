@@ -165,18 +165,8 @@ func (f *Fencer) apply(ctx context.Context, p path, cur pathState, steps []step,
 // outside the join).
 func (f *Fencer) probePaths(ctx context.Context, p path, aptpl bool, log logrus.FieldLogger) {
 	key := hexKey(f.key)
-	sys := sysblock.Sysfs(f.sysfs)
-	for _, sd := range sys.Paths(filepath.Base(p.dev)) {
-		sp := path{dev: "/dev/" + sd}
+	for _, sp := range f.runningPaths(p, log, "not probing a path of the map that is not running: multipathd registers it when it comes back") {
 		plog := log.WithField("path", sp.dev)
-		// A path whose SCSI device is not running (an iSCSI session in
-		// recovery: blocked) would hold the command, uninterruptibly,
-		// until the session recovers or gives up: multipathd registers
-		// it when it comes back.
-		if st, err := os.ReadFile(filepath.Join(sys.Block(sd), "device", "state")); err == nil && strings.TrimSpace(string(st)) != "running" {
-			plog.WithField("state", strings.TrimSpace(string(st))).Info("not probing a path of the map that is not running: multipathd registers it when it comes back")
-			continue
-		}
 		args := []string{"--out", "--register", "--param-rk=" + key, "--param-sark=" + key}
 		reg := []string{"--out", "--register-ignore", "--param-sark=" + key}
 		if aptpl {
@@ -195,6 +185,24 @@ func (f *Fencer) probePaths(ctx context.Context, p path, aptpl bool, log logrus.
 			plog.WithError(err).Warn("cannot check this host's registration through a path of the map (down?): multipathd registers it when it comes back")
 		}
 	}
+}
+
+// runningPaths are the paths (SCSI disks) of map p whose device is
+// running. One that is not (an iSCSI session in recovery: blocked) would
+// hold a command sent through it, uninterruptibly, until the session
+// recovers or gives up; skipped, it is logged with why.
+func (f *Fencer) runningPaths(p path, log logrus.FieldLogger, why string) []path {
+	sys := sysblock.Sysfs(f.sysfs)
+	var out []path
+	for _, sd := range sys.Paths(filepath.Base(p.dev)) {
+		sp := path{dev: "/dev/" + sd}
+		if st, err := os.ReadFile(filepath.Join(sys.Block(sd), "device", "state")); err == nil && strings.TrimSpace(string(st)) != "running" {
+			log.WithFields(logrus.Fields{"path": sp.dev, "state": strings.TrimSpace(string(st))}).Info(why)
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
 }
 
 // joinedOn records that this host is registered on dev.
@@ -336,6 +344,8 @@ func (f *Fencer) prove(ctx context.Context) error {
 // the reservation (unregistering the holder would release it, and any host
 // could write).
 func (f *Fencer) withdraw(ctx context.Context, paths []path, log logrus.FieldLogger) {
+	const left = "this host's key is still registered after it unregistered it (a path is down or does not answer): it stops using the storage now; the key stays on that path until a peer fences this host again or it rejoins"
+	var survived []path
 	for _, p := range paths {
 		plog := log.WithField("dev", p.dev)
 		s, err := f.state(ctx, p)
@@ -347,7 +357,7 @@ func (f *Fencer) withdraw(ctx context.Context, paths []path, log logrus.FieldLog
 		// through a nexus that is not registered (REGISTER would fail
 		// there, and mpathpersist's own check of the key against its
 		// prkeys), and mpathpersist tells multipathd to forget the key.
-		if _, err := f.pr(ctx, p, "--out", "--register-ignore", "--param-sark=0"); err != nil {
+		if _, err := f.pr(ctx, p, f.unregisterArgs(p)...); err != nil {
 			plog.WithError(err).Error("cannot unregister this host's key after it was fenced")
 			continue
 		}
@@ -355,14 +365,60 @@ func (f *Fencer) withdraw(ctx context.Context, paths []path, log logrus.FieldLog
 		delete(f.joined, p.dev) // not registered there any more
 		f.mu.Unlock()
 		// mpathpersist sends it only through the paths it finds up, and
-		// exits 0: a path down now keeps the key, read again.
-		out, err := f.pr(ctx, p, "--in", "--read-keys")
-		if keys, perr := ParseKeys(out); err != nil || perr != nil || slices.Contains(keys, f.key) {
-			plog.WithError(errors.Join(err, perr)).Error("this host's key is still registered after it unregistered it (a path was down): it stops using the storage now; the peer that fences it removes the key")
+		// exits 0: read again.
+		switch {
+		case !f.stillRegistered(ctx, p):
+			plog.Warn("unregistered this host's key again: it was fenced while it registered")
+		case p.multipath:
+			survived = append(survived, p)
+		default:
+			plog.Error(left)
+		}
+	}
+	// Where the key survived on a map (a path mpathpersist skipped), once
+	// every map had its own unregister (the withdrawal's time is bounded
+	// as a whole): unregister through each running path of the map, and
+	// read again. No peer removes this key: it may have landed after the
+	// peer's preempt and proof.
+	for _, p := range survived {
+		plog := log.WithField("dev", p.dev)
+		for _, sp := range f.runningPaths(p, plog, "not unregistering through a path of the map that is not running") {
+			if _, err := f.pr(ctx, sp, f.unregisterArgs(p)...); err != nil {
+				plog.WithError(err).WithField("path", sp.dev).Warn("cannot unregister this host's key through a path of the map")
+			}
+		}
+		if f.stillRegistered(ctx, p) {
+			plog.Error(left)
 			continue
 		}
-		plog.Warn("unregistered this host's key again: it was fenced while it registered")
+		plog.Warn("unregistered this host's key again, through each path of the map: it was fenced while it registered")
 	}
+}
+
+// unregisterArgs remove this host's key (REGISTER AND IGNORE with key 0)
+// from the nexus a command goes through, with the APTPL bit where this
+// host registered on p with it: the target applies the last REGISTER's
+// APTPL to the whole LUN (SPC-4; LIO), so an unregister without it would
+// leave every registration and the reservation to be lost at the SAN's
+// next power loss. Only the recorded answer counts: a withdrawal asks the
+// storage nothing more.
+func (f *Fencer) unregisterArgs(p path) []string {
+	args := []string{"--out", "--register-ignore", "--param-sark=0"}
+	f.mu.Lock()
+	aptpl := f.ptpl[p.dev]
+	f.mu.Unlock()
+	if aptpl {
+		args = append(args, "--param-aptpl")
+	}
+	return args
+}
+
+// stillRegistered reads p's keys: whether this host's is among them (or
+// the read failed: then it may be).
+func (f *Fencer) stillRegistered(ctx context.Context, p path) bool {
+	out, err := f.pr(ctx, p, "--in", "--read-keys")
+	keys, perr := ParseKeys(out)
+	return err != nil || perr != nil || slices.Contains(keys, f.key)
 }
 
 // forgetGone drops from joined the devices that are no PV any more, so
@@ -440,6 +496,9 @@ func (f *Fencer) Join(ctx context.Context) error {
 	}
 	if paths, err := f.paths(ctx); err == nil {
 		f.handKeys(ctx, paths, f.log)
+		f.mu.Lock()
+		f.released = false
+		f.mu.Unlock()
 	}
 	if err := ctx.Err(); err != nil {
 		// Its bound (the lease no longer provably current) passed
@@ -466,7 +525,7 @@ func (f *Fencer) JoinPVs(ctx context.Context, pvs []string) error {
 		return fmt.Errorf("register on %s: %w", strings.Join(pvs, ", "), err)
 	}
 	if paths, err := resolveAll(f.sysfs, pvs); err == nil {
-		f.handKeys(ctx, paths, log)
+		f.handKeysLive(ctx, paths, log)
 	}
 	return nil
 }
@@ -520,6 +579,9 @@ func (f *Fencer) CheckRegistration(ctx context.Context) error {
 	err := f.enforce(ctx, 0, modeLive, f.log, "this host's registration or the reservation is missing on a path (a PV added to the VG, or a target that lost its state): repairing it")
 	if errors.Is(err, errNotAlive) {
 		return nil
+	}
+	if err == nil {
+		f.handBack(ctx)
 	}
 	return err
 }

@@ -2,11 +2,15 @@ package scsi3
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/relocvol/relocvol/internal/sysblock"
 )
 
 // parseMapKey reads `multipathd getprkey map NAME`: a key in hex, with
@@ -57,32 +61,134 @@ func (f *Fencer) handKeys(ctx context.Context, paths []path, log logrus.FieldLog
 }
 
 // ReleaseKeys takes this host's key back from multipathd for every map
-// that is a PV (`multipathd unsetprkey`: multipathd's prkeys entry only,
-// no command to the storage, so always safe). A host that lost its lease
-// calls it first, before it asks etcd anything: peers may fence it soon,
-// and multipathd registers a path it adds or reinstates with the key it
+// (`multipathd unsetprkey`: multipathd's prkeys entry only, no command to
+// the storage, so always safe). The heartbeat calls it at the host's
+// cut-off, before peers may fence it, and before a fenced host or a failed
+// join gives its lease up; Prepare at every join: multipathd registers a path it adds or reinstates with the key it
 // holds wherever the key is still listed; its read-keys-then-register
 // races a peer's preempt (multipath-tools before 0.13, upstream
 // 601d09a7), which could put a fenced host's key back on a new I_T nexus.
 // Without the key multipathd registers nothing. The next join hands it
-// back (handKeys); until then a path that comes back stays unregistered,
-// which costs only writes the host may not make anyway. It runs every
+// back (handKeys), or a check if a late renewal made the host alive again
+// (handBack); until then a path that comes back stays unregistered, which
+// costs only writes the host may not make anyway. It runs every
 // time: a join that failed half way may have handed multipathd the key
 // again (mpathpersist does on its REGISTER), and unsetting a key that is
 // not set is harmless.
+//
+// It asks neither LVM nor the storage (at the cut-off LVM can hang on a map
+// with queue_if_no_path when the SAN is cut, and must not be waited for):
+// it takes every multipath map of the host from sysfs, and unsets the key
+// where multipathd holds this host's (another application's map keeps its
+// own). It waits for a PR operation under way for at most half of what ctx
+// allows, and a hand-over that ran meanwhile takes the key back itself
+// (handKeysLive).
 func (f *Fencer) ReleaseKeys(ctx context.Context) {
-	paths, err := f.paths(ctx)
-	if err != nil {
-		f.log.WithError(err).Warn("cannot list the VG's PVs to take this host's key back from multipathd")
-		return
+	f.mu.Lock()
+	f.released = true
+	f.relGen++
+	f.mu.Unlock()
+	unlock := f.lockOps(ctx)
+	defer unlock()
+	f.unsetKeys(ctx, f.hostMaps())
+}
+
+// hostMaps are the host's multipath maps (sysfs only).
+func (f *Fencer) hostMaps() []path {
+	sys := sysblock.Sysfs(f.sysfs)
+	entries, _ := os.ReadDir(filepath.Join(f.sysfs, "class", "block"))
+	var maps []path
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "dm-") && sys.IsMultipathMap(e.Name()) {
+			maps = append(maps, path{dev: "/dev/" + e.Name(), multipath: true})
+		}
 	}
-	for _, p := range paths {
-		if !p.multipath {
+	return maps
+}
+
+// unsetKeys takes this host's key back from multipathd for each of maps
+// where multipathd holds it (or cannot say: then it is unset anyway).
+func (f *Fencer) unsetKeys(ctx context.Context, maps []path) {
+	for _, p := range maps {
+		name := filepath.Base(p.dev)
+		out, err := f.run.Run(ctx, MultipathD.Name, "getprkey", "map", name)
+		if k, ok := parseMapKey(string(out)); err == nil && (!ok || k != f.key) {
 			continue
 		}
-		out, err := f.run.Run(ctx, MultipathD.Name, "unsetprkey", "map", filepath.Base(p.dev))
+		out, err = f.run.Run(ctx, MultipathD.Name, "unsetprkey", "map", name)
 		if err != nil || strings.TrimSpace(string(out)) != "ok" {
 			f.log.WithError(err).WithFields(logrus.Fields{"dev": p.dev, "multipathd": strings.TrimSpace(string(out))}).Warn("multipathd did not give up this host's reservation key for the map: a path it adds while this host is fenced could be registered again")
 		}
+	}
+}
+
+// lockOps takes opMu, waiting at most half of what ctx allows (then it
+// goes on without it, with time left for its own commands: what it does
+// must be safe anyway); it returns the unlock.
+func (f *Fencer) lockOps(ctx context.Context) (unlock func()) {
+	wait := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		wait, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
+		defer cancel()
+	}
+	for !f.opMu.TryLock() {
+		select {
+		case <-wait.Done():
+			f.log.Warn("a storage operation is still under way: taking the key back from multipathd without waiting for it")
+			return func() {}
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return f.opMu.Unlock
+}
+
+// handKeysLive is handKeys outside the join: only while this host is
+// alive, and if a release came meanwhile (the cut-off passed during the
+// hand-over) or the host is past its cut-off once done, it takes the key
+// back from those maps again. It reports whether the key stayed handed.
+func (f *Fencer) handKeysLive(ctx context.Context, paths []path, log logrus.FieldLogger) bool {
+	f.mu.Lock()
+	gen := f.relGen
+	f.mu.Unlock()
+	if _, ok := f.alive(); !ok {
+		return false
+	}
+	f.handKeys(ctx, paths, log)
+	f.mu.Lock()
+	moved := f.relGen != gen
+	f.mu.Unlock()
+	if _, ok := f.alive(); moved || !ok {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseBound)
+		defer cancel()
+		f.unsetKeys(uctx, paths)
+		return false
+	}
+	return true
+}
+
+// releaseBound bounds taking the key back after a hand-over that a release
+// overtook.
+const releaseBound = 2 * time.Second
+
+// handBack gives multipathd the key again after a release, at a check
+// that found this host registered while it is alive (a renewal that
+// landed after the cut-off made it alive again): the paths it adds are
+// then registered again.
+func (f *Fencer) handBack(ctx context.Context) {
+	f.mu.Lock()
+	released := f.released
+	f.mu.Unlock()
+	if !released {
+		return
+	}
+	paths, err := f.paths(ctx)
+	if err != nil {
+		return
+	}
+	if f.handKeysLive(ctx, paths, f.log) {
+		f.mu.Lock()
+		f.released = false
+		f.mu.Unlock()
 	}
 }

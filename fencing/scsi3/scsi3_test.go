@@ -242,6 +242,9 @@ func runAll(t *testing.T, f *execx.Fake, err error) {
 	if left := f.Left(); len(left) != 0 {
 		t.Fatalf("commands not run: %v", left)
 	}
+	if wrong := f.Unexpected(); len(wrong) != 0 {
+		t.Fatalf("commands run out of the script: %q", wrong)
+	}
 }
 
 func TestPlanPath(t *testing.T) {
@@ -384,6 +387,9 @@ func TestFenceRefusedWhenSelfNotRegistered(t *testing.T) {
 	}
 	if left := f.Left(); len(left) != 0 {
 		t.Fatalf("commands not run: %v", left)
+	}
+	if wrong := f.Unexpected(); len(wrong) != 0 {
+		t.Fatalf("commands run out of the script: %q", wrong)
 	}
 }
 
@@ -831,11 +837,11 @@ func TestJoinPVs(t *testing.T) {
 // plain disk needs nothing.
 func TestReleaseKeys(t *testing.T) {
 	pv, f, fn := multipathFencer(t)
-	f.Script = []execx.Call{{Argv: []string{"multipathd", "unsetprkey", "map", "dm-0"}, Stdout: "ok\n"}}
+	f.Script = releaseCalls("dm-0")
 	fn.ReleaseKeys(context.Background())
 	runAll(t, f, nil)
 	// Every time (a half join may have handed the key back).
-	f.Script = []execx.Call{{Argv: []string{"multipathd", "unsetprkey", "map", "dm-0"}, Stdout: "ok\n"}}
+	f.Script = releaseCalls("dm-0")
 	fn.ReleaseKeys(context.Background())
 	runAll(t, f, nil)
 
@@ -849,7 +855,7 @@ func TestReleaseKeys(t *testing.T) {
 		execx.Call{Argv: []string{"mpathpersist", "--in", "--report-capabilities", pv}, Stdout: string(fixture(t, "lab-report-capabilities.txt"))},
 		execx.Call{Argv: []string{"multipathd", "setprkey", "map", "dm-0", "key", hexKey(keyB) + ":aptpl"}, Stdout: "ok\n"})
 	runAll(t, f, fn.Join(context.Background()))
-	f.Script = []execx.Call{{Argv: []string{"multipathd", "unsetprkey", "map", "dm-0"}, Stdout: "ok\n"}}
+	f.Script = releaseCalls("dm-0")
 	fn.ReleaseKeys(context.Background())
 	runAll(t, f, nil)
 
@@ -943,7 +949,7 @@ func TestJoinOnMultipathMapProbesEachPath(t *testing.T) {
 // ReleaseKeys sends nothing, and multipathd keeps the key while peers fence.
 func TestReleaseKeysAfterAHalfJoin(t *testing.T) {
 	pv, f, fn := multipathFencer(t)
-	f.Script = []execx.Call{{Argv: []string{"multipathd", "unsetprkey", "map", "dm-0"}, Stdout: "ok\n"}}
+	f.Script = releaseCalls("dm-0")
 	fn.ReleaseKeys(context.Background())
 	runAll(t, f, nil)
 	// The join registers through mpathpersist (which sets multipathd's
@@ -957,7 +963,7 @@ func TestReleaseKeysAfterAHalfJoin(t *testing.T) {
 		t.Fatal("join succeeded")
 	}
 	f.Ran = nil
-	f.Script = []execx.Call{{Argv: []string{"multipathd", "unsetprkey", "map", "dm-0"}, Stdout: "ok\n"}}
+	f.Script = releaseCalls("dm-0")
 	fn.ReleaseKeys(context.Background())
 	if len(f.Left()) != 0 {
 		t.Fatalf("after a half join ReleaseKeys sent nothing: multipathd keeps the key mpathpersist handed it")
@@ -1003,5 +1009,69 @@ func TestProbeSkipsABlockedPath(t *testing.T) {
 		if c[len(c)-1] == "/dev/sdb" {
 			t.Fatalf("probed the blocked path /dev/sdb: %q (join err %v)", c, err)
 		}
+	}
+}
+
+// At the cut-off the release must not depend on LVM: `pvs` can hang (a SAN
+// cut with queue_if_no_path) past the moment peers may fence. The release
+// takes the host's multipath maps from sysfs (review of issue 25, session
+// 3, finding 2).
+func TestReleaseKeysAsksNoLVM(t *testing.T) {
+	pv, f, fn := multipathFencer(t)
+	var calls []execx.Call
+	for _, c := range script(readKeys(pv, keyB), readRes(t, pv, held)) {
+		calls = append(calls, mp(c))
+	}
+	f.Script = append(calls, execx.Call{Argv: []string{"multipathd", "getprkey", "map", "dm-0"}, Stdout: hexKey(keyB) + ":aptpl\n"})
+	runAll(t, f, fn.Join(context.Background()))
+	fn.devices = func(context.Context) ([]string, error) { return nil, errors.New("pvs: timed out") }
+	f.Script = releaseCalls("dm-0")
+	fn.ReleaseKeys(context.Background())
+	runAll(t, f, nil)
+}
+
+// A host released at its cut-off whose late renewal made it alive again
+// gets the key back into multipathd at its next check, once the check
+// proved its registration; a check with nothing released hands nothing.
+func TestCheckHandsBackAReleasedKey(t *testing.T) {
+	pv, f, fn := multipathFencer(t)
+	state := func() []execx.Call {
+		var calls []execx.Call
+		for _, c := range script(readKeys(pv, keyB), readRes(t, pv, held)) {
+			calls = append(calls, mp(c))
+		}
+		return calls
+	}
+	f.Script = state()
+	runAll(t, f, fn.CheckRegistration(context.Background()))
+
+	f.Script = releaseCalls("dm-0")
+	fn.ReleaseKeys(context.Background())
+	runAll(t, f, nil)
+	f.Script = append(state(),
+		execx.Call{Argv: []string{"multipathd", "getprkey", "map", "dm-0"}, Stdout: "none\n"},
+		execx.Call{Argv: []string{"mpathpersist", "--in", "--report-capabilities", pv}, Stdout: string(fixture(t, "lab-report-capabilities.txt"))},
+		execx.Call{Argv: []string{"multipathd", "setprkey", "map", "dm-0", "key", hexKey(keyB) + ":aptpl"}, Stdout: "ok\n"})
+	runAll(t, f, fn.CheckRegistration(context.Background()))
+
+	// Handed back: the next check hands nothing.
+	f.Script = state()
+	runAll(t, f, fn.CheckRegistration(context.Background()))
+
+	// Released, then past the cut-off: nothing handed back.
+	f.Script = releaseCalls("dm-0")
+	fn.ReleaseKeys(context.Background())
+	runAll(t, f, nil)
+	fn.live = liveFor(-time.Second)
+	f.Script = nil
+	runAll(t, f, fn.CheckRegistration(context.Background()))
+}
+
+// releaseCalls are ReleaseKeys' commands for map name, where multipathd
+// holds node-b's key.
+func releaseCalls(name string) []execx.Call {
+	return []execx.Call{
+		{Argv: []string{"multipathd", "getprkey", "map", name}, Stdout: hexKey(keyB) + ":aptpl\n"},
+		{Argv: []string{"multipathd", "unsetprkey", "map", name}, Stdout: "ok\n"},
 	}
 }

@@ -37,7 +37,7 @@ func TestAPassingEtcdErrorIsNoCutOff(t *testing.T) {
 	f.Ran = nil
 	// Unregistered with REGISTER AND IGNORE (no key check, no conflict
 	// through a nexus that is not registered), then read again.
-	unregister := []execx.Call{{Argv: []string{"sg_persist", "--out", "--register-ignore", "--param-sark=0", d[1]}}, readKeys(d[1], keyA)}
+	unregister := []execx.Call{{Argv: []string{"sg_persist", "--out", "--register-ignore", "--param-sark=0", "--param-aptpl", d[1]}}, readKeys(d[1], keyA)}
 	f.Script = script(readKeys(d[0], keyA, keyB), readRes(t, d[0], held), readKeys(d[1], keyA), readRes(t, d[1], held),
 		register(t, d[1]), readKeys(d[1], keyA, keyB), readRes(t, d[1], held), readKeys(d[1], keyA, keyB), readRes(t, d[1], held), unregister)
 	err := fn.CheckRegistration(context.Background())

@@ -22,6 +22,8 @@ type Fake struct {
 	mu     sync.Mutex
 	Script []Call
 	Ran    [][]string
+	// wrong are the commands run that were not the next scripted one.
+	wrong []string
 }
 
 var _ Runner = (*Fake)(nil)
@@ -34,14 +36,24 @@ func (f *Fake) Run(_ context.Context, name string, args ...string) ([]byte, erro
 	f.Ran = append(f.Ran, argv)
 	fakesRan.Store(name, true)
 	if len(f.Script) == 0 {
+		f.wrong = append(f.wrong, strings.Join(argv, " "))
 		return nil, fmt.Errorf("fake runner: unexpected command %q", strings.Join(argv, " "))
 	}
 	next := f.Script[0]
 	if strings.Join(next.Argv, "\x00") != strings.Join(argv, "\x00") {
+		f.wrong = append(f.wrong, strings.Join(argv, " "))
 		return nil, fmt.Errorf("fake runner: got %q, want %q", strings.Join(argv, " "), strings.Join(next.Argv, " "))
 	}
 	f.Script = f.Script[1:]
 	return []byte(next.Stdout), next.Err
+}
+
+// Unexpected returns the commands run that the script did not expect there
+// (each got an error, which the code under test may have swallowed).
+func (f *Fake) Unexpected() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.wrong...)
 }
 
 // Left returns the expected commands that were never run.

@@ -1,0 +1,223 @@
+package scsi3
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/relocvol/relocvol/internal/execx"
+)
+
+// mpdRunner models what matters of the real runner and of multipathd:
+// a command is not started once its ctx is done (exec.CommandContext),
+// multipathd's getprkey/setprkey/unsetprkey keep a key per map, and a
+// hook may run before a multipathd command answers (multipathd busy with
+// path events: its client waits up to uxsock_timeout, 4 s). Every other
+// command goes to the scripted Fake.
+type mpdRunner struct {
+	fake *execx.Fake
+	mu   sync.Mutex
+	keys map[string]string
+	// before, when set, runs before multipathd answers argv.
+	before func(argv []string)
+}
+
+func (r *mpdRunner) Run(ctx context.Context, name string, args ...string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, &execx.ExecError{Cmd: append([]string{name}, args...), ExitCode: -1, Err: err}
+	}
+	if name != MultipathD.Name {
+		return r.fake.Run(ctx, name, args...)
+	}
+	r.mu.Lock()
+	hook := r.before
+	r.mu.Unlock()
+	if hook != nil {
+		hook(append([]string{name}, args...))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := args[2]
+	switch args[0] {
+	case "getprkey":
+		if k, ok := r.keys[m]; ok {
+			return []byte(k + "\n"), nil
+		}
+		return []byte("none\n"), nil
+	case "setprkey":
+		r.keys[m] = args[4]
+	case "unsetprkey":
+		delete(r.keys, m)
+	}
+	return []byte("ok\n"), nil
+}
+
+func (r *mpdRunner) held(m string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k, ok := r.keys[m]
+	return k, ok
+}
+
+// movableLive is a liveness whose cut-off a test moves.
+type movableLive struct{ at atomic.Int64 }
+
+func (l *movableLive) set(d time.Duration)          { l.at.Store(time.Now().Add(d).UnixNano()) }
+func (l *movableLive) Cutoff() (time.Time, bool)    { return time.Unix(0, l.at.Load()), true }
+func (l *movableLive) Proven(context.Context) error { return nil }
+
+// addMap adds multipath map dm-N to a fake sysfs and a device node for it.
+func addMap(t *testing.T, sysfs, devDir, name string) string {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(sysfs, "class/block", name, "dm"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sysfs, "class/block", name, "dm/uuid"), []byte("mpath-36001405"+name+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pv := filepath.Join(devDir, name)
+	if err := os.WriteFile(pv, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return pv
+}
+
+func mpCalls(calls ...any) []execx.Call {
+	var out []execx.Call
+	for _, c := range script(calls...) {
+		out = append(out, mp(c))
+	}
+	return out
+}
+
+// F2-1. The release at the cut-off waits for opMu at most until its ctx
+// ends (the heartbeat gives it 2 s), then "goes on without it" with that
+// very ctx, which has ended: no unsetprkey is even started. opMu is held
+// past the cut-off by a withdrawal (unbounded, up to 10 s), a handBack or
+// anything else that overruns: exactly when the release matters.
+func TestReleaseWithoutTheLockStillReleases(t *testing.T) {
+	pv, f, fn := multipathFencer(t)
+	r := &mpdRunner{fake: f, keys: map[string]string{"dm-0": hexKey(keyB) + ":aptpl"}}
+	fn.run = r
+	f.Script = mpCalls(readKeys(pv, keyB), readRes(t, pv, held))
+	runAll(t, f, fn.Join(context.Background()))
+
+	fn.opMu.Lock() // an operation under way overruns the cut-off
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	fn.ReleaseKeys(ctx)
+	fn.opMu.Unlock()
+	if k, ok := r.held("dm-0"); ok {
+		t.Fatalf("after the release at the cut-off multipathd still holds %s for dm-0: the release gave up waiting for the lock and ran its commands with the ctx that had ended", k)
+	}
+}
+
+// F2-2. handBack checks that the host is alive once, then runs multipathd
+// commands bounded by nothing: a setprkey that answers after the cut-off
+// (multipathd busy) lands after the release at the cut-off, which gave up
+// waiting for opMu. multipathd holds the key past the cut-off, and nothing
+// releases it before the rejoin's Prepare (after TTL + 1 s).
+func TestHandBackNeverLandsAfterTheCutoffRelease(t *testing.T) {
+	pv, f, fn := multipathFencer(t)
+	r := &mpdRunner{fake: f, keys: map[string]string{}}
+	fn.run = r
+	live := &movableLive{}
+	live.set(time.Hour)
+	fn.live = live
+	f.Script = mpCalls(readKeys(pv, keyB), readRes(t, pv, held), execx.Call{Argv: []string{"sg_persist", "--in", "--report-capabilities", pv}, Stdout: string(fixture(t, "lab-report-capabilities.txt"))})
+	runAll(t, f, fn.Join(context.Background()))
+	fn.ReleaseKeys(context.Background()) // a first cut-off
+	if _, ok := r.held("dm-0"); ok {
+		t.Fatal("not released")
+	}
+	// A late renewal made it alive again; the next check hands back, and
+	// multipathd is slow to answer the setprkey: the cut-off passes, and
+	// the heartbeat releases (bounded, as heartbeat.release does).
+	entered, proceed := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	r.before = func(argv []string) {
+		if argv[1] == "setprkey" {
+			once.Do(func() { close(entered); <-proceed })
+		}
+	}
+	f.Script = mpCalls(readKeys(pv, keyB), readRes(t, pv, held))
+	done := make(chan error)
+	go func() { done <- fn.CheckRegistration(context.Background()) }()
+	<-entered
+	live.set(-time.Millisecond) // past the cut-off
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	fn.ReleaseKeys(ctx)
+	cancel()
+	close(proceed)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if k, ok := r.held("dm-0"); ok {
+		t.Fatalf("past the cut-off, after the release, multipathd holds %s for dm-0 (handBack's setprkey landed after the release)", k)
+	}
+}
+
+// F2-3. JoinPVs hands multipathd the key for the new maps outside opMu,
+// with no check of the cut-off: a release at the cut-off that comes
+// between its enforce and its handKeys is undone.
+func TestJoinPVsHandsNothingAfterTheCutoffRelease(t *testing.T) {
+	pv, f, fn := multipathFencer(t)
+	newPV := addMap(t, fn.sysfs, filepath.Dir(pv), "dm-1")
+	r := &mpdRunner{fake: f, keys: map[string]string{}}
+	fn.run = r
+	live := &movableLive{}
+	live.set(time.Hour)
+	fn.live = live
+	var fired atomic.Bool
+	r.before = func(argv []string) {
+		// The cut-off passes at the hand-over's first multipathd command;
+		// the heartbeat releases (whose own getprkey comes back here).
+		if argv[1] == "getprkey" && argv[3] == "dm-1" && fired.CompareAndSwap(false, true) {
+			live.set(-time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			fn.ReleaseKeys(ctx)
+		}
+	}
+	f.Script = append(mpCalls(readKeys(newPV, keyB), readRes(t, newPV, held)),
+		execx.Call{Argv: []string{"mpathpersist", "--in", "--report-capabilities", newPV}, Stdout: string(fixture(t, "lab-report-capabilities.txt"))})
+	if err := fn.JoinPVs(context.Background(), []string{newPV}); err != nil {
+		t.Fatal(err)
+	}
+	if k, ok := r.held("dm-1"); ok {
+		t.Fatalf("past the cut-off, after the release, multipathd holds %s for the new map dm-1 (JoinPVs' handKeys ran after it)", k)
+	}
+}
+
+// F2-4. A join that fails half way on a second map (mpathpersist's
+// REGISTER handed multipathd the key, then the reserve failed: apply
+// failed, so the map is not in f.joined) is followed by the rejoin's
+// Prepare release, which now takes only the maps in f.joined because one
+// is there: the half-joined map keeps multipathd's key while the lease is
+// revoked and peers may fence. Before the change, Prepare released every
+// PV's map.
+func TestReleaseAfterAHalfJoinOnASecondMap(t *testing.T) {
+	pv, f, fn := multipathFencer(t)
+	pv1 := addMap(t, fn.sysfs, filepath.Dir(pv), "dm-1")
+	fn.devices = func(context.Context) ([]string, error) { return []string{pv, pv1}, nil }
+	r := &mpdRunner{fake: f, keys: map[string]string{}}
+	fn.run = r
+	f.Script = mpCalls(readKeys(pv, keyA, keyB), readRes(t, pv, held), readKeys(pv1), readRes(t, pv1, none),
+		register(t, pv1), reserve(pv1, &execx.ExecError{ExitCode: 1}))
+	err := fn.Join(context.Background())
+	if err == nil {
+		t.Fatal("join succeeded")
+	}
+	if left := f.Left(); len(left) != 0 {
+		t.Fatalf("commands not run: %v", left)
+	}
+	r.keys["dm-1"] = hexKey(keyB) + ":aptpl" // what mpathpersist's REGISTER did
+	fn.ReleaseKeys(context.Background())     // the rejoin's Prepare
+	if k, ok := r.held("dm-1"); ok {
+		t.Fatalf("after a half join and the rejoin's release multipathd still holds %s for dm-1", k)
+	}
+}
