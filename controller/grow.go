@@ -38,9 +38,10 @@ func (c *Controller) GrowVolume(ctx context.Context, name, size string) (api.Gro
 }
 
 // VGChanger changes the shared VG: the plugin's driver
-// (plugin.Driver.ExtendVG).
+// (plugin.Driver.ExtendVG, VGName).
 type VGChanger interface {
 	ExtendVG(ctx context.Context, devices []string) error
+	VGName() string
 }
 
 // ExtendVG implements api.Service.
@@ -51,11 +52,7 @@ func (c *Controller) ExtendVG(ctx context.Context, devices []string) (api.VGExte
 	if err := c.opt.VG.ExtendVG(ctx, devices); err != nil {
 		return api.VGExtend{}, apiError(err)
 	}
-	vg := ""
-	if v, ok := c.opt.VG.(interface{ VGName() string }); ok {
-		vg = v.VGName()
-	}
-	return api.VGExtend{VG: vg, Devices: devices, Host: c.opt.Host}, nil
+	return api.VGExtend{VG: c.opt.VG.VGName(), Devices: devices, Host: c.opt.Host}, nil
 }
 
 // growView is a volume's last grow as the API shows it; a volume never

@@ -56,7 +56,9 @@ type Member interface {
 // fence it (the TTL plus their grace); and before it gives its lease up
 // when it finds itself fenced. Prepare releases again at each join.
 type Releaser interface {
-	Release(ctx context.Context)
+	// Release reports whether all is confirmed released (at the cut-off
+	// the heartbeat tries again at each tick until it is).
+	Release(ctx context.Context) bool
 }
 
 // releaseTimeout bounds one Release: it must be done before peers may fence
@@ -187,6 +189,12 @@ func (h *Heartbeat) run(ctx context.Context, id clientv3.LeaseID) {
 		}
 		lost := h.keepAlive(kctx, id)
 		cancel()
+		if r, ok := h.Member.(Releaser); ok && lost {
+			// The lease may be gone before the cut-off (revoked, an etcd
+			// restored from a backup): peers may fence after their grace
+			// alone, well before the rejoin's Prepare.
+			h.release(ctx, r)
+		}
 		if !lost && ctx.Err() != nil {
 			// A clean stop: nothing renews the lease any more, but it is
 			// current in etcd until it runs out, and Alive says so up to
@@ -308,18 +316,17 @@ func (h *Heartbeat) releaseAtCutoff(ctx context.Context, r Releaser) {
 		switch past := joined && !time.Now().Before(at); {
 		case past && !released:
 			h.log.Warn("past the cut-off (the lease is not provably current): giving up multipathd's copy of the reservation key before peers may fence this host")
-			h.release(ctx, r)
-			released = true
+			released = h.release(ctx, r) // not confirmed: again at the next tick
 		case !past && joined:
 			released = false
 		}
 	}
 }
 
-func (h *Heartbeat) release(ctx context.Context, r Releaser) {
+func (h *Heartbeat) release(ctx context.Context, r Releaser) bool {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
-	r.Release(rctx)
+	return r.Release(rctx)
 }
 
 // rejoin retries registration every second until it works or ctx ends (0).
@@ -422,11 +429,16 @@ func (h *Heartbeat) joinStorage(ctx context.Context, id clientv3.LeaseID) error 
 			case <-jctx.Done():
 				return
 			case <-renewing:
+				if jctx.Err() != nil {
+					return // the join is over (it stops the renewals then)
+				}
 				cancel() // the lease is gone
+				h.releaseJoin(ctx)
 				return
 			case <-t.C:
-				if _, since := h.Joined(); since >= h.tm.Cutoff() {
+				if _, since := h.Joined(); since >= h.tm.Cutoff() && jctx.Err() == nil {
 					cancel()
+					h.releaseJoin(ctx)
 					return
 				}
 			}
@@ -437,6 +449,15 @@ func (h *Heartbeat) joinStorage(ctx context.Context, id clientv3.LeaseID) error 
 		return fmt.Errorf("the lease could not be renewed while joining (%w): %w", jctx.Err(), err)
 	}
 	return err
+}
+
+// releaseJoin releases what a join canceled at its cut-off may have
+// handed the storage side: the join itself may not return for long (a
+// command stuck on a blocked path), and its drop releases only then.
+func (h *Heartbeat) releaseJoin(ctx context.Context) {
+	if r, ok := h.Member.(Releaser); ok {
+		h.release(ctx, r)
+	}
 }
 
 func (h *Heartbeat) previousLease() int64 {

@@ -265,7 +265,7 @@ type releasingMember struct {
 	onRelease func()
 }
 
-func (r *releasingMember) Release(context.Context) {
+func (r *releasingMember) Release(context.Context) bool {
 	r.mu.Lock()
 	r.released = append(r.released, time.Now())
 	f := r.onRelease
@@ -273,6 +273,7 @@ func (r *releasingMember) Release(context.Context) {
 	if f != nil {
 		f()
 	}
+	return true
 }
 
 func (r *releasingMember) first() time.Time {
@@ -291,14 +292,7 @@ func (r *releasingMember) first() time.Time {
 // counted the lease lost and waited a second: at or after the earliest
 // preempt (review of issue 25, session 3, finding 2).
 func TestReleaseAtTheCutoff(t *testing.T) {
-	srv, err := etcdembed.Start(t.TempDir(), "127.0.0.1:0", etcdembed.Options{NoFsync: true, LogLevel: "fatal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli := testenv.EtcdClient(t, srv.Endpoints())
-	hb, m := newHeartbeat(t, store.New(cli, "/test"), "node-a")
-	r := &releasingMember{member: m}
-	hb.Member = r
+	srv, hb, _, r := releasingOnOwnEtcd(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if err := hb.Start(ctx); err != nil {
@@ -385,4 +379,66 @@ func TestReleaseBeforeDroppingAFailedJoin(t *testing.T) {
 	case 2:
 		t.Fatal("released only after the lease was given up")
 	}
+}
+
+// A lease gone before the cut-off (revoked, an etcd restored from a
+// backup) is released at once: peers saw the host vanish and may fence it
+// after their grace alone (review of session 4's revision, finding 2).
+func TestReleaseWhenTheLeaseIsGoneBeforeTheCutoff(t *testing.T) {
+	st, ctx := testenv.Store(t, "/test")
+	hb, m := newHeartbeat(t, st, "node-a")
+	r := &releasingMember{member: m}
+	hb.Member = r
+	if err := hb.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	revoked := time.Now()
+	if _, err := st.Client().Revoke(ctx, hb.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	grace := hb.Timings().Grace
+	time.Sleep(grace)
+	if at := r.first(); at.IsZero() || at.Sub(revoked) >= grace {
+		t.Fatalf("released %v after the revoke (zero: not yet): peers may fence %s after it", at.Sub(revoked), grace)
+	}
+}
+
+// A join stuck past its cut-off (a command held on a blocked path, which a
+// kill does not end) releases when the watchdog cancels it, not when the
+// join returns (review of session 4's revision, finding 1).
+func TestReleaseWhileAJoinIsStuck(t *testing.T) {
+	srv, hb, m, r := releasingOnOwnEtcd(t)
+	unstick := make(chan struct{})
+	defer close(unstick)
+	var joining atomic.Bool
+	m.join = func(context.Context) error {
+		joining.Store(true)
+		<-unstick // ctx ignored: the killed command's Wait has not returned
+		return errors.New("mpathpersist: killed")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = hb.Start(ctx) }()
+	testenv.WaitFor(t, "the join", 5*time.Second, joining.Load)
+	srv.Close()
+	time.Sleep(hb.Timings().TTL)
+	if r.first().IsZero() {
+		t.Fatalf("a TTL (%s) after etcd went away, the join still stuck, nothing released multipathd's key", hb.Timings().TTL)
+	}
+}
+
+// releasingOnOwnEtcd is node-a's heartbeat with a releasing member, on an
+// etcd of its own that the test may close.
+func releasingOnOwnEtcd(t *testing.T) (*etcdembed.Server, *Heartbeat, *member, *releasingMember) {
+	t.Helper()
+	srv, err := etcdembed.Start(t.TempDir(), "127.0.0.1:0", etcdembed.Options{NoFsync: true, LogLevel: "fatal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := testenv.EtcdClient(t, srv.Endpoints())
+	hb, m := newHeartbeat(t, store.New(cli, "/test"), "node-a")
+	r := &releasingMember{member: m}
+	hb.Member = r
+	return srv, hb, m, r
 }

@@ -39,7 +39,8 @@ type StorageJoiner interface {
 // back from what would register it by itself on paths that come back
 // (multipathd: scsi3.(*Fencer).ReleaseKeys), once the host lost its lease.
 type KeyReleaser interface {
-	ReleaseKeys(ctx context.Context)
+	// ReleaseKeys reports whether every map is confirmed clear.
+	ReleaseKeys(ctx context.Context) bool
 }
 
 // releaseTimeout bounds ReleaseKeys in Prepare.
@@ -49,10 +50,11 @@ const releaseTimeout = 10 * time.Second
 // heartbeat.Releaser: at the cut-off, before peers may fence this host, and
 // before a fenced host gives its lease up; the next join hands it back, and
 // so does the periodic check if a late renewal made the host alive again.
-func (d *Driver) Release(ctx context.Context) {
+func (d *Driver) Release(ctx context.Context) bool {
 	if kr, ok := d.fencer.(KeyReleaser); ok {
-		kr.ReleaseKeys(ctx)
+		return kr.ReleaseKeys(ctx)
 	}
+	return true
 }
 
 // readyToWrite makes sure this host may write every PV of the VG before it

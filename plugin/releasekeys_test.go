@@ -20,8 +20,10 @@ type releasingFencer struct {
 	released int
 }
 
-func (f *releasingFencer) Join(context.Context) error  { return nil }
-func (f *releasingFencer) ReleaseKeys(context.Context) { f.released++ }
+func (f *releasingFencer) Join(context.Context) error       { return nil }
+func (f *releasingFencer) ReleaseKeys(context.Context) bool { f.released++; return true }
+
+var _ plugin.KeyReleaser = (*releasingFencer)(nil)
 
 // etcdDown is the store of a host cut off etcd: GetFence fails.
 type etcdDown struct{ plugin.Store }

@@ -17,9 +17,9 @@ import (
 // VG with every host's part in it (lvm.LVM).
 type VGExtender interface {
 	VG() string
-	// Extend adds devs to the VG once join, given their PV UUIDs, has
-	// returned nil (lvm.(*LVM).Extend).
-	Extend(ctx context.Context, devs []string, join func(ctx context.Context, uuids []string) error) error
+	// Extend adds devs to the VG once join, given their PV UUIDs and
+	// their real device nodes here, has returned nil (lvm.(*LVM).Extend).
+	Extend(ctx context.Context, devs []string, join func(ctx context.Context, uuids, real []string) error) error
 	// Rescan refreshes this host's LVM device hints; DevicesOf finds the
 	// PVs of uuids as this host sees them.
 	Rescan(ctx context.Context) error
@@ -78,7 +78,7 @@ func (d *Driver) ExtendVG(ctx context.Context, devs []string) error {
 	// half way.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), vgOpBudget)
 	defer cancel()
-	err := ve.Extend(ctx, devs, func(ctx context.Context, uuids []string) error {
+	err := ve.Extend(ctx, devs, func(ctx context.Context, uuids, real []string) error {
 		alive, err := d.awaitJoined(ctx, ops, ve.VG(), uuids)
 		if err != nil {
 			return err
@@ -86,11 +86,7 @@ func (d *Driver) ExtendVG(ctx context.Context, devs []string) error {
 		// No key on the new PVs but those of hosts alive now that
 		// registered there: no fence of a host that died meanwhile
 		// covered them.
-		mine, err := ve.DevicesOf(ctx, uuids)
-		if err != nil {
-			return err
-		}
-		if err := pj.ClearKeys(ctx, mine, alive); err != nil {
+		if err := pj.ClearKeys(ctx, real, alive); err != nil {
 			return err
 		}
 		if !d.live.Alive() {

@@ -29,8 +29,8 @@ func (b *vgBackend) record(s string) {
 	defer b.mu.Unlock()
 	b.log = append(b.log, s)
 }
-func (b *vgBackend) Extend(ctx context.Context, devs []string, join func(context.Context, []string) error) error {
-	if err := join(ctx, []string{"u-z"}); err != nil {
+func (b *vgBackend) Extend(ctx context.Context, devs []string, join func(context.Context, []string, []string) error) error {
+	if err := join(ctx, []string{"u-z"}, []string{b.sees["u-z"]}); err != nil {
 		return err
 	}
 	b.mu.Lock()

@@ -97,9 +97,10 @@ const cmdTimeout = 2 * time.Minute
 // (pvscan --cache); the other hosts refreshed theirs when they joined.
 //
 // join is the cluster's part: every live host registers on the new PVs
-// (named by UUID) before they join the VG; it returns only once the PVs
-// may join (no key left on them but those of hosts alive now).
-func (l *LVM) Extend(ctx context.Context, devs []string, join func(ctx context.Context, uuids []string) error) error {
+// (named by UUID for the others, by their real device nodes, in the same
+// order, for this host) before they join the VG; it returns only once the
+// PVs may join (no key left on them but those of hosts alive now).
+func (l *LVM) Extend(ctx context.Context, devs []string, join func(ctx context.Context, uuids, real []string) error) error {
 	real := make([]string, len(devs))
 	for i, dev := range devs {
 		if err := ValidDevice(dev); err != nil {
@@ -166,7 +167,7 @@ func (l *LVM) Extend(ctx context.Context, devs []string, join func(ctx context.C
 		if err := held(ctx); err != nil {
 			return err
 		}
-		if err := join(ctx, uuids); err != nil {
+		if err := join(ctx, uuids, real); err != nil {
 			return err
 		}
 		if err := held(ctx); err != nil {

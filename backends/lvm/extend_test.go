@@ -153,7 +153,7 @@ func TestExtend(t *testing.T) {
 			execx.Call{Argv: []string{"pvscan", "--cache"}})
 		lunSysfs(t, l)
 		var joined []string
-		err := l.Extend(context.Background(), []string{"/dev/sdz"}, func(_ context.Context, uuids []string) error {
+		err := l.Extend(context.Background(), []string{"/dev/sdz"}, func(_ context.Context, uuids, _ []string) error {
 			joined = uuids
 			lk.events = append(lk.events, "join")
 			return nil
@@ -175,7 +175,7 @@ func TestExtend(t *testing.T) {
 	t.Run("a host refuses: nothing added, the label removed", func(t *testing.T) {
 		l, f, _ := newLVM(t, before, pvcreate, after, execx.Call{Argv: []string{"pvremove", "--config", "devices/hints=none", "/dev/sdz"}})
 		lunSysfs(t, l)
-		err := l.Extend(context.Background(), []string{"/dev/sdz"}, func(context.Context, []string) error {
+		err := l.Extend(context.Background(), []string{"/dev/sdz"}, func(context.Context, []string, []string) error {
 			return errors.New("host n2 does not see the PV")
 		})
 		if err == nil || !strings.Contains(err.Error(), "host n2 does not see the PV") {
@@ -189,7 +189,7 @@ func TestExtend(t *testing.T) {
 		l, f, _ := newLVM(t, before, pvcreate, after,
 			execx.Call{Argv: []string{"vgextend", "--config", "devices/hints=none", "san", "/dev/sdz"}, Err: &execx.ExecError{ExitCode: 5, Stderr: "Failed to write metadata to /dev/sdb"}})
 		lunSysfs(t, l)
-		err := l.Extend(context.Background(), []string{"/dev/sdz"}, func(context.Context, []string) error { return nil })
+		err := l.Extend(context.Background(), []string{"/dev/sdz"}, func(context.Context, []string, []string) error { return nil })
 		if err == nil || !strings.Contains(err.Error(), "the PV labels stay") {
 			t.Fatalf("err = %v", err)
 		}
@@ -205,7 +205,7 @@ func TestExtend(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		var vgextendCtx error
 		l.run = ctxSpy{Runner: f, on: "vgextend", seen: &vgextendCtx}
-		err := l.Extend(ctx, []string{"/dev/sdz"}, func(context.Context, []string) error { cancel(); return nil })
+		err := l.Extend(ctx, []string{"/dev/sdz"}, func(context.Context, []string, []string) error { cancel(); return nil })
 		if err != nil || vgextendCtx != nil {
 			t.Fatalf("Extend = %v, vgextend's context %v: want it run to its end once started", err, vgextendCtx)
 		}
@@ -216,7 +216,7 @@ func TestExtend(t *testing.T) {
 	t.Run("lock lost during the join: the label stays", func(t *testing.T) {
 		l, f, lk := newLVM(t, before, pvcreate, after)
 		lunSysfs(t, l)
-		err := l.Extend(context.Background(), []string{"/dev/sdz"}, func(context.Context, []string) error {
+		err := l.Extend(context.Background(), []string{"/dev/sdz"}, func(context.Context, []string, []string) error {
 			lk.lost = errors.New("lock lost")
 			return errors.New("etcd does not answer")
 		})
@@ -231,7 +231,7 @@ func TestExtend(t *testing.T) {
 		l, f, lk := newLVM(t, before)
 		lk.lost = errors.New("lock lost")
 		lunSysfs(t, l)
-		err := l.Extend(context.Background(), []string{"/dev/sdz"}, func(context.Context, []string) error { t.Fatal("joined without the lock"); return nil })
+		err := l.Extend(context.Background(), []string{"/dev/sdz"}, func(context.Context, []string, []string) error { t.Fatal("joined without the lock"); return nil })
 		if err == nil || !strings.Contains(err.Error(), "lock lost") {
 			t.Fatalf("err = %v", err)
 		}

@@ -2,10 +2,13 @@ package scsi3
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -83,43 +86,76 @@ func (f *Fencer) handKeys(ctx context.Context, paths []path, log logrus.FieldLog
 // own). It waits for a PR operation under way for at most half of what ctx
 // allows, and a hand-over that ran meanwhile takes the key back itself
 // (handKeysLive).
-func (f *Fencer) ReleaseKeys(ctx context.Context) {
+//
+// It reports whether every map is confirmed clear (the heartbeat tries
+// again at its next tick when not).
+func (f *Fencer) ReleaseKeys(ctx context.Context) bool {
 	f.mu.Lock()
 	f.released = true
 	f.relGen++
 	f.mu.Unlock()
 	unlock := f.lockOps(ctx)
 	defer unlock()
-	f.unsetKeys(ctx, f.hostMaps())
+	return f.unsetKeys(ctx, f.hostMaps())
 }
 
-// hostMaps are the host's multipath maps (sysfs only).
+// hostMaps are the host's multipath maps (sysfs only), those this process
+// registered on first.
 func (f *Fencer) hostMaps() []path {
 	sys := sysblock.Sysfs(f.sysfs)
-	entries, _ := os.ReadDir(filepath.Join(f.sysfs, "class", "block"))
-	var maps []path
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "dm-") && sys.IsMultipathMap(e.Name()) {
-			maps = append(maps, path{dev: "/dev/" + e.Name(), multipath: true})
-		}
+	entries, err := os.ReadDir(filepath.Join(f.sysfs, "class", "block"))
+	if err != nil {
+		f.log.WithError(err).Warn("cannot list the host's block devices (sysfs) to take this host's key back from multipathd")
 	}
-	return maps
-}
-
-// unsetKeys takes this host's key back from multipathd for each of maps
-// where multipathd holds it (or cannot say: then it is unset anyway).
-func (f *Fencer) unsetKeys(ctx context.Context, maps []path) {
-	for _, p := range maps {
-		name := filepath.Base(p.dev)
-		out, err := f.run.Run(ctx, MultipathD.Name, "getprkey", "map", name)
-		if k, ok := parseMapKey(string(out)); err == nil && (!ok || k != f.key) {
+	f.mu.Lock()
+	joined := maps.Clone(f.joined)
+	f.mu.Unlock()
+	var mine, others []path
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "dm-") || !sys.IsMultipathMap(e.Name()) {
 			continue
 		}
-		out, err = f.run.Run(ctx, MultipathD.Name, "unsetprkey", "map", name)
-		if err != nil || strings.TrimSpace(string(out)) != "ok" {
-			f.log.WithError(err).WithFields(logrus.Fields{"dev": p.dev, "multipathd": strings.TrimSpace(string(out))}).Warn("multipathd did not give up this host's reservation key for the map: a path it adds while this host is fenced could be registered again")
+		p := path{dev: "/dev/" + e.Name(), multipath: true}
+		if joined[p.dev] {
+			mine = append(mine, p)
+		} else {
+			others = append(others, p)
 		}
 	}
+	return append(mine, others...)
+}
+
+// unsetParallel is how many maps unsetKeys works on at once: a release
+// must reach this host's maps before peers may fence it, however many
+// maps the host has and however slowly multipathd answers.
+const unsetParallel = 16
+
+// unsetKeys takes this host's key back from multipathd for each of maps
+// where multipathd holds it (or cannot say: then it is unset anyway),
+// several maps at once; it reports whether every map is confirmed clear.
+func (f *Fencer) unsetKeys(ctx context.Context, maps []path) bool {
+	var wg sync.WaitGroup
+	var failed atomic.Bool
+	sem := make(chan struct{}, unsetParallel)
+	for _, p := range maps {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			name := filepath.Base(p.dev)
+			out, err := f.run.Run(ctx, MultipathD.Name, "getprkey", "map", name)
+			if k, ok := parseMapKey(string(out)); err == nil && (!ok || k != f.key) {
+				return
+			}
+			out, err = f.run.Run(ctx, MultipathD.Name, "unsetprkey", "map", name)
+			if err != nil || strings.TrimSpace(string(out)) != "ok" {
+				failed.Store(true)
+				f.log.WithError(err).WithFields(logrus.Fields{"dev": p.dev, "multipathd": strings.TrimSpace(string(out))}).Warn("multipathd did not give up this host's reservation key for the map: a path it adds while this host is fenced could be registered again")
+			}
+		}()
+	}
+	wg.Wait()
+	return !failed.Load()
 }
 
 // lockOps takes opMu, waiting at most half of what ctx allows (then it
@@ -156,9 +192,13 @@ func (f *Fencer) handKeysLive(ctx context.Context, paths []path, log logrus.Fiel
 	}
 	f.handKeys(ctx, paths, log)
 	f.mu.Lock()
+	_, alive := f.alive()
 	moved := f.relGen != gen
+	if !moved && alive {
+		f.released = false // in the same step as the check: a release after it sets it again
+	}
 	f.mu.Unlock()
-	if _, ok := f.alive(); moved || !ok {
+	if moved || !alive {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseBound)
 		defer cancel()
 		f.unsetKeys(uctx, paths)
@@ -186,9 +226,5 @@ func (f *Fencer) handBack(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	if f.handKeysLive(ctx, paths, f.log) {
-		f.mu.Lock()
-		f.released = false
-		f.mu.Unlock()
-	}
+	f.handKeysLive(ctx, paths, f.log)
 }

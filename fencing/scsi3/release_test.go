@@ -2,6 +2,7 @@ package scsi3
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -219,5 +220,35 @@ func TestReleaseAfterAHalfJoinOnASecondMap(t *testing.T) {
 	fn.ReleaseKeys(context.Background())     // the rejoin's Prepare
 	if k, ok := r.held("dm-1"); ok {
 		t.Fatalf("after a half join and the rejoin's release multipathd still holds %s for dm-1", k)
+	}
+}
+
+// A release at the cut-off reaches this host's map however many maps the
+// host has and however slowly multipathd answers, with an operation under
+// way holding opMu (review of session 4's revision, finding 3: one map
+// after the other, 60 maps at 20 ms each, it never got to dm-9).
+func TestReleaseReachesThisHostsMapAmongMany(t *testing.T) {
+	pv, f, fn := multipathFencer(t)
+	keys := map[string]string{}
+	for i := 1; i < 60; i++ {
+		name := fmt.Sprintf("dm-%d", i)
+		addMap(t, fn.sysfs, filepath.Dir(pv), name)
+		keys[name] = "0x1234" // another application's map and key
+	}
+	keys["dm-9"] = hexKey(keyB) + ":aptpl" // this host's: a PV of the VG
+	r := &mpdRunner{fake: f, keys: keys, before: func([]string) { time.Sleep(20 * time.Millisecond) }}
+	fn.run = r
+	fn.opMu.Lock() // an operation under way overruns the cut-off
+	defer fn.opMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // heartbeat.releaseTimeout
+	defer cancel()
+	if !fn.ReleaseKeys(ctx) {
+		t.Error("the release reports a map it could not clear")
+	}
+	if k, ok := r.held("dm-9"); ok {
+		t.Fatalf("after the release at the cut-off multipathd still holds %s for dm-9, this host's PV map", k)
+	}
+	if k, ok := r.held("dm-30"); !ok || k != "0x1234" {
+		t.Fatalf("another application's map lost its key: %q", k)
 	}
 }

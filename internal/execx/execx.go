@@ -69,6 +69,12 @@ func Trace(ctx context.Context) string {
 	return op
 }
 
+// slowCommand is how long a command runs before it is logged as still
+// running: the line it logs when done would come only when it ends, and
+// one that hangs (SG_IO on a blocked path, LVM on a map queueing I/O)
+// would leave none.
+var slowCommand = 5 * time.Second
+
 // OS runs commands on this machine.
 type OS struct {
 	// Prefix is prepended to every argv, e.g. {"nsenter", "-t", "1", "-m", "--"}.
@@ -90,7 +96,15 @@ func (r *OS) Run(ctx context.Context, name string, args ...string) ([]byte, erro
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
+	slow := time.AfterFunc(slowCommand, func() {
+		fields := logrus.Fields{"argv": redactAll(ctx, argv), "after": slowCommand.String()}
+		if op := Trace(ctx); op != "" {
+			fields["trace"] = op
+		}
+		log.WithFields(fields).Warn("command still running")
+	})
 	err := cmd.Run()
+	slow.Stop()
 	// Logged once done, with its time and the operation it serves (Trace):
 	// the commands of a takeover are counted from this line.
 	fields := logrus.Fields{"argv": redactAll(ctx, argv), "took_ms": time.Since(start).Milliseconds()}

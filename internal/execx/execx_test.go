@@ -91,3 +91,27 @@ func TestOSKeepsSecretsOutOfLogsAndErrors(t *testing.T) {
 		t.Fatalf("the log shows the secret:\n%s", logged.String())
 	}
 }
+
+// A command that takes long says so while it runs, with its trace: one
+// that hangs (SG_IO on a blocked path, LVM on a map queueing I/O) would
+// otherwise leave no line until it ends.
+func TestOSSaysWhenACommandRunsLong(t *testing.T) {
+	log := logrus.New()
+	var logged strings.Builder
+	log.SetOutput(&logged)
+	defer func(d time.Duration) { slowCommand = d }(slowCommand)
+	slowCommand = 50 * time.Millisecond
+	if _, err := (&OS{Log: log}).Run(WithTrace(context.Background(), "mount db"), "sleep", "0.3"); err != nil {
+		t.Fatal(err)
+	}
+	if s := logged.String(); !strings.Contains(s, "still running") || !strings.Contains(s, "mount db") || !strings.Contains(s, "sleep") {
+		t.Fatalf("no warning while the command ran long:\n%s", s)
+	}
+	logged.Reset()
+	if _, err := (&OS{Log: log}).Run(context.Background(), "true"); err != nil {
+		t.Fatal(err)
+	}
+	if logged.Len() != 0 {
+		t.Fatalf("a quick command logged at info or above: %s", logged.String())
+	}
+}
