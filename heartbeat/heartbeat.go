@@ -184,16 +184,16 @@ func (h *Heartbeat) run(ctx context.Context, id clientv3.LeaseID) {
 		if h.Member != nil {
 			go h.checkLoop(kctx, id, cancel)
 		}
-		if r, ok := h.Member.(Releaser); ok {
-			go h.releaseAtCutoff(kctx, r)
+		if _, ok := h.Member.(Releaser); ok {
+			go h.releaseAtCutoff(kctx)
 		}
 		lost := h.keepAlive(kctx, id)
 		cancel()
-		if r, ok := h.Member.(Releaser); ok && lost {
+		if lost {
 			// The lease may be gone before the cut-off (revoked, an etcd
 			// restored from a backup): peers may fence after their grace
 			// alone, well before the rejoin's Prepare.
-			h.release(ctx, r)
+			h.release(ctx)
 		}
 		if !lost && ctx.Err() != nil {
 			// A clean stop: nothing renews the lease any more, but it is
@@ -288,9 +288,7 @@ func (h *Heartbeat) checkLoop(ctx context.Context, id clientv3.LeaseID, stop con
 		h.mu.Unlock()
 		// Before the revoke: from then on peers may fence this host after
 		// their grace alone.
-		if r, ok := h.Member.(Releaser); ok {
-			h.release(ctx, r)
-		}
+		h.release(ctx)
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		_, _ = h.st.Client().Revoke(rctx, id)
 		cancel()
@@ -299,10 +297,10 @@ func (h *Heartbeat) checkLoop(ctx context.Context, id clientv3.LeaseID, stop con
 	}
 }
 
-// releaseAtCutoff calls r.Release once each time this host, joined, passes
-// its cut-off (a renewal that lands late makes it alive again, and a later
+// releaseAtCutoff releases once each time this host, joined, passes its
+// cut-off (a renewal that lands late makes it alive again, and a later
 // cut-off releases again), until ctx ends.
-func (h *Heartbeat) releaseAtCutoff(ctx context.Context, r Releaser) {
+func (h *Heartbeat) releaseAtCutoff(ctx context.Context) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	released := false
@@ -316,14 +314,21 @@ func (h *Heartbeat) releaseAtCutoff(ctx context.Context, r Releaser) {
 		switch past := joined && !time.Now().Before(at); {
 		case past && !released:
 			h.log.Warn("past the cut-off (the lease is not provably current): giving up multipathd's copy of the reservation key before peers may fence this host")
-			released = h.release(ctx, r) // not confirmed: again at the next tick
+			released = h.release(ctx) // not confirmed: again at the next tick
 		case !past && joined:
 			released = false
 		}
 	}
 }
 
-func (h *Heartbeat) release(ctx context.Context, r Releaser) bool {
+// release calls the Member's Release, if it is a Releaser, within
+// releaseTimeout; it reports whether all is confirmed released (true when
+// there is nothing to release).
+func (h *Heartbeat) release(ctx context.Context) bool {
+	r, ok := h.Member.(Releaser)
+	if !ok {
+		return true
+	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
 	return r.Release(rctx)
@@ -374,9 +379,7 @@ func (h *Heartbeat) join(ctx context.Context) (clientv3.LeaseID, error) {
 		// What the join handed the storage side (mpathpersist's REGISTER
 		// hands multipathd the key) goes before the lease: once it is
 		// revoked, peers may fence this host after their grace alone.
-		if r, ok := h.Member.(Releaser); ok {
-			h.release(ctx, r)
-		}
+		h.release(ctx)
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		_, _ = cli.Revoke(rctx, grant.ID)
 		cancel()
@@ -406,8 +409,10 @@ func (h *Heartbeat) join(ctx context.Context) (clientv3.LeaseID, error) {
 
 // joinStorage runs Member.Join (several PR commands, an LVM metadata
 // write: seconds on a slow SAN) while renewing the lease, and gives it up
-// as soon as the lease is no longer provably current: the registration
-// with the storage must land while no peer may mark this host.
+// as soon as the lease is no longer provably current, releasing at once
+// (the join itself may not return for long: a command stuck on a blocked
+// path): the registration with the storage must land while no peer may
+// mark this host.
 func (h *Heartbeat) joinStorage(ctx context.Context, id clientv3.LeaseID) error {
 	kctx, stopRenewing := context.WithCancel(ctx)
 	renewing := make(chan struct{})
@@ -432,13 +437,15 @@ func (h *Heartbeat) joinStorage(ctx context.Context, id clientv3.LeaseID) error 
 				if jctx.Err() != nil {
 					return // the join is over (it stops the renewals then)
 				}
-				cancel() // the lease is gone
-				h.releaseJoin(ctx)
+				// The lease is gone; the join may not return for long
+				// (stuck on a blocked path): release now.
+				cancel()
+				h.release(ctx)
 				return
 			case <-t.C:
 				if _, since := h.Joined(); since >= h.tm.Cutoff() && jctx.Err() == nil {
 					cancel()
-					h.releaseJoin(ctx)
+					h.release(ctx)
 					return
 				}
 			}
@@ -449,15 +456,6 @@ func (h *Heartbeat) joinStorage(ctx context.Context, id clientv3.LeaseID) error 
 		return fmt.Errorf("the lease could not be renewed while joining (%w): %w", jctx.Err(), err)
 	}
 	return err
-}
-
-// releaseJoin releases what a join canceled at its cut-off may have
-// handed the storage side: the join itself may not return for long (a
-// command stuck on a blocked path), and its drop releases only then.
-func (h *Heartbeat) releaseJoin(ctx context.Context) {
-	if r, ok := h.Member.(Releaser); ok {
-		h.release(ctx, r)
-	}
 }
 
 func (h *Heartbeat) previousLease() int64 {

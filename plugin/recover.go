@@ -37,7 +37,7 @@ type StorageJoiner interface {
 
 // KeyReleaser is an optional ability of a Fencer: taking this host's key
 // back from what would register it by itself on paths that come back
-// (multipathd: scsi3.(*Fencer).ReleaseKeys), once the host lost its lease.
+// (multipathd: scsi3.(*Fencer).ReleaseKeys), from the host's cut-off on.
 type KeyReleaser interface {
 	// ReleaseKeys reports whether every map is confirmed clear.
 	ReleaseKeys(ctx context.Context) bool

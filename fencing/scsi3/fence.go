@@ -495,9 +495,12 @@ func (f *Fencer) Join(ctx context.Context) error {
 		return fmt.Errorf("join: %w", err)
 	}
 	if paths, err := f.paths(ctx); err == nil {
+		f.mu.Lock()
+		gen := f.relGen
+		f.mu.Unlock()
 		f.handKeys(ctx, paths, f.log)
 		f.mu.Lock()
-		f.released = false
+		f.handedGen = gen // a release during the hand-over leaves it released
 		f.mu.Unlock()
 	}
 	if err := ctx.Err(); err != nil {

@@ -67,8 +67,9 @@ func (f *Fencer) handKeys(ctx context.Context, paths []path, log logrus.FieldLog
 // (`multipathd unsetprkey`: multipathd's prkeys entry only, no command to
 // the storage, so always safe). The heartbeat calls it at the host's
 // cut-off, before peers may fence it, and before a fenced host or a failed
-// join gives its lease up; Prepare at every join: multipathd registers a path it adds or reinstates with the key it
-// holds wherever the key is still listed; its read-keys-then-register
+// join gives its lease up; Prepare at every join: multipathd registers a
+// path it adds or reinstates with the key it holds wherever the key is
+// still listed; its read-keys-then-register
 // races a peer's preempt (multipath-tools before 0.13, upstream
 // 601d09a7), which could put a fenced host's key back on a new I_T nexus.
 // Without the key multipathd registers nothing. The next join hands it
@@ -91,7 +92,6 @@ func (f *Fencer) handKeys(ctx context.Context, paths []path, log logrus.FieldLog
 // again at its next tick when not).
 func (f *Fencer) ReleaseKeys(ctx context.Context) bool {
 	f.mu.Lock()
-	f.released = true
 	f.relGen++
 	f.mu.Unlock()
 	unlock := f.lockOps(ctx)
@@ -130,14 +130,14 @@ func (f *Fencer) hostMaps() []path {
 // maps the host has and however slowly multipathd answers.
 const unsetParallel = 16
 
-// unsetKeys takes this host's key back from multipathd for each of maps
-// where multipathd holds it (or cannot say: then it is unset anyway),
+// unsetKeys takes this host's key back from multipathd for each map of
+// mps where multipathd holds it (or cannot say: then it is unset anyway),
 // several maps at once; it reports whether every map is confirmed clear.
-func (f *Fencer) unsetKeys(ctx context.Context, maps []path) bool {
+func (f *Fencer) unsetKeys(ctx context.Context, mps []path) bool {
 	var wg sync.WaitGroup
 	var failed atomic.Bool
 	sem := make(chan struct{}, unsetParallel)
-	for _, p := range maps {
+	for _, p := range mps {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -182,29 +182,27 @@ func (f *Fencer) lockOps(ctx context.Context) (unlock func()) {
 // handKeysLive is handKeys outside the join: only while this host is
 // alive, and if a release came meanwhile (the cut-off passed during the
 // hand-over) or the host is past its cut-off once done, it takes the key
-// back from those maps again. It reports whether the key stayed handed.
-func (f *Fencer) handKeysLive(ctx context.Context, paths []path, log logrus.FieldLogger) bool {
+// back from those maps again.
+func (f *Fencer) handKeysLive(ctx context.Context, paths []path, log logrus.FieldLogger) {
 	f.mu.Lock()
 	gen := f.relGen
 	f.mu.Unlock()
 	if _, ok := f.alive(); !ok {
-		return false
+		return
 	}
 	f.handKeys(ctx, paths, log)
 	f.mu.Lock()
 	_, alive := f.alive()
 	moved := f.relGen != gen
 	if !moved && alive {
-		f.released = false // in the same step as the check: a release after it sets it again
+		f.handedGen = gen // in the same step as the check: a release after it counts
 	}
 	f.mu.Unlock()
 	if moved || !alive {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseBound)
 		defer cancel()
 		f.unsetKeys(uctx, paths)
-		return false
 	}
-	return true
 }
 
 // releaseBound bounds taking the key back after a hand-over that a release
@@ -217,7 +215,7 @@ const releaseBound = 2 * time.Second
 // then registered again.
 func (f *Fencer) handBack(ctx context.Context) {
 	f.mu.Lock()
-	released := f.released
+	released := f.relGen != f.handedGen
 	f.mu.Unlock()
 	if !released {
 		return

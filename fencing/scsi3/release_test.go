@@ -64,12 +64,27 @@ func (r *mpdRunner) held(m string) (string, bool) {
 	return k, ok
 }
 
+// useMPD makes r, over the scripted f and multipathd keys, fn's runner.
+func useMPD(fn *Fencer, f *execx.Fake, keys map[string]string) *mpdRunner {
+	r := &mpdRunner{fake: f, keys: keys}
+	fn.run = r
+	return r
+}
+
 // movableLive is a liveness whose cut-off a test moves.
 type movableLive struct{ at atomic.Int64 }
 
 func (l *movableLive) set(d time.Duration)          { l.at.Store(time.Now().Add(d).UnixNano()) }
 func (l *movableLive) Cutoff() (time.Time, bool)    { return time.Unix(0, l.at.Load()), true }
 func (l *movableLive) Proven(context.Context) error { return nil }
+
+// aliveFor gives fn a movable liveness, alive for an hour from now.
+func aliveFor(fn *Fencer) *movableLive {
+	l := &movableLive{}
+	l.set(time.Hour)
+	fn.live = l
+	return l
+}
 
 // addMap adds multipath map dm-N to a fake sysfs and a device node for it.
 func addMap(t *testing.T, sysfs, devDir, name string) string {
@@ -95,15 +110,13 @@ func mpCalls(calls ...any) []execx.Call {
 	return out
 }
 
-// F2-1. The release at the cut-off waits for opMu at most until its ctx
-// ends (the heartbeat gives it 2 s), then "goes on without it" with that
-// very ctx, which has ended: no unsetprkey is even started. opMu is held
-// past the cut-off by a withdrawal (unbounded, up to 10 s), a handBack or
-// anything else that overruns: exactly when the release matters.
+// The release at the cut-off still releases when an operation under way
+// (a withdrawal runs up to 10 s) holds opMu past the cut-off: it waits for
+// the lock for half its time only. (Its first version waited until its ctx
+// ended, then ran its commands with that ended ctx: none started.)
 func TestReleaseWithoutTheLockStillReleases(t *testing.T) {
 	pv, f, fn := multipathFencer(t)
-	r := &mpdRunner{fake: f, keys: map[string]string{"dm-0": hexKey(keyB) + ":aptpl"}}
-	fn.run = r
+	r := useMPD(fn, f, map[string]string{"dm-0": hexKey(keyB) + ":aptpl"})
 	f.Script = mpCalls(readKeys(pv, keyB), readRes(t, pv, held))
 	runAll(t, f, fn.Join(context.Background()))
 
@@ -117,18 +130,14 @@ func TestReleaseWithoutTheLockStillReleases(t *testing.T) {
 	}
 }
 
-// F2-2. handBack checks that the host is alive once, then runs multipathd
-// commands bounded by nothing: a setprkey that answers after the cut-off
-// (multipathd busy) lands after the release at the cut-off, which gave up
-// waiting for opMu. multipathd holds the key past the cut-off, and nothing
-// releases it before the rejoin's Prepare (after TTL + 1 s).
+// A check's hand-back whose setprkey answers after the cut-off (multipathd
+// busy) and after the release there does not leave multipathd the key.
+// (The first version checked that the host was alive once, before: the key
+// stayed until the rejoin's Prepare, after TTL + 1 s.)
 func TestHandBackNeverLandsAfterTheCutoffRelease(t *testing.T) {
 	pv, f, fn := multipathFencer(t)
-	r := &mpdRunner{fake: f, keys: map[string]string{}}
-	fn.run = r
-	live := &movableLive{}
-	live.set(time.Hour)
-	fn.live = live
+	r := useMPD(fn, f, map[string]string{})
+	live := aliveFor(fn)
 	f.Script = mpCalls(readKeys(pv, keyB), readRes(t, pv, held), execx.Call{Argv: []string{"sg_persist", "--in", "--report-capabilities", pv}, Stdout: string(fixture(t, "lab-report-capabilities.txt"))})
 	runAll(t, f, fn.Join(context.Background()))
 	fn.ReleaseKeys(context.Background()) // a first cut-off
@@ -162,17 +171,14 @@ func TestHandBackNeverLandsAfterTheCutoffRelease(t *testing.T) {
 	}
 }
 
-// F2-3. JoinPVs hands multipathd the key for the new maps outside opMu,
-// with no check of the cut-off: a release at the cut-off that comes
-// between its enforce and its handKeys is undone.
+// A release at the cut-off that comes during JoinPVs' hand-over of the new
+// maps is not undone by it. (The first version handed them over with no
+// check of the cut-off.)
 func TestJoinPVsHandsNothingAfterTheCutoffRelease(t *testing.T) {
 	pv, f, fn := multipathFencer(t)
 	newPV := addMap(t, fn.sysfs, filepath.Dir(pv), "dm-1")
-	r := &mpdRunner{fake: f, keys: map[string]string{}}
-	fn.run = r
-	live := &movableLive{}
-	live.set(time.Hour)
-	fn.live = live
+	r := useMPD(fn, f, map[string]string{})
+	live := aliveFor(fn)
 	var fired atomic.Bool
 	r.before = func(argv []string) {
 		// The cut-off passes at the hand-over's first multipathd command;
@@ -194,19 +200,16 @@ func TestJoinPVsHandsNothingAfterTheCutoffRelease(t *testing.T) {
 	}
 }
 
-// F2-4. A join that fails half way on a second map (mpathpersist's
-// REGISTER handed multipathd the key, then the reserve failed: apply
-// failed, so the map is not in f.joined) is followed by the rejoin's
-// Prepare release, which now takes only the maps in f.joined because one
-// is there: the half-joined map keeps multipathd's key while the lease is
-// revoked and peers may fence. Before the change, Prepare released every
-// PV's map.
+// After a join that failed half way on a second map (mpathpersist's
+// REGISTER handed multipathd the key, then the reserve failed, so the map
+// is not among those the join registered on), the rejoin's release takes
+// the key back from that map too. (The first version released only the
+// maps the process had joined.)
 func TestReleaseAfterAHalfJoinOnASecondMap(t *testing.T) {
 	pv, f, fn := multipathFencer(t)
 	pv1 := addMap(t, fn.sysfs, filepath.Dir(pv), "dm-1")
 	fn.devices = func(context.Context) ([]string, error) { return []string{pv, pv1}, nil }
-	r := &mpdRunner{fake: f, keys: map[string]string{}}
-	fn.run = r
+	r := useMPD(fn, f, map[string]string{})
 	f.Script = mpCalls(readKeys(pv, keyA, keyB), readRes(t, pv, held), readKeys(pv1), readRes(t, pv1, none),
 		register(t, pv1), reserve(pv1, &execx.ExecError{ExitCode: 1}))
 	err := fn.Join(context.Background())
@@ -236,8 +239,8 @@ func TestReleaseReachesThisHostsMapAmongMany(t *testing.T) {
 		keys[name] = "0x1234" // another application's map and key
 	}
 	keys["dm-9"] = hexKey(keyB) + ":aptpl" // this host's: a PV of the VG
-	r := &mpdRunner{fake: f, keys: keys, before: func([]string) { time.Sleep(20 * time.Millisecond) }}
-	fn.run = r
+	r := useMPD(fn, f, keys)
+	r.before = func([]string) { time.Sleep(20 * time.Millisecond) }
 	fn.opMu.Lock() // an operation under way overruns the cut-off
 	defer fn.opMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // heartbeat.releaseTimeout

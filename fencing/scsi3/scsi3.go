@@ -137,12 +137,12 @@ type Fencer struct {
 	// added since; its key missing from one in it means it was preempted
 	// there.
 	joined map[string]bool
-	// released: ReleaseKeys took the key from multipathd since the last
-	// join or check handed it back.
-	released bool
-	// relGen counts the releases: a hand-over outside the join that one
-	// overtook takes the key back (handKeysLive).
-	relGen uint64
+	// relGen counts the releases (ReleaseKeys); handedGen is relGen as it
+	// was when a hand-over (the join's, or a check's) last gave multipathd
+	// the key with no release in between. They differ while the key is
+	// released; a hand-over outside the join that a release overtook
+	// takes the key back (handKeysLive).
+	relGen, handedGen uint64
 	// mpConf is the multipath configuration mpathpersist reads here.
 	mpConf string
 }
